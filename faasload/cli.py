@@ -1,0 +1,54 @@
+"""Command-line plumbing shared by the daemons' ``__main__``: ``--config``, ``--set``, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from .config import ConfigError
+
+#: Exit codes of the daemons.
+EXIT_OK = 0
+EXIT_FAILURE = 1       # the run failed (a service unreachable, a store error, ...)
+EXIT_CONFIG = 2        # bad command line or configuration; nothing was started
+EXIT_INTERRUPTED = 130
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, default_path: Path) -> None:
+    parser.add_argument("-c", "--config", type=Path, default=default_path, metavar="FILE",
+                        help=f"YAML configuration file (default: {default_path})")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one key, e.g. --set logging:root:level=DEBUG (value parsed as YAML); repeatable")
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError("--set", item, "expected KEY=VALUE, e.g. injection:workers=32")
+        try:
+            overrides[key] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ConfigError("--set", key, f"value is not valid YAML: {exc}") from None
+    return overrides
+
+
+def run_main(body: Callable[[], int], program: str) -> int:
+    """Run a daemon's main body, mapping errors to an exit code and one line on stderr."""
+    try:
+        return body()
+    except ConfigError as exc:
+        print(f"{program}: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # the one place errors become an exit code  # noqa: BLE001
+        logging.getLogger(program).debug("fatal error", exc_info=True)
+        print(f"{program}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE

@@ -1,0 +1,65 @@
+"""Find or start a Docker daemon (for localwhisk's Docker backend, the demo and the tests).
+
+On these machines Docker works once ``docker.io`` is installed and ``dockerd`` is started
+with its own data root, the ``vfs`` storage driver and no bridge (ENVIRONMENT.md).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .procs import ServiceError, stop_pid, wait_until
+
+
+def ping(base_url: str, timeout_s: float = 2.0) -> bool:
+    """Whether a Docker API answers at ``base_url`` (``unix:///path``)."""
+    try:
+        import docker
+        client = docker.DockerClient(base_url=base_url, timeout=timeout_s)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:  # any failure means "not reachable"  # noqa: BLE001
+        return False
+
+
+def default_base_url() -> str:
+    return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+
+
+@dataclass
+class Dockerd:
+    """A daemon we started; ``base_url`` is what ``DOCKER_HOST`` should be."""
+
+    base_url: str
+    pid: int
+
+    def stop(self) -> None:
+        stop_pid(self.pid, timeout_s=20)
+
+
+def start(root: Path, *, timeout_s: float = 30.0) -> Dockerd:
+    """Start ``dockerd`` with its data, exec root and socket under ``root``."""
+    binary = shutil.which("dockerd")
+    if binary is None:
+        raise ServiceError("dockerd not installed (apt-get install docker.io)")
+    if os.geteuid() != 0:
+        raise ServiceError("starting dockerd needs root")
+    root.mkdir(parents=True, exist_ok=True)
+    sock = root / "docker.sock"
+    base_url = f"unix://{sock}"
+    log = root / "dockerd.log"
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [binary, "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
+             "--pidfile", str(root / "dockerd.pid"), "-H", base_url, "--storage-driver", "vfs",
+             "--iptables=false", "--ip6tables=false", "--bridge=none"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    wait_until(lambda: ping(base_url), timeout_s=timeout_s, what="dockerd", process=process,
+               log_path=str(log), poll_s=0.1)
+    return Dockerd(base_url, process.pid)

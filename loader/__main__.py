@@ -1,0 +1,41 @@
+"""``python -m loader``: inject a workload or generate a dataset (see docs/injector.md, docs/generator.md)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from faasload import cli, logsetup
+
+from . import config as loader_config
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m loader",
+        description="FaaSLoad loader: replays injection traces against OpenWhisk (injector mode) or runs every "
+                    "function on every input with random parameters (generator mode, generation:enabled), "
+                    "and stores every invocation's record and resource usage in PostgreSQL.")
+    cli.add_config_arguments(parser, loader_config.DEFAULT_PATH)
+    parser.add_argument("--validate", "--dry-run", dest="validate", action="store_true",
+                        help="check the configuration, traces, user keys and actions, report every problem, "
+                             "invoke nothing; exit 0 if all is well, 2 otherwise")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def body() -> int:
+        config = loader_config.load(args.config, cli.parse_overrides(args.overrides))
+        logsetup.apply(config.logging)
+        from . import app  # the daemon proper; nothing runs at import
+        if args.validate:
+            return app.validate(config, args.config)
+        return app.run(config, args.config)
+
+    return cli.run_main(body, "loader")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

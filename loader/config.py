@@ -1,0 +1,125 @@
+"""The loader's configuration (``config/loader.yml``), parsed once into typed objects.
+
+Every key, its default, unit and meaning is listed in ``docs/configuration.md``; a
+test keeps the document and this schema in agreement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from faasload.config import ConfigError, load_file, option, section
+
+DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config" / "loader.yml"
+
+
+@dataclass(frozen=True)
+class UserEventsConfig:
+    bootstrap_servers: list[str] = option(["127.0.0.1:9092"], doc="Kafka bootstrap servers (`host:port`) of OpenWhisk's user events")
+    topic: str = option("events", doc="topic of the user events (OpenWhisk's default is `events`)")
+    poll_timeout_s: float = option(0.2, unit="s", exclusive_minimum=0, doc="how long one consumer poll waits for records")
+
+
+@dataclass(frozen=True)
+class OpenWhiskConfig:
+    apihost: str = option("http://127.0.0.1:3233", doc="base URL of the OpenWhisk API host (scheme, host, port)")
+    tls_verify: bool = option(True, doc="verify the API host's TLS certificate (turn off for self-signed deployments)")
+    authkeys: Path = option("~/.config/faasload/authkeys", doc="directory of per-user key files: file `USER` holds `uuid:key`")
+    request_timeout_s: float = option(10.0, unit="s", exclusive_minimum=0, doc="timeout of one REST request")
+    invoke_retries: int = option(0, minimum=0, doc="retries of an invocation answered 429, 5xx or a connection error (0: record the failure, never retry)")
+    invoke_retry_backoff_s: float = option(1.0, unit="s", minimum=0, doc="wait before the first retry, doubled at each further retry")
+    user_events: UserEventsConfig = section(UserEventsConfig, doc="OpenWhisk user events (Kafka)")
+
+
+@dataclass(frozen=True)
+class InjectionConfig:
+    tracedir: Path = option("~/faasload/traces", doc="directory of injection traces, one file per user-action, named `USER-ACTION-...`")
+    workers: int = option(64, minimum=1, doc="size of the pool of threads that send the non-blocking invocations")
+    incont: str = option("faasload-inputs", doc="storage container of the input objects, passed to actions as `incont`")
+    outcont: str = option("faasload-outputs", doc="storage container of the outputs, passed to actions as `outcont`")
+    progress_interval_s: float = option(10.0, unit="s", exclusive_minimum=0, doc="interval of the progress line in the log")
+
+
+@dataclass(frozen=True)
+class CompletionConfig:
+    event_timeout_s: float = option(30.0, unit="s", exclusive_minimum=0, doc="time after sending without a user event before the activation record is polled")
+    poll_interval_s: float = option(2.0, unit="s", exclusive_minimum=0, doc="interval between polls of an activation record (404 means not yet)")
+    record_retry_s: float = option(0.05, unit="s", exclusive_minimum=0, doc="first backoff when a record is still 404 after its event, doubled up to `poll_interval_s`")
+    final_deadline_s: float = option(600.0, unit="s", exclusive_minimum=0, doc="time after sending after which an activation without a record ends with status `lost`")
+    workers: int = option(8, minimum=1, doc="threads that fetch activation records and monitor samples")
+
+
+@dataclass(frozen=True)
+class NbInputsConfig:
+    image: int = option(10, minimum=0, doc="number of image inputs (`1.jpg` ... `N.jpg`)")
+    audio: int = option(10, minimum=0, doc="number of audio inputs (`1.wav` ... `N.wav`)")
+    video: int = option(10, minimum=0, doc="number of video inputs (`1.avi` ... `N.avi`)")
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    enabled: bool = option(False, doc="run in generator mode (fake traces from the `functions` table) instead of injector mode")
+    statedir: Path = option("~/.local/state/faasload/generation", doc="directory of the `.genstate` checkpoints; the newest is resumed")
+    nbinputs: NbInputsConfig = section(NbInputsConfig, doc="inputs per input kind")
+    seed: int = option(0, minimum=0, doc="seed of the random parameter streams (one independent stream per function)")
+    interinvocationtime: float = option(60.0, unit="s", minimum=0, doc="time between two invocations of one function")
+
+
+@dataclass(frozen=True)
+class DatabaseSection:
+    dsn: str | None = option(None, doc="libpq connection string; overrides the keys below")
+    host: str | None = option(None, doc="server host or socket directory; with `dsn` and `host` both null, an embedded server is started")
+    port: int = option(5432, minimum=1, maximum=65535, doc="server port")
+    user: str = option("faasload", doc="database user")
+    password: str | None = option(None, doc="password (prefer `~/.pgpass`)")
+    database: str = option("faasload", doc="database name")
+    embedded_datadir: Path = option("~/.local/state/faasload/pgdata", doc="data directory of the embedded server")
+    batch_size: int = option(500, minimum=1, doc="rows per write transaction, at most")
+    flush_interval_s: float = option(0.5, unit="s", exclusive_minimum=0, doc="longest time a written row waits before its transaction")
+    retry_interval_s: float = option(1.0, unit="s", exclusive_minimum=0, doc="wait before retrying a failed write transaction (the batch is kept)")
+
+
+@dataclass(frozen=True)
+class MonitorClientConfig:
+    enabled: bool = option(True, doc="fetch each activation's samples from the monitor into `resources`")
+    measurement_socket: Path = option("/run/wdm/meas", doc="the monitor's measurement socket")
+    timeout_s: float = option(2.0, unit="s", exclusive_minimum=0, doc="timeout of one query to the monitor")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str | None = option(None, doc="name of the experiment in the `experiments` table (null: mode and start time)")
+    description: str = option("", doc="free text stored with the experiment")
+
+
+@dataclass(frozen=True)
+class LoaderConfig:
+    openwhisk: OpenWhiskConfig = section(OpenWhiskConfig, doc="the OpenWhisk deployment")
+    injection: InjectionConfig = section(InjectionConfig, doc="injector mode")
+    completion: CompletionConfig = section(CompletionConfig, doc="how activations are completed")
+    generation: GenerationConfig = section(GenerationConfig, doc="generator mode")
+    database: DatabaseSection = section(DatabaseSection, doc="PostgreSQL")
+    monitor: MonitorClientConfig = section(MonitorClientConfig, doc="the resource monitor")
+    experiment: ExperimentConfig = section(ExperimentConfig, doc="the experiment record")
+    statedir: Path = option("~/.local/state/faasload", doc="state directory (embedded database, logs of started services)")
+    logging: dict[str, Any] = option({}, doc="`logging.config.dictConfig` mapping merged over the default (INFO to stderr); `logging:root:level` switches verbosity")
+
+
+def load(path: str | Path = DEFAULT_PATH, overrides: dict[str, Any] | None = None) -> LoaderConfig:
+    """Load and validate ``config/loader.yml`` (or ``path``)."""
+    return load_file(LoaderConfig, path, overrides=overrides)
+
+
+def check_directories(config: LoaderConfig, source: str | Path, *, mode: str) -> None:
+    """Check, before anything runs, the directories ``mode`` (``injection``/``generation``) needs."""
+    needed = [("openwhisk:authkeys", config.openwhisk.authkeys)]
+    if mode == "injection":
+        needed.append(("injection:tracedir", config.injection.tracedir))
+    for key, path in needed:
+        if not path.is_dir():
+            raise ConfigError(str(source), key, f"directory does not exist: {path}")
+
+
+__all__ = ["LoaderConfig", "ConfigError", "load", "check_directories", "DEFAULT_PATH"]

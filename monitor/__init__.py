@@ -1,0 +1,1 @@
+"""FaaSLoad's monitor: samples the cgroups of function containers and answers the loader's queries."""

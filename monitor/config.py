@@ -1,0 +1,43 @@
+"""The monitor's configuration (``config/monitor.yml``), parsed once into typed objects.
+
+Every key, its default, unit and meaning is listed in ``docs/configuration.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from faasload.config import load_file, option, section
+
+DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config" / "monitor.yml"
+
+
+@dataclass(frozen=True)
+class SocketsConfig:
+    notification: Path = option("/run/wdm/notif", doc="UNIX socket receiving container and activation notices")
+    measurement: Path = option("/run/wdm/meas", doc="UNIX socket answering measurement queries")
+    mode: int = option(0o660, minimum=0, maximum=0o777, doc="permission bits of both sockets (octal in YAML: `0660`)")
+    max_message_bytes: int = option(65536, minimum=64, doc="longest accepted message; longer ones are logged and dropped")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    resolution_s: float = option(0.01, unit="s", exclusive_minimum=0, doc="period between two samples of a container")
+    maxage_s: float = option(600.0, unit="s", exclusive_minimum=0, doc="age after which samples of a live container are dropped (bounds the per-container buffer)")
+    retention_s: float = option(300.0, unit="s", minimum=0, doc="how long a removed container's samples stay queryable after `rm`")
+    cgroup_root: Path = option("/sys/fs/cgroup", doc="mount point of the cgroup hierarchy (v1 controllers or v2 unified)")
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    enabled: bool = option(True, doc="run the monitor (false: `python -m monitor` exits at once, for units that are always installed)")
+    sockets: SocketsConfig = section(SocketsConfig, doc="the two UNIX sockets")
+    sampling: SamplingConfig = section(SamplingConfig, doc="cgroup sampling")
+    logging: dict[str, Any] = option({}, doc="`logging.config.dictConfig` mapping merged over the default (INFO to stderr); `logging:root:level` switches verbosity")
+
+
+def load(path: str | Path = DEFAULT_PATH, overrides: dict[str, Any] | None = None) -> MonitorConfig:
+    """Load and validate ``config/monitor.yml`` (or ``path``)."""
+    return load_file(MonitorConfig, path, overrides=overrides)

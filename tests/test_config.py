@@ -1,0 +1,112 @@
+"""Configuration: typed parsing, errors naming the file and key, docs in sync with the code."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from faasload import logsetup, render_config
+from faasload.config import ConfigError, defaults
+from loader import config as loader_config
+from monitor import config as monitor_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _write(tmp_path, text, name="loader.yml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_shipped_files_load_with_defaults():
+    cfg = loader_config.load()
+    assert cfg == defaults(loader_config.LoaderConfig)
+    assert cfg.generation.nbinputs.image == 10 and cfg.openwhisk.tls_verify is True
+    assert monitor_config.load() == defaults(monitor_config.MonitorConfig)
+
+
+def test_empty_file_gives_defaults(tmp_path):
+    assert loader_config.load(_write(tmp_path, "")) == defaults(loader_config.LoaderConfig)
+
+
+def test_docs_and_config_files_agree_with_schema():
+    assert render_config.main(["--check"]) == 0, "run: python -m faasload.render_config"
+
+
+def test_misspelled_key_names_file_and_key(tmp_path):
+    path = _write(tmp_path, "injection:\n  wrokers: 3\n")
+    with pytest.raises(ConfigError) as err:
+        loader_config.load(path)
+    assert str(err.value).startswith(f"{path}: injection:wrokers: unknown key")
+
+
+@pytest.mark.parametrize("text, key, message", [
+    ("injection:\n  workers: ten\n", "injection:workers", "expected an integer, got 'ten'"),
+    ("openwhisk:\n  tls_verify: 'yes'\n", "openwhisk:tls_verify", "expected true or false"),
+    ("generation:\n  interinvocationtime: -1\n", "generation:interinvocationtime", "must be >= 0"),
+    ("completion:\n  poll_interval_s: 0\n", "completion:poll_interval_s", "must be > 0"),
+    ("openwhisk:\n  user_events:\n    bootstrap_servers: kafka:9092\n",
+     "openwhisk:user_events:bootstrap_servers", "expected a list"),
+    ("database:\n  port: 70000\n", "database:port", "must be <= 65535"),
+    ("generation: 3\n", "generation", "expected a mapping"),
+])
+def test_bad_values_are_reported_with_key_path(tmp_path, text, key, message):
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        loader_config.load(path)
+    assert str(err.value).startswith(f"{path}: {key}: ")
+    assert message in str(err.value)
+
+
+def test_invalid_yaml_names_line(tmp_path):
+    path = _write(tmp_path, "injection:\n  workers: [1\n")
+    with pytest.raises(ConfigError, match=r"invalid YAML at line \d+"):
+        loader_config.load(path)
+
+
+def test_paths_expand_home_and_variables(tmp_path, monkeypatch):
+    monkeypatch.setenv("FL_TRACES", str(tmp_path))
+    cfg = loader_config.load(_write(tmp_path, "injection:\n  tracedir: $FL_TRACES/t\nopenwhisk:\n  authkeys: ~/keys\n"))
+    assert cfg.injection.tracedir == tmp_path / "t"
+    assert cfg.openwhisk.authkeys == Path(os.path.expanduser("~/keys"))
+
+
+def test_missing_authkeys_directory_is_reported(tmp_path):
+    path = _write(tmp_path, f"openwhisk:\n  authkeys: {tmp_path}/nokeys\ninjection:\n  tracedir: {tmp_path}\n")
+    cfg = loader_config.load(path)
+    with pytest.raises(ConfigError, match=rf"{path}: openwhisk:authkeys: directory does not exist: {tmp_path}/nokeys"):
+        loader_config.check_directories(cfg, path, mode="injection")
+
+
+def test_overrides_are_validated(tmp_path):
+    cfg = loader_config.load(_write(tmp_path, ""), overrides={"injection:workers": 5})
+    assert cfg.injection.workers == 5
+    with pytest.raises(ConfigError, match="injection:workers: expected an integer"):
+        loader_config.load(_write(tmp_path, ""), overrides={"injection:workers": "x"})
+
+
+def test_logging_section_only_switches_level():
+    merged = logsetup.merged({"root": {"level": "DEBUG"}})
+    assert merged["root"] == {"level": "DEBUG", "handlers": ["stderr"]}
+    assert merged["handlers"]["stderr"]["stream"] == "ext://sys.stderr"
+
+
+@pytest.mark.parametrize("module, config_name", [("loader", "loader.yml"), ("monitor", "monitor.yml")])
+def test_daemon_rejects_misspelled_key_with_one_line(tmp_path, module, config_name):
+    path = _write(tmp_path, "bogus_key: 1\n", config_name)
+    result = subprocess.run([sys.executable, "-m", module, "--config", str(path), "--validate"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{path}: bogus_key: unknown key" in lines[0]
+
+
+@pytest.mark.parametrize("module", ["loader", "monitor"])
+def test_daemon_help_describes_options(module):
+    result = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0
+    assert "--config" in result.stdout and "--set" in result.stdout

@@ -1,0 +1,128 @@
+"""The dataset store against a real PostgreSQL: schema, idempotent batches, the writer thread."""
+
+import threading
+
+import psycopg2
+import pytest
+
+from loader import DatabaseConfiguration
+from loader import schema, store
+from loader.database import DatabaseError
+from loader.records import ResourceSample, RunKey, RunParameters, RunResources, RunStatus, RunUpdate
+
+
+def _count(conn, table):
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT count(*) FROM {table}")
+        return cur.fetchone()[0]
+
+
+def _batch(experiment_id, n=3):
+    items = []
+    for seq in range(n):
+        key = RunKey(experiment_id, "alice-resize-256", seq)
+        items.append(RunUpdate(key, "alice", "resize", planned_offset_us=seq * 1000, status=RunStatus.SENT,
+                               sent_offset_us=seq * 1000 + 50, lateness_us=50, activation_id=f"{seq:032x}"))
+        items.append(RunParameters(key, (("object", f"{seq}.jpg"), ("width", "256"))))
+        items.append(RunResources(key, (ResourceSample(1_700_000_000_000_000 + seq, 1024, 0),
+                                        ResourceSample(1_700_000_000_010_000 + seq, 2048, 5_000_000))))
+    return items
+
+
+def test_migrations_are_idempotent(database):
+    conn = store.open_store(database)
+    assert schema.current_version(conn) == schema.MIGRATIONS[-1][0]
+    assert schema.migrate(conn) == []
+    with conn.cursor() as cur:
+        cur.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'runs'")
+        assert "runs_activation_id" in {r[0] for r in cur.fetchall()}
+
+
+def test_same_batch_twice_leaves_one_copy_of_each_row(database):
+    conn = store.open_store(database)
+    experiment_id = store.ensure_experiment(conn, name="e1", mode="injection")
+    batch = _batch(experiment_id)
+    store.write_batch(conn, batch)
+    store.write_batch(conn, batch)
+    assert (_count(conn, "runs"), _count(conn, "parameters"), _count(conn, "resources")) == (3, 6, 6)
+
+
+def test_terminal_status_is_never_overwritten_and_fields_merge(database):
+    conn = store.open_store(database)
+    experiment_id = store.ensure_experiment(conn, name="e1", mode="injection")
+    key = RunKey(experiment_id, "t", 0)
+    done = RunUpdate(key, "u", "a", 0, RunStatus.SUCCESS, duration_ms=12, cold_start=True)
+    late_sent = RunUpdate(key, "u", "a", 0, RunStatus.SENT, activation_id="a" * 32)
+    store.write_batch(conn, [done])
+    store.write_batch(conn, [late_sent])
+    store.write_batch(conn, [RunUpdate(key, "u", "a", 0, RunStatus.SENT, lateness_us=7), done])
+    with conn.cursor() as cur:
+        cur.execute("SELECT status, duration_ms, cold_start, activation_id, lateness_us FROM runs")
+        assert cur.fetchall() == [("success", 12, True, "a" * 32, 7)]
+
+
+def test_children_of_unknown_runs_are_an_error_not_silence(database):
+    conn = store.open_store(database)
+    experiment_id = store.ensure_experiment(conn, name="e1", mode="injection")
+    with pytest.raises(store.StoreError, match="never written"):
+        store.write_batch(conn, [RunParameters(RunKey(experiment_id, "t", 9), (("a", "1"),))])
+
+
+def test_experiments_live_side_by_side(database):
+    conn = store.open_store(database)
+    first = store.ensure_experiment(conn, name="e1", mode="injection")
+    second = store.ensure_experiment(conn, name="e2", mode="injection")
+    store.write_batch(conn, _batch(first) + _batch(second))
+    assert first != second and _count(conn, "runs") == 6
+    assert store.ensure_experiment(conn, name="e1", mode="injection") == first
+    with pytest.raises(store.StoreError, match="mode"):
+        store.ensure_experiment(conn, name="e1", mode="generation")
+
+
+def test_writer_batches_and_flushes(database):
+    conn = store.open_store(database)
+    experiment_id = store.ensure_experiment(conn, name="e1", mode="injection")
+    writer = store.StoreWriter(database, batch_size=4, flush_interval_s=0.05).start()
+    for item in _batch(experiment_id, n=10):
+        writer.write(item)
+    writer.close()
+    assert _count(conn, "runs") == 10 and _count(conn, "resources") == 20
+    assert writer.stats.batches_written >= 30 / 4
+
+
+def test_writer_retries_through_a_database_outage(database, pg_cluster):
+    conn = store.open_store(database)
+    experiment_id = store.ensure_experiment(conn, name="e1", mode="injection")
+    conn.close()
+    writer = store.StoreWriter(database, flush_interval_s=0.01, retry_interval_s=0.2).start()
+    pg_cluster.stop(mode="fast")  # a restart, as an operator would do it
+    try:
+        for item in _batch(experiment_id, n=5):
+            writer.write(item)
+        assert not writer.flush(timeout_s=1.0)
+        assert writer.stats.batches_retried >= 1
+    finally:
+        pg_cluster.start(durable=False)
+    writer.close(timeout_s=30)
+    conn = database.connect()
+    assert _count(conn, "runs") == 5 and _count(conn, "parameters") == 10
+
+
+def test_fatal_errors_surface(database):
+    store.open_store(database)
+    writer = store.StoreWriter(database, flush_interval_s=0.01).start()
+    writer.write(RunParameters(RunKey(424242, "t", 0), (("a", "1"),)))
+    with pytest.raises(store.StoreError):
+        writer.close(timeout_s=10)
+
+
+def test_unreachable_database_names_the_server():
+    config = DatabaseConfiguration(user="x", host="127.0.0.1", port=1, database="nope")
+    with pytest.raises(DatabaseError, match=r"cannot connect to PostgreSQL \(x@127.0.0.1:1/nope\)"):
+        config.connect(timeout_s=1)
+
+
+def test_database_configuration_as_in_original_readme():
+    cfg = DatabaseConfiguration(user="faasload", password="secret", database="faasload")
+    assert cfg.connect_kwargs() == {"user": "faasload", "dbname": "faasload", "port": 5432, "password": "secret"}
+    assert "secret" not in DatabaseConfiguration(dsn="host=h password=secret dbname=d").describe()
