@@ -1,0 +1,192 @@
+"""Reading a cgroup's memory and CPU: one reader per cgroup version, chosen once.
+
+Readers take the mount point of the hierarchy (``/sys/fs/cgroup``, or a fixture tree in tests).
+A container's cgroup is a :class:`CgroupDirs` (one directory per v1 controller, the same
+directory twice on v2); :meth:`open` keeps the files open and every :meth:`CgroupHandle.read`
+re-reads them with ``os.pread`` (0.3 µs instead of 5.5 µs for open/read/close).
+
+What is read (all in bytes or ns; ``None`` = the read failed, never 0):
+
+==============  =========================================  ===================================
+field           cgroup v1                                  cgroup v2
+==============  =========================================  ===================================
+memory_bytes    ``memory.usage_in_bytes``                  ``memory.current``
+rss_mapped      ``memory.stat`` total_rss+total_mapped_file ``memory.stat`` anon+file_mapped
+cpu_ns          ``cpuacct.usage``                          ``cpu.stat`` usage_usec × 1000
+==============  =========================================  ===================================
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+#: Large enough for memory.stat of any kernel so far (about 1.5 KiB).
+_STAT_BUFFER_BYTES = 16384
+
+
+class CgroupError(RuntimeError):
+    """The cgroup hierarchy is missing or has no memory/CPU accounting."""
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupDirs:
+    """Where a container's cgroup lives: the memory and CPU-accounting directories."""
+
+    memory: Path
+    cpu: Path
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    memory_bytes: int | None
+    rss_mapped_bytes: int | None
+    cpu_ns: int | None
+
+
+def detect_version(root: Path) -> int:
+    """1 when memory is a v1 controller under ``root``, 2 for a v2 hierarchy with memory."""
+    root = Path(root)
+    if (root / "memory" / "memory.usage_in_bytes").exists():
+        return 1
+    controllers = root / "cgroup.controllers"
+    if controllers.exists():
+        if "memory" not in controllers.read_text().split():
+            raise CgroupError(f"{root} is a cgroup v2 hierarchy without the memory controller")
+        return 2
+    raise CgroupError(f"{root} holds neither a cgroup v1 memory controller nor a cgroup v2 hierarchy")
+
+
+def make_reader(root: Path, version: int | None = None) -> "CgroupV1Reader | CgroupV2Reader":
+    version = detect_version(root) if version is None else version
+    return CgroupV1Reader(root) if version == 1 else CgroupV2Reader(root)
+
+
+def _pread_int(fd: int | None) -> int | None:
+    if fd is None:
+        return None
+    try:
+        return int(os.pread(fd, 64, 0))
+    except (OSError, ValueError):
+        return None
+
+
+def _stat_fields(fd: int | None, keys: tuple[bytes, ...]) -> list[int | None]:
+    """Values of ``keys`` in a flat-keyed file ("key value" lines); None for a missing key."""
+    if fd is None:
+        return [None] * len(keys)
+    try:
+        text = b"\n" + os.pread(fd, _STAT_BUFFER_BYTES, 0)
+    except OSError:
+        return [None] * len(keys)
+    values: list[int | None] = []
+    for key in keys:
+        at = text.find(b"\n" + key + b" ")
+        if at < 0:
+            values.append(None)
+            continue
+        start = at + len(key) + 2
+        end = text.find(b"\n", start)
+        try:
+            values.append(int(text[start:end if end >= 0 else None]))
+        except ValueError:
+            values.append(None)
+    return values
+
+
+def _open(path: Path) -> int | None:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        log.warning("cannot open %s: %s (its values will be null)", path, exc.strerror)
+        return None
+
+
+class CgroupHandle:
+    """The open accounting files of one cgroup; ``read()`` is cheap and never raises."""
+
+    __slots__ = ("dirs", "_usage_fd", "_stat_fd", "_cpu_fd", "_stat_keys", "_cpu_key", "closed")
+
+    def __init__(self, dirs: CgroupDirs, usage: Path, stat: Path, cpu: Path,
+                 stat_keys: tuple[bytes, bytes], cpu_key: bytes | None):
+        self.dirs = dirs
+        self._usage_fd = _open(usage)
+        self._stat_fd = _open(stat)
+        self._cpu_fd = _open(cpu)
+        self._stat_keys = stat_keys
+        self._cpu_key = cpu_key
+        self.closed = False
+
+    def read(self) -> Reading:
+        memory = _pread_int(self._usage_fd)
+        first, second = _stat_fields(self._stat_fd, self._stat_keys)
+        rss_mapped = None if first is None or second is None else first + second
+        if self._cpu_key is None:
+            cpu = _pread_int(self._cpu_fd)
+        else:
+            (usage_us,) = _stat_fields(self._cpu_fd, (self._cpu_key,))
+            cpu = None if usage_us is None else usage_us * 1000
+        return Reading(memory, rss_mapped, cpu)
+
+    @property
+    def complete(self) -> bool:
+        """Whether every accounting file could be opened."""
+        return None not in (self._usage_fd, self._stat_fd, self._cpu_fd)
+
+    def close(self) -> None:
+        for fd in (self._usage_fd, self._stat_fd, self._cpu_fd):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._usage_fd = self._stat_fd = self._cpu_fd = None
+        self.closed = True
+
+
+class CgroupV1Reader:
+    """cgroup v1: ``<root>/memory/<path>`` and ``<root>/cpuacct/<path>``."""
+
+    version = 1
+    controllers = ("memory", "cpuacct")
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def dirs(self, paths: dict[str, str]) -> CgroupDirs:
+        """Directories from cgroup paths (as /proc/PID/cgroup shows them), per controller;
+        the key ``""`` is the path shared by every controller."""
+        memory = paths.get("memory", paths.get(""))
+        cpu = paths.get("cpuacct", paths.get("cpu", paths.get("")))
+        if memory is None or cpu is None:
+            raise CgroupError(f"cgroup paths {paths} name neither 'memory' and 'cpuacct' nor one shared path")
+        return CgroupDirs(self.root / "memory" / memory.lstrip("/"), self.root / "cpuacct" / cpu.lstrip("/"))
+
+    def open(self, dirs: CgroupDirs) -> CgroupHandle:
+        return CgroupHandle(dirs, dirs.memory / "memory.usage_in_bytes", dirs.memory / "memory.stat",
+                            dirs.cpu / "cpuacct.usage", (b"total_rss", b"total_mapped_file"), None)
+
+
+class CgroupV2Reader:
+    """cgroup v2: one directory ``<root>/<path>`` holding memory.* and cpu.stat."""
+
+    version = 2
+    controllers = ("",)
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def dirs(self, paths: dict[str, str]) -> CgroupDirs:
+        path = paths.get("")
+        if path is None:
+            raise CgroupError(f"cgroup paths {paths} have no unified (v2) path")
+        directory = self.root / path.lstrip("/")
+        return CgroupDirs(directory, directory)
+
+    def open(self, dirs: CgroupDirs) -> CgroupHandle:
+        return CgroupHandle(dirs, dirs.memory / "memory.current", dirs.memory / "memory.stat",
+                            dirs.cpu / "cpu.stat", (b"anon", b"file_mapped"), b"usage_usec")
