@@ -1,0 +1,264 @@
+"""The containers the monitor knows, their states and samples, and activation bindings.
+
+Notices (from the socket, and later from Docker events) go through :meth:`Registry.apply`,
+dispatched by a table of named handlers.  The sampler reads :attr:`Registry.running`, a tuple
+rebuilt on every state change, so it never takes the registry lock.  Queries copy samples out.
+
+Retention: a removed container's samples stay queryable ``retention_s`` after ``rm``; a live
+container's samples older than ``maxage_s`` are dropped; activation bindings go with their
+container, or after ``maxage_s`` + ``retention_s``.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from faasload.clock import Clock
+
+from .buffer import SampleBuffer
+from .cgroups import CgroupDirs, CgroupError, CgroupHandle
+from .discovery import Discovery
+from .protocol import (ActivationAnswer, ActivationNotice, Boundary, ContainerNotice, ErrorCode,
+                       Lifecycle, ProtocolError, Sample)
+
+log = logging.getLogger(__name__)
+
+#: An unresolved running container is retried this often, for at most RESOLVE_GIVE_UP_S.
+RESOLVE_RETRY_S = 0.5
+RESOLVE_GIVE_UP_S = 30.0
+
+
+class State(str, enum.Enum):
+    RUNNING = "running"
+    PAUSED = "paused"
+    REMOVED = "removed"
+
+
+@dataclass(slots=True, eq=False)
+class Container:
+    id: str
+    state: State
+    buffer: SampleBuffer
+    hint: tuple[tuple[str, str], ...] | None = None
+    dirs: CgroupDirs | None = None
+    handle: CgroupHandle | None = None
+    resolving_since_s: float = 0.0
+    removed_at_s: float | None = None
+    #: [start, end] epoch seconds of each running stretch (end None while running).
+    intervals: list[list] = field(default_factory=list)
+    failed_reads: int = 0
+    resolve_error: str | None = None
+
+
+@dataclass(slots=True)
+class Binding:
+    activation: str
+    containers: set[str]
+    start_s: float | None = None
+    end_s: float | None = None
+    bound_at_s: float = 0.0
+
+
+class Registry:
+    def __init__(self, reader, discovery: Discovery, clock: Clock, *, resolution_s: float,
+                 maxage_s: float, retention_s: float):
+        self.reader = reader
+        self.discovery = discovery
+        self.clock = clock
+        self.resolution_s = resolution_s
+        self.maxage_s = maxage_s
+        self.retention_s = retention_s
+        self.max_samples = int(maxage_s / resolution_s * 1.25) + 1
+        self.containers: dict[str, Container] = {}
+        self.bindings: dict[str, Binding] = {}
+        self.running: tuple[Container, ...] = ()
+        self._lock = threading.RLock()
+
+    # ------------------------------------------------------------------ notices
+
+    def apply(self, notice: ContainerNotice | ActivationNotice) -> None:
+        if isinstance(notice, ActivationNotice):
+            _BOUNDARY_HANDLERS[notice.boundary](self, notice)
+        else:
+            _LIFECYCLE_HANDLERS[notice.action](self, notice)
+
+    def _entry(self, container: str, state: State) -> Container:
+        entry = self.containers.get(container)
+        if entry is None:
+            entry = Container(container, state, SampleBuffer(self.maxage_s, self.max_samples),
+                              resolving_since_s=self.clock.epoch_s())
+            self.containers[container] = entry
+        return entry
+
+    def _set_state(self, entry: Container, state: State) -> None:
+        now = self.clock.epoch_s()
+        if state is State.RUNNING:
+            if not entry.intervals or entry.intervals[-1][1] is not None:
+                entry.intervals.append([now, None])
+        elif entry.intervals and entry.intervals[-1][1] is None:
+            entry.intervals[-1][1] = now
+        entry.state = state
+        if state is State.REMOVED:
+            entry.removed_at_s = now
+            if entry.handle is not None:
+                entry.handle.close()
+                entry.handle = None
+        else:
+            entry.removed_at_s = None
+        self.running = tuple(c for c in self.containers.values()
+                             if c.state is State.RUNNING and c.handle is not None)
+
+    def _resolve(self, entry: Container) -> None:
+        if entry.handle is not None:
+            return
+        try:
+            entry.dirs = self.discovery.resolve(entry.id, entry.hint)
+        except (CgroupError, OSError) as exc:
+            if entry.resolve_error != str(exc):
+                log.warning("container %s: %s; retrying for %.0f s", entry.id, exc, RESOLVE_GIVE_UP_S)
+            entry.resolve_error = str(exc)
+            return
+        entry.handle = self.reader.open(entry.dirs)
+        entry.resolve_error = None
+        log.info("container %s: sampling %s", entry.id,
+                 entry.dirs.memory if entry.dirs.memory == entry.dirs.cpu else f"{entry.dirs.memory} and {entry.dirs.cpu}")
+
+    def on_run(self, notice: ContainerNotice) -> None:
+        with self._lock:
+            entry = self._entry(notice.container, State.RUNNING)
+            if entry.state is State.RUNNING and entry.handle is not None:
+                return  # announced twice: one container
+            if entry.state is State.REMOVED or (notice.cgroup is not None and notice.cgroup != entry.hint):
+                if entry.handle is not None:
+                    entry.handle.close()
+                entry.handle, entry.dirs = None, None
+            if notice.cgroup is not None:
+                entry.hint = notice.cgroup
+            if entry.handle is None:
+                entry.resolving_since_s = self.clock.epoch_s()
+            entry.failed_reads = 0
+            self._resolve(entry)
+            self._set_state(entry, State.RUNNING)
+
+    def on_pause(self, notice: ContainerNotice) -> None:
+        with self._lock:
+            entry = self._entry(notice.container, State.PAUSED)
+            self._set_state(entry, State.PAUSED)
+
+    def on_resume(self, notice: ContainerNotice) -> None:
+        self.on_run(notice)
+
+    def on_rm(self, notice: ContainerNotice) -> None:
+        with self._lock:
+            entry = self.containers.get(notice.container)
+            if entry is None:
+                log.info("rm of unknown container %s ignored", notice.container)
+                return
+            self._set_state(entry, State.REMOVED)
+
+    def on_activation_start(self, notice: ActivationNotice) -> None:
+        with self._lock:
+            binding = self._binding(notice)
+            binding.start_s = notice.date_s
+
+    def on_activation_end(self, notice: ActivationNotice) -> None:
+        with self._lock:
+            binding = self._binding(notice)
+            binding.end_s = notice.date_s
+
+    def _binding(self, notice: ActivationNotice) -> Binding:
+        binding = self.bindings.get(notice.activation)
+        if binding is None:
+            binding = Binding(notice.activation, set(), bound_at_s=self.clock.epoch_s())
+            self.bindings[notice.activation] = binding
+        if binding.containers and notice.container not in binding.containers:
+            log.warning("activation %s announced in containers %s and %s: its answer will be 'ambiguous'",
+                        notice.activation, sorted(binding.containers), notice.container)
+        binding.containers.add(notice.container)
+        return binding
+
+    def vanished(self, entry: Container, reason: str) -> None:
+        """The sampler found the cgroup gone without an ``rm``."""
+        with self._lock:
+            if entry.state is State.RUNNING:
+                log.warning("container %s: %s; treated as removed", entry.id, reason)
+                self._set_state(entry, State.REMOVED)
+
+    # ------------------------------------------------------------------ queries
+
+    def window(self, container: str, start_s: float, end_s: float) -> tuple[Sample, ...]:
+        entry = self.containers.get(container)
+        if entry is None:
+            raise ProtocolError(f"unknown container {container!r}", ErrorCode.UNKNOWN_CONTAINER)
+        return entry.buffer.window(start_s, end_s)
+
+    def activation_binding(self, activation: str) -> Binding:
+        with self._lock:
+            binding = self.bindings.get(activation)
+            if binding is None:
+                raise ProtocolError(f"unknown activation {activation}", ErrorCode.UNKNOWN_ACTIVATION)
+            return Binding(binding.activation, set(binding.containers), binding.start_s, binding.end_s)
+
+    def activation(self, activation: str) -> ActivationAnswer:
+        """The samples of the container an activation ran in, from the last sample at or before
+        its start to the first sample at or after its end (see docs/monitor.md)."""
+        binding = self.activation_binding(activation)
+        if len(binding.containers) > 1:
+            raise ProtocolError(f"activation {activation} was announced in several containers: "
+                                f"{', '.join(sorted(binding.containers))}", ErrorCode.AMBIGUOUS)
+        (container,) = binding.containers
+        entry = self.containers.get(container)
+        if entry is None:
+            raise ProtocolError(f"activation {activation} ran in container {container!r}, which the "
+                                "monitor never saw run", ErrorCode.UNKNOWN_CONTAINER)
+        start_s = binding.start_s if binding.start_s is not None else binding.end_s
+        end_s = binding.end_s if binding.end_s is not None else self.clock.epoch_s()
+        samples = entry.buffer.window(start_s, end_s, bracket=True)
+        return ActivationAnswer(activation, container, binding.start_s, binding.end_s, samples)
+
+    # ------------------------------------------------------------------ housekeeping
+
+    def housekeeping(self) -> None:
+        """Expire removed containers and old bindings, evict old samples, retry discovery."""
+        now = self.clock.epoch_s()
+        with self._lock:
+            for entry in list(self.containers.values()):
+                if entry.state is State.REMOVED and now - entry.removed_at_s > self.retention_s:
+                    del self.containers[entry.id]
+                    continue
+                entry.buffer.evict(now)
+                if entry.state is State.RUNNING and entry.handle is None:
+                    if now - entry.resolving_since_s > RESOLVE_GIVE_UP_S:
+                        log.warning("container %s: giving up, no cgroup (%s)", entry.id, entry.resolve_error)
+                        self._set_state(entry, State.REMOVED)
+                    else:
+                        self._resolve(entry)
+                        self._set_state(entry, State.RUNNING)
+            horizon = now - self.maxage_s - self.retention_s
+            for activation, binding in list(self.bindings.items()):
+                gone = all(c not in self.containers for c in binding.containers)
+                if binding.bound_at_s < horizon or (gone and binding.bound_at_s < now - self.retention_s):
+                    del self.bindings[activation]
+
+    def close(self) -> None:
+        with self._lock:
+            for entry in self.containers.values():
+                if entry.handle is not None:
+                    entry.handle.close()
+                    entry.handle = None
+            self.running = ()
+
+
+_LIFECYCLE_HANDLERS = {
+    Lifecycle.RUN: Registry.on_run,
+    Lifecycle.PAUSE: Registry.on_pause,
+    Lifecycle.RESUME: Registry.on_resume,
+    Lifecycle.RM: Registry.on_rm,
+}
+_BOUNDARY_HANDLERS = {
+    Boundary.START: Registry.on_activation_start,
+    Boundary.END: Registry.on_activation_end,
+}

@@ -1,0 +1,200 @@
+"""monitor/sampler.py, monitor/registry.py, monitor/buffer.py driven by tick() and a FakeClock."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from faasload.clock import FakeClock
+from monitor.buffer import CHUNK_SAMPLES, SampleBuffer
+from monitor.cgroups import CgroupV2Reader, Reading
+from monitor.discovery import Discovery
+from monitor.protocol import (ActivationNotice, Boundary, ContainerNotice, ErrorCode, Lifecycle, ProtocolError,
+                              Sample)
+from monitor.registry import Registry, State
+from monitor.sampler import VANISHED_AFTER_FAILED_READS, Sampler
+
+V2 = Path(__file__).parent / "fixtures_data" / "cgroup_v2"
+DOCKER = "4f1c3a9e0b7d2c8e5a6f1b3d9c0e7a2b4d6f8a1c3e5b7d9f0a2c4e6b8d0f1a3c"
+ACT = "0123456789abcdef0123456789abcdef"
+RES_S = 0.01
+
+
+@pytest.fixture
+def tree(tmp_path):
+    root = tmp_path / "cg"
+    shutil.copytree(V2, root)
+    return root
+
+
+def build(tree, *, maxage_s=600.0, retention_s=300.0):
+    clock = FakeClock(start_s=100.0, epoch_offset_s=1_700_000_000.0)
+    reader = CgroupV2Reader(tree)
+    registry = Registry(reader, Discovery(reader), clock, resolution_s=RES_S, maxage_s=maxage_s,
+                        retention_s=retention_s)
+    return clock, registry, Sampler(registry, clock, RES_S)
+
+
+def run_ticks(clock, sampler, count, on_tick=None):
+    for i in range(count):
+        due = sampler.tick()
+        if on_tick:
+            on_tick(i)
+        clock.sleep_until(due)
+
+
+def set_values(tree, container, memory_bytes, usage_usec):
+    directory = tree / "docker" / container
+    (directory / "memory.current").write_text(f"{memory_bytes}\n")
+    (directory / "cpu.stat").write_text(f"usage_usec {usage_usec}\nuser_usec 0\nsystem_usec 0\n")
+
+
+def test_samples_on_absolute_deadlines_and_window_cpu_is_relative(tree):
+    clock, registry, sampler = build(tree)
+    registry.apply(ContainerNotice(Lifecycle.RUN, DOCKER))
+    start = clock.epoch_s()
+    run_ticks(clock, sampler, 10, lambda i: set_values(tree, DOCKER, 1000 * (i + 1), 500 + 10 * (i + 1)))
+    samples = registry.window(DOCKER, start, start + 1)
+    assert len(samples) == 10
+    assert [round(s.date_s - start, 6) for s in samples] == [round(i * RES_S, 6) for i in range(10)]
+    # first sample read the fixture's values; then the ones written after each tick
+    assert [s.memory_bytes for s in samples[1:]] == [1000 * i for i in range(1, 10)]
+    assert [s.cpu_ns for s in samples] == [0] + [(500 + 10 * i) * 1000 - 750000 * 1000 for i in range(1, 10)]
+    later = registry.window(DOCKER, samples[5].date_s, samples[8].date_s)
+    assert [s.cpu_ns for s in later] == [0, 10000, 20000, 30000]
+    assert registry.window(DOCKER, start + 50, start + 60) == ()
+    assert sampler.missed_deadlines == 0
+
+
+def test_late_tick_skips_and_counts_missed_deadlines(tree, caplog):
+    clock, registry, sampler = build(tree)
+    registry.apply(ContainerNotice(Lifecycle.RUN, DOCKER))
+    run_ticks(clock, sampler, 3)
+    clock.advance(0.035)  # the thread was descheduled for 35 ms
+    due = sampler.tick()
+    assert sampler.missed_deadlines == 3
+    assert due == pytest.approx(100.0 + 7 * RES_S)  # still on the original grid
+    assert "sampler missed 3 deadline(s) of 10.0 ms" in caplog.text
+
+
+def test_no_sampling_while_paused_and_after_rm(tree):
+    clock, registry, sampler = build(tree)
+    registry.apply(ContainerNotice(Lifecycle.RUN, DOCKER))
+    run_ticks(clock, sampler, 5)
+    registry.apply(ContainerNotice(Lifecycle.PAUSE, DOCKER))
+    paused_at = clock.epoch_s()
+    run_ticks(clock, sampler, 5)
+    registry.apply(ContainerNotice(Lifecycle.RESUME, DOCKER))
+    resumed_at = clock.epoch_s()
+    run_ticks(clock, sampler, 5)
+    registry.apply(ContainerNotice(Lifecycle.RM, DOCKER))
+    run_ticks(clock, sampler, 5)
+    samples = registry.window(DOCKER, 0, clock.epoch_s())
+    assert len(samples) == 10
+    assert not [s for s in samples if paused_at <= s.date_s < resumed_at]
+    entry = registry.containers[DOCKER]
+    assert entry.state is State.REMOVED and entry.handle is None
+    assert [[round(a - 1_700_000_100, 3), round(b - 1_700_000_100, 3)] for a, b in entry.intervals] == \
+        [[0.0, 0.05], [0.1, 0.15]]
+
+
+def test_removed_container_kept_for_retention_then_dropped(tree):
+    clock, registry, sampler = build(tree, retention_s=5.0)
+    registry.apply(ContainerNotice(Lifecycle.RUN, DOCKER))
+    registry.apply(ActivationNotice(Boundary.START, DOCKER, ACT, clock.epoch_s()))
+    run_ticks(clock, sampler, 3)
+    registry.apply(ContainerNotice(Lifecycle.RM, DOCKER))
+    clock.advance(4.0)
+    registry.housekeeping()
+    assert len(registry.window(DOCKER, 0, clock.epoch_s())) == 3
+    assert registry.activation(ACT).container == DOCKER
+    clock.advance(2.0)
+    registry.housekeeping()
+    with pytest.raises(ProtocolError, match=f"unknown container '{DOCKER}'") as info:
+        registry.window(DOCKER, 0, clock.epoch_s())
+    assert info.value.code is ErrorCode.UNKNOWN_CONTAINER
+    with pytest.raises(ProtocolError, match=f"unknown activation {ACT}"):
+        registry.activation(ACT)
+
+
+def test_activation_answer_brackets_its_window(tree):
+    clock, registry, sampler = build(tree)
+    registry.apply(ContainerNotice(Lifecycle.RUN, DOCKER))
+    run_ticks(clock, sampler, 5)
+    start = clock.epoch_s() - 0.005  # between two samples
+    registry.apply(ActivationNotice(Boundary.START, DOCKER, ACT, start))
+    run_ticks(clock, sampler, 3, lambda i: set_values(tree, DOCKER, 5000, 1000 * (i + 1)))
+    end = clock.epoch_s() - 0.005
+    registry.apply(ActivationNotice(Boundary.END, DOCKER, ACT, end))
+    run_ticks(clock, sampler, 5)
+    answer = registry.activation(ACT)
+    assert (answer.start_s, answer.end_s, answer.container) == (start, end, DOCKER)
+    dates = [s.date_s for s in answer.samples]
+    assert dates[0] < start < dates[1] and dates[-2] < end < dates[-1]
+    assert len(answer.samples) == 5  # one before, the three inside, one after
+    assert answer.samples[0].cpu_ns == 0
+    assert answer.samples[-1].cpu_ns == 3000 * 1000 - 750000 * 1000
+
+
+def test_ambiguous_and_unknown_activation(tree):
+    clock, registry, _ = build(tree)
+    registry.apply(ActivationNotice(Boundary.START, "a", ACT, clock.epoch_s()))
+    with pytest.raises(ProtocolError, match="container 'a', which the monitor never saw run") as info:
+        registry.activation(ACT)
+    assert info.value.code is ErrorCode.UNKNOWN_CONTAINER
+    registry.apply(ActivationNotice(Boundary.END, "b", ACT, clock.epoch_s()))
+    with pytest.raises(ProtocolError, match="announced in several containers: a, b") as info:
+        registry.activation(ACT)
+    assert info.value.code is ErrorCode.AMBIGUOUS
+
+
+def test_duplicate_run_is_one_container(tree):
+    clock, registry, sampler = build(tree)
+    registry.apply(ContainerNotice(Lifecycle.RUN, DOCKER))
+    registry.apply(ContainerNotice(Lifecycle.RUN, DOCKER))
+    run_ticks(clock, sampler, 2)
+    assert len(registry.running) == 1 and sampler.samples_taken == 2
+
+
+def test_unresolved_container_is_retried_then_given_up(tree, caplog):
+    clock, registry, sampler = build(tree)
+    registry.apply(ContainerNotice(Lifecycle.RUN, "late-one", (("", "/localwhisk/late-one"),)))
+    assert "late-one/memory.current" not in caplog.text
+    assert "is not a directory; retrying" in caplog.text
+    assert registry.running == ()
+    (tree / "localwhisk" / "late-one").mkdir(parents=True)
+    for name in ("memory.current", "memory.stat", "cpu.stat"):
+        shutil.copy(tree / "docker" / DOCKER / name, tree / "localwhisk" / "late-one" / name)
+    registry.housekeeping()
+    run_ticks(clock, sampler, 1)
+    assert len(registry.window("late-one", 0, clock.epoch_s())) == 1
+    registry.apply(ContainerNotice(Lifecycle.RUN, "never", (("", "/nowhere"),)))
+    clock.advance(31)
+    registry.housekeeping()
+    assert registry.containers["never"].state is State.REMOVED
+    assert "container never: giving up, no cgroup" in caplog.text
+
+
+def test_vanished_cgroup_is_treated_as_removed(tree, caplog):
+    clock, registry, sampler = build(tree)
+    registry.apply(ContainerNotice(Lifecycle.RUN, DOCKER))
+    for name in ("memory.current", "memory.stat", "cpu.stat"):
+        (tree / "docker" / DOCKER / name).write_text("gone\n")
+    run_ticks(clock, sampler, VANISHED_AFTER_FAILED_READS)
+    assert registry.containers[DOCKER].state is State.REMOVED
+    samples = registry.window(DOCKER, 0, clock.epoch_s())
+    assert samples[0] == Sample(samples[0].date_s, None, None, None)  # not measured, never 0
+    assert "reads of its cgroup failed in a row; treated as removed" in caplog.text
+
+
+def test_buffer_is_bounded_by_maxage_and_count():
+    buffer = SampleBuffer(maxage_s=10.0, max_samples=3 * CHUNK_SAMPLES)
+    for i in range(6 * CHUNK_SAMPLES):
+        buffer.append(float(i) * 0.001, Reading(i, i, i))
+    assert len(buffer) <= 4 * CHUNK_SAMPLES
+    assert buffer.dropped >= 2 * CHUNK_SAMPLES
+    buffer.evict(now_epoch_s=6 * CHUNK_SAMPLES * 0.001 + 10.0 - 0.5)
+    assert len(buffer) < 2 * CHUNK_SAMPLES
+    newest = buffer.window(0, 1e9)
+    assert newest[-1].memory_bytes == 6 * CHUNK_SAMPLES - 1
+    assert newest[0].cpu_ns == 0
