@@ -1,0 +1,58 @@
+"""OpenWhisk's container naming rule (monitor/openwhisk_names.py)."""
+
+import re
+
+import pytest
+
+from monitor import openwhisk_names as names
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("guest", "guest"),
+    ("whisk.system", "whisksystem"),
+    ("my-ns_1", "myns_1"),
+    ("a b@c", "abc"),
+    ("café", "café"),          # Java letters include non-ASCII letters of the BMP
+    ("x\U0001d400y", "xy"),    # a supplementary-plane letter is two surrogates: dropped
+    ("½", ""),                 # numeric but not a decimal digit
+])
+def test_sanitize_drops_what_openwhisk_drops(raw, expected):
+    assert names.sanitize(raw) == expected
+
+
+def test_prefix_keeps_dots_and_dashes():
+    assert names.container_prefix(0) == "wsk0"
+    assert names.container_prefix(0, "owdev-invoker-0") == "wskowdev-invoker-00"
+    assert names.container_prefix(3, "inv/x y") == "wskinvxy3"
+
+
+def test_container_name_and_default_pattern():
+    name = names.container_name("wsk0", 12, "whisk.system", "my-action")
+    assert name == "wsk0_12_whisksystem_myaction"
+    assert re.match(names.DEFAULT_NAME_PATTERN, name)
+    assert re.match(names.DEFAULT_NAME_PATTERN, "wskowdev-invoker-00_7_guest_hello")
+    for other in ("faasload-demo", "wsk0_guest_hello", "web_1_a_b", "wsk0_x_a_b"):
+        assert not re.match(names.DEFAULT_NAME_PATTERN, other), other
+
+
+def test_matching_by_suffix_never_by_splitting():
+    # ns "a_b" + action "c" and ns "a" + action "b_c" give the same name: both match it
+    name = names.container_name("wsk0", 1, "a_b", "c")
+    assert names.is_container_of(name, "a_b", "c")
+    assert names.is_container_of(name, "a", "b_c")
+    assert not names.is_container_of(name, "b", "c")
+    assert not names.is_container_of(name, "a_b", "xc")
+    # the count must stand between the prefix and the suffix
+    assert not names.is_container_of("wsk0_guest_hello", "guest", "hello")
+    assert names.is_container_of("wsk0_4_guest_my_action", "guest", "my_action")
+    assert not names.is_container_of("wsk0_4_guest_my_action", "guest", "action")
+
+
+def test_stem_cells():
+    cell = names.container_name("wsk0", 2, names.PREWARM_NAMESPACE, "nodejs:20")
+    assert cell == "wsk0_2_prewarm_nodejs20"
+    assert names.is_stem_cell(cell)
+    assert names.is_stem_cell(cell, "nodejs:20")
+    assert not names.is_stem_cell(cell, "python:3")
+    assert not names.is_stem_cell("wsk0_2_guest_prewarmer")
+    assert not names.is_stem_cell("wsk0_2_guest_hello")
