@@ -1,0 +1,91 @@
+"""Which container ran an activation, when no notice bound them (issue 8; docs/monitor.md).
+
+OpenWhisk's invoker runs one activation at a time in a container (per-container concurrency 1,
+the default), unpauses the container before the activation and pauses it again ``pauseGrace``
+after.  So the container that ran an activation of (namespace, action) over [start, end] is a
+container named for that (namespace, action) (:mod:`monitor.openwhisk_names`) whose running
+stretch (start/unpause to pause/die) contains [start, end].  Stem cells keep their
+``prewarm_<kind>`` name when handed an action, so they are candidates for every action (or, when
+the query names the runtime kind, for actions of that kind).
+
+Exactly one candidate: that container.  None: ``unknown_activation``.  Several: ``ambiguous``.
+The rule never guesses: a container the activation did not run in can only be chosen when the
+monitor never saw the right one (not running under Docker, or not recognised by its name).
+
+Running stretches are widened, never narrowed, when their bounds are uncertain (see
+:mod:`monitor.docker_events`), and ``slack_s`` absorbs the activation record's millisecond
+truncation, so the right container always qualifies; widening can only turn a unique answer
+into ``ambiguous``, never into a wrong container.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+from typing import Iterable
+
+from . import openwhisk_names
+
+#: Default tolerance around the activation's window (its start and end are whole milliseconds).
+DEFAULT_SLACK_S = 0.002
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """What attribution needs of a container: its Docker name and running stretches
+    ``(start_s, end_s)``, epoch seconds, ``end_s`` None while it still runs."""
+
+    container: str
+    name: str
+    intervals: tuple[tuple[float, float | None], ...]
+
+
+class Verdict(str, enum.Enum):
+    FOUND = "found"
+    AMBIGUOUS = "ambiguous"
+    MISSING = "missing"
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    verdict: Verdict
+    container: str | None
+    reason: str
+
+
+def ran_over(intervals: Iterable[tuple[float, float | None]], start_s: float, end_s: float,
+             slack_s: float) -> bool:
+    """Whether one running stretch contains [start_s, end_s] (give or take ``slack_s``)."""
+    for begin_s, finish_s in intervals:
+        finish = math.inf if finish_s is None else finish_s
+        if begin_s - slack_s <= start_s and end_s <= finish + slack_s:
+            return True
+    return False
+
+
+def _named_for(candidate: Candidate, namespace: str, action: str, kind: str | None) -> bool:
+    return (openwhisk_names.is_container_of(candidate.name, namespace, action)
+            or openwhisk_names.is_stem_cell(candidate.name, kind))
+
+
+def attribute(candidates: Iterable[Candidate], namespace: str, action: str, start_s: float,
+              end_s: float, *, slack_s: float = DEFAULT_SLACK_S, kind: str | None = None) -> Attribution:
+    """The container that ran the activation of (namespace, action) over [start_s, end_s]."""
+    what = f"{namespace}/{action}"
+    named = [c for c in candidates if _named_for(c, namespace, action, kind)]
+    if not named:
+        return Attribution(Verdict.MISSING, None,
+                           f"no container named for {what} (suffix "
+                           f"'{openwhisk_names.action_suffix(namespace, action)}') is known to the monitor")
+    running = [c for c in named if ran_over(c.intervals, start_s, end_s, slack_s)]
+    window = f"[{start_s:.3f}, {end_s:.3f}]"
+    if not running:
+        return Attribution(Verdict.MISSING, None,
+                           f"none of the {len(named)} container(s) named for {what} ran without pause over {window}")
+    if len(running) > 1:
+        listed = ", ".join(f"{c.name} ({c.container[:12]})" for c in sorted(running, key=lambda c: c.name))
+        return Attribution(Verdict.AMBIGUOUS, None,
+                           f"{len(running)} containers that could run {what} were running over {window}: {listed}")
+    (only,) = running
+    return Attribution(Verdict.FOUND, only.container, f"{only.name} was the only one running {what} over {window}")
