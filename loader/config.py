@@ -40,6 +40,7 @@ class InjectionConfig:
     incont: str = option("faasload-inputs", doc="storage container of the input objects, passed to actions as `incont`")
     outcont: str = option("faasload-outputs", doc="storage container of the outputs, passed to actions as `outcont`")
     progress_interval_s: float = option(10.0, unit="s", exclusive_minimum=0, doc="interval of the progress line in the log")
+    late_threshold_ms: float = option(10.0, unit="ms", minimum=0, doc="an invocation sent more than this after its planned time counts as late in the progress line and summary (its lateness is stored either way)")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,93 @@
+"""The invoker pool: threads that send the scheduler's due invocations.
+
+The scheduler only puts :class:`~loader.scheduler.Dispatch` items on the queue; a
+worker takes one, notes the send time (its lateness includes any wait in the queue),
+performs the non-blocking invoke with the user's key and records the answer.  Once
+the run is stopping, queued items are recorded ``cancelled`` instead of being sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from typing import Callable, Mapping
+
+from faasload.clock import Clock
+
+from .authkeys import UserKey
+from .openwhisk import InvokeOutcome, InvokeStatus, OpenWhiskClient
+from .recorder import Recorder
+from .scheduler import Dispatch, offset_us
+from .tracker import CompletionTracker
+
+log = logging.getLogger(__name__)
+
+CANCEL_REASON = "the loader was stopped before this invocation was sent"
+
+
+class InvokerPool:
+    def __init__(self, workers: int, client: OpenWhiskClient, keys: Mapping[str, UserKey], recorder: Recorder,
+                 tracker: CompletionTracker, *, clock: Clock, start_s: Callable[[], float],
+                 stopping: threading.Event):
+        self.workers = workers
+        self.client = client
+        self.keys = keys
+        self.recorder = recorder
+        self.tracker = tracker
+        self.clock = clock
+        self.start_s = start_s
+        self.stopping = stopping
+        self.queue: queue.SimpleQueue[Dispatch | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+
+    def submit(self, item: Dispatch) -> None:
+        """The scheduler's dispatch: never blocks."""
+        self.recorder.dispatched()
+        self.queue.put(item)
+
+    def start(self) -> None:
+        for number in range(self.workers):
+            thread = threading.Thread(target=self._run, name=f"invoker-{number}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        for _ in self._threads:
+            self.queue.put(None)
+        for thread in self._threads:
+            thread.join(30.0)
+        self.client.close()
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            try:
+                self.send(item)
+            except Exception as exc:  # a bug must not lose the invocation silently  # noqa: BLE001
+                log.exception("invoking %s #%d failed", item.invocation.trace_name, item.invocation.seq)
+                self.recorder.sent(item.invocation, offset_us(self.clock, self.start_s()),
+                                   InvokeOutcome(InvokeStatus.CONNECTION_ERROR, 0,
+                                                 reason=f"loader error before sending: {exc}"))
+
+    def send(self, item: Dispatch) -> None:
+        invocation = item.invocation
+        if self.stopping.is_set():
+            self.recorder.cancelled(invocation, CANCEL_REASON, dispatched=True)
+            return
+        user = self.keys.get(invocation.user)
+        start_s = self.start_s()
+        if user is None:
+            self.recorder.sent(invocation, offset_us(self.clock, start_s),
+                               InvokeOutcome(InvokeStatus.HTTP_ERROR, 0,
+                                             reason=f"no key for user {invocation.user!r} (not sent)"))
+            return
+        sent_s = self.clock.monotonic_s()
+        sent_offset_us = round((sent_s - start_s) * 1_000_000)
+        outcome = self.client.invoke(user, invocation.action, dict(invocation.parameters),
+                                     give_up=self.stopping.is_set)
+        self.recorder.sent(invocation, sent_offset_us, outcome)
+        if outcome.status is InvokeStatus.ACCEPTED:
+            self.tracker.register(invocation, self.recorder.key(invocation), user, outcome.activation_id, sent_s)

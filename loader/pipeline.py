@@ -1,0 +1,179 @@
+"""The pipeline both modes share: trace sources → scheduler → invoker pool → completions → store.
+
+A mode supplies :class:`~loader.plan.TraceSource` objects, the users' keys and, if it
+wants to know, an ``on_stored(invocation, status)`` callback, called in the caller's
+thread once the invocation's terminal row is committed.  :meth:`Pipeline.run` returns
+when every source ended and every sent activation is terminal, or after a stop.
+
+Stopping (:meth:`Pipeline.request_stop`, safe in a signal handler: it only sets a
+flag): injection stops at once; queued and never-dispatched invocations are recorded
+``cancelled`` (unless ``record_cancelled`` is off, for a mode that resumes them);
+what was sent is still completed, up to its final deadline.  A second request gives
+up waiting: pending activations end ``lost`` with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from faasload.clock import Clock, RealClock, set_fine_timer_slack
+
+from .authkeys import UserKey
+from .completions import EventConsumer
+from .config import UserEventsConfig
+from .invoker import InvokerPool
+from .openwhisk import OpenWhiskClient
+from .plan import TraceSource
+from .recorder import DurableSink, OnStored, Recorder
+from .scheduler import Scheduler
+from .store import StoreWriter
+from .summary import RunStats
+from .tracker import CompletionTracker, Pending, TrackerSettings
+
+log = logging.getLogger(__name__)
+
+#: The GIL switch interval while injecting: a busy worker thread delays the scheduler's
+#: wake-up by up to this much (Python's default is 5 ms; ENVIRONMENT.md).
+SWITCH_INTERVAL_S = 0.0005
+SUPERVISE_S = 0.05
+DRAIN_REASON = "the loader was stopped before this invocation's planned time"
+GIVE_UP_REASON = "the loader was stopped a second time before the activation completed"
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    workers: int
+    tracker: TrackerSettings
+    progress_interval_s: float = 10.0
+    late_threshold_us: int = 10_000
+    record_cancelled: bool = True
+    consumer_ready_timeout_s: float = 15.0
+
+
+class Pipeline:
+    def __init__(self, *, sources: Iterable[TraceSource], keys: Mapping[str, UserKey], client: OpenWhiskClient,
+                 writer: StoreWriter, experiment_id: int, settings: PipelineSettings,
+                 user_events: UserEventsConfig | None, monitor: Any = None, on_stored: OnStored | None = None,
+                 planned_total: int | None = None, clock: Clock | None = None):
+        self.clock = clock or RealClock()
+        self.settings = settings
+        self.sources = sources
+        self.stats = RunStats(settings.late_threshold_us, planned_total)
+        self.sink = DurableSink(writer)
+        self.recorder = Recorder(self.sink, experiment_id, self.stats, on_stored=on_stored, monitor=monitor)
+        self.tracker = CompletionTracker(client, settings.tracker, self._complete, clock=self.clock)
+        self.stopping = threading.Event()      # stop injecting
+        self._halt = threading.Event()         # stop the service threads
+        self._start_s = self.clock.monotonic_s()
+        self.start_epoch_s = self.clock.epoch_s()
+        self.pool = InvokerPool(settings.workers, client, keys, self.recorder, self.tracker, clock=self.clock,
+                                start_s=lambda: self._start_s, stopping=self.stopping)
+        self.consumer = None
+        if user_events is not None:
+            self.consumer = EventConsumer(user_events.bootstrap_servers, user_events.topic, self.tracker.on_event,
+                                          poll_timeout_s=user_events.poll_timeout_s)
+        self._stop_requests = 0
+        self.scheduler: Scheduler | None = None
+        self.stopped_by_request = False
+
+    def request_stop(self) -> None:
+        """Ask the run to stop (twice: stop waiting for completions). Only sets a counter."""
+        self._stop_requests += 1
+
+    def _complete(self, pending: Pending, record: dict | None, reason: str | None) -> None:
+        self.recorder.completed(pending.invocation, pending.activation_id, record, reason)
+
+    # ------------------------------------------------------------------ running
+
+    def run(self) -> dict:
+        """Inject everything, wait for every completion, flush; return the summary."""
+        threads = []
+        if self.consumer is not None:
+            self.consumer.start()
+            if not self.consumer.wait_ready(self.settings.consumer_ready_timeout_s):
+                log.warning("user events not readable after %.0f s (%s): starting anyway, completions will be "
+                            "polled until they are", self.settings.consumer_ready_timeout_s,
+                            self.consumer.stats.last_error or "topic missing")
+        self.pool.start()
+        threads.append(self._thread(self.tracker.run, "completion-tracker", self._halt))
+        self.scheduler = Scheduler(self.sources, self.pool.submit, clock=self.clock, start_s=0.0)
+        previous_interval = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        try:
+            self._start_s = self.clock.monotonic_s()
+            self.start_epoch_s = self.clock.epoch_s()
+            self.scheduler.start_s = self._start_s
+            scheduler_thread = self._thread(self._schedule, "scheduler")
+            self._supervise(scheduler_thread)
+        finally:
+            sys.setswitchinterval(previous_interval)
+            self._halt.set()
+            self.stopping.set()
+            self.pool.stop()
+            for thread in threads:
+                thread.join(10.0)
+            self.tracker.close()
+            if self.consumer is not None:
+                self.consumer.stop()
+        self.sink.writer.flush()
+        self.sink.fire()
+        log.info("%s", self.stats.progress_line(self.tracker.pending_count))
+        return self.summary()
+
+    def summary(self) -> dict:
+        summary = self.stats.summary()
+        if self.consumer is not None:
+            summary["user_events"] = {"activation_events": self.consumer.stats.activation_events,
+                                      "matched": self.tracker.events_matched,
+                                      "malformed": self.consumer.stats.malformed}
+        if self.scheduler is not None and self.scheduler.stats.trace_errors:
+            summary["trace_errors"] = list(self.scheduler.stats.trace_errors)
+        summary["stopped"] = self.stopped_by_request
+        return summary
+
+    def _thread(self, target, name: str, *args) -> threading.Thread:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        thread.start()
+        return thread
+
+    def _schedule(self) -> None:
+        set_fine_timer_slack()
+        self.scheduler.run(self.stopping)
+
+    def _supervise(self, scheduler_thread: threading.Thread) -> None:
+        """The main thread: stop requests, durability callbacks, progress, the end condition."""
+        next_progress_s = self.clock.monotonic_s() + self.settings.progress_interval_s
+        handled_requests = 0
+        while True:
+            if self._stop_requests > handled_requests:
+                handled_requests = self._stop_requests
+                self._on_stop_request(handled_requests, scheduler_thread)
+            self.sink.fire()
+            now_s = self.clock.monotonic_s()
+            if now_s >= next_progress_s:
+                log.info("%s", self.stats.progress_line(self.tracker.pending_count))
+                next_progress_s += self.settings.progress_interval_s
+            if not scheduler_thread.is_alive() and self.recorder.outstanding == 0:
+                return
+            self._halt.wait(SUPERVISE_S)
+
+    def _on_stop_request(self, count: int, scheduler_thread: threading.Thread) -> None:
+        if count == 1:
+            self.stopped_by_request = True
+            log.warning("stop requested: no more invocations; waiting for the %d sent activations to complete "
+                        "(stop again to give up waiting)", self.tracker.pending_count)
+            self.stopping.set()
+            scheduler_thread.join()
+            if self.settings.record_cancelled:
+                cancelled = 0
+                for invocation in self.scheduler.drain():
+                    self.recorder.cancelled(invocation, DRAIN_REASON, dispatched=False)
+                    cancelled += 1
+                log.info("%d invocations never sent are recorded as cancelled", cancelled)
+        else:
+            lost = self.tracker.give_up(GIVE_UP_REASON)
+            log.warning("second stop request: %d pending activations recorded as lost", lost)

@@ -1,0 +1,101 @@
+"""The REST client against a real HTTP server on a free port: outcomes, retries, auth, paths."""
+
+import base64
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from faasload.procs import free_tcp_port
+from loader.authkeys import UserKey
+from loader.openwhisk import FetchStatus, InvokeStatus, OpenWhiskClient
+
+USER = UserKey("alice", "23bc46b1-71f6-4ed5-8c54-816aa4f8c502", "secretkey")
+
+
+class Scripted(BaseHTTPRequestHandler):
+    disable_nagle_algorithm = True
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def _answer(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        self.server.requests.append((self.command, self.path, self.headers.get("Authorization"), body))
+        status, payload = self.server.script.pop(0) if self.server.script else (500, {"error": "no script"})
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = _answer
+
+
+@pytest.fixture
+def server():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
+    httpd.script, httpd.requests = [], []
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _client(server, **kwargs):
+    return OpenWhiskClient(f"http://127.0.0.1:{server.server_address[1]}", sleep=lambda s: None, **kwargs)
+
+
+def test_invoke_posts_non_blocking_with_basic_auth_and_json_params(server):
+    server.script = [(202, {"activationId": "a" * 32})]
+    outcome = _client(server).invoke(USER, "pkg/re size", {"object": "1.jpg", "n": "3"})
+    assert (outcome.status, outcome.activation_id, outcome.http_status, outcome.attempts) == \
+        (InvokeStatus.ACCEPTED, "a" * 32, 202, 1)
+    method, path, auth, body = server.requests[0]
+    assert (method, path) == ("POST", "/api/v1/namespaces/_/actions/pkg/re%20size?blocking=false")
+    assert auth == "Basic " + base64.b64encode(f"{USER.uuid}:{USER.key}".encode()).decode()
+    assert json.loads(body) == {"object": "1.jpg", "n": "3"}
+
+
+def test_429_and_errors_are_typed_and_not_retried_by_default(server):
+    server.script = [(429, {"error": "Too many requests in the last minute (count: 61, allowed: 60).", "code": "x"}),
+                     (404, {"error": "The requested resource does not exist.", "code": "y"})]
+    client = _client(server)
+    throttled = client.invoke(USER, "a", {})
+    assert (throttled.status, throttled.http_status, throttled.attempts) == (InvokeStatus.THROTTLED, 429, 1)
+    assert throttled.reason == "HTTP 429: Too many requests in the last minute (count: 61, allowed: 60)."
+    missing = client.invoke(USER, "a", {})
+    assert (missing.status, missing.reason) == (InvokeStatus.HTTP_ERROR, "HTTP 404: The requested resource does not exist.")
+
+
+def test_retries_429_and_5xx_when_configured_and_counts_attempts(server):
+    server.script = [(429, {"error": "t"}), (503, {"error": "lb"}), (202, {"activationId": "b" * 32})]
+    outcome = _client(server, invoke_retries=3).invoke(USER, "a", {})
+    assert (outcome.status, outcome.attempts, outcome.activation_id) == (InvokeStatus.ACCEPTED, 3, "b" * 32)
+    server.script = [(429, {"error": "t"}), (429, {"error": "t"})]
+    outcome = _client(server, invoke_retries=1).invoke(USER, "a", {})
+    assert (outcome.status, outcome.attempts) == (InvokeStatus.THROTTLED, 2)
+
+
+def test_connection_error_is_an_outcome():
+    client = OpenWhiskClient(f"http://127.0.0.1:{free_tcp_port()}", timeout_s=2.0)
+    outcome = client.invoke(USER, "a", {})
+    assert outcome.status is InvokeStatus.CONNECTION_ERROR and "ConnectionError" in outcome.reason
+
+
+def test_get_activation_found_not_found_and_error(server):
+    server.script = [(404, {"error": "The requested resource does not exist."}), (200, {"activationId": "c" * 32}),
+                     (401, {"error": "The supplied authentication is invalid"})]
+    client = _client(server)
+    assert client.get_activation(USER, "c" * 32).status is FetchStatus.NOT_FOUND
+    found = client.get_activation(USER, "c" * 32)
+    assert (found.status, found.record) == (FetchStatus.FOUND, {"activationId": "c" * 32})
+    error = client.get_action(USER, "a")
+    assert (error.status, error.http_status) == (FetchStatus.ERROR, 401)
+    assert [r[1] for r in server.requests] == [f"/api/v1/namespaces/_/activations/{'c' * 32}"] * 2 + \
+        ["/api/v1/namespaces/_/actions/a?code=false"]

@@ -1,0 +1,131 @@
+"""The completion tracker: event → fetch now, 404 backoff, polling without events, final deadline."""
+
+from faasload.clock import FakeClock
+from loader.activations import ActivationEvent
+from loader.authkeys import UserKey
+from loader.openwhisk import FetchOutcome, FetchStatus
+from loader.plan import PlannedInvocation
+from loader.records import RunKey
+from loader.tracker import CompletionTracker, TrackerSettings
+
+USER = UserKey("alice", "23bc46b1-71f6-4ed5-8c54-816aa4f8c502", "k")
+SETTINGS = TrackerSettings(event_timeout_s=30.0, poll_interval_s=2.0, record_retry_s=0.05, final_deadline_s=600.0,
+                           workers=1)
+
+
+class InlineExecutor:
+    def submit(self, fn, *args):
+        fn(*args)
+
+    def shutdown(self, **_):
+        pass
+
+
+class FakeClient:
+    """Answers 404 until ``available_at_s`` on the clock, then the record; logs every fetch time."""
+
+    def __init__(self, clock, available_at_s=None, error=False):
+        self.clock, self.available_at_s, self.error = clock, available_at_s, error
+        self.fetches = []
+
+    def get_activation(self, user, activation_id):
+        self.fetches.append(round(self.clock.now_s, 3))
+        if self.error:
+            return FetchOutcome(FetchStatus.ERROR, reason="ConnectionError: refused")
+        if self.available_at_s is not None and self.clock.now_s >= self.available_at_s:
+            return FetchOutcome(FetchStatus.FOUND, record={"activationId": activation_id})
+        return FetchOutcome(FetchStatus.NOT_FOUND, http_status=404, reason="HTTP 404: not found")
+
+
+def _tracker(client, clock, settings=SETTINGS):
+    done = []
+    tracker = CompletionTracker(client, settings, lambda p, record, reason: done.append((p.activation_id, record, reason)),
+                                clock=clock, executor=InlineExecutor())
+    return tracker, done
+
+
+def _register(tracker, activation_id="a" * 32, sent_s=0.0):
+    inv = PlannedInvocation("alice-x", 0, "alice", "x", 0, "1.jpg", ())
+    tracker.register(inv, RunKey(1, "alice-x", 0), USER, activation_id, sent_s)
+
+
+def _drive(tracker, clock, until_s):
+    while True:
+        due = tracker.tick()
+        if due is None or due > until_s:
+            return
+        clock.now_s = max(clock.now_s, due)
+
+
+def test_event_fetches_at_once_then_backs_off_while_404():
+    clock = FakeClock(start_s=0.0)
+    client = FakeClient(clock, available_at_s=0.3)
+    tracker, done = _tracker(client, clock)
+    _register(tracker)
+    clock.now_s = 0.01
+    tracker.on_event(ActivationEvent("a" * 32, 0, "alice"))
+    _drive(tracker, clock, 10.0)
+    assert client.fetches == [0.01, 0.06, 0.16, 0.36]  # backoff 0.05, 0.1, 0.2
+    assert done == [("a" * 32, {"activationId": "a" * 32}, None)]
+    assert tracker.pending_count == 0 and tracker.events_matched == 1
+
+
+def test_backoff_is_capped_at_poll_interval():
+    clock = FakeClock(start_s=0.0)
+    client = FakeClient(clock, available_at_s=10.0)
+    tracker, done = _tracker(client, clock)
+    _register(tracker)
+    tracker.on_event(ActivationEvent("a" * 32, 0, None))
+    _drive(tracker, clock, 20.0)
+    gaps = [round(b - a, 3) for a, b in zip(client.fetches, client.fetches[1:])]
+    assert gaps[:6] == [0.05, 0.1, 0.2, 0.4, 0.8, 1.6] and set(gaps[6:]) == {2.0}
+    assert len(done) == 1
+
+
+def test_without_event_polls_after_event_timeout_every_poll_interval():
+    clock = FakeClock(start_s=0.0)
+    client = FakeClient(clock, available_at_s=35.0)
+    tracker, done = _tracker(client, clock)
+    _register(tracker, sent_s=0.0)
+    _drive(tracker, clock, 100.0)
+    assert client.fetches == [30.0, 32.0, 34.0, 36.0]
+    assert done[0][1] is not None
+
+
+def test_event_before_registration_is_kept_for_the_late_invoke_answer():
+    clock = FakeClock(start_s=0.0)
+    client = FakeClient(clock, available_at_s=0.0)
+    tracker, done = _tracker(client, clock)
+    tracker.on_event(ActivationEvent("b" * 32, 0, None))  # the action finished before the 202 came back
+    tracker.on_event(ActivationEvent("c" * 32, 0, None))  # another loader's activation: stays unmatched
+    clock.now_s = 0.002
+    _register(tracker, "b" * 32, sent_s=0.0)
+    _drive(tracker, clock, 1.0)
+    assert client.fetches == [0.002] and done[0][0] == "b" * 32
+    assert tracker.events_matched == 1
+
+
+def test_lost_after_final_deadline_with_reason():
+    clock = FakeClock(start_s=0.0)
+    client = FakeClient(clock, error=True)
+    settings = TrackerSettings(event_timeout_s=1.0, poll_interval_s=2.0, record_retry_s=0.05, final_deadline_s=6.0,
+                               workers=1)
+    tracker, done = _tracker(client, clock, settings)
+    _register(tracker)
+    _drive(tracker, clock, 100.0)
+    assert client.fetches == [1.0, 3.0, 5.0, 6.0]
+    ((activation_id, record, reason),) = done
+    assert record is None
+    assert reason == ("no activation record 6 s after sending (user event not received; 4 fetches; "
+                      "last answer: ConnectionError: refused)")
+    assert tracker.lost == 1 and tracker.pending_count == 0
+
+
+def test_give_up_ends_every_pending_activation_once():
+    clock = FakeClock(start_s=0.0)
+    tracker, done = _tracker(FakeClient(clock), clock)
+    for n in range(3):
+        _register(tracker, f"{n:032x}")
+    assert tracker.give_up("stopped") == 3
+    assert sorted(d[0] for d in done) == [f"{n:032x}" for n in range(3)] and {d[2] for d in done} == {"stopped"}
+    assert tracker.tick() is None and len(done) == 3
