@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.docker_images import tiny_image
+
 ROOT = Path(__file__).resolve().parent.parent
 WRAPPERS = ROOT / "scripts" / "invoker-wrappers"
 
@@ -196,13 +198,4 @@ def test_real_docker_lifecycle_is_notified(wrapper_dir, docker_daemon, tmp_path)
 
 def _tiny_image(real_docker, environment, tmp_path) -> str:
     """An image with only the merged-usr links, built with `docker import` (no registry here)."""
-    rootfs = tmp_path / "rootfs"
-    for d in ("usr", "etc", "proc", "sys", "dev", "tmp"):
-        (rootfs / d).mkdir(parents=True)
-    for link, target in (("bin", "usr/bin"), ("lib", "usr/lib"), ("lib64", "usr/lib64")):
-        (rootfs / link).symlink_to(target)
-    tarball = tmp_path / "rootfs.tar"
-    subprocess.run(["tar", "-C", str(rootfs), "-cf", str(tarball), "."], check=True)
-    tag = "faasload-test/wrapper-tiny:1"
-    subprocess.run([real_docker, "import", str(tarball), tag], env=environment, check=True, capture_output=True)
-    return tag
+    return tiny_image(real_docker, environment, tmp_path, "faasload-test/wrapper-tiny:1")
