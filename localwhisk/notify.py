@@ -1,0 +1,56 @@
+"""Notifications to the FaaSLoad monitor's socket (CONTRACTS.md §1), never blocking for long.
+
+One JSON object per connection on a UNIX stream socket; connect and send within
+``connect_timeout_s`` (≤ 50 ms), else drop the message (counted, logged at DEBUG).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+
+LOG = logging.getLogger(__name__)
+
+
+class MonitorNotifier:
+    def __init__(self, socket_path: str, timeout_s: float = 0.05):
+        self.socket_path = socket_path
+        self.timeout_s = timeout_s
+        self.sent = 0
+        self.dropped = 0
+        self._lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.socket_path)
+
+    def send(self, message: dict) -> bool:
+        """Deliver one message; False (and counted) when it was dropped."""
+        if not self.socket_path:
+            return False
+        data = json.dumps(message, separators=(",", ":")).encode() + b"\n"
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(self.timeout_s)
+                sock.connect(self.socket_path)
+                sock.sendall(data)
+                sock.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            with self._lock:
+                self.dropped += 1
+            LOG.debug("monitor notification dropped (%s): %s", exc, message)
+            return False
+        with self._lock:
+            self.sent += 1
+        return True
+
+    def container(self, action: str, container_id: str, cgroup: str | None) -> bool:
+        message = {"action": action, "container": container_id}
+        if cgroup:
+            message["cgroup"] = cgroup
+        return self.send(message)
+
+    def activation(self, action: str, container_id: str, activation_id: str, date_s: float) -> bool:
+        return self.send({"action": action, "container": container_id, "activation": activation_id, "date": date_s})
