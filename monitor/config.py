@@ -20,6 +20,7 @@ class SocketsConfig:
     measurement: Path = option("/run/wdm/meas", doc="UNIX socket answering measurement queries")
     mode: int = option(0o660, minimum=0, maximum=0o777, doc="permission bits of both sockets (octal in YAML: `0660`)")
     max_message_bytes: int = option(65536, minimum=64, doc="longest accepted message; longer ones are logged and dropped")
+    read_timeout_s: float = option(2.0, unit="s", exclusive_minimum=0, doc="a client that sends no complete message within this time is dropped")
 
 
 @dataclass(frozen=True)
@@ -31,10 +32,17 @@ class SamplingConfig:
 
 
 @dataclass(frozen=True)
+class DiscoveryConfig:
+    docker: bool = option(True, doc="ask the Docker daemon for the cgroup of containers announced without a `cgroup` path (else path conventions only)")
+    docker_url: str = option("", doc="Docker API address, e.g. `unix:///run/docker.sock`; empty: `$DOCKER_HOST`, else `unix:///var/run/docker.sock`")
+
+
+@dataclass(frozen=True)
 class MonitorConfig:
     enabled: bool = option(True, doc="run the monitor (false: `python -m monitor` exits at once, for units that are always installed)")
     sockets: SocketsConfig = section(SocketsConfig, doc="the two UNIX sockets")
     sampling: SamplingConfig = section(SamplingConfig, doc="cgroup sampling")
+    discovery: DiscoveryConfig = section(DiscoveryConfig, doc="finding a container's cgroup")
     logging: dict[str, Any] = option({}, doc="`logging.config.dictConfig` mapping merged over the default (INFO to stderr); `logging:root:level` switches verbosity")
 
 

@@ -1,0 +1,117 @@
+"""The monitor daemon: wiring of readers, discovery, registry, sampler and the two servers.
+
+Threads: the sampler (its own thread, fine timer slack), one accept thread and a few workers per
+socket, and the main thread, which does housekeeping every ``HOUSEKEEPING_PERIOD_S`` until
+SIGINT/SIGTERM set the stop flag.  Signals only set the flag; the sockets are removed on the way out.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+
+from faasload import dockerd
+from faasload.cli import EXIT_OK
+from faasload.clock import Clock, RealClock
+
+from .cgroups import make_reader
+from .config import MonitorConfig
+from .discovery import Discovery, docker_inspector
+from .registry import Registry
+from .sampler import Sampler
+from .servers import Handlers, MessageServer
+
+log = logging.getLogger("monitor")
+
+HOUSEKEEPING_PERIOD_S = 0.5
+#: Python threads switch every 5 ms by default: a busy server thread would delay the sampler.
+SWITCH_INTERVAL_S = 0.0005
+
+
+class Monitor:
+    def __init__(self, config: MonitorConfig, clock: Clock):
+        sampling = config.sampling
+        self.config = config
+        self.clock = clock
+        self.reader = make_reader(sampling.cgroup_root)
+        inspect = None
+        if config.discovery.docker:
+            inspect = docker_inspector(config.discovery.docker_url or dockerd.default_base_url())
+        self.discovery = Discovery(self.reader, inspect)
+        self.registry = Registry(self.reader, self.discovery, clock, resolution_s=sampling.resolution_s,
+                                 maxage_s=sampling.maxage_s, retention_s=sampling.retention_s)
+        self.sampler = Sampler(self.registry, clock, sampling.resolution_s)
+        self.handlers = Handlers(self.registry, sampling.resolution_s, clock.epoch_s)
+        sockets = config.sockets
+        common = {"mode": sockets.mode, "max_message_bytes": sockets.max_message_bytes,
+                  "read_timeout_s": sockets.read_timeout_s}
+        self.servers = (MessageServer("notification", sockets.notification, self.handlers.notification, **common),
+                        MessageServer("measurement", sockets.measurement, self.handlers.query, **common))
+        self._sampler_stop = threading.Event()
+        self._sampler_thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        log.info("cgroup v%d hierarchy at %s; sampling every %.1f ms", self.reader.version,
+                 self.reader.root, self.sampler.resolution_s * 1000)
+        started = []
+        try:
+            for server in self.servers:
+                server.start()
+                started.append(server)
+        except Exception:
+            for server in started:
+                server.stop()
+            raise
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        self._sampler_thread = threading.Thread(target=self.sampler.run, args=(self._sampler_stop,),
+                                                name="sampler", daemon=True)
+        self._sampler_thread.start()
+
+    def housekeeping(self) -> None:
+        self.registry.housekeeping()
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+        self._sampler_stop.set()
+        if self._sampler_thread is not None:
+            self._sampler_thread.join()
+        self.registry.close()
+        handlers, sampler = self.handlers, self.sampler
+        log.info("stopped: %d notifications (%d dropped), %d queries (%d bad), %d samples, "
+                 "%d missed deadlines", handlers.notifications, handlers.dropped_notifications,
+                 handlers.queries, handlers.bad_queries, sampler.samples_taken, sampler.missed_deadlines)
+
+
+class _StopFlag:
+    """Signal handlers only set this flag."""
+
+    def __init__(self):
+        self.event = threading.Event()
+
+    def handle_signal(self, signum, _frame) -> None:
+        log.info("received %s: stopping", signal.Signals(signum).name)
+        self.event.set()
+
+
+def run(config: MonitorConfig) -> int:
+    """Run the monitor until SIGINT or SIGTERM; return the exit code."""
+    if not config.enabled:
+        log.info("monitor disabled in the configuration (enabled: false): exiting")
+        return EXIT_OK
+    flag = _StopFlag()
+    previous = {sig: signal.signal(sig, flag.handle_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        monitor = Monitor(config, RealClock())
+        monitor.start()
+        try:
+            while not flag.event.wait(HOUSEKEEPING_PERIOD_S):
+                monitor.housekeeping()
+        finally:
+            monitor.stop()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return EXIT_OK
