@@ -1,0 +1,153 @@
+"""The loader's client of the monitor's measurement socket (docs/monitor.md, CONTRACTS.md §2).
+
+:meth:`MonitorClient.samples_for_activation` never raises on monitor trouble and never takes
+longer than ``timeout_s``: every outcome is a :class:`MonitorAnswer` whose ``status`` goes to
+``runs.resources_status`` and whose samples go to ``resources``.
+
+Units of the samples (:class:`loader.records.ResourceSample`): ``sampled_at_us`` epoch µs,
+``memory_bytes`` the cgroup's memory usage, ``cpu_ns`` cumulative CPU since the first sample of
+the answer (the last sample before the activation started), ``rss_mapped_bytes`` RSS + mapped
+files.  ``None`` = not measured.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from monitor.protocol import (ActivationAnswer, ActivationQuery, ErrorAnswer, ErrorCode, ProtocolError, Sample,
+                              WindowQuery, encode_query, parse_answer)
+
+from .records import ResourceSample
+
+log = logging.getLogger(__name__)
+
+#: The longest answer read (a 10-minute window at 10 ms is about 5 MB).
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+
+
+class ResourcesStatus(str, enum.Enum):
+    """What became of an activation's resources (stored in ``runs.resources_status``)."""
+
+    OK = "ok"                      # samples recorded
+    EMPTY = "empty"                # the monitor knows the activation but has no sample in its window
+    UNKNOWN = "unknown"            # the monitor knows neither the activation nor its container
+    AMBIGUOUS = "ambiguous"        # the monitor cannot tell which container ran it
+    MONITOR_DOWN = "monitor_down"  # no answer: socket absent, refused, or timed out
+    ERROR = "error"                # the monitor refused the request, or answered nonsense
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorAnswer:
+    samples: tuple[ResourceSample, ...]
+    status: ResourcesStatus
+    reason: str = ""
+
+
+_STATUS_OF_ERROR = {
+    ErrorCode.UNKNOWN_ACTIVATION: ResourcesStatus.UNKNOWN,
+    ErrorCode.UNKNOWN_CONTAINER: ResourcesStatus.UNKNOWN,
+    ErrorCode.AMBIGUOUS: ResourcesStatus.AMBIGUOUS,
+    ErrorCode.BAD_REQUEST: ResourcesStatus.ERROR,
+    ErrorCode.TOO_LARGE: ResourcesStatus.ERROR,
+}
+
+
+class MonitorDown(Exception):
+    pass
+
+
+def to_record(sample: Sample) -> ResourceSample:
+    return ResourceSample(round(sample.date_s * 1_000_000), sample.memory_bytes, sample.cpu_ns,
+                          sample.rss_mapped_bytes)
+
+
+class MonitorClient:
+    def __init__(self, socket_path: str | Path, timeout_s: float = 2.0):
+        self.socket_path = str(socket_path)
+        self.timeout_s = timeout_s
+
+    def samples_for_activation(self, activation_id: str, *, container: str | None = None,
+                               start_s: float | None = None, end_s: float | None = None) -> MonitorAnswer:
+        """The samples of one activation.  When the monitor does not know the activation but
+        ``container``, ``start_s`` and ``end_s`` are given, falls back to a window query."""
+        deadline_s = time.monotonic() + self.timeout_s
+        try:
+            query = ActivationQuery(activation_id,
+                                    start_ms=None if start_s is None else round(start_s * 1000),
+                                    end_ms=None if end_s is None else round(end_s * 1000))
+            answer = self._ask(encode_query(query), deadline_s)
+            if (isinstance(answer, ErrorAnswer) and answer.code is ErrorCode.UNKNOWN_ACTIVATION
+                    and None not in (container, start_s, end_s)):
+                answer = self._ask(encode_query(WindowQuery(container, start_s, end_s)), deadline_s)
+            return _interpret(answer)
+        except MonitorDown as exc:
+            log.debug("monitor down for activation %s: %s", activation_id, exc)
+            return MonitorAnswer((), ResourcesStatus.MONITOR_DOWN, str(exc))
+        except ProtocolError as exc:
+            log.warning("monitor answered nonsense for activation %s: %s", activation_id, exc)
+            return MonitorAnswer((), ResourcesStatus.ERROR, f"bad answer: {exc}")
+        except Exception as exc:  # never let the monitor break the loader  # noqa: BLE001
+            log.warning("monitor query for activation %s failed", activation_id, exc_info=True)
+            return MonitorAnswer((), ResourcesStatus.ERROR, f"{type(exc).__name__}: {exc}")
+
+    def samples_for_window(self, container: str, start_s: float, end_s: float) -> MonitorAnswer:
+        """The samples of a container in [start_s, end_s] (the original FaaSLoad query)."""
+        try:
+            answer = self._ask(encode_query(WindowQuery(container, start_s, end_s)),
+                               time.monotonic() + self.timeout_s)
+            return _interpret(answer)
+        except MonitorDown as exc:
+            return MonitorAnswer((), ResourcesStatus.MONITOR_DOWN, str(exc))
+        except Exception as exc:  # noqa: BLE001
+            return MonitorAnswer((), ResourcesStatus.ERROR, f"{type(exc).__name__}: {exc}")
+
+    def _ask(self, request: bytes, deadline_s: float):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(_remaining(deadline_s))
+            try:
+                sock.connect(self.socket_path)
+            except (FileNotFoundError, ConnectionRefusedError) as exc:
+                raise MonitorDown(f"{self.socket_path}: {exc.strerror}") from None
+            sock.sendall(request)
+            sock.shutdown(socket.SHUT_WR)
+            chunks, size = [], 0
+            while True:
+                sock.settimeout(_remaining(deadline_s))
+                chunk = sock.recv(1 << 16)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > MAX_ANSWER_BYTES:
+                    raise ProtocolError(f"answer longer than {MAX_ANSWER_BYTES} bytes")
+        except socket.timeout:
+            raise MonitorDown(f"{self.socket_path}: no answer within {self.timeout_s} s") from None
+        except OSError as exc:
+            raise MonitorDown(f"{self.socket_path}: {exc}") from None
+        finally:
+            sock.close()
+        if not chunks:
+            raise MonitorDown(f"{self.socket_path}: connection closed without an answer")
+        return parse_answer(b"".join(chunks))
+
+
+def _remaining(deadline_s: float) -> float:
+    remaining = deadline_s - time.monotonic()
+    if remaining <= 0:
+        raise socket.timeout()
+    return remaining
+
+
+def _interpret(answer) -> MonitorAnswer:
+    if isinstance(answer, ErrorAnswer):
+        return MonitorAnswer((), _STATUS_OF_ERROR[answer.code], answer.error)
+    samples = answer.samples if isinstance(answer, ActivationAnswer) else answer
+    if not samples:
+        return MonitorAnswer((), ResourcesStatus.EMPTY, "no sample in the activation's window")
+    return MonitorAnswer(tuple(to_record(s) for s in samples), ResourcesStatus.OK)
