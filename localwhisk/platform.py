@@ -45,7 +45,8 @@ def make_backend(config: LocalWhiskConfig, run_dir: Path) -> Backend:
         if dockerd.ping(url):
             from .backends.docker import DockerBackend
             return DockerBackend(url, run_dir, storage_dir=config.storage.dir, image=cfg.image,
-                                 python=cfg.python, start_timeout_s=cfg.start_timeout_s)
+                                 python=cfg.python, start_timeout_s=cfg.start_timeout_s,
+                                 instance=config.server.instance)
         if cfg.backend == "docker":
             raise RuntimeError(f"containers:backend is docker but no Docker daemon answers at {url}")
         LOG.info("no Docker daemon at %s: using the process backend", url)
