@@ -1,0 +1,283 @@
+"""Injection precision and throughput of the real loader code against a minimal fast endpoint.
+
+    python bench/injection_precision.py [--rates 100,1000,5000] [--duration-s 60] [--minutes 3]
+
+For each target rate, writes open-loop traces in FaaSLoad's format (``--users`` × ``--actions``
+traces, Poisson arrivals per trace, seeded, planned over ``--duration-s``) and replays them, in a
+fresh child process, through the loader's real :class:`loader.scheduler.Scheduler`,
+:class:`loader.invoker.InvokerPool`, :class:`loader.openwhisk.OpenWhiskClient` and
+:class:`loader.recorder.Recorder` / :class:`loader.summary.RunStats`, wired as
+:class:`loader.pipeline.Pipeline` wires them (scheduler thread with a fine timer slack, the
+pipeline's GIL switch interval, ``--workers`` invoker threads), against nginx answering like
+OpenWhisk's non-blocking invoke (``202 {"activationId": ...}``, see ``bench/_nginx.py``).
+
+Completions and the store are **off**: the Recorder writes to a null sink (it keeps only the
+sent offsets) and the completion tracker is a null tracker (``register`` does nothing).  The
+Pipeline has no seam for that (it always builds a StoreWriter-backed sink and a tracker that
+polls every record), so the pieces are built here; that is the loader's injection path alone.
+
+Before the runs, wrk measures the endpoint alone (POST, keep-alive, ``--wrk-connections``
+connections) for the ratio achieved/wrk.  ``--minutes N`` (default 3, 0 to skip) also replays the
+first N minutes of the bundled Azure Functions 2019 sample (Shahrad et al., USENIX ATC 2020,
+CC-BY) at 1×, converted by ``bench/azure2019_to_traces.py``.
+
+Per run it prints: lateness (sent − planned, as the loader stores it) p50/p99/p99.9/max, the
+achieved rate, invocations later than 5 ms, dropped (planned − sent when the run's time bound
+is hit), loader CPU (user+sys s, % of one core) and peak RSS, the ratio achieved/wrk, nginx's CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from array import array
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
+
+_common.use_repo_imports()
+LATE_US = 5_000
+FAKE_KEY = "00000000-0000-0000-0000-000000000000:benchkey"
+
+
+# --------------------------------------------------------------------------- traces
+
+def write_traces(tracedir: Path, *, rate_per_s: float, duration_s: float, users: int, actions: int,
+                 seed: int) -> int:
+    """``users × actions`` traces whose Poisson arrivals add up to ``rate_per_s`` over ``duration_s``."""
+    traces = users * actions
+    per_trace = rate_per_s / traces
+    limit_us = int(duration_s * 1_000_000)
+    rng = random.Random(seed)
+    planned = 0
+    for index in range(traces):
+        user, action = f"user{index % users:03d}", f"action{index // users:03d}"
+        rows, offset_us, previous_us = [], 0, 0
+        while True:
+            offset_us += max(1, int(rng.expovariate(per_trace) * 1_000_000))
+            if offset_us > limit_us:
+                break
+            wait_us = offset_us - previous_us
+            previous_us = offset_us
+            rows.append(f"{wait_us // 1_000_000}.{wait_us % 1_000_000:06d}\tinputs/{rng.randrange(100)}.jpg"
+                        f"\tquality:{rng.randrange(1, 100)}\n")
+        (tracedir / f"{user}-{action}-256-100-{1 / per_trace:.3f}").write_text("".join(rows))
+        planned += len(rows)
+    return planned
+
+
+# --------------------------------------------------------------------------- the measured child
+
+class NullSink:
+    """Stands for the DurableSink: keeps the sent offsets, writes nothing."""
+
+    def __init__(self):
+        self.sent_offsets_us = array("q")
+        self.items = 0
+        self._lock = threading.Lock()
+
+    def write(self, item, on_committed=None) -> None:
+        offset = getattr(item, "sent_offset_us", None)
+        with self._lock:
+            self.items += 1
+            if offset is not None:
+                self.sent_offsets_us.append(offset)
+
+    def fire(self) -> int:
+        return 0
+
+
+class NullTracker:
+    """Stands for the CompletionTracker: completions are off."""
+
+    registered = 0
+
+    def register(self, *args, **kwargs) -> None:
+        self.registered += 1
+
+
+def child(tracedir: Path, apihost: str, workers: int, time_limit_s: float) -> dict:
+    from faasload.clock import RealClock, set_fine_timer_slack
+    from loader.authkeys import parse_key
+    from loader.invoker import InvokerPool
+    from loader.openwhisk import OpenWhiskClient
+    from loader.pipeline import SWITCH_INTERVAL_S
+    from loader.recorder import Recorder
+    from loader.scheduler import Scheduler
+    from loader.summary import RunStats
+    from loader.traces import FileTraceSource, list_traces, scan_trace
+
+    paths, _ = list_traces(tracedir)
+    scans = [scan_trace(path) for path in paths]
+    planned = sum(s.invocations for s in scans)
+    last_planned_us = max(s.last_offset_us for s in scans)
+    keys = {user: parse_key(FAKE_KEY, user, "bench") for user in {s.name.user for s in scans}}
+    stats = RunStats(LATE_US, planned)
+    sink, tracker = NullSink(), NullTracker()
+    recorder = Recorder(sink, 1, stats)
+    clock = RealClock()
+    stopping = threading.Event()
+    start = [clock.monotonic_s()]
+    client = OpenWhiskClient(apihost, timeout_s=10.0)
+    pool = InvokerPool(workers, client, keys, recorder, tracker, clock=clock, start_s=lambda: start[0],
+                       stopping=stopping)
+    pool.start()
+    sources = [FileTraceSource(path, incont="in", outcont="out") for path in paths]
+    scheduler = Scheduler(sources, pool.submit, clock=clock, start_s=0.0)
+
+    def schedule() -> None:
+        set_fine_timer_slack()
+        scheduler.run(stopping)
+
+    previous_interval = sys.getswitchinterval()
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    cpu0 = _common.cpu_times()
+    start[0] = clock.monotonic_s()
+    scheduler.start_s = start[0]
+    thread = threading.Thread(target=schedule, name="scheduler", daemon=True)
+    thread.start()
+    deadline_s = start[0] + time_limit_s
+    hit_limit = False
+    while thread.is_alive() or stats.issued < scheduler.stats.dispatched:
+        if clock.monotonic_s() > deadline_s:
+            hit_limit = True
+            break
+        time.sleep(0.02)
+    end_s = clock.monotonic_s()
+    cpu1 = _common.cpu_times()
+    stopping.set()
+    thread.join(5.0)
+    pool.stop()
+    sys.setswitchinterval(previous_interval)
+    lateness = list(stats.lateness_us)
+    sent = list(sink.sent_offsets_us)
+    summary = stats.summary()
+    span_s = (max(sent) - min(min(sent), 0)) / 1e6 if sent else 0.0
+    return {
+        "traces": len(paths), "planned": planned, "planned_span_s": round(last_planned_us / 1e6, 3),
+        "target_rate_per_s": round(planned / (last_planned_us / 1e6), 1) if last_planned_us else None,
+        "dispatched": scheduler.stats.dispatched, "sent": stats.issued, "accepted": tracker.registered,
+        "dropped": planned - stats.issued, "hit_time_limit": hit_limit,
+        "invoke_failures": {k: v for k, v in summary["statuses"].items()},
+        "achieved_rate_per_s": round(len(sent) / span_s, 1) if span_s else None,
+        "lateness_ms": _common.spread(lateness, scale=1e-3),
+        "later_than_5ms": sum(1 for v in lateness if v > LATE_US),
+        "max_dispatch_lateness_ms": round(scheduler.stats.max_dispatch_lateness_us / 1000, 3),
+        "workers": workers,
+        "loader_cpu": _common.cpu_share(cpu0, cpu1),
+        "loader_peak_rss_mb": round(_common.memory_kib()["VmHWM"] / 1024, 1),
+        "run_wall_s": round(end_s - start[0], 3),
+    }
+
+
+# --------------------------------------------------------------------------- the parent
+
+def run_child(tracedir: Path, apihost: str, workers: int, time_limit_s: float, nginx) -> dict:
+    nginx_before = [_common.cpu_times(pid) for pid in nginx.pids]
+    out = subprocess.run([sys.executable, __file__, "--child", str(tracedir), "--apihost", apihost,
+                          "--workers", str(workers), "--time-limit-s", str(time_limit_s)],
+                         capture_output=True, text=True, timeout=time_limit_s + 120)
+    nginx_after = [_common.cpu_times(pid) for pid in nginx.pids]
+    if out.returncode != 0:
+        raise RuntimeError(f"loader child failed:\n{out.stderr[-3000:]}")
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    used = sum(a.total_s - b.total_s for a, b in zip(nginx_after, nginx_before))
+    wall = nginx_after[0].wall_s - nginx_before[0].wall_s
+    figures["nginx_cpu_pct_of_one_core"] = round(100 * used / wall, 1) if wall > 0 else None
+    return figures
+
+
+def show(label: str, f: dict, wrk_rate: float | None) -> None:
+    lat = f["lateness_ms"]
+    cpu = f["loader_cpu"]
+    ratio = f["achieved_rate_per_s"] / wrk_rate if wrk_rate and f["achieved_rate_per_s"] else None
+    f["ratio_achieved_to_wrk"] = round(ratio, 4) if ratio is not None else None
+    print(f"{label}: target {f['target_rate_per_s']}/s over {f['planned_span_s']} s, {f['traces']} traces, "
+          f"{f['workers']} workers")
+    print(f"  planned {f['planned']}, sent {f['sent']}, dropped {f['dropped']}"
+          f"{' (time limit hit)' if f['hit_time_limit'] else ''}, invoke statuses {f['invoke_failures'] or 'none failed'}")
+    print(f"  achieved {f['achieved_rate_per_s']}/s (ratio to wrk {f['ratio_achieved_to_wrk']})")
+    print(f"  lateness p50 {lat['p50']} ms, p99 {lat['p99']} ms, p99.9 {lat['p999']} ms, max {lat['max']} ms; "
+          f"> 5 ms: {f['later_than_5ms']}; scheduler's own max dispatch lateness {f['max_dispatch_lateness_ms']} ms")
+    print(f"  loader CPU {cpu['user_s']} s user + {cpu['sys_s']} s sys over {cpu['wall_s']} s = "
+          f"{cpu['pct_of_one_core']}% of one core; peak RSS {f['loader_peak_rss_mb']} MB; "
+          f"nginx {f['nginx_cpu_pct_of_one_core']}% of one core")
+
+
+def goals(rate: float, f: dict) -> dict:
+    lat = f["lateness_ms"]
+    if rate <= 1000:
+        return {"goal": "p99 ≤ 2 ms, max ≤ 20 ms, 0 dropped",
+                "met": lat["p99"] is not None and lat["p99"] <= 2 and lat["max"] <= 20 and f["dropped"] == 0}
+    return {"goal": "sustained (achieved ≥ 99% of target, 0 dropped) with p99 ≤ 5 ms",
+            "met": lat["p99"] is not None and lat["p99"] <= 5 and f["dropped"] == 0
+            and (f["achieved_rate_per_s"] or 0) >= 0.99 * f["target_rate_per_s"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", default="100,1000,5000", help="target invocations/s, comma-separated")
+    parser.add_argument("--duration-s", type=float, default=60.0, help="planned length of each rate's traces")
+    parser.add_argument("--minutes", type=int, default=3, help="minutes of the Azure 2019 sample to replay (0: skip)")
+    parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--actions", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=64, help="invoker threads (the loader's default: 64)")
+    parser.add_argument("--wrk-connections", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--apihost", help=argparse.SUPPRESS)
+    parser.add_argument("--time-limit-s", type=float, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.child, args.apihost, args.workers, args.time_limit_s)))
+        return 0
+    import _nginx
+    rates = [float(r) for r in args.rates.split(",") if r.strip()]
+    nginx = _nginx.start()
+    results: dict = {"endpoint": "nginx 1 worker, 202 {activationId}", "runs": {}}
+    scratch = Path(tempfile.mkdtemp(prefix="faasload-bench-inject-", dir="/tmp"))
+    try:
+        wrk = _nginx.wrk_rate(nginx.apihost, duration_s=min(10.0, args.duration_s),
+                              connections=args.wrk_connections)
+        results["wrk"] = wrk
+        print(f"endpoint alone (wrk, {wrk['connections']} keep-alive connections, {wrk['duration_s']} s): "
+              f"{wrk['requests_per_s']} requests/s, avg latency {wrk['latency_avg']}")
+        for rate in rates:
+            tracedir = scratch / f"rate-{rate:g}"
+            tracedir.mkdir()
+            write_traces(tracedir, rate_per_s=rate, duration_s=args.duration_s, users=args.users,
+                         actions=args.actions, seed=args.seed)
+            figures = run_child(tracedir, nginx.apihost, args.workers, args.duration_s * 1.5 + 10, nginx)
+            show(f"{rate:g}/s", figures, wrk["requests_per_s"])
+            figures["goal"] = goals(rate, figures)
+            print(f"  goal ({figures['goal']['goal']}): {'met' if figures['goal']['met'] else 'MISSED'}")
+            results["runs"][f"{rate:g}"] = figures
+            shutil.rmtree(tracedir)
+        if args.minutes > 0:
+            import azure2019_to_traces
+            tracedir = scratch / "azure2019"
+            conversion = azure2019_to_traces.convert(azure2019_to_traces.DEFAULT_DATA, tracedir,
+                                                     minutes=args.minutes, start_minute=None, seed=2019,
+                                                     action=None, input_object="input.dat")
+            figures = run_child(tracedir, nginx.apihost, args.workers, args.minutes * 60 * 1.5 + 10, nginx)
+            figures["conversion"] = conversion
+            show(f"Azure 2019 sample, {args.minutes} min at 1x ({conversion['traces']} functions, "
+                 f"{conversion['users']} owners)", figures, wrk["requests_per_s"])
+            results["runs"]["azure2019"] = figures
+    finally:
+        nginx.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(f"results: {_common.write_results('injection_precision', results)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
