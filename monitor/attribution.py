@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from . import openwhisk_names
+from .protocol import ActivationAnswer, ActivationQuery, ErrorCode, ProtocolError
 
 #: Default tolerance around the activation's window (its start and end are whole milliseconds).
 DEFAULT_SLACK_S = 0.002
@@ -89,3 +90,32 @@ def attribute(candidates: Iterable[Candidate], namespace: str, action: str, star
                            f"{len(running)} containers that could run {what} were running over {window}: {listed}")
     (only,) = running
     return Attribution(Verdict.FOUND, only.container, f"{only.name} was the only one running {what} over {window}")
+
+
+#: The query keys attribution needs (taken from the activation record).
+HINTS = ("namespace", "action", "start_ms", "end_ms")
+
+
+def answer(registry, query: ActivationQuery, *, slack_s: float = DEFAULT_SLACK_S) -> ActivationAnswer:
+    """Answer a query by activation that no notice bound, from the registry's Docker names and
+    running stretches; raises :class:`ProtocolError` (``unknown_activation``, ``ambiguous``)."""
+    missing = [key for key in HINTS if getattr(query, key) is None]
+    if missing:
+        raise ProtocolError(f"unknown activation {query.activation}: no notice bound it to a container, and "
+                            f"attribution needs {', '.join(repr(k) for k in missing)} in the query",
+                            ErrorCode.UNKNOWN_ACTIVATION)
+    if query.end_ms < query.start_ms:
+        raise ProtocolError(f"'end_ms' ({query.end_ms}) is before 'start_ms' ({query.start_ms})")
+    start_s, end_s = query.start_ms / 1000, query.end_ms / 1000
+    found = attribute(registry.named_candidates(), query.namespace, query.action, start_s, end_s,
+                      slack_s=slack_s, kind=getattr(query, "kind", None))
+    if found.verdict is Verdict.AMBIGUOUS:
+        raise ProtocolError(f"activation {query.activation}: {found.reason}", ErrorCode.AMBIGUOUS)
+    if found.verdict is Verdict.MISSING:
+        raise ProtocolError(f"unknown activation {query.activation}: {found.reason}", ErrorCode.UNKNOWN_ACTIVATION)
+    entry = registry.containers.get(found.container)
+    if entry is None:
+        raise ProtocolError(f"activation {query.activation}: container {found.container} expired meanwhile",
+                            ErrorCode.UNKNOWN_ACTIVATION)
+    return ActivationAnswer(query.activation, found.container, start_s, end_s,
+                            entry.buffer.window(start_s, end_s, bracket=True))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from faasload.clock import Clock
 
+from .attribution import Candidate
 from .buffer import SampleBuffer
 from .cgroups import CgroupDirs, CgroupError, CgroupHandle
 from .discovery import Discovery
@@ -51,6 +52,8 @@ class Container:
     intervals: list[list] = field(default_factory=list)
     failed_reads: int = 0
     resolve_error: str | None = None
+    #: Docker's name for it, when Docker events announced it (for attribution, issue 8).
+    name: str | None = None
 
 
 @dataclass(slots=True)
@@ -79,11 +82,13 @@ class Registry:
 
     # ------------------------------------------------------------------ notices
 
-    def apply(self, notice: ContainerNotice | ActivationNotice) -> None:
+    def apply(self, notice: ContainerNotice | ActivationNotice, at_s: float | None = None) -> None:
+        """``at_s``: when the change happened (epoch s), if the source knows better than "now"
+        (Docker events carry the daemon's timestamp)."""
         if isinstance(notice, ActivationNotice):
             _BOUNDARY_HANDLERS[notice.boundary](self, notice)
         else:
-            _LIFECYCLE_HANDLERS[notice.action](self, notice)
+            _LIFECYCLE_HANDLERS[notice.action](self, notice, at_s)
 
     def _entry(self, container: str, state: State) -> Container:
         entry = self.containers.get(container)
@@ -93,13 +98,15 @@ class Registry:
             self.containers[container] = entry
         return entry
 
-    def _set_state(self, entry: Container, state: State) -> None:
-        now = self.clock.epoch_s()
+    def _set_state(self, entry: Container, state: State, at_s: float | None = None) -> None:
+        now = self.clock.epoch_s() if at_s is None else at_s
         if state is State.RUNNING:
-            if not entry.intervals or entry.intervals[-1][1] is not None:
+            if entry.intervals and entry.intervals[-1][1] is not None and entry.intervals[-1][1] >= now:
+                entry.intervals[-1][1] = None  # resumed before the last stretch ended: one stretch
+            elif not entry.intervals or entry.intervals[-1][1] is not None:
                 entry.intervals.append([now, None])
         elif entry.intervals and entry.intervals[-1][1] is None:
-            entry.intervals[-1][1] = now
+            entry.intervals[-1][1] = max(now, entry.intervals[-1][0])
         entry.state = state
         if state is State.REMOVED:
             entry.removed_at_s = now
@@ -126,7 +133,7 @@ class Registry:
         log.info("container %s: sampling %s", entry.id,
                  entry.dirs.memory if entry.dirs.memory == entry.dirs.cpu else f"{entry.dirs.memory} and {entry.dirs.cpu}")
 
-    def on_run(self, notice: ContainerNotice) -> None:
+    def on_run(self, notice: ContainerNotice, at_s: float | None = None) -> None:
         with self._lock:
             entry = self._entry(notice.container, State.RUNNING)
             if entry.state is State.RUNNING and entry.handle is not None:
@@ -141,23 +148,24 @@ class Registry:
                 entry.resolving_since_s = self.clock.epoch_s()
             entry.failed_reads = 0
             self._resolve(entry)
-            self._set_state(entry, State.RUNNING)
+            self._set_state(entry, State.RUNNING, at_s)
 
-    def on_pause(self, notice: ContainerNotice) -> None:
+    def on_pause(self, notice: ContainerNotice, at_s: float | None = None) -> None:
         with self._lock:
             entry = self._entry(notice.container, State.PAUSED)
-            self._set_state(entry, State.PAUSED)
+            self._set_state(entry, State.PAUSED, at_s)
 
-    def on_resume(self, notice: ContainerNotice) -> None:
-        self.on_run(notice)
+    def on_resume(self, notice: ContainerNotice, at_s: float | None = None) -> None:
+        self.on_run(notice, at_s)
 
-    def on_rm(self, notice: ContainerNotice) -> None:
+    def on_rm(self, notice: ContainerNotice, at_s: float | None = None) -> None:
         with self._lock:
             entry = self.containers.get(notice.container)
             if entry is None:
                 log.info("rm of unknown container %s ignored", notice.container)
                 return
-            self._set_state(entry, State.REMOVED)
+            if entry.state is not State.REMOVED:
+                self._set_state(entry, State.REMOVED, at_s)
 
     def on_activation_start(self, notice: ActivationNotice) -> None:
         with self._lock:
@@ -187,7 +195,20 @@ class Registry:
                 log.warning("container %s: %s; treated as removed", entry.id, reason)
                 self._set_state(entry, State.REMOVED)
 
+    def set_name(self, container: str, name: str) -> None:
+        """Record Docker's name of a known container (for attribution)."""
+        with self._lock:
+            entry = self.containers.get(container)
+            if entry is not None:
+                entry.name = name
+
     # ------------------------------------------------------------------ queries
+
+    def named_candidates(self) -> list[Candidate]:
+        """Every container with a Docker name and its running stretches (for attribution)."""
+        with self._lock:
+            return [Candidate(e.id, e.name, tuple((a, b) for a, b in e.intervals))
+                    for e in self.containers.values() if e.name is not None]
 
     def window(self, container: str, start_s: float, end_s: float) -> tuple[Sample, ...]:
         entry = self.containers.get(container)
@@ -230,6 +251,8 @@ class Registry:
                     del self.containers[entry.id]
                     continue
                 entry.buffer.evict(now)
+                while len(entry.intervals) > 1 and entry.intervals[0][1] < now - self.maxage_s:
+                    del entry.intervals[0]  # its samples are gone too
                 if entry.state is State.RUNNING and entry.handle is None:
                     if now - entry.resolving_since_s > RESOLVE_GIVE_UP_S:
                         log.warning("container %s: giving up, no cgroup (%s)", entry.id, entry.resolve_error)
