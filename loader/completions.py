@@ -53,6 +53,7 @@ class EventConsumer:
         self._factory = consumer_factory
         self._consumer = None
         self._assigned = threading.Event()
+        self._ready = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._topic_existed_at_start: bool | None = None
@@ -60,17 +61,21 @@ class EventConsumer:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> "EventConsumer":
+        kafka_log = logging.getLogger("kafka")
+        if kafka_log.level == logging.NOTSET:  # kafka-python's INFO is chatty; a configured level wins
+            kafka_log.setLevel(logging.WARNING)
         self._thread = threading.Thread(target=self._run, name="user-events", daemon=True)
         self._thread.start()
         return self
 
     def wait_ready(self, timeout_s: float) -> bool:
-        """Whether the consumer is positioned on every partition within ``timeout_s``."""
-        return self._assigned.wait(timeout_s)
+        """Whether, within ``timeout_s``, the consumer is positioned on every partition, or knows
+        that the topic does not exist yet (it will then read it from its beginning)."""
+        return self._ready.wait(timeout_s)
 
     @property
     def ready(self) -> bool:
-        return self._assigned.is_set()
+        return self._ready.is_set()
 
     def stop(self) -> None:
         self._stop.set()
@@ -114,8 +119,9 @@ class EventConsumer:
         if not partitions:
             if self._topic_existed_at_start is None:
                 self._topic_existed_at_start = False
-                log.info("user-events topic %r does not exist yet on %s; waiting for it (completions are "
-                         "polled meanwhile)", self.topic, ",".join(self.bootstrap_servers))
+                log.info("user-events topic %r does not exist yet on %s: it will be read from its beginning "
+                         "once created", self.topic, ",".join(self.bootstrap_servers))
+                self._ready.set()
             return False
         assignment = [TopicPartition(self.topic, p) for p in sorted(partitions)]
         self._consumer.assign(assignment)
@@ -125,6 +131,7 @@ class EventConsumer:
             for partition, offset in self._consumer.end_offsets(assignment).items():
                 self._consumer.seek(partition, offset)
         self._assigned.set()
+        self._ready.set()
         log.info("reading user events from topic %r (%d partitions) on %s", self.topic, len(assignment),
                  ",".join(self.bootstrap_servers))
         return True

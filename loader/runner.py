@@ -23,7 +23,6 @@ from .openwhisk import OpenWhiskClient
 from .pipeline import Pipeline, PipelineSettings
 from .plan import TraceSource
 from .recorder import OnStored
-from .summary import format_summary
 from .tracker import TrackerSettings
 
 log = logging.getLogger(__name__)
@@ -144,7 +143,8 @@ def run_experiment(config: LoaderConfig, spec: ExperimentSpec) -> dict:
             conn.close()
     finally:
         opened.close()
-    log.info("summary of experiment %r:\n%s", name, format_summary(summary))
+    log.info("experiment %r ended: %s", name,
+             ", ".join(f"{status} {n}" for status, n in summary["statuses"].items()) or "nothing run")
     return summary
 
 

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Deploy the actions of a wskdeploy manifest into the namespace of every user of the injection
+# traces, with that user's key (REST PUT .../actions/NAME?overwrite=true; packages created as
+# needed). Each user gets the actions its traces invoke; --all gives every user every action;
+# --user NAME (repeatable) deploys every manifest action for NAME instead.
+#
+#   scripts/deploy_actions.sh [--config config/loader.yml] [--set KEY=VALUE]... [--manifest actions/manifest.yml] [--all]
+#
+# The original FaaSLoad had no script for this (wskdeploy deploys into one namespace at a time).
+# See docs/injector.md. Exit status: 0 when every action was deployed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+config_args=()
+command_args=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        -c|--config|--set) config_args+=("$1" "$2"); shift 2 ;;
+        --config=*|--set=*) config_args+=("$1"); shift ;;
+        *) command_args+=("$1"); shift ;;
+    esac
+done
+exec "$PY" -m loader.deploy "${config_args[@]}" actions "${command_args[@]}"
