@@ -5,11 +5,14 @@ Every key, its default, unit and meaning is listed in ``docs/configuration.md``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from faasload.config import load_file, option, section
+from faasload.config import ConfigError, load_file, option, section
+
+from .openwhisk_names import DEFAULT_NAME_PATTERN
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config" / "monitor.yml"
 
@@ -38,14 +41,36 @@ class DiscoveryConfig:
 
 
 @dataclass(frozen=True)
+class DockerConfig:
+    enabled: bool | Literal["auto"] = option("auto", doc="follow Docker's container events to find OpenWhisk action containers without notifications (docs/monitor.md): `auto` = when a daemon answers at `discovery:docker_url` at start-up; `true` = always, retrying until one answers; `false` = never")
+    name_pattern: str = option(DEFAULT_NAME_PATTERN, doc="regular expression (Python `re.search`) of the names of action containers (OpenWhisk's invoker names them `wsk<invoker>_<n>_<namespace>_<action>`)")
+    labels: list[str] = option([], doc="labels marking action containers too: `key` (any value) or `key=value`")
+    freezer_period_s: float = option(0.01, unit="s", exclusive_minimum=0, doc="how often the freezer state of followed containers is read (the invoker's `runc pause` sends no Docker event)")
+    attribution_slack_s: float = option(0.002, unit="s", minimum=0, doc="tolerance when matching an activation's [start, end] (whole ms) to a container's running stretch; larger only makes answers `ambiguous` more often")
+
+
+@dataclass(frozen=True)
 class MonitorConfig:
     enabled: bool = option(True, doc="run the monitor (false: `python -m monitor` exits at once, for units that are always installed)")
     sockets: SocketsConfig = section(SocketsConfig, doc="the two UNIX sockets")
     sampling: SamplingConfig = section(SamplingConfig, doc="cgroup sampling")
     discovery: DiscoveryConfig = section(DiscoveryConfig, doc="finding a container's cgroup")
+    docker: DockerConfig = section(DockerConfig, doc="Docker-events discovery and attribution without notices (issue 8)")
     logging: dict[str, Any] = option({}, doc="`logging.config.dictConfig` mapping merged over the default (INFO to stderr); `logging:root:level` switches verbosity")
 
 
 def load(path: str | Path = DEFAULT_PATH, overrides: dict[str, Any] | None = None) -> MonitorConfig:
     """Load and validate ``config/monitor.yml`` (or ``path``)."""
-    return load_file(MonitorConfig, path, overrides=overrides)
+    config = load_file(MonitorConfig, path, overrides=overrides)
+    _check_docker(config.docker, str(path))
+    return config
+
+
+def _check_docker(docker: DockerConfig, source: str) -> None:
+    try:
+        re.compile(docker.name_pattern)
+    except re.error as exc:
+        raise ConfigError(source, "docker:name_pattern", f"not a valid regular expression: {exc}") from None
+    for i, label in enumerate(docker.labels):
+        if not label.partition("=")[0]:
+            raise ConfigError(source, f"docker:labels[{i}]", f"expected `key` or `key=value`, got {label!r}")

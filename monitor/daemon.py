@@ -8,6 +8,7 @@ SIGINT/SIGTERM set the stop flag.  Signals only set the flag; the sockets are re
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import sys
 import threading
@@ -19,6 +20,7 @@ from faasload.clock import Clock, RealClock
 from .cgroups import make_reader
 from .config import MonitorConfig
 from .discovery import Discovery, docker_inspector
+from .docker_events import DockerEvents, Recogniser, client_factory
 from .registry import Registry
 from .sampler import Sampler
 from .servers import Handlers, MessageServer
@@ -43,7 +45,9 @@ class Monitor:
         self.registry = Registry(self.reader, self.discovery, clock, resolution_s=sampling.resolution_s,
                                  maxage_s=sampling.maxage_s, retention_s=sampling.retention_s)
         self.sampler = Sampler(self.registry, clock, sampling.resolution_s)
-        self.handlers = Handlers(self.registry, sampling.resolution_s, clock.epoch_s)
+        self.docker_events = _docker_events(config, self.registry, clock)
+        self.handlers = Handlers(self.registry, sampling.resolution_s, clock.epoch_s,
+                                 attribution_slack_s=config.docker.attribution_slack_s)
         sockets = config.sockets
         common = {"mode": sockets.mode, "max_message_bytes": sockets.max_message_bytes,
                   "read_timeout_s": sockets.read_timeout_s}
@@ -68,6 +72,8 @@ class Monitor:
         self._sampler_thread = threading.Thread(target=self.sampler.run, args=(self._sampler_stop,),
                                                 name="sampler", daemon=True)
         self._sampler_thread.start()
+        if self.docker_events is not None:
+            self.docker_events.start()
 
     def housekeeping(self) -> None:
         self.registry.housekeeping()
@@ -75,6 +81,8 @@ class Monitor:
     def stop(self) -> None:
         for server in self.servers:
             server.stop()
+        if self.docker_events is not None:
+            self.docker_events.stop()
         self._sampler_stop.set()
         if self._sampler_thread is not None:
             self._sampler_thread.join()
@@ -83,6 +91,21 @@ class Monitor:
         log.info("stopped: %d notifications (%d dropped), %d queries (%d bad), %d samples, "
                  "%d missed deadlines", handlers.notifications, handlers.dropped_notifications,
                  handlers.queries, handlers.bad_queries, sampler.samples_taken, sampler.missed_deadlines)
+
+
+def _docker_events(config: MonitorConfig, registry: Registry, clock: Clock) -> DockerEvents | None:
+    """Docker-events discovery as ``docker:enabled`` says (auto: only if a daemon answers now)."""
+    settings = config.docker
+    if settings.enabled is False:
+        return None
+    base_url = config.discovery.docker_url or dockerd.default_base_url()
+    if settings.enabled == "auto" and not dockerd.ping(base_url):
+        log.info("no Docker daemon at %s: Docker-events discovery off (docker:enabled is auto)", base_url)
+        return None
+    log.info("following Docker's container events at %s (names matching %s)", base_url, settings.name_pattern)
+    return DockerEvents(registry, client_factory(base_url), clock,
+                        recognise=Recogniser(re.compile(settings.name_pattern), tuple(settings.labels)),
+                        freezer_period_s=settings.freezer_period_s)
 
 
 class _StopFlag:

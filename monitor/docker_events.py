@@ -133,9 +133,11 @@ class FreezerWatch:
             if frozen and entry.state is State.RUNNING:
                 self.pauses_seen += 1
                 self.registry.apply(ContainerNotice(Lifecycle.PAUSE, container), at_s=now_s)
+                log.debug("container %s frozen: paused", container)
             elif frozen is False and entry.state is State.PAUSED:
                 self.resumes_seen += 1
                 self.registry.apply(ContainerNotice(Lifecycle.RESUME, container), at_s=watched.last_read_s or now_s)
+                log.debug("container %s thawed: running", container)
             watched.last_read_s = now_s
 
     def run(self, stop: threading.Event) -> None:

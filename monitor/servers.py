@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
+from . import attribution
 from .protocol import (ActivationQuery, ErrorCode, ProtocolError, encode_activation, encode_error, encode_samples,
                        parse_notification, parse_query)
 from .registry import Registry
@@ -200,9 +201,11 @@ class MessageServer:
 class Handlers:
     """What the two sockets do with a message; counts what was dropped."""
 
-    def __init__(self, registry: Registry, resolution_s: float, clock_epoch_s: Callable[[], float] = time.time):
+    def __init__(self, registry: Registry, resolution_s: float, clock_epoch_s: Callable[[], float] = time.time,
+                 attribution_slack_s: float = attribution.DEFAULT_SLACK_S):
         self.registry = registry
         self.resolution_s = resolution_s
+        self.attribution_slack_s = attribution_slack_s
         self.epoch_s = clock_epoch_s
         self.notifications = 0
         self.dropped_notifications = 0
@@ -249,12 +252,24 @@ class Handlers:
             return encode_error(exc.code, str(exc))
 
     def _activation(self, query: ActivationQuery) -> bytes:
-        binding = self.registry.activation_binding(query.activation)
-        if binding.end_s is not None:  # let the sampler take the sample after the end
-            wait_s = binding.end_s + TRAILING_SAMPLE_WAIT_RESOLUTIONS * self.resolution_s - self.epoch_s()
-            if 0 < wait_s <= 1.0:
-                time.sleep(wait_s)
+        try:
+            binding = self.registry.activation_binding(query.activation)
+        except ProtocolError as exc:
+            if exc.code is not ErrorCode.UNKNOWN_ACTIVATION:
+                raise
+            # no notice bound it: attribution by name and running stretch (monitor/attribution.py)
+            if query.end_ms is not None:
+                self._wait_for_trailing_sample(query.end_ms / 1000)
+            return encode_activation(attribution.answer(self.registry, query, slack_s=self.attribution_slack_s))
+        if binding.end_s is not None:
+            self._wait_for_trailing_sample(binding.end_s)
         return encode_activation(self.registry.activation(query.activation))
+
+    def _wait_for_trailing_sample(self, end_s: float) -> None:
+        """Let the sampler take the sample after the end."""
+        wait_s = end_s + TRAILING_SAMPLE_WAIT_RESOLUTIONS * self.resolution_s - self.epoch_s()
+        if 0 < wait_s <= 1.0:
+            time.sleep(wait_s)
 
 
 def _outcome_text(outcome: ReadOutcome, raw: bytes) -> str:

@@ -235,3 +235,39 @@ def test_attribution_picks_the_right_warm_container_or_says_ambiguous(monitor, i
     with pytest.raises(ProtocolError) as caught:
         attribution.answer(registry, ActivationQuery(ACT, namespace, "other", start_ms, start_ms + 10))
     assert caught.value.code is ErrorCode.UNKNOWN_ACTIVATION
+
+
+def sampled(handle, container) -> bool:
+    answer = handle.query({"container": container, "start": 0, "end": time.time() + 1})
+    return isinstance(answer, list) and len(answer) > 0
+
+
+def test_daemon_answers_activation_queries_by_attribution(monitor_factory, docker_daemon, invoker):
+    """``python -m monitor`` with Docker events on and no notification: queries by activation
+    with namespace, action, start and end get the right container's samples, or 'ambiguous'."""
+    handle = monitor_factory.start(docker={"enabled": True}, discovery={"docker_url": docker_daemon})
+    first, _ = invoker.run("guest", "thumb")
+    second, _ = invoker.run("guest", "thumb")
+    namespace = f"guest{invoker.tag}"
+    for container in (first, second):
+        wait_for(lambda: sampled(handle, container), what="samples of a discovered container")
+        invoker.runc("pause", container)
+        wait_for(lambda: f"container {container} frozen: paused" in handle.log_text(), what="pause seen")
+    for container in (second, first):
+        start_ms, end_ms = activation_in(invoker, container)
+        answer = handle.query({"activation": ACT, "namespace": namespace, "action": "thumb",
+                               "start_ms": start_ms, "end_ms": end_ms})
+        assert answer["container"] == container, answer
+        inside = [s for s in answer["samples"] if start_ms / 1000 <= s["date"] <= end_ms / 1000]
+        assert len(inside) >= 5 and all(s["memory"] for s in inside)
+    invoker.runc("resume", first)
+    invoker.runc("resume", second)
+    for container in (first, second):
+        wait_for(lambda: f"container {container} thawed: running" in handle.log_text(), what="resume seen")
+    now_ms = int(time.time() * 1000)
+    answer = handle.query({"activation": ACT, "namespace": namespace, "action": "thumb",
+                           "start_ms": now_ms - 5, "end_ms": now_ms})
+    assert answer["code"] == "ambiguous" and "2 containers that could run" in answer["error"]
+    answer = handle.query({"activation": ACT})
+    assert answer["code"] == "unknown_activation"
+    assert "attribution needs 'namespace', 'action', 'start_ms', 'end_ms'" in answer["error"]
