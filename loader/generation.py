@@ -71,30 +71,29 @@ def check(config: LoaderConfig, source: str | Path, conn, client=None) -> Genera
     return GenerationPlan(generation, keys, problems)
 
 
-def _checked(config: LoaderConfig, source: str | Path, *, prepare: bool) -> tuple[GenerationPlan, dict]:
+def _checked(config: LoaderConfig, source: str | Path, *, prepare: bool) -> GenerationPlan:
     """Check the plan; with ``prepare``, also create the experiment and reconcile it with the checkpoint."""
     opened = open_database(config.database)
     try:
         conn = store.open_store(opened.config)
         try:
             plan = check(config, source, conn)
-            report = {}
             generation = plan.generation
             if prepare and not plan.problems and not generation.complete:
                 experiment_id = store.ensure_experiment(
                     conn, name=generation.experiment, mode="generation", description=config.experiment.description,
                     seed=config.generation.seed, config=config_snapshot(config))
-                report = generation.reconcile(conn, experiment_id)
+                generation.reconcile(conn, experiment_id)
         finally:
             conn.close()
     finally:
         opened.close()
-    return plan, report
+    return plan
 
 
 def validate(config: LoaderConfig, source: str | Path) -> int:
     """``--validate``: print every problem; 0 if none, 2 otherwise."""
-    plan, _ = _checked(config, source, prepare=False)
+    plan = _checked(config, source, prepare=False)
     for problem in plan.problems:
         print(problem)
     if plan.problems:
@@ -108,7 +107,7 @@ def validate(config: LoaderConfig, source: str | Path) -> int:
 
 def run(config: LoaderConfig, source: str | Path) -> int:
     """Check, resume, run the rest of the generation; print the summary."""
-    plan, report = _checked(config, source, prepare=True)
+    plan = _checked(config, source, prepare=True)
     if plan.problems:
         for problem in plan.problems:
             print(f"loader: {problem}", file=sys.stderr)
@@ -121,7 +120,7 @@ def run(config: LoaderConfig, source: str | Path) -> int:
               f"recorded; nothing to do (to start from scratch, delete {generation.settings.statedir})")
         return cli.EXIT_OK
     generation.checkpoint("start")
-    remaining = generation.planned - generation.recorded - report.get("recorded_after_checkpoint", 0)
+    remaining = generation.remaining
     log.info("generating %d of %d invocations (%d functions) into experiment %r", remaining, generation.planned,
              len(generation.traces), generation.experiment)
     named = dataclasses.replace(config, experiment=dataclasses.replace(config.experiment, name=generation.experiment))

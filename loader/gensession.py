@@ -147,6 +147,10 @@ class Generation:
     def recorded(self) -> int:
         return sum(t.position for t in self.traces)
 
+    @property
+    def remaining(self) -> int:
+        return sum(t.remaining for t in self.traces)
+
     # ------------------------------------------------------------------ the database
 
     def reconcile(self, conn, experiment_id: int) -> dict:

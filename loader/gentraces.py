@@ -107,6 +107,11 @@ class GeneratedTrace:
     def emitted(self) -> int:
         return self._emitted
 
+    @property
+    def remaining(self) -> int:
+        """Invocations still to send: not recorded at the position, nor recorded (skipped) beyond it."""
+        return self.length - self.position - len(self._done)
+
     def parameters_of(self, seq: int, rng: random.Random) -> tuple[tuple[str, str], ...]:
         """Storage parameters, then one drawn value per spec, in spec order (advances ``rng``)."""
         drawn = tuple((spec.name, as_text(draw(rng, spec))) for spec in self.specs)
