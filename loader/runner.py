@@ -12,13 +12,16 @@ import json
 import logging
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
+
+import psycopg2
 
 from . import store
 from .authkeys import UserKey
 from .config import LoaderConfig
-from .database import open_database
+from .database import DatabaseError, open_database
 from .openwhisk import OpenWhiskClient
 from .pipeline import Pipeline, PipelineSettings
 from .plan import TraceSource
@@ -135,12 +138,12 @@ def run_experiment(config: LoaderConfig, spec: ExperimentSpec) -> dict:
         conn = store.open_store(opened.config)
         try:
             experiment_id, name = _prepare_experiment(conn, config, spec)
-            log.info("experiment %r (id %d) in %s", name, experiment_id, opened.config.describe())
-            summary = _run_pipeline(config, spec, opened.config, experiment_id)
-            summary["experiment"] = {"id": experiment_id, "name": name}
-            store.end_experiment(conn, experiment_id, summary)
         finally:
             conn.close()
+        log.info("experiment %r (id %d) in %s", name, experiment_id, opened.config.describe())
+        summary = _run_pipeline(config, spec, opened.config, experiment_id)
+        summary["experiment"] = {"id": experiment_id, "name": name}
+        _finish_experiment(opened.config, experiment_id, summary, config.database.retry_interval_s)
     finally:
         opened.close()
     log.info("experiment %r ended: %s", name,
@@ -163,11 +166,25 @@ def _run_pipeline(config: LoaderConfig, spec: ExperimentSpec, database, experime
     finally:
         writer.close()
     summary["start_epoch_us"] = round(pipeline.start_epoch_s * 1_000_000)
-    with_start = database.connect()
-    try:
-        with with_start, with_start.cursor() as cur:
-            cur.execute("UPDATE experiments SET start_epoch_us = %s WHERE experiment_id = %s",
-                        (summary["start_epoch_us"], experiment_id))
-    finally:
-        with_start.close()
     return summary
+
+
+def _finish_experiment(database, experiment_id: int, summary: dict, retry_interval_s: float,
+                       attempts: int = 30) -> None:
+    """Store the start time and the summary, on a fresh connection (the server may have restarted)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            conn = database.connect()
+            try:
+                with conn, conn.cursor() as cur:
+                    cur.execute("UPDATE experiments SET start_epoch_us = %s WHERE experiment_id = %s",
+                                (summary["start_epoch_us"], experiment_id))
+                store.end_experiment(conn, experiment_id, summary)
+                return
+            finally:
+                conn.close()
+        except (DatabaseError, psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+            if attempt == attempts:
+                raise
+            log.warning("storing the experiment summary failed (%s); retrying in %.1f s", exc, retry_interval_s)
+            time.sleep(retry_interval_s)
