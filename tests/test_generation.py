@@ -285,3 +285,37 @@ def test_reconcile_drops_unfinished_and_skips_recorded(tmp_path, database):
             Generation(settings(tmp_path), FUNCTIONS).reconcile(conn, experiment_id)
     finally:
         conn.close()
+
+
+def test_streams_follow_the_documented_algorithm(tmp_path):
+    """docs/generation_traces.md, re-implemented from its text: same values as the loader's traces."""
+    import hashlib
+
+    def documented(seed: int, function: str, specs: list[dict], length: int) -> list[list[str]]:
+        rng = random.Random(int.from_bytes(hashlib.sha256(
+            b"faasload-generation\0" + str(seed).encode() + b"\0" + function.encode()).digest(), "big"))
+
+        def below_(n):
+            while (v := rng.getrandbits(n.bit_length())) >= n:
+                pass
+            return v
+        out = []
+        for _ in range(length):
+            values = []
+            for spec in specs:
+                if "range_int" in spec:
+                    a, b = spec["range_int"]
+                    values.append(str(a + below_(b - a + 1)))
+                elif "range_float" in spec:
+                    a, b = spec["range_float"]
+                    values.append(repr(a + (b - a) * rng.getrandbits(53) / 2 ** 53))
+                else:
+                    v = spec["ensemble"][below_(len(spec["ensemble"]))]
+                    values.append(("true" if v else "false") if isinstance(v, bool) else str(v))
+            out.append(values)
+        return out
+
+    generation = Generation(settings(tmp_path), FUNCTIONS)
+    for trace in generation.traces:
+        drawn = [[value for _, value in i.parameters[3:]] for i in drain(trace)]
+        assert drawn == documented(42, trace.name, list(trace.function.parameter_specs), trace.length)

@@ -115,6 +115,17 @@ def test_scripts_create_one_user_per_function_and_deploy_its_action(setup):
         assert [a["name"] for a in listed] == [name]              # only its own action, at the namespace root
     again = setup.script("generator_create_users.sh", f"--localwhisk-arg=--config={setup.lw.config_path}")
     assert again.stdout.count("(kept)") == 3
+    config = setup.config("validated")
+    done = subprocess.run([sys.executable, "-m", "loader", "--config", str(config), "--validate"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ok: 3 functions, 15 invocations, experiment 'validated' (new)" in done.stdout
+    (setup.authkeys / "user-audio_gain").unlink()
+    done = subprocess.run([sys.executable, "-m", "loader", "--config", str(config), "--validate"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert f"{setup.authkeys}/user-audio_gain: no key file for user 'user-audio_gain'" in done.stdout
+    assert "create the users with scripts/generator_create_users.sh" in done.stdout
 
 
 def test_generation_resumed_after_sigterms_and_sigkill_equals_uninterrupted(setup):
