@@ -1,0 +1,341 @@
+"""Monitor cost and sampling precision with 10 and 100 real containers at 10 ms.
+
+    python bench/monitor_cost.py [--containers 0,10,100] [--duration-s 30] [--resolution-ms 10]
+
+For each container count, starts a fresh ``python -m monitor`` (sockets in a temporary directory,
+Docker discovery off), creates that many real cgroups nested under this process's cgroup (cgroup
+v1: the same relative path under ``memory`` and ``cpuacct``, below this process's memory cgroup,
+as localwhisk's process backend does; v2: under this process's unified cgroup), puts a sleeping
+process in each, and announces each on the notification socket
+(``{"action": "run", "container": ..., "cgroup": "<path>"}``, CONTRACTS §1).  After a warm-up it
+measures, over ``--duration-s``:
+
+* the monitor's CPU (user+sys from /proc/PID/stat, all threads) as a share of one core;
+* the sample times, fetched back through the measurement socket (window query per container):
+  **period error** = date of each sample − its planned time on the grid ``t0 + k × resolution``
+  (``t0`` fitted on the median tick: dates are epoch, the sampler plans in
+  monotonic time; see :func:`period_errors`), the **tick lateness** (first container of each
+  sweep) and the **interval error** = |interval between consecutive samples − resolution|;
+  samples missing from the grid (gaps) are counted as missed;
+* the cost per sample (monitor CPU / samples) against raw reads of the same three cgroup files
+  (``memory.usage_in_bytes``, ``memory.stat``, ``cpuacct.usage`` or their v2 equivalents) timed
+  here: ``os.pread`` on kept descriptors, ``open``/``read``/``close``, and the monitor's own
+  :class:`monitor.cgroups.CgroupHandle.read` in a loop.
+
+Goal: < 15% of one core at 100 containers, p99 period error ≤ 2 ms.  Needs root and writable
+cgroups.  Containers count 0 gives the idle monitor's cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
+
+_common.use_repo_imports()
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+V1_CONTROLLERS = ("memory", "cpuacct")
+#: A tick seemingly earlier than this is a tick late by more than half a period (see period_errors).
+EARLY_TOLERANCE_S = 0.0005
+
+
+# --------------------------------------------------------------------------- cgroups with a sleeper
+
+def cgroup_version() -> int:
+    return 1 if (CGROUP_ROOT / "memory" / "memory.usage_in_bytes").exists() else 2
+
+
+def own_paths() -> dict[str, str]:
+    paths = {}
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for controller in (controllers.split(",") if controllers else [""]):
+            paths[controller] = path
+    return paths
+
+
+class Containers:
+    """``count`` cgroups, one sleeping process each; removed (by pid, then rmdir) on close."""
+
+    def __init__(self, count: int, tag: str):
+        self.version = cgroup_version()
+        own = own_paths()
+        parent = (own.get("memory", "/") if self.version == 1 else own.get("", "/")).rstrip("/")
+        self.base = f"{parent}/faasload-bench-{tag}"
+        controllers = V1_CONTROLLERS if self.version == 1 else ("",)
+        self.roots = [CGROUP_ROOT / c / self.base.lstrip("/") if c else CGROUP_ROOT / self.base.lstrip("/")
+                      for c in controllers]
+        self.sleepers: list[subprocess.Popen] = []
+        self.paths: list[str] = []
+        self.dirs: list[list[Path]] = []
+        for root in self.roots:
+            root.mkdir(parents=True, exist_ok=True)
+        for index in range(count):
+            path = f"{self.base}/c-{index:03d}"
+            dirs = [root / f"c-{index:03d}" for root in self.roots]
+            for directory in dirs:
+                directory.mkdir()
+            sleeper = subprocess.Popen(["sleep", "100000"], stdin=subprocess.DEVNULL)
+            for directory in dirs:
+                (directory / "cgroup.procs").write_text(str(sleeper.pid))
+            self.sleepers.append(sleeper)
+            self.paths.append(path)
+            self.dirs.append(dirs)
+
+    def close(self) -> None:
+        for sleeper in self.sleepers:
+            sleeper.send_signal(signal.SIGKILL)
+            sleeper.wait()
+        for dirs in self.dirs:
+            for directory in dirs:
+                _rmdir(directory)
+        for root in self.roots:
+            _rmdir(root)
+
+
+def _rmdir(path: Path) -> None:
+    for _ in range(50):  # a killed task leaves its cgroup a moment later
+        try:
+            path.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.02)
+
+
+# --------------------------------------------------------------------------- the monitor process
+
+def send(path: Path, message: dict) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(2.0)
+        sock.connect(str(path))
+        sock.sendall(json.dumps(message).encode() + b"\n")
+        sock.shutdown(socket.SHUT_WR)
+
+
+def query(path: Path, message: dict):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10.0)
+        sock.connect(str(path))
+        sock.sendall(json.dumps(message).encode() + b"\n")
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while True:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return json.loads(b"".join(chunks))
+
+
+def start_monitor(directory: Path, resolution_s: float) -> tuple[subprocess.Popen, Path, Path]:
+    from faasload.procs import wait_until
+    notif, meas = directory / "notif", directory / "meas"
+    log = directory / "monitor.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "--set", f"sockets:notification={notif}",
+         "--set", f"sockets:measurement={meas}", "--set", f"sampling:resolution_s={resolution_s}",
+         "--set", "discovery:docker=false", "--set", "logging:root:level=WARNING"],
+        cwd=_common.ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
+
+    def ready() -> bool:
+        if not (notif.exists() and meas.exists()):
+            return False
+        try:
+            query(meas, {"container": "readiness-probe", "start": 0, "end": 1})
+            return True
+        except OSError:
+            return False
+
+    wait_until(ready, timeout_s=20, what="monitor", process=process, log_path=str(log))
+    return process, notif, meas
+
+
+# --------------------------------------------------------------------------- figures
+
+def period_errors(per_container: list[list[float]], resolution_s: float) -> dict:
+    """Sample lateness against the planned grid, in seconds.
+
+    The first container announced is the first one each tick samples (the registry keeps
+    announcement order): its samples mark the ticks.  The grid ``t0 + k × resolution`` is fitted
+    on them so that the median tick is on time (the sampler spins to its deadlines, so most ticks
+    are within microseconds of it); a tick is never early, so a tick that seems more than
+    ``EARLY_TOLERANCE_S`` early is one that came more than half a period late, and gets a period
+    added.  A tick more than one period late is one whose deadline the sampler skipped (counted
+    in the gaps), measured against the deadline it was run for.  Every other sample belongs
+    to the last tick that started at or before it; its lateness is its date minus that tick's
+    planned time (so it includes its position in the sweep over the containers).
+    """
+    import bisect
+    reference = per_container[0]
+    if len(reference) < 2:
+        return {}
+    t0 = reference[0]
+    residuals = [d - t0 - round((d - t0) / resolution_s) * resolution_s for d in reference]
+    middle = sorted(residuals)[len(residuals) // 2]
+    planned = []
+    for date, residual in zip(reference, residuals):
+        late = residual - middle
+        if late < -EARLY_TOLERANCE_S:
+            late += resolution_s
+        planned.append(date - late)
+    tick_lateness = [d - p for d, p in zip(reference, planned)]
+    lateness, interval_error, missed = [], [], 0
+    for dates in per_container:
+        for date in dates:
+            tick = bisect.bisect_right(reference, date + 1e-9) - 1
+            if tick >= 0:
+                lateness.append(date - planned[tick])
+        intervals = [b - a for a, b in zip(dates, dates[1:])]
+        interval_error += [abs(i - resolution_s) for i in intervals]
+        missed += sum(max(0, round(i / resolution_s) - 1) for i in intervals)
+    return {"tick_lateness": tick_lateness, "lateness": lateness, "interval_error": interval_error, "missed": missed}
+
+
+def raw_read_costs(dirs: list[Path], version: int, loops: int) -> dict:
+    """µs per sample-equivalent (the three accounting files) for pread, open/read/close, and the
+    monitor's own CgroupHandle.read."""
+    from monitor.cgroups import CgroupDirs, make_reader
+    if version == 1:
+        files = [dirs[0] / "memory.usage_in_bytes", dirs[0] / "memory.stat", dirs[1] / "cpuacct.usage"]
+    else:
+        files = [dirs[0] / "memory.current", dirs[0] / "memory.stat", dirs[0] / "cpu.stat"]
+    fds = [os.open(f, os.O_RDONLY) for f in files]
+    per_file = {}
+    for f, fd in zip(files, fds):
+        start = time.perf_counter()
+        for _ in range(loops):
+            os.pread(fd, 16384, 0)
+        per_file[f.name] = round((time.perf_counter() - start) / loops * 1e6, 2)
+    start = time.perf_counter()
+    for _ in range(loops):
+        for fd in fds:
+            os.pread(fd, 16384, 0)
+    pread_us = (time.perf_counter() - start) / loops * 1e6
+    for fd in fds:
+        os.close(fd)
+    start = time.perf_counter()
+    for _ in range(loops):
+        for f in files:
+            fd = os.open(f, os.O_RDONLY)
+            os.read(fd, 16384)
+            os.close(fd)
+    open_us = (time.perf_counter() - start) / loops * 1e6
+    reader = make_reader(CGROUP_ROOT, version)
+    handle = reader.open(CgroupDirs(dirs[0], dirs[-1]))
+    start = time.perf_counter()
+    for _ in range(loops):
+        handle.read()
+    handle_us = (time.perf_counter() - start) / loops * 1e6
+    handle.close()
+    return {"pread_per_file_us": per_file, "pread_kept_fds_us": round(pread_us, 2), "open_read_close_us": round(open_us, 2),
+            "monitor_handle_read_us": round(handle_us, 2)}
+
+
+def measure(count: int, duration_s: float, resolution_s: float, warmup_s: float) -> dict:
+    directory = Path(tempfile.mkdtemp(prefix="faasload-bench-monitor-", dir="/tmp"))
+    containers = None
+    process = None
+    try:
+        containers = Containers(count, f"{os.getpid()}-{count}")
+        process, notif, meas = start_monitor(directory, resolution_s)
+        ids = [f"bench-{count}-{i:03d}" for i in range(count)]
+        for container, path in zip(ids, containers.paths):
+            send(notif, {"action": "run", "container": container, "cgroup": path})
+        time.sleep(warmup_s)
+        cpu0 = _common.cpu_times(process.pid)
+        start_epoch = time.time()
+        time.sleep(duration_s)
+        end_epoch = time.time()
+        cpu1 = _common.cpu_times(process.pid)
+        rss = _common.memory_kib(process.pid)
+        per_container, samples, nulls = [], 0, 0
+        for container in ids:
+            answer = query(meas, {"container": container, "start": start_epoch, "end": end_epoch})
+            if isinstance(answer, dict):
+                raise RuntimeError(f"query for {container} failed: {answer}")
+            per_container.append([s["date"] for s in answer])
+            samples += len(answer)
+            nulls += sum(1 for s in answer if s["memory"] is None or s["cpu"] is None)
+        errors = period_errors(per_container, resolution_s) if per_container else {}
+        share = _common.cpu_share(cpu0, cpu1)
+        used_s = share["user_s"] + share["sys_s"]
+        figures = {
+            "containers": count, "resolution_ms": resolution_s * 1000, "duration_s": duration_s,
+            "monitor_cpu": share, "monitor_rss_mb": round(rss["VmRSS"] / 1024, 1),
+            "samples": samples, "expected_samples": round(count * duration_s / resolution_s),
+            "missed_samples": errors.get("missed", 0), "samples_with_null": nulls,
+            "cpu_per_sample_us": round(used_s / samples * 1e6, 2) if samples else None,
+            "period_error_ms": _common.spread(errors.get("lateness", []), scale=1000),
+            "tick_lateness_ms": _common.spread(errors.get("tick_lateness", []), scale=1000),
+            "interval_error_ms": _common.spread(errors.get("interval_error", []), scale=1000),
+        }
+        if count:
+            figures["raw_reads"] = raw_read_costs(containers.dirs[0], containers.version, 20000)
+        return figures
+    finally:
+        if process is not None:
+            from faasload.procs import stop_process
+            stop_process(process)
+        if containers is not None:
+            containers.close()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def show(f: dict) -> None:
+    cpu, per, itv = f["monitor_cpu"], f["period_error_ms"], f["interval_error_ms"]
+    print(f"{f['containers']} containers at {f['resolution_ms']:g} ms for {f['duration_s']:g} s: monitor "
+          f"{cpu['pct_of_one_core']}% of one core ({cpu['user_s']} s user + {cpu['sys_s']} s sys), RSS "
+          f"{f['monitor_rss_mb']} MB")
+    if not f["containers"]:
+        return
+    print(f"  samples {f['samples']} of {f['expected_samples']} expected, missed {f['missed_samples']}, "
+          f"with a null value {f['samples_with_null']}")
+    tick = f["tick_lateness_ms"]
+    print(f"  period error (sample − planned) p50 {per['p50']} ms, p99 {per['p99']} ms, max {per['max']} ms; "
+          f"tick start lateness p50 {tick['p50']} ms, p99 {tick['p99']} ms, max {tick['max']} ms")
+    print(f"  interval error |interval − period| p50 {itv['p50']} ms, p99 {itv['p99']} ms, max {itv['max']} ms")
+    raw = f["raw_reads"]
+    print(f"  cost per sample: monitor {f['cpu_per_sample_us']} µs of CPU; the same 3 files read here: pread on "
+          f"kept fds {raw['pread_kept_fds_us']} µs {raw['pread_per_file_us']}, open/read/close {raw['open_read_close_us']} µs, "
+          f"monitor's CgroupHandle.read {raw['monitor_handle_read_us']} µs")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--containers", default="0,10,100", help="container counts, comma-separated")
+    parser.add_argument("--duration-s", type=float, default=30.0)
+    parser.add_argument("--warmup-s", type=float, default=2.0)
+    parser.add_argument("--resolution-ms", type=float, default=10.0)
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("monitor_cost: needs root (creates cgroups)", file=sys.stderr)
+        return 2
+    results = {"runs": {}}
+    for count in [int(c) for c in args.containers.split(",") if c.strip()]:
+        figures = measure(count, args.duration_s, args.resolution_ms / 1000, args.warmup_s)
+        show(figures)
+        if count == 100:
+            per = figures["period_error_ms"]["p99"]
+            figures["goal"] = {"goal": "< 15% of one core, p99 period error ≤ 2 ms",
+                               "met": figures["monitor_cpu"]["pct_of_one_core"] < 15 and per is not None and per <= 2}
+            print(f"  goal ({figures['goal']['goal']}): {'met' if figures['goal']['met'] else 'MISSED'}")
+        results["runs"][str(count)] = figures
+    print(f"results: {_common.write_results('monitor_cost', results)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
