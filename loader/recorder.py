@@ -147,7 +147,7 @@ class Recorder:
         fields = completion_fields(record)
         items, peak = [], None
         if self.monitor is not None:
-            answer = self._query_monitor(activation_id, fields)
+            answer = self._query_monitor(activation_id, fields, record)
             fields["resources_status"] = answer.status.value
             if answer.samples:
                 items.append(RunResources(self.key(invocation), tuple(answer.samples)))
@@ -159,8 +159,11 @@ class Recorder:
                        wait_time_ms=fields["wait_time_ms"], cold_start=fields["cold_start"],
                        peak_memory_bytes=peak, has_record=True)
 
-    def _query_monitor(self, activation_id: str, fields: dict):
+    def _query_monitor(self, activation_id: str, fields: dict, record: dict):
         start_ms, end_ms = fields.get("start_ms"), fields.get("end_ms")
+        namespace, name = record.get("namespace"), record.get("name")
         return self.monitor.samples_for_activation(
             activation_id, start_s=start_ms / 1000 if start_ms is not None else None,
-            end_s=end_ms / 1000 if end_ms is not None else None)
+            end_s=end_ms / 1000 if end_ms is not None else None,
+            namespace=namespace if isinstance(namespace, str) else None,
+            action=name if isinstance(name, str) else None)
