@@ -1,0 +1,279 @@
+"""Completion pipeline throughput: Kafka user events → completed rows in PostgreSQL.
+
+    python bench/completion_pipeline.py [--rates 1000,5000,10000] [--duration-s 20]
+
+Starts a Tansu broker (``faasload.tansu``), an embedded PostgreSQL (``faasload.embedded_pg``, data
+directory in /tmp, durable as the loader's embedded server) and nginx answering activation records
+(``bench/_nginx.py``: a fixed complete record for any id, so the endpoint is not what is measured).
+In this process, the loader's real completion path, wired as :class:`loader.pipeline.Pipeline` wires
+it: :class:`loader.completions.EventConsumer` → :class:`loader.tracker.CompletionTracker` (its fetch
+pool and :class:`loader.openwhisk.OpenWhiskClient`) → :class:`loader.recorder.Recorder` →
+:class:`loader.recorder.DurableSink` → :class:`loader.store.StoreWriter` (loader defaults: batches
+of 500, flush interval 0.5 s, 8 fetch workers unless ``--fetch-workers``).
+
+For each rate: ``rate × duration`` activations are first recorded ``sent`` and registered with the
+tracker (as the invoker pool does after a 202; not timed), then a producer **process** publishes
+one ``Activation`` user event per activation (OpenWhisk's EventMessage shape) at that rate, on
+absolute deadlines, and notes when it sent each.  The run's ``on_stored`` callback (fired by a
+loop every ``--fire-interval-ms``, as the pipeline's main loop does every 50 ms) gives the commit
+time of each completed row.  Prints completions/s while events flow and overall, event-to-row
+latency percentiles, the CPU of this process, of the broker and of nginx, and checks that every
+activation ended in exactly one ``success`` row holding the record's fields.  Goal: ≥ 5,000
+completions/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
+
+_common.use_repo_imports()
+TOPIC = "events"
+FAKE_KEY = "00000000-0000-0000-0000-000000000000:benchkey"
+GOAL_PER_S = 5000
+
+
+# --------------------------------------------------------------------------- the producer process
+
+def event_message(activation_id: str) -> bytes:
+    """An OpenWhisk ``Activation`` user event (EventMessage shape, as OpenWhisk's invoker sends)."""
+    return json.dumps({
+        "body": {"statusCode": 0, "duration": 10, "name": "bench/bench", "waitTime": 3, "initTime": 5,
+                 "kind": "python:3.11", "conductor": False, "memory": 256, "causedBy": None, "size": 86,
+                 "activationId": activation_id},
+        "eventType": "Activation", "source": "invoker0", "subject": "bench", "timestamp": int(time.time() * 1000),
+        "userId": "00000000-0000-0000-0000-000000000000", "namespace": "bench"}).encode()
+
+
+def producer(bootstrap: str, ids_path: Path, rate: float, out_path: Path) -> None:
+    from kafka import KafkaProducer
+    ids = json.loads(ids_path.read_text())
+    kafka = KafkaProducer(bootstrap_servers=[bootstrap], linger_ms=1, acks=1)
+    sent_s = [0.0] * len(ids)
+    start = time.monotonic()
+    for index, activation_id in enumerate(ids):
+        due = start + index / rate
+        now = time.monotonic()
+        if due > now:
+            time.sleep(due - now)
+        sent_s[index] = time.time()
+        kafka.send(TOPIC, event_message(activation_id))
+    kafka.flush()
+    produce_s = time.monotonic() - start
+    kafka.close()
+    out_path.write_text(json.dumps({"sent_epoch_s": sent_s, "produce_s": produce_s}))
+
+
+# --------------------------------------------------------------------------- the measured pipeline
+
+class Services:
+    """Broker, PostgreSQL and nginx, started here and stopped by pid."""
+
+    def __init__(self, scratch: Path):
+        import _nginx
+        from faasload import embedded_pg, tansu
+        from loader.database import DatabaseConfiguration, create_database
+        self.broker = tansu.start(scratch / "tansu")
+        pgdir = scratch / "pgdata"
+        self.pg = embedded_pg.start_cluster(pgdir)
+        create_database(DatabaseConfiguration(user=self.pg.user, host=self.pg.host, port=self.pg.port,
+                                              database="postgres"), "bench")
+        self.database = DatabaseConfiguration(user=self.pg.user, host=self.pg.host, port=self.pg.port,
+                                              database="bench")
+        self.nginx = _nginx.start()
+
+    def stop(self) -> None:
+        for stop in (self.nginx.stop, self.broker.stop, lambda: self.pg.stop(mode="fast")):
+            try:
+                stop()
+            except Exception as exc:  # keep stopping the others  # noqa: BLE001
+                print(f"stopping a service failed: {exc}", file=sys.stderr)
+
+
+def create_topic(bootstrap: str) -> None:
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+    admin = KafkaAdminClient(bootstrap_servers=[bootstrap])
+    try:
+        admin.create_topics([NewTopic(TOPIC, num_partitions=4, replication_factor=1)])
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        admin.close()
+
+
+def measure(services: Services, scratch: Path, rate: float, duration_s: float, fetch_workers: int,
+            fire_interval_s: float) -> dict:
+    from faasload.clock import RealClock
+    from loader import store
+    from loader.authkeys import parse_key
+    from loader.completions import EventConsumer
+    from loader.openwhisk import InvokeOutcome, InvokeStatus, OpenWhiskClient
+    from loader.plan import PlannedInvocation
+    from loader.recorder import DurableSink, Recorder
+    from loader.summary import RunStats
+    from loader.tracker import CompletionTracker, TrackerSettings
+
+    count = int(rate * duration_s)
+    conn = store.open_store(services.database)
+    experiment_id = store.ensure_experiment(conn, name=f"bench-completions-{rate:g}-{uuid.uuid4().hex[:6]}",
+                                            mode="injection")
+    writer = store.StoreWriter(services.database).start()
+    stats = RunStats(10_000, count)
+    stored_s: dict[str, float] = {}
+
+    def on_stored(invocation, status) -> None:
+        stored_s[invocation.trace_name] = time.time()
+
+    sink = DurableSink(writer)
+    recorder = Recorder(sink, experiment_id, stats, on_stored=on_stored)
+    clock = RealClock()
+    client = OpenWhiskClient(services.nginx.apihost, timeout_s=10.0)
+    settings = TrackerSettings(event_timeout_s=3600.0, poll_interval_s=2.0, record_retry_s=0.05,
+                               final_deadline_s=7200.0, workers=fetch_workers)
+    tracker = CompletionTracker(client, settings, lambda p, record, reason: recorder.completed(
+        p.invocation, p.activation_id, record, reason), clock=clock)
+    user = parse_key(FAKE_KEY, "bench", "bench")
+    ids = [uuid.uuid4().hex for _ in range(count)]
+    setup_start = time.monotonic()
+    for seq, activation_id in enumerate(ids):
+        invocation = PlannedInvocation(activation_id, 0, "bench", "bench", seq, "1.jpg",
+                                       (("incont", "in"), ("object", "1.jpg"), ("outcont", "out")))
+        recorder.dispatched()
+        recorder.sent(invocation, seq, InvokeOutcome(InvokeStatus.ACCEPTED, 1, activation_id, 202))
+        tracker.register(invocation, recorder.key(invocation), user, activation_id, clock.monotonic_s())
+    writer.flush()
+    setup_s = time.monotonic() - setup_start
+    halt = threading.Event()
+    consumer = EventConsumer([services.broker.bootstrap], TOPIC, tracker.on_event).start()
+    if not consumer.wait_ready(30):
+        raise RuntimeError(f"user-event consumer not ready: {consumer.stats.last_error}")
+    tracker_thread = threading.Thread(target=tracker.run, args=(halt,), name="completion-tracker", daemon=True)
+    tracker_thread.start()
+    ids_path, out_path = scratch / f"ids-{rate:g}.json", scratch / f"sent-{rate:g}.json"
+    ids_path.write_text(json.dumps(ids))
+    broker_cpu0, nginx_cpu0 = _common.cpu_times(services.broker.process.pid), \
+        [_common.cpu_times(p) for p in services.nginx.pids]
+    cpu0 = _common.cpu_times()
+    produce = subprocess.Popen([sys.executable, __file__, "--producer", services.broker.bootstrap, "--ids",
+                                str(ids_path), "--rate", str(rate), "--out", str(out_path)])
+    deadline = time.monotonic() + duration_s * 3 + 60
+    while len(stored_s) < count and time.monotonic() < deadline:
+        sink.fire()
+        time.sleep(fire_interval_s)
+    sink.fire()
+    cpu1 = _common.cpu_times()
+    broker_cpu1, nginx_cpu1 = _common.cpu_times(services.broker.process.pid), \
+        [_common.cpu_times(p) for p in services.nginx.pids]
+    produce.wait(duration_s * 3 + 60)
+    halt.set()
+    tracker_thread.join(10)
+    consumer.stop()
+    tracker.close()
+    writer.close()
+    produced = json.loads(out_path.read_text())
+    sent = dict(zip(ids, produced["sent_epoch_s"]))
+    latencies = [stored_s[a] - sent[a] for a in ids if a in stored_s]
+    first_sent, last_sent = min(sent.values()), max(sent.values())
+    during = sum(1 for t in stored_s.values() if t <= last_sent)
+    last_row = max(stored_s.values()) if stored_s else first_sent
+    check = verify(conn, experiment_id, count)
+    conn.close()
+    return {
+        "target_rate_per_s": rate, "activations": count, "setup_s": round(setup_s, 1),
+        "produced_rate_per_s": round(count / produced["produce_s"], 1),
+        "completed": len(stored_s), "events_matched": tracker.events_matched, "lost": tracker.lost,
+        "consumer": {"messages": consumer.stats.messages, "errors": consumer.stats.errors},
+        "completions_per_s_while_producing": round(during / (last_sent - first_sent), 1) if last_sent > first_sent else None,
+        "completions_per_s_overall": round(len(stored_s) / (last_row - first_sent), 1) if last_row > first_sent else None,
+        "drain_after_last_event_s": round(last_row - last_sent, 3),
+        "event_to_row_ms": _common.spread(latencies, scale=1000, digits=1),
+        "pipeline_cpu": _common.cpu_share(cpu0, cpu1),
+        "broker_cpu": _common.cpu_share(broker_cpu0, broker_cpu1),
+        "nginx_cpu_pct_of_one_core": round(100 * sum(b.total_s - a.total_s for a, b in zip(nginx_cpu0, nginx_cpu1))
+                                           / (cpu1.wall_s - cpu0.wall_s), 1),
+        "fetch_workers": fetch_workers, "store_batch_size": writer.batch_size,
+        "store_flush_interval_s": writer.flush_interval_s, "rows_check": check,
+    }
+
+
+def verify(conn, experiment_id: int, count: int) -> dict:
+    """Every activation in exactly one success row carrying the record's fields."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT status, count(*), count(DISTINCT activation_id), "
+                    "sum(CASE WHEN duration_ms = 10 AND cold_start AND init_time_ms = 5 AND wait_time_ms = 3 "
+                    "AND extract_ms = 1.5 AND output_size_bytes = 1024 THEN 1 ELSE 0 END) "
+                    "FROM runs WHERE experiment_id = %s GROUP BY status", (experiment_id,))
+        rows = {status: (n, distinct, good) for status, n, distinct, good in cur.fetchall()}
+    conn.commit()
+    success = rows.get("success", (0, 0, 0))
+    return {"statuses": {s: v[0] for s, v in rows.items()}, "ok": success[0] == count == success[1] == success[2]
+            and len(rows) == 1}
+
+
+def show(f: dict) -> None:
+    lat, cpu = f["event_to_row_ms"], f["pipeline_cpu"]
+    print(f"{f['target_rate_per_s']:g} events/s × {f['activations']} activations (produced at "
+          f"{f['produced_rate_per_s']}/s; setup {f['setup_s']} s not timed)")
+    print(f"  completed {f['completed']} (matched {f['events_matched']}, lost {f['lost']}); "
+          f"{f['completions_per_s_while_producing']} completions/s while events flowed, "
+          f"{f['completions_per_s_overall']}/s overall, drained {f['drain_after_last_event_s']} s after the last event")
+    print(f"  event-to-row p50 {lat['p50']} ms, p90 {lat['p90']} ms, p99 {lat['p99']} ms, max {lat['max']} ms")
+    print(f"  pipeline process {cpu['pct_of_one_core']}% of one core ({cpu['user_s']} s user + {cpu['sys_s']} s sys), "
+          f"broker {f['broker_cpu']['pct_of_one_core']}%, nginx {f['nginx_cpu_pct_of_one_core']}%")
+    print(f"  rows: {f['rows_check']['statuses']} — {'every activation in one complete success row' if f['rows_check']['ok'] else 'ROWS WRONG'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", default="1000,5000,10000", help="user events per second, comma-separated")
+    parser.add_argument("--duration-s", type=float, default=20.0, help="how long events are produced per rate")
+    parser.add_argument("--fetch-workers", type=int, default=8, help="completion:workers (loader default 8)")
+    parser.add_argument("--fire-interval-ms", type=float, default=2.0)
+    parser.add_argument("--producer", help=argparse.SUPPRESS)
+    parser.add_argument("--ids", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--rate", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.producer:
+        producer(args.producer, args.ids, args.rate, args.out)
+        return 0
+    if os.geteuid() == 0:
+        pass  # the embedded PostgreSQL runs as an unprivileged user; its directory is under /tmp
+    scratch = Path(tempfile.mkdtemp(prefix="faasload-bench-completions-", dir="/tmp"))
+    scratch.chmod(0o755)
+    services = None
+    results = {"runs": {}}
+    try:
+        services = Services(scratch)
+        create_topic(services.broker.bootstrap)
+        for rate in [float(r) for r in args.rates.split(",") if r.strip()]:
+            figures = measure(services, scratch, rate, args.duration_s, args.fetch_workers,
+                              args.fire_interval_ms / 1000)
+            show(figures)
+            results["runs"][f"{rate:g}"] = figures
+        best = max((f["completions_per_s_while_producing"] or 0 for f in results["runs"].values()), default=0)
+        results["goal"] = {"goal": f"≥ {GOAL_PER_S} completions/s", "best_per_s": best, "met": best >= GOAL_PER_S}
+        print(f"best sustained: {best} completions/s (goal ≥ {GOAL_PER_S}): {'met' if best >= GOAL_PER_S else 'MISSED'}")
+    finally:
+        if services is not None:
+            services.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(f"results: {_common.write_results('completion_pipeline', results)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
