@@ -56,3 +56,12 @@ def test_stem_cells():
     assert not names.is_stem_cell(cell, "python:3")
     assert not names.is_stem_cell("wsk0_2_guest_prewarmer")
     assert not names.is_stem_cell("wsk0_2_guest_hello")
+
+
+@pytest.mark.parametrize("namespace, action", [("guest", "hello"), ("whisk.system", "my-action"),
+                                                ("user_1", "a_b"), ("ns@x", "act.v2")])
+def test_localwhisk_names_containers_as_openwhisk_does(namespace, action):
+    from localwhisk.platform import container_name as localwhisk_name
+    expected = names.container_name(names.container_prefix(7), 3, namespace, action)
+    assert localwhisk_name(7, 3, namespace, action) == expected
+    assert names.is_container_of(expected, namespace, action)
