@@ -69,6 +69,7 @@ class CgroupManager:
         self.base_path = f"{base}/localwhisk-{os.getpid()}"
         controllers = V1_CONTROLLERS if self.version == 1 else ("",)
         self.bases = tuple(self._dir(c, self.base_path) for c in controllers)
+        self._remove_stale()
         try:
             for directory in self.bases:
                 directory.mkdir(parents=True, exist_ok=True)
@@ -76,6 +77,27 @@ class CgroupManager:
                 self._enable_v2_controllers()
         except OSError as exc:
             raise CgroupUnavailable(f"cannot create cgroups under {self.bases[0]}: {exc}") from None
+
+    def _remove_stale(self) -> None:
+        """Remove empty cgroups left by localwhisk processes that died (SIGKILL)."""
+        for base in self.bases:
+            if not base.parent.is_dir():
+                continue
+            for stale in base.parent.glob("localwhisk-*"):
+                pid = stale.name.removeprefix("localwhisk-")
+                if not pid.isdigit() or Path(f"/proc/{pid}").exists():
+                    continue
+                for child in stale.iterdir():
+                    if child.is_dir():
+                        try:
+                            child.rmdir()
+                        except OSError:
+                            pass
+                try:
+                    stale.rmdir()
+                    LOG.info("removed the stale cgroup %s", stale)
+                except OSError:
+                    pass
 
     def _dir(self, controller: str, path: str) -> Path:
         return (self.root / controller if controller else self.root) / path.lstrip("/")

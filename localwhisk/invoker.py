@@ -120,7 +120,6 @@ class Invoker:
 
     def execute(self, job: Job) -> ActivationRecord:
         action = job.action
-        timeout_s = action.limits.timeout_ms / 1000
         key = (job.identity.namespace, action.path, action.version, action.updated_ms)
         try:
             pooled, cold = self.pool.acquire(key, action.limits.memory_mb, lambda: self.container_name(job),
@@ -133,36 +132,12 @@ class Invoker:
                 {"waitTime": t_ms - job.received_ms, "timeout": False})
         container = pooled.container
         extra: dict[str, Any] = {"timeout": False}
+        # the notice first (it may take up to its timeout), so that its date precedes the start
+        self.notify_activation("activation_start", container.id, job.activation_id, time.time())
         start_ms = now_ms()
-        deadline_ms = start_ms + action.limits.timeout_ms
-        context = self._context(job, deadline_ms)
+        context = self._context(job, start_ms + action.limits.timeout_ms)
         extra["waitTime"] = start_ms - job.received_ms
-        self.notify_activation("activation_start", container.id, job.activation_id, start_ms / 1000)
-        oom_before = container.oom_kills()
-        response = None
-        if cold:
-            init = post(container.port, "/init", {"value": self._init_value(action, context)}, timeout_s)
-            init_end_ms = now_ms()
-            extra["initTime"] = init_end_ms - start_ms
-            if init.outcome is CallOutcome.TIMED_OUT:
-                extra["timeout"] = True
-                response = ActivationResponse(StatusCode.DEVELOPER_ERROR, _error_result(
-                    errors.timed_out_activation(action.limits.timeout_ms, init=True)))
-            elif init.outcome is not CallOutcome.ANSWERED or init.status != 200:
-                response = self._oom_or(container, oom_before, init_failure(init))
-        if response is None:
-            run = post(container.port, "/run", dict(context, value=self._run_params(job)), timeout_s)
-            if run.outcome is CallOutcome.TIMED_OUT:
-                extra["timeout"] = True
-                response = ActivationResponse(StatusCode.DEVELOPER_ERROR, _error_result(
-                    errors.timed_out_activation(action.limits.timeout_ms, init=False)))
-            elif run.outcome is CallOutcome.CONNECTION_ERROR:
-                response = self._oom_or(container, oom_before, ActivationResponse(
-                    StatusCode.DEVELOPER_ERROR, _error_result(errors.ABNORMAL_RUN)))
-            else:
-                response = run_response(run, self.max_payload_bytes)
-                if run.status != 200:
-                    response = self._oom_or(container, oom_before, response)
+        response = self._init_and_run(container, job, cold, context, extra, start_ms)
         end_ms = now_ms()
         self.notify_activation("activation_end", container.id, job.activation_id, end_ms / 1000)
         healthy = response.status_code in (StatusCode.SUCCESS, StatusCode.APPLICATION_ERROR)
@@ -172,6 +147,32 @@ class Invoker:
         if healthy:
             self.pool.release(pooled, healthy=True)
         return self._record(job, start_ms, end_ms, response, logs, extra)
+
+    def _init_and_run(self, container, job: Job, cold: bool, context: dict[str, str],
+                      extra: dict[str, Any], start_ms: int) -> ActivationResponse:
+        """``/init`` (cold) then ``/run``; the response; sets ``initTime``/``timeout`` in ``extra``."""
+        action = job.action
+        timeout_s = action.limits.timeout_ms / 1000
+        oom_before = container.oom_kills()
+        if cold:
+            init = post(container.port, "/init", {"value": self._init_value(action, context)}, timeout_s)
+            extra["initTime"] = now_ms() - start_ms
+            if init.outcome is CallOutcome.TIMED_OUT:
+                extra["timeout"] = True
+                return ActivationResponse(StatusCode.DEVELOPER_ERROR, _error_result(
+                    errors.timed_out_activation(action.limits.timeout_ms, init=True)))
+            if init.outcome is not CallOutcome.ANSWERED or init.status != 200:
+                return self._oom_or(container, oom_before, init_failure(init))
+        run = post(container.port, "/run", dict(context, value=self._run_params(job)), timeout_s)
+        if run.outcome is CallOutcome.TIMED_OUT:
+            extra["timeout"] = True
+            return ActivationResponse(StatusCode.DEVELOPER_ERROR, _error_result(
+                errors.timed_out_activation(action.limits.timeout_ms, init=False)))
+        if run.outcome is CallOutcome.CONNECTION_ERROR:
+            return self._oom_or(container, oom_before, ActivationResponse(
+                StatusCode.DEVELOPER_ERROR, _error_result(errors.ABNORMAL_RUN)))
+        response = run_response(run, self.max_payload_bytes)
+        return response if run.status == 200 else self._oom_or(container, oom_before, response)
 
     @staticmethod
     def _oom_or(container, oom_before: int | None, response: ActivationResponse) -> ActivationResponse:

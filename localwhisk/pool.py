@@ -105,11 +105,16 @@ class ContainerPool:
         with self._cond:
             self._all.add(pooled)
         self.notify("run", container)
+        if self._stopped.is_set():
+            self.release(pooled, healthy=False)
+            raise PoolFull("the container pool is stopping")
         return pooled, True
 
     def release(self, pooled: Pooled, healthy: bool) -> None:
         """Give a container back: kept warm when ``healthy``, else destroyed at once."""
         with self._cond:
+            if pooled not in self._all:
+                return  # removed by stop()
             if healthy and not self._stopped.is_set():
                 pooled.state = Slot.WARM
                 pooled.last_used_s = self.clock()
@@ -120,7 +125,9 @@ class ContainerPool:
         self._destroy(pooled)
 
     def _forget(self, pooled: Pooled) -> None:
-        """Under the lock: the container leaves the pool and its memory is free."""
+        """Under the lock: the container leaves the pool and its memory is free (once)."""
+        if pooled not in self._all:
+            return
         self._all.discard(pooled)
         self.used_mb -= pooled.memory_mb
         self._cond.notify_all()
@@ -174,6 +181,8 @@ class ContainerPool:
         self.notify("pause", pooled.container)
         with self._cond:
             pooled.state = Slot.PAUSED
+            if pooled not in self._all:
+                return  # removed by stop() meanwhile
             if self._stopped.is_set():
                 self._forget(pooled)
             else:
@@ -192,14 +201,16 @@ class ContainerPool:
                     self._cond.wait(max(0.0, min(next_due - self.clock(), 1.0)))
 
     def stop(self) -> None:
-        """Stop housekeeping and remove every free container (busy ones go on release)."""
+        """Stop housekeeping and remove every container, busy ones included (their activations
+        end as developer errors)."""
         self._stopped.set()
         with self._cond:
-            free, self._free = self._free, []
-            for pooled in free:
+            everything = list(self._all)
+            self._free = []
+            for pooled in everything:
                 self._forget(pooled)
             self._cond.notify_all()
-        for pooled in free:
+        for pooled in everything:
             self._destroy(pooled)
 
     def stats(self) -> dict[str, int]:

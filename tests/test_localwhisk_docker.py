@@ -73,6 +73,7 @@ def test_docker_cold_warm_pause_and_names(localwhisk_factory, docker_api, sink):
     assert warm.status_code == 200
     assert "initTime" not in {a["key"] for a in warm.json()["annotations"]}
     _wait(lambda: docker_api.inspect_container(container_id)["State"]["Paused"])
+    _wait(lambda: [m["action"] for m in sink.messages if m.get("container") == container_id].count("pause") == 2)
     ours = [m for m in sink.messages if m.get("container") == container_id]
     actions = [m["action"] for m in ours]
     assert actions[:4] == ["run", "activation_start", "activation_end", "pause"]

@@ -11,6 +11,7 @@ import json
 import re
 import time
 import zipfile
+from pathlib import Path
 
 import pytest
 import requests
@@ -187,3 +188,44 @@ def test_blocking_wait_expiry_gives_202(localwhisk, user):
         time.sleep(0.05)
     record = requests.get(localwhisk.url(f"activations/{activation_id}"), auth=_auth(user), timeout=10).json()
     assert record["response"]["result"] == {"done": True}
+
+
+def _proxies_of(pid: int) -> list[int]:
+    """Pids of runtime proxies started by the localwhisk process ``pid`` (process backend)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"--parent-pid" in argv and argv[argv.index(b"--parent-pid") + 1] == str(pid).encode():
+                found.append(int(entry.name))
+    return found
+
+
+def _wait_gone(pids: list[int], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while any(Path(f"/proc/{p}").exists() for p in pids):
+        assert time.monotonic() < deadline, f"processes {pids} still alive"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("how", ["stop", "kill"])
+def test_no_container_outlives_localwhisk(localwhisk_factory, how):
+    whisk = localwhisk_factory.start()
+    key = whisk.create_user("outlive")
+    whisk.deploy(key, "busy", "import time\ndef main(args):\n    time.sleep(60)\n    return {}\n")
+    assert requests.post(whisk.url("actions/busy"), auth=_auth(key), timeout=10).status_code == 202
+    deadline = time.monotonic() + 20
+    while not _proxies_of(whisk.pid):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proxies = _proxies_of(whisk.pid)
+    if how == "stop":
+        whisk.stop()  # SIGTERM: busy containers are removed too
+        _wait_gone(proxies, 10)
+    else:
+        whisk.process.kill()  # SIGKILL: the proxies notice their parent is gone
+        whisk.process.wait(10)
+        _wait_gone(proxies, 10)

@@ -105,7 +105,7 @@ class ProcessBackend:
         workdir.mkdir(parents=True)
         port_file = workdir / "port"
         cgroup = self.manager.create(cid, memory_mb * 1024 * 1024) if self.manager else None
-        command = [self.python, str(PROXY), "--port-file", str(port_file)]
+        command = [self.python, str(PROXY), "--port-file", str(port_file), "--parent-pid", str(os.getpid())]
         if cgroup is not None:
             joins = " && ".join(f"echo $$ > {shlex.quote(str(f))}" for f in cgroup.procs_files)
             command = ["/bin/sh", "-c", f'{joins} && exec "$0" "$@"'] + command

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import zipfile
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -160,11 +161,22 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
+def _watch_parent(parent_pid: int) -> None:
+    """Exit (and so end the action child) when the parent that started us died."""
+    while os.getppid() == parent_pid:
+        time.sleep(1.0)
+    os._exit(1)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="OpenWhisk-style action runtime proxy")
     parser.add_argument("--port-file", required=True)
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--parent-pid", type=int, default=0,
+                        help="exit when this process (localwhisk's process backend) is gone")
     args = parser.parse_args()
+    if args.parent_pid:
+        threading.Thread(target=_watch_parent, args=(args.parent_pid,), daemon=True).start()
     server = HTTPServer((args.host, 0), Handler)
     tmp = args.port_file + ".tmp"
     with open(tmp, "w") as stream:
