@@ -102,7 +102,7 @@ class Setup:
         conn = self.connect()
         try:
             with conn.cursor() as cur:
-                cur.execute(sql, params)
+                cur.execute(sql, params or None)
                 return cur.fetchall()
         finally:
             conn.close()

@@ -1,0 +1,118 @@
+"""Injector under faults, with the real parts: nothing lost, nothing duplicated.
+
+* the Kafka broker stopped for a while mid-run: completions recovered by polling the records;
+* the platform answering 429 for a period (a namespace limit set, then removed);
+* PostgreSQL restarted mid-run (the writer keeps its batch and retries).
+"""
+
+import uuid
+
+import pytest
+
+from faasload import tansu
+from tests.injector_support import ECHO_ACTION, Setup, wait_for
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def _name(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:8]}"
+
+
+def _assert_complete(setup, planned: int, parameters_per_run: int = 3) -> dict:
+    """Exactly one terminal row per planned invocation, parameters once each; the status counts."""
+    rows = setup.query("SELECT trace_name, seq, status FROM runs ORDER BY trace_name, seq")
+    assert len(rows) == planned
+    assert [r[1] for r in rows] == list(range(planned))
+    assert not {r[2] for r in rows} & {"planned", "sent"}
+    assert setup.query("SELECT count(*) FROM parameters")[0][0] == planned * parameters_per_run
+    return dict(setup.query("SELECT status, count(*) FROM runs GROUP BY status"))
+
+
+def test_broker_stopped_mid_run_completions_recovered_by_polling(tmp_path, localwhisk_factory, database):
+    broker = tansu.start(tmp_path / "broker")
+    try:
+        platform = localwhisk_factory.start(kafka_bootstrap=broker.bootstrap)
+        setup = Setup(tmp_path, platform, database, broker.bootstrap)
+        user = _name("gina")
+        setup.user(user, {"echo": ECHO_ACTION})
+        setup.trace(f"{user}-echo", ["0.1\tx.jpg"] * 100)
+        setup.write_config(completion={"event_timeout_s": 1.0, "poll_interval_s": 0.3})
+        loader = setup.start_loader()
+        wait_for(lambda: setup.count_runs("status = 'success'") >= 8, timeout_s=60, what="8 completed runs")
+        broker.stop()
+        done_at_stop = setup.count_runs("status = 'success'")
+        wait_for(lambda: setup.count_runs("status = 'success'") >= done_at_stop + 8, timeout_s=60,
+                 what="runs completed while the broker is down")
+        broker = tansu.start(tmp_path / "broker", port=broker.port)
+        assert loader.wait(120) == 0, loader.stderr_text()[-3000:]
+    finally:
+        broker.stop()
+    assert _assert_complete(setup, 100) == {"success": 100}
+    (summary,) = setup.query("SELECT summary FROM experiments")[0]
+    assert summary["user_events"]["matched"] < 100  # some completions could only come from polling
+
+
+def test_platform_answering_429_for_a_period(tmp_path, localwhisk, kafka_broker, database):
+    setup = Setup(tmp_path, localwhisk, database, kafka_broker.bootstrap)
+    user = _name("henry")
+    setup.user(user, {"echo": ECHO_ACTION})
+    setup.trace(f"{user}-echo", ["0.1\tx.jpg\tsleep_s:0.3"] * 30)
+    setup.write_config()
+    limit = localwhisk.admin("limits", "set", user, "--concurrentInvocations", "1")
+    assert limit.returncode == 0, limit.stderr
+    try:
+        loader = setup.start_loader()
+        wait_for(lambda: setup.count_runs("status = 'throttled'") >= 3, timeout_s=60, what="throttled runs")
+    finally:
+        assert localwhisk.admin("limits", "delete", user).returncode == 0
+    assert loader.wait(120) == 0, loader.stderr_text()[-3000:]
+    statuses = _assert_complete(setup, 30, parameters_per_run=4)
+    assert set(statuses) == {"success", "throttled"} and statuses["throttled"] >= 3
+    throttled = setup.query("SELECT DISTINCT invoke_http_status, invoke_attempts, activation_id IS NULL, "
+                            "status_reason LIKE 'HTTP 429: Too many concurrent requests in flight%' "
+                            "FROM runs WHERE status = 'throttled'")
+    assert throttled == [(429, 1, True, True)]
+    last = setup.query("SELECT status FROM runs ORDER BY seq DESC LIMIT 1")[0][0]
+    assert last == "success"  # after the period, invocations go through again
+    assert setup.activation_count(user) == statuses["success"]
+
+
+def test_429_retried_when_configured(tmp_path, localwhisk, kafka_broker, database):
+    setup = Setup(tmp_path, localwhisk, database, kafka_broker.bootstrap)
+    user = _name("irene")
+    setup.user(user, {"echo": ECHO_ACTION})
+    setup.trace(f"{user}-echo", ["0.05\tx.jpg\tsleep_s:0.2"] * 6)
+    setup.write_config(openwhisk={"invoke_retries": 8, "invoke_retry_backoff_s": 0.05})
+    assert localwhisk.admin("limits", "set", user, "--concurrentInvocations", "1").returncode == 0
+    try:
+        result = setup.run_loader()
+    finally:
+        localwhisk.admin("limits", "delete", user)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert _assert_complete(setup, 6, parameters_per_run=4) == {"success": 6}
+    attempts = [r[0] for r in setup.query("SELECT invoke_attempts FROM runs ORDER BY seq")]
+    assert max(attempts) > 1  # some invocations were answered 429 first, and retried
+    assert setup.activation_count(user) == 6
+
+
+def test_postgresql_restarted_mid_run(tmp_path, localwhisk, kafka_broker, database, pg_cluster):
+    setup = Setup(tmp_path, localwhisk, database, kafka_broker.bootstrap)
+    user = _name("jules")
+    setup.user(user, {"echo": ECHO_ACTION})
+    setup.trace(f"{user}-echo", ["0.1\tx.jpg"] * 40)
+    setup.write_config()
+    loader = setup.start_loader()
+    try:
+        wait_for(lambda: setup.count_runs() >= 5, timeout_s=60, what="5 runs stored")
+        pg_cluster.stop(mode="fast")
+        sent_at_stop = setup.activation_count(user)
+        wait_for(lambda: "database write failed" in loader.stderr_text(), timeout_s=60, what="a failed write")
+        wait_for(lambda: setup.activation_count(user) >= sent_at_stop + 5, timeout_s=60,
+                 what="invocations while the database is down")
+    finally:
+        if not pg_cluster.running():
+            pg_cluster.start(durable=False)
+    assert loader.wait(120) == 0, loader.stderr_text()[-3000:]
+    assert _assert_complete(setup, 40) == {"success": 40}
+    assert "database reachable again" in loader.stderr_text()
