@@ -16,8 +16,9 @@ tracker (as the invoker pool does after a 202; not timed), then a producer **pro
 one ``Activation`` user event per activation (OpenWhisk's EventMessage shape) at that rate, on
 absolute deadlines, and notes when it sent each.  The run's ``on_stored`` callback (fired by a
 loop every ``--fire-interval-ms``, as the pipeline's main loop does every 50 ms) gives the commit
-time of each completed row.  Prints completions/s while events flow and overall, event-to-row
-latency percentiles, the CPU of this process, of the broker and of nginx, and checks that every
+time of each completed row; the consumer's callback and the tracker's completion callback are
+wrapped to time-stamp the stages (event consumed, record fetched).  Prints completions/s while events flow and overall, event-to-row
+latency percentiles and per stage, the CPU of this process, of the broker and of nginx, and checks that every
 activation ended in exactly one ``success`` row holding the record's fields.  Goal: ≥ 5,000
 completions/s.
 """
@@ -133,6 +134,8 @@ def measure(services: Services, scratch: Path, rate: float, duration_s: float, f
     writer = store.StoreWriter(services.database).start()
     stats = RunStats(10_000, count)
     stored_s: dict[str, float] = {}
+    consumed_s: dict[str, float] = {}
+    fetched_s: dict[str, float] = {}
 
     def on_stored(invocation, status) -> None:
         stored_s[invocation.trace_name] = time.time()
@@ -143,8 +146,16 @@ def measure(services: Services, scratch: Path, rate: float, duration_s: float, f
     client = OpenWhiskClient(services.nginx.apihost, timeout_s=10.0)
     settings = TrackerSettings(event_timeout_s=3600.0, poll_interval_s=2.0, record_retry_s=0.05,
                                final_deadline_s=7200.0, workers=fetch_workers)
-    tracker = CompletionTracker(client, settings, lambda p, record, reason: recorder.completed(
-        p.invocation, p.activation_id, record, reason), clock=clock)
+    def complete(pending, record, reason) -> None:  # Pipeline._complete, plus a time stamp
+        fetched_s[pending.activation_id] = time.time()
+        recorder.completed(pending.invocation, pending.activation_id, record, reason)
+
+    tracker = CompletionTracker(client, settings, complete, clock=clock)
+
+    def on_event(event) -> None:  # the tracker's on_event, plus a time stamp
+        consumed_s.setdefault(event.activation_id, time.time())
+        tracker.on_event(event)
+
     user = parse_key(FAKE_KEY, "bench", "bench")
     ids = [uuid.uuid4().hex for _ in range(count)]
     setup_start = time.monotonic()
@@ -157,7 +168,7 @@ def measure(services: Services, scratch: Path, rate: float, duration_s: float, f
     writer.flush()
     setup_s = time.monotonic() - setup_start
     halt = threading.Event()
-    consumer = EventConsumer([services.broker.bootstrap], TOPIC, tracker.on_event).start()
+    consumer = EventConsumer([services.broker.bootstrap], TOPIC, on_event).start()
     if not consumer.wait_ready(30):
         raise RuntimeError(f"user-event consumer not ready: {consumer.stats.last_error}")
     tracker_thread = threading.Thread(target=tracker.run, args=(halt,), name="completion-tracker", daemon=True)
@@ -186,6 +197,9 @@ def measure(services: Services, scratch: Path, rate: float, duration_s: float, f
     produced = json.loads(out_path.read_text())
     sent = dict(zip(ids, produced["sent_epoch_s"]))
     latencies = [stored_s[a] - sent[a] for a in ids if a in stored_s]
+    kafka_ms = [consumed_s[a] - sent[a] for a in ids if a in consumed_s]
+    fetch_ms = [fetched_s[a] - consumed_s[a] for a in ids if a in fetched_s and a in consumed_s]
+    store_ms = [stored_s[a] - fetched_s[a] for a in ids if a in stored_s and a in fetched_s]
     first_sent, last_sent = min(sent.values()), max(sent.values())
     during = sum(1 for t in stored_s.values() if t <= last_sent)
     last_row = max(stored_s.values()) if stored_s else first_sent
@@ -200,6 +214,9 @@ def measure(services: Services, scratch: Path, rate: float, duration_s: float, f
         "completions_per_s_overall": round(len(stored_s) / (last_row - first_sent), 1) if last_row > first_sent else None,
         "drain_after_last_event_s": round(last_row - last_sent, 3),
         "event_to_row_ms": _common.spread(latencies, scale=1000, digits=1),
+        "stages_ms": {"produce_to_consumed": _common.spread(kafka_ms, scale=1000, digits=1),
+                      "consumed_to_record_fetched": _common.spread(fetch_ms, scale=1000, digits=1),
+                      "fetched_to_row_committed": _common.spread(store_ms, scale=1000, digits=1)},
         "pipeline_cpu": _common.cpu_share(cpu0, cpu1),
         "broker_cpu": _common.cpu_share(broker_cpu0, broker_cpu1),
         "nginx_cpu_pct_of_one_core": round(100 * sum(b.total_s - a.total_s for a, b in zip(nginx_cpu0, nginx_cpu1))
@@ -231,6 +248,8 @@ def show(f: dict) -> None:
           f"{f['completions_per_s_while_producing']} completions/s while events flowed, "
           f"{f['completions_per_s_overall']}/s overall, drained {f['drain_after_last_event_s']} s after the last event")
     print(f"  event-to-row p50 {lat['p50']} ms, p90 {lat['p90']} ms, p99 {lat['p99']} ms, max {lat['max']} ms")
+    for stage, spread in f["stages_ms"].items():
+        print(f"    {stage.replace('_', ' ')}: p50 {spread['p50']} ms, p99 {spread['p99']} ms, max {spread['max']} ms")
     print(f"  pipeline process {cpu['pct_of_one_core']}% of one core ({cpu['user_s']} s user + {cpu['sys_s']} s sys), "
           f"broker {f['broker_cpu']['pct_of_one_core']}%, nginx {f['nginx_cpu_pct_of_one_core']}%")
     print(f"  rows: {f['rows_check']['statuses']} — {'every activation in one complete success row' if f['rows_check']['ok'] else 'ROWS WRONG'}")
