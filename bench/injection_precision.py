@@ -16,6 +16,12 @@ sent offsets) and the completion tracker is a null tracker (``register`` does no
 Pipeline has no seam for that (it always builds a StoreWriter-backed sink and a tracker that
 polls every record), so the pieces are built here; that is the loader's injection path alone.
 
+What-if knobs for the design work (defaults = the loader as it is): ``--client http.client``
+puts a keep-alive ``http.client`` connection per invoker thread in place of the requests-based
+client (same request, same outcome records; the pool is unchanged), ``--spin-us`` sets the
+scheduler clock's spin before each deadline, and ``--workers 0`` replaces the pool by a no-op dispatch that records each invocation as sent the
+moment the scheduler hands it out: the precision of the scheduler and trace reader alone.
+
 Before the runs, wrk measures the endpoint alone (POST, keep-alive, ``--wrk-connections``
 connections) for the ratio achieved/wrk.  ``--minutes N`` (default 3, 0 to skip) also replays the
 first N minutes of the bundled Azure Functions 2019 sample (Shahrad et al., USENIX ATC 2020,
@@ -104,14 +110,62 @@ class NullTracker:
         self.registered += 1
 
 
-def child(tracedir: Path, apihost: str, workers: int, time_limit_s: float) -> dict:
+class RawInvokeClient:
+    """What-if for ``--client http.client``: the invoke of :class:`loader.openwhisk.OpenWhiskClient`
+    (same request, same outcome records) on one keep-alive ``http.client`` connection per thread."""
+
+    def __init__(self, apihost: str, timeout_s: float = 10.0):
+        import threading as _threading
+        from urllib.parse import urlsplit
+        parts = urlsplit(apihost)
+        self.host, self.port, self.timeout_s = parts.hostname, parts.port or 80, timeout_s
+        self._local = _threading.local()
+        self._auth: dict[str, str] = {}
+
+    def _connection(self):
+        import http.client
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._local.connection = http.client.HTTPConnection(self.host, self.port,
+                                                                              timeout=self.timeout_s)
+        return connection
+
+    def invoke(self, user, action, parameters, *, give_up=None):
+        import base64
+        import http.client
+        from loader.openwhisk import InvokeOutcome, InvokeStatus, action_path
+        auth = self._auth.get(user.user)
+        if auth is None:
+            auth = self._auth[user.user] = "Basic " + base64.b64encode(f"{user.uuid}:{user.key}".encode()).decode()
+        try:
+            connection = self._connection()
+            connection.request("POST", f"/api/v1/namespaces/_/actions/{action_path(action)}?blocking=false",
+                               body=json.dumps(parameters), headers={"Authorization": auth, "Accept": "application/json",
+                                                                    "Content-Type": "application/json"})
+            response = connection.getresponse()
+            body = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self._local.connection = None
+            return InvokeOutcome(InvokeStatus.CONNECTION_ERROR, 1, reason=f"{type(exc).__name__}: {exc}")
+        if response.status in (200, 202):
+            activation_id = response.getheader("x-openwhisk-activation-id") or json.loads(body).get("activationId")
+            return InvokeOutcome(InvokeStatus.ACCEPTED, 1, activation_id=activation_id, http_status=response.status)
+        status = InvokeStatus.THROTTLED if response.status == 429 else InvokeStatus.HTTP_ERROR
+        return InvokeOutcome(status, 1, http_status=response.status, reason=f"HTTP {response.status}")
+
+    def close(self) -> None:
+        pass
+
+
+def child(tracedir: Path, apihost: str, workers: int, time_limit_s: float, spin_us: float | None,
+          client_kind: str = "loader") -> dict:
     from faasload.clock import RealClock, set_fine_timer_slack
     from loader.authkeys import parse_key
     from loader.invoker import InvokerPool
-    from loader.openwhisk import OpenWhiskClient
+    from loader.openwhisk import InvokeOutcome, InvokeStatus, OpenWhiskClient
     from loader.pipeline import SWITCH_INTERVAL_S
     from loader.recorder import Recorder
-    from loader.scheduler import Scheduler
+    from loader.scheduler import Scheduler, offset_us
     from loader.summary import RunStats
     from loader.traces import FileTraceSource, list_traces, scan_trace
 
@@ -123,15 +177,23 @@ def child(tracedir: Path, apihost: str, workers: int, time_limit_s: float) -> di
     stats = RunStats(LATE_US, planned)
     sink, tracker = NullSink(), NullTracker()
     recorder = Recorder(sink, 1, stats)
-    clock = RealClock()
+    clock = RealClock() if spin_us is None else RealClock(spin_s=spin_us / 1e6)
     stopping = threading.Event()
     start = [clock.monotonic_s()]
-    client = OpenWhiskClient(apihost, timeout_s=10.0)
+    client = OpenWhiskClient(apihost, timeout_s=10.0) if client_kind == "loader" else RawInvokeClient(apihost)
     pool = InvokerPool(workers, client, keys, recorder, tracker, clock=clock, start_s=lambda: start[0],
                        stopping=stopping)
-    pool.start()
+    accepted = InvokeOutcome(InvokeStatus.ACCEPTED, 1, "0" * 32, 202)
+
+    def noop_submit(item) -> None:  # --workers 0: "sent" when dispatched, in the scheduler thread
+        recorder.dispatched()
+        recorder.sent(item.invocation, offset_us(clock, start[0]), accepted)
+        tracker.register()
+
+    if workers:
+        pool.start()
     sources = [FileTraceSource(path, incont="in", outcont="out") for path in paths]
-    scheduler = Scheduler(sources, pool.submit, clock=clock, start_s=0.0)
+    scheduler = Scheduler(sources, pool.submit if workers else noop_submit, clock=clock, start_s=0.0)
 
     def schedule() -> None:
         set_fine_timer_slack()
@@ -180,10 +242,13 @@ def child(tracedir: Path, apihost: str, workers: int, time_limit_s: float) -> di
 
 # --------------------------------------------------------------------------- the parent
 
-def run_child(tracedir: Path, apihost: str, workers: int, time_limit_s: float, nginx) -> dict:
+def run_child(tracedir: Path, apihost: str, workers: int, time_limit_s: float, nginx, spin_us: float | None,
+              client_kind: str) -> dict:
     nginx_before = [_common.cpu_times(pid) for pid in nginx.pids]
+    spin = ["--spin-us", str(spin_us)] if spin_us is not None else []
+    spin += ["--client", client_kind]
     out = subprocess.run([sys.executable, __file__, "--child", str(tracedir), "--apihost", apihost,
-                          "--workers", str(workers), "--time-limit-s", str(time_limit_s)],
+                          "--workers", str(workers), "--time-limit-s", str(time_limit_s), *spin],
                          capture_output=True, text=True, timeout=time_limit_s + 120)
     nginx_after = [_common.cpu_times(pid) for pid in nginx.pids]
     if out.returncode != 0:
@@ -229,7 +294,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=int, default=3, help="minutes of the Azure 2019 sample to replay (0: skip)")
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--actions", type=int, default=5)
-    parser.add_argument("--workers", type=int, default=64, help="invoker threads (the loader's default: 64)")
+    parser.add_argument("--workers", type=int, default=64,
+                        help="invoker threads (the loader's default: 64); 0: no HTTP at all, an invocation counts "
+                             "as sent when the scheduler dispatches it (the scheduler's own precision)")
+    parser.add_argument("--spin-us", type=float, default=None,
+                        help="what-if: the scheduler clock's spin before each deadline in µs (default: the "
+                             "loader's RealClock default, faasload.clock.SPIN_BEFORE_DEADLINE_S)")
+    parser.add_argument("--client", choices=("loader", "http.client"), default="loader",
+                        help="what-if: 'http.client' replaces the loader's requests-based OpenWhiskClient in the "
+                             "real invoker pool by a keep-alive http.client connection per thread (same request)")
     parser.add_argument("--wrk-connections", type=int, default=4)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
@@ -237,12 +310,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit-s", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.child, args.apihost, args.workers, args.time_limit_s)))
+        print(json.dumps(child(args.child, args.apihost, args.workers, args.time_limit_s, args.spin_us, args.client)))
         return 0
     import _nginx
     rates = [float(r) for r in args.rates.split(",") if r.strip()]
     nginx = _nginx.start()
-    results: dict = {"endpoint": "nginx 1 worker, 202 {activationId}", "runs": {}}
+    results: dict = {"endpoint": "nginx 1 worker, 202 {activationId}", "workers": args.workers,
+                     "spin_us": args.spin_us, "client": args.client, "runs": {}}
     scratch = Path(tempfile.mkdtemp(prefix="faasload-bench-inject-", dir="/tmp"))
     try:
         wrk = _nginx.wrk_rate(nginx.apihost, duration_s=min(10.0, args.duration_s),
@@ -255,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
             tracedir.mkdir()
             write_traces(tracedir, rate_per_s=rate, duration_s=args.duration_s, users=args.users,
                          actions=args.actions, seed=args.seed)
-            figures = run_child(tracedir, nginx.apihost, args.workers, args.duration_s * 1.5 + 10, nginx)
+            figures = run_child(tracedir, nginx.apihost, args.workers, args.duration_s * 1.5 + 10, nginx, args.spin_us, args.client)
             show(f"{rate:g}/s", figures, wrk["requests_per_s"])
             figures["goal"] = goals(rate, figures)
             print(f"  goal ({figures['goal']['goal']}): {'met' if figures['goal']['met'] else 'MISSED'}")
@@ -267,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
             conversion = azure2019_to_traces.convert(azure2019_to_traces.DEFAULT_DATA, tracedir,
                                                      minutes=args.minutes, start_minute=None, seed=2019,
                                                      action=None, input_object="input.dat")
-            figures = run_child(tracedir, nginx.apihost, args.workers, args.minutes * 60 * 1.5 + 10, nginx)
+            figures = run_child(tracedir, nginx.apihost, args.workers, args.minutes * 60 * 1.5 + 10, nginx, args.spin_us, args.client)
             figures["conversion"] = conversion
             show(f"Azure 2019 sample, {args.minutes} min at 1x ({conversion['traces']} functions, "
                  f"{conversion['users']} owners)", figures, wrk["requests_per_s"])
