@@ -35,7 +35,6 @@ import csv
 import hashlib
 import random
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "azure2019-sample"

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -269,8 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.producer:
         producer(args.producer, args.ids, args.rate, args.out)
         return 0
-    if os.geteuid() == 0:
-        pass  # the embedded PostgreSQL runs as an unprivileged user; its directory is under /tmp
+    # Under /tmp and world-traversable: as root, the embedded PostgreSQL runs as an unprivileged user.
     scratch = Path(tempfile.mkdtemp(prefix="faasload-bench-completions-", dir="/tmp"))
     scratch.chmod(0o755)
     services = None
