@@ -292,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rates", default="100,1000,5000", help="target invocations/s, comma-separated")
     parser.add_argument("--duration-s", type=float, default=60.0, help="planned length of each rate's traces")
     parser.add_argument("--minutes", type=int, default=3, help="minutes of the Azure 2019 sample to replay (0: skip)")
+    parser.add_argument("--azure-data", type=Path, default=None,
+                        help="directory of the Azure 2019 sample (default: ../shared/data/azure2019-sample next to "
+                             "the repository)")
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--actions", type=int, default=5)
     parser.add_argument("--workers", type=int, default=64,
@@ -335,10 +338,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  goal ({figures['goal']['goal']}): {'met' if figures['goal']['met'] else 'MISSED'}")
             results["runs"][f"{rate:g}"] = figures
             shutil.rmtree(tracedir)
-        if args.minutes > 0:
-            import azure2019_to_traces
+        import azure2019_to_traces
+        azure_data = args.azure_data or azure2019_to_traces.DEFAULT_DATA
+        if args.minutes > 0 and not (azure_data / "invocations.csv").exists():
+            print(f"Azure 2019 replay skipped: no {azure_data / 'invocations.csv'} (give --azure-data DIR)")
+            results["runs"]["azure2019"] = {"skipped": f"no sample at {azure_data}"}
+        elif args.minutes > 0:
             tracedir = scratch / "azure2019"
-            conversion = azure2019_to_traces.convert(azure2019_to_traces.DEFAULT_DATA, tracedir,
+            conversion = azure2019_to_traces.convert(azure_data, tracedir,
                                                      minutes=args.minutes, start_minute=None, seed=2019,
                                                      action=None, input_object="input.dat")
             figures = run_child(tracedir, nginx.apihost, args.workers, args.minutes * 60 * 1.5 + 10, nginx, args.spin_us, args.client)
