@@ -68,9 +68,13 @@ class InvokerPool:
                 self.send(item)
             except Exception as exc:  # a bug must not lose the invocation silently  # noqa: BLE001
                 log.exception("invoking %s #%d failed", item.invocation.trace_name, item.invocation.seq)
-                self.recorder.sent(item.invocation, offset_us(self.clock, self.start_s()),
-                                   InvokeOutcome(InvokeStatus.CONNECTION_ERROR, 0,
-                                                 reason=f"loader error before sending: {exc}"))
+                try:
+                    self.recorder.sent(item.invocation, offset_us(self.clock, self.start_s()),
+                                       InvokeOutcome(InvokeStatus.CONNECTION_ERROR, 0,
+                                                     reason=f"loader error before sending: {exc}"))
+                except Exception:  # the store failed for good: the pipeline's supervisor reports it  # noqa: BLE001
+                    log.exception("recording the failure of %s #%d failed", item.invocation.trace_name,
+                                  item.invocation.seq)
 
     def send(self, item: Dispatch) -> None:
         invocation = item.invocation

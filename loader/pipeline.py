@@ -30,7 +30,7 @@ from .openwhisk import OpenWhiskClient
 from .plan import TraceSource
 from .recorder import DurableSink, OnStored, Recorder
 from .scheduler import Scheduler
-from .store import StoreWriter
+from .store import StoreError, StoreWriter
 from .summary import RunStats
 from .tracker import CompletionTracker, Pending, TrackerSettings
 
@@ -85,7 +85,14 @@ class Pipeline:
         self._stop_requests += 1
 
     def _complete(self, pending: Pending, record: dict | None, reason: str | None) -> None:
-        self.recorder.completed(pending.invocation, pending.activation_id, record, reason)
+        try:
+            self.recorder.completed(pending.invocation, pending.activation_id, record, reason)
+        except StoreError:
+            raise
+        except Exception as exc:  # a bug must not leave the run pending forever  # noqa: BLE001
+            log.exception("recording activation %s failed", pending.activation_id)
+            self.recorder.completed(pending.invocation, pending.activation_id, None,
+                                    f"loader error while recording the completion: {type(exc).__name__}: {exc}")
 
     # ------------------------------------------------------------------ running
 
@@ -153,6 +160,7 @@ class Pipeline:
                 handled_requests = self._stop_requests
                 self._on_stop_request(handled_requests, scheduler_thread)
             self.sink.fire()
+            self.sink.writer.flush(timeout_s=0)  # raises StoreError if the writer failed for good
             now_s = self.clock.monotonic_s()
             if now_s >= next_progress_s:
                 log.info("%s", self.stats.progress_line(self.tracker.pending_count))

@@ -147,9 +147,15 @@ class Recorder:
         fields = completion_fields(record)
         items, peak = [], None
         if self.monitor is not None:
-            answer = self._query_monitor(activation_id, fields, record)
-            fields["resources_status"] = answer.status.value
-            if answer.samples:
+            try:
+                answer = self._query_monitor(activation_id, fields, record)
+            except Exception:  # the client should never raise; never lose the run for it  # noqa: BLE001
+                log.exception("monitor query for activation %s failed", activation_id)
+                fields["resources_status"] = "error"
+                answer = None
+            if answer is not None:
+                fields["resources_status"] = answer.status.value
+            if answer is not None and answer.samples:
                 items.append(RunResources(self.key(invocation), tuple(answer.samples)))
                 memory = [s.memory_bytes for s in answer.samples if s.memory_bytes is not None]
                 peak = max(memory) if memory else None
