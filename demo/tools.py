@@ -78,7 +78,7 @@ def _socket_ready(path: str) -> bool:
 
 
 def _psql(datadir: str, database: str, args: list[str]) -> int:
-    server = embedded_pg.start_cluster(Path(datadir))
+    server = embedded_pg.start_cluster(Path(datadir).resolve())
     try:
         psql = embedded_pg.bin_dir() / "psql"
         env = dict(os.environ, PAGER="cat")
