@@ -73,9 +73,10 @@ class MonitorClient:
 
     def samples_for_activation(self, activation_id: str, *, container: str | None = None,
                                start_s: float | None = None, end_s: float | None = None,
-                               namespace: str | None = None, action: str | None = None) -> MonitorAnswer:
+                               namespace: str | None = None, action: str | None = None,
+                               kind: str | None = None) -> MonitorAnswer:
         """The samples of one activation.  ``namespace`` and ``action`` (the activation record's
-        ``namespace`` and ``name``) with ``start_s`` and ``end_s`` let the monitor find the
+        ``namespace`` and ``name``, and its ``kind`` for prewarmed stem cells) with ``start_s`` and ``end_s`` let the monitor find the
         container when no notice bound the activation (attribution, docs/monitor.md).  When the
         monitor does not know the activation but ``container``, ``start_s`` and ``end_s`` are
         given, falls back to a window query."""
@@ -83,7 +84,7 @@ class MonitorClient:
         try:
             query = ActivationQuery(activation_id, namespace, action,
                                     start_ms=None if start_s is None else round(start_s * 1000),
-                                    end_ms=None if end_s is None else round(end_s * 1000))
+                                    end_ms=None if end_s is None else round(end_s * 1000), kind=kind)
             answer = self._ask(encode_query(query), deadline_s)
             if (isinstance(answer, ErrorAnswer) and answer.code is ErrorCode.UNKNOWN_ACTIVATION
                     and None not in (container, start_s, end_s)):

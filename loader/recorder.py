@@ -155,6 +155,8 @@ class Recorder:
                 answer = None
             if answer is not None:
                 fields["resources_status"] = answer.status.value
+                if answer.reason:
+                    fields["resources_reason"] = answer.reason
             if answer is not None and answer.samples:
                 items.append(RunResources(self.key(invocation), tuple(answer.samples)))
                 memory = [s.memory_bytes for s in answer.samples if s.memory_bytes is not None]
@@ -163,7 +165,8 @@ class Recorder:
         update = self._base(invocation, status, activation_id=activation_id, **fields)
         self._terminal(invocation, status, [update] + items, duration_ms=fields["duration_ms"],
                        wait_time_ms=fields["wait_time_ms"], cold_start=fields["cold_start"],
-                       peak_memory_bytes=peak, has_record=True)
+                       peak_memory_bytes=peak, has_record=True,
+                       resources_status=fields.get("resources_status"))
 
     def _query_monitor(self, activation_id: str, fields: dict, record: dict):
         start_ms, end_ms = fields.get("start_ms"), fields.get("end_ms")
@@ -172,4 +175,5 @@ class Recorder:
             activation_id, start_s=start_ms / 1000 if start_ms is not None else None,
             end_s=end_ms / 1000 if end_ms is not None else None,
             namespace=namespace if isinstance(namespace, str) else None,
-            action=name if isinstance(name, str) else None)
+            action=name if isinstance(name, str) else None,
+            kind=fields.get("kind"))

@@ -84,6 +84,7 @@ class RunUpdate:
     load_ms: float | None = None
     result_error: str | None = None
     resources_status: str | None = None
+    resources_reason: str | None = None
 
 
 #: Columns of ``runs`` that a :class:`RunUpdate` sets, in order.

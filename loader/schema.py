@@ -101,6 +101,9 @@ CREATE TABLE resources (
     PRIMARY KEY (run_id, sampled_at_us)
 );
 """),
+    (2, "runs.resources_reason: why an activation has no or partial resources", """
+ALTER TABLE runs ADD COLUMN resources_reason text;
+"""),
 ]
 
 _BOOKKEEPING = """

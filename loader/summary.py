@@ -61,6 +61,7 @@ class RunStats:
         self.wait_times_ms = array("q")
         self.cold_starts = 0
         self.with_record = 0
+        self.resources: Counter = Counter()  # resources_status -> runs (monitor enabled only)
         self.functions: dict[str, _Function] = {}
 
     def record_sent(self, lateness_us: int) -> None:
@@ -72,9 +73,12 @@ class RunStats:
 
     def record_terminal(self, action: str, status: RunStatus, *, duration_ms: int | None = None,
                         wait_time_ms: int | None = None, cold_start: bool | None = None,
-                        peak_memory_bytes: int | None = None, has_record: bool = False) -> None:
+                        peak_memory_bytes: int | None = None, has_record: bool = False,
+                        resources_status: str | None = None) -> None:
         with self._lock:
             self.statuses[status] += 1
+            if resources_status is not None:
+                self.resources[resources_status] += 1
             function = self.functions.setdefault(action, _Function())
             function.runs += 1
             function.statuses[status] += 1
@@ -117,6 +121,7 @@ class RunStats:
                 "duration_ms": _distribution(durations),
                 "wait_time_ms": _distribution(self.wait_times_ms),
                 "cold_start_share": round(self.cold_starts / self.with_record, 4) if self.with_record else None,
+                "resources": dict(sorted(self.resources.items())) if self.resources else None,
                 "functions": {name: self._function_summary(f) for name, f in sorted(self.functions.items())},
             }
 
@@ -151,8 +156,13 @@ def format_summary(summary: dict) -> str:
         f"lateness {_dist_text(summary['lateness_ms'], 'ms')}",
         f"duration {_dist_text(summary['duration_ms'], 'ms')}; wait time {_dist_text(summary['wait_time_ms'], 'ms')}",
         f"cold starts: {'n/a' if share is None else f'{share:.1%}'} of completed activations",
-        "per function:",
     ]
+    resources = summary.get("resources")
+    if resources:
+        missing = sum(n for status, n in resources.items() if status != "ok")
+        lines.append(f"monitor resources: {', '.join(f'{s} {n}' for s, n in resources.items())}"
+                     f" ({missing} activations without samples)")
+    lines.append("per function:")
     for name, f in summary["functions"].items():
         memory = f["peak_memory_bytes"]
         lines.append(f"  {name}: {f['runs']} runs ({', '.join(f'{s} {n}' for s, n in f['statuses'].items())}), "

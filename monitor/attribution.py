@@ -108,7 +108,7 @@ def answer(registry, query: ActivationQuery, *, slack_s: float = DEFAULT_SLACK_S
         raise ProtocolError(f"'end_ms' ({query.end_ms}) is before 'start_ms' ({query.start_ms})")
     start_s, end_s = query.start_ms / 1000, query.end_ms / 1000
     found = attribute(registry.named_candidates(), query.namespace, query.action, start_s, end_s,
-                      slack_s=slack_s, kind=getattr(query, "kind", None))
+                      slack_s=slack_s, kind=query.kind)
     if found.verdict is Verdict.AMBIGUOUS:
         raise ProtocolError(f"activation {query.activation}: {found.reason}", ErrorCode.AMBIGUOUS)
     if found.verdict is Verdict.MISSING:

@@ -91,6 +91,7 @@ class ActivationQuery:
     action: str | None = None
     start_ms: int | None = None
     end_ms: int | None = None
+    kind: str | None = None          # the runtime kind (``python:3.11``): narrows stem-cell candidates
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,10 +220,11 @@ def parse_query(raw: bytes) -> WindowQuery | ActivationQuery:
     """Parse one request of the measurement socket."""
     message = _decode_object(raw)
     if "activation" in message:
-        _unknown_keys(message, {"activation", "namespace", "action", "start_ms", "end_ms"})
+        _unknown_keys(message, {"activation", "namespace", "action", "start_ms", "end_ms", "kind"})
         return ActivationQuery(_string(message, "activation", ACTIVATION_ID),
                                _optional(message, "namespace", str), _optional(message, "action", str),
-                               _optional(message, "start_ms", int), _optional(message, "end_ms", int))
+                               _optional(message, "start_ms", int), _optional(message, "end_ms", int),
+                               _optional(message, "kind", str))
     if "container" in message:
         _unknown_keys(message, {"container", "start", "end"})
         query = WindowQuery(_string(message, "container", CONTAINER_ID),
@@ -238,7 +240,7 @@ def encode_query(query: WindowQuery | ActivationQuery) -> bytes:
         message: dict[str, Any] = {"container": query.container, "start": query.start_s, "end": query.end_s}
     else:
         message = {"activation": query.activation}
-        for key in ("namespace", "action", "start_ms", "end_ms"):
+        for key in ("namespace", "action", "start_ms", "end_ms", "kind"):
             if getattr(query, key) is not None:
                 message[key] = getattr(query, key)
     return json.dumps(message).encode() + b"\n"

@@ -58,7 +58,7 @@ def test_bad_notifications_say_what_is_wrong(raw, message):
 
 def test_queries_round_trip_and_errors():
     assert parse_query(b'{"container": "c", "start": 1.5, "end": 2}\n') == WindowQuery("c", 1.5, 2.0)
-    query = ActivationQuery(ACT, "guest", "hello", 1000, 2000)
+    query = ActivationQuery(ACT, "guest", "hello", 1000, 2000, "python:3.11")
     assert parse_query(encode_query(query)) == query
     assert parse_query(encode_query(ActivationQuery(ACT))) == ActivationQuery(ACT)
     with pytest.raises(ProtocolError, match=r"'end' \(1.0\) is before 'start' \(2.0\)"):
