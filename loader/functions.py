@@ -179,7 +179,7 @@ def _annotations(path: Path, key: str, annotations: Any) -> tuple[str | None, tu
         try:
             parsed.append(_parse_spec(spec, f"{key}:parameters[{i}]"))
         except _SpecError as exc:
-            _fail(path, exc.key, exc.message)
+            raise ManifestError(str(path), exc.key, exc.message) from None
         if any(p.name == parsed[-1].name for p in parsed[:-1]):
             _fail(path, f"{key}:parameters[{i}]:name", f"duplicate parameter {parsed[-1].name!r}")
     return input_kind, tuple(p.to_dict() for p in parsed)
@@ -215,14 +215,17 @@ def _action(path: Path, key: str, package: str, name: str, action: Any) -> Funct
 def read_functions(path: str | Path) -> list[FunctionRow]:
     """Read every action of a wskdeploy manifest as a :class:`FunctionRow` (raises :class:`ManifestError`)."""
     path = Path(path)
+    problem = None
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        _fail(path, "", f"cannot read: {exc.strerror or exc}")
+        problem = f"cannot read: {exc.strerror or exc}"
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
-        _fail(path, "", f"{where}not valid YAML: {getattr(exc, 'problem', None) or exc}")
+        problem = f"{where}not valid YAML: {getattr(exc, 'problem', None) or exc}"
+    if problem is not None:
+        _fail(path, "", problem)
     packages, packages_key = _packages(path, document)
     rows: dict[str, tuple[str, FunctionRow]] = {}
     for package, body in packages.items():
