@@ -33,7 +33,7 @@ class TraceState:
 
     function: str
     position: int
-    rng_state: list          # random.Random.getstate() as JSON: [version, [625 ints], gauss_next]
+    rng_state: list          # random.Random.getstate(): [version, hex of 625 uint32 (little-endian), gauss_next]
     length: int              # invocations in the trace (nbinputs of its kind)
 
 
@@ -62,7 +62,7 @@ class GenerationState:
         document = asdict(self)
         document["traces"] = [asdict(t) for t in self.traces]
         document["complete"] = self.complete
-        return json.dumps(document, indent=1, sort_keys=True)
+        return json.dumps(document, sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str, source: str) -> "GenerationState":

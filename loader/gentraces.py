@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import struct
 
 from . import genstate
 from .functions import ParameterSpec, SpecKind
@@ -67,13 +68,15 @@ def as_text(value) -> str:
 
 
 def rng_to_json(rng: random.Random) -> list:
+    """``[version, hex of the 625 state words (little-endian uint32), gauss_next]``."""
     version, internal, gauss_next = rng.getstate()
-    return [version, list(internal), gauss_next]
+    return [version, struct.pack(f"<{len(internal)}I", *internal).hex(), gauss_next]
 
 
 def rng_from_json(state: list) -> random.Random:
+    raw = bytes.fromhex(state[1])
     rng = random.Random()
-    rng.setstate((state[0], tuple(state[1]), state[2]))
+    rng.setstate((state[0], struct.unpack(f"<{len(raw) // 4}I", raw), state[2]))
     return rng
 
 

@@ -208,7 +208,7 @@ def test_state_files_are_atomic_numbered_and_pruned(tmp_path):
     newest = genstate.newest(tmp_path / "state")
     assert newest.number == 8 and newest.reason == "r7" and newest.experiment == generation.experiment
     document = json.loads(paths[-1].read_text())
-    assert document["complete"] is False and len(document["traces"][0]["rng_state"][1]) == 625
+    assert document["complete"] is False and len(document["traces"][0]["rng_state"][1]) == 625 * 8
 
 
 def test_corrupt_newest_checkpoint_is_reported(tmp_path):

@@ -197,3 +197,9 @@ def test_generation_with_the_monitor_records_runs_parameters_and_resources(tmp_p
         assert status == "success" and output_bytes > 0 and transform_ms > 0, (action, obj)
         assert params == 5, (action, obj)                              # incont, object, outcont + 2 drawn
         assert resources_status == "ok" and samples > 0 and memory > 0, (action, obj, resources_status)
+    # Each function runs in its own user's namespace: its first activation starts a container.
+    first = setup.query("""SELECT r.action_name, r.cold_start, r.init_time_ms FROM runs r JOIN experiments e
+                           USING (experiment_id) WHERE e.name = 'monitored' AND r.seq = 0 ORDER BY 1""")
+    assert [(a, cold) for a, cold, _ in first] == [("audio_gain", True), ("image_resize", True),
+                                                   ("video_filter", True)], first
+    assert all(init_ms is not None and init_ms >= 0 for _, _, init_ms in first), first
