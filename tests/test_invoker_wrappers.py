@@ -55,7 +55,7 @@ class Listener:
                 self.messages.append(json.loads(data))
                 self.cond.notify_all()
 
-    def wait_for(self, count: int, timeout_s: float = 5.0) -> list[dict]:
+    def wait_for(self, count: int, timeout_s: float = 15.0) -> list[dict]:
         with self.cond:
             self.cond.wait_for(lambda: len(self.messages) >= count, timeout_s)
             return list(self.messages)

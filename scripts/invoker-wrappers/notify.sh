@@ -1,7 +1,10 @@
 # Sourced by the invoker wrappers: faasload_notify ACTION CONTAINER...
-# Sends {"action": ACTION, "container": ID} per container to the FaaSLoad monitor, in the
-# background with all standard streams on /dev/null, so the invoker never waits for it and
-# never reads its output.  Silent and harmless when the monitor is absent.
+# Sends {"action": ACTION, "container": ID} per container to the FaaSLoad monitor, with all
+# standard streams on /dev/null so the invoker never reads its output.  Silent and harmless
+# when the monitor is absent.  The static sender runs in the foreground, so that the notices
+# of successive calls (pause, then resume) reach the monitor in order; it gives up after 50 ms
+# and fails at once when nobody listens.  The python3/socat fallbacks start slower (~20 ms),
+# so they run in the background and may, rarely, reorder two notices sent within milliseconds.
 
 faasload_wrapper_dir=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)
 
@@ -40,7 +43,7 @@ faasload_notify() {
         esac
         _msg="{\"action\":\"$_action\",\"container\":\"$_id\"}"
         if [ -x "$faasload_wrapper_dir/wdm-notify" ]; then
-            "$faasload_wrapper_dir/wdm-notify" "$_sock" "$_msg" </dev/null >/dev/null 2>&1 &
+            "$faasload_wrapper_dir/wdm-notify" "$_sock" "$_msg" </dev/null >/dev/null 2>&1
         elif command -v python3 >/dev/null 2>&1; then
             python3 -c 'import socket, sys
 s = socket.socket(socket.AF_UNIX); s.settimeout(0.05); s.connect(sys.argv[1]); s.sendall(sys.argv[2].encode())' \
