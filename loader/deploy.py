@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -90,15 +89,10 @@ def action_body(row: FunctionRow) -> dict:
 
 def deploy_action(client: OpenWhiskClient, user: UserKey, row: FunctionRow) -> None:
     """PUT the action (and its package) into ``user``'s namespace, overwriting."""
-    session = client.session()
-    base = client.base_url
     def put(path: str, body: dict) -> None:
-        response = session.put(f"{base}{path}", params={"overwrite": "true"}, data=json.dumps(body),
-                               auth=user.auth, timeout=client.timeout_s,
-                               headers={"Content-Type": "application/json", "Accept": "application/json"})
-        if response.status_code != 200:
-            raise DeployError(f"user {user.user!r}: PUT {path} answered HTTP {response.status_code}: "
-                              f"{response.text.strip()[:300]}")
+        status, error = client.put(user, path, body)
+        if status != 200:
+            raise DeployError(f"user {user.user!r}: PUT {path} failed: {error}")
     name = f"{row.package}/{row.name}" if row.package else row.name
     if row.package:
         put(f"/packages/{quote(row.package, safe='')}", {})

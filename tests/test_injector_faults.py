@@ -42,7 +42,7 @@ def test_broker_stopped_mid_run_completions_recovered_by_polling(tmp_path, local
         wait_for(lambda: setup.count_runs("status = 'success'") >= 8, timeout_s=60, what="8 completed runs")
         broker.stop()
         done_at_stop = setup.count_runs("status = 'success'")
-        wait_for(lambda: setup.count_runs("status = 'success'") >= done_at_stop + 8, timeout_s=60,
+        wait_for(lambda: setup.count_runs("status = 'success'") >= done_at_stop + 8, timeout_s=150,
                  what="runs completed while the broker is down")
         broker = tansu.start(tmp_path / "broker", port=broker.port)
         assert loader.wait(120) == 0, loader.stderr_text()[-3000:]

@@ -25,13 +25,15 @@ class Scripted(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         self.server.requests.append((self.command, self.path, self.headers.get("Authorization"), body))
-        status, payload = self.server.script.pop(0) if self.server.script else (500, {"error": "no script"})
+        status, payload, *drop = self.server.script.pop(0) if self.server.script else (500, {"error": "no script"})
         data = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+        if drop:  # close the kept-alive connection without saying so (an idle timeout on the server)
+            self.close_connection = True
 
     do_GET = do_POST = _answer
 
@@ -85,7 +87,8 @@ def test_retries_429_and_5xx_when_configured_and_counts_attempts(server):
 def test_connection_error_is_an_outcome():
     client = OpenWhiskClient(f"http://127.0.0.1:{free_tcp_port()}", timeout_s=2.0)
     outcome = client.invoke(USER, "a", {})
-    assert outcome.status is InvokeStatus.CONNECTION_ERROR and "ConnectionError" in outcome.reason
+    assert outcome.status is InvokeStatus.CONNECTION_ERROR
+    assert outcome.reason == "ConnectionRefusedError: [Errno 111] Connection refused"
 
 
 def test_get_activation_found_not_found_and_error(server):
@@ -99,3 +102,12 @@ def test_get_activation_found_not_found_and_error(server):
     assert (error.status, error.http_status) == (FetchStatus.ERROR, 401)
     assert [r[1] for r in server.requests] == [f"/api/v1/namespaces/_/activations/{'c' * 32}"] * 2 + \
         ["/api/v1/namespaces/_/actions/a?code=false"]
+
+
+def test_keep_alive_connection_survives_the_server_closing_it(server):
+    """An idle connection the server closed is replaced, not reported as an error."""
+    client = _client(server)
+    server.script = [(202, {"activationId": "a" * 32}, "drop"), (202, {"activationId": "b" * 32})]
+    assert client.invoke(USER, "a", {}).activation_id == "a" * 32
+    assert client.invoke(USER, "a", {}).activation_id == "b" * 32
+    assert len(server.requests) == 2
