@@ -121,10 +121,14 @@ class CgroupHandle:
         self._cpu_key = cpu_key
         self.closed = False
 
-    def read(self) -> Reading:
+    def read(self, *, with_stat: bool = True) -> Reading:
+        """Usage and CPU always; RSS + mapped file (``memory.stat``, 10-100x the cost of the
+        other files) only ``with_stat`` — otherwise ``rss_mapped_bytes`` is None, not measured."""
         memory = _pread_int(self._usage_fd)
-        first, second = _stat_fields(self._stat_fd, self._stat_keys)
-        rss_mapped = None if first is None or second is None else first + second
+        rss_mapped = None
+        if with_stat:
+            first, second = _stat_fields(self._stat_fd, self._stat_keys)
+            rss_mapped = None if first is None or second is None else first + second
         if self._cpu_key is None:
             cpu = _pread_int(self._cpu_fd)
         else:

@@ -29,6 +29,7 @@ class SocketsConfig:
 @dataclass(frozen=True)
 class SamplingConfig:
     resolution_s: float = option(0.01, unit="s", exclusive_minimum=0, doc="period between two samples of a container")
+    stat_every: int = option(10, minimum=1, doc="read `memory.stat` (RSS + mapped file) on a container's first sample and every N-th after: it costs 10-100x the usage and CPU files; the other samples have `rss_mapped: null`")
     maxage_s: float = option(600.0, unit="s", exclusive_minimum=0, doc="age after which samples of a live container are dropped (bounds the per-container buffer)")
     retention_s: float = option(300.0, unit="s", minimum=0, doc="how long a removed container's samples stay queryable after `rm`")
     cgroup_root: Path = option("/sys/fs/cgroup", doc="mount point of the cgroup hierarchy (v1 controllers or v2 unified)")

@@ -44,7 +44,7 @@ class Monitor:
         self.discovery = Discovery(self.reader, inspect)
         self.registry = Registry(self.reader, self.discovery, clock, resolution_s=sampling.resolution_s,
                                  maxage_s=sampling.maxage_s, retention_s=sampling.retention_s)
-        self.sampler = Sampler(self.registry, clock, sampling.resolution_s)
+        self.sampler = Sampler(self.registry, clock, sampling.resolution_s, sampling.stat_every)
         self.docker_events = _docker_events(config, self.registry, clock)
         self.handlers = Handlers(self.registry, sampling.resolution_s, clock.epoch_s,
                                  attribution_slack_s=config.docker.attribution_slack_s)

@@ -51,6 +51,7 @@ class Container:
     #: [start, end] epoch seconds of each running stretch (end None while running).
     intervals: list[list] = field(default_factory=list)
     failed_reads: int = 0
+    reads: int = 0          # samples read so far (decides which ones read memory.stat)
     resolve_error: str | None = None
     #: Docker's name for it, when Docker events announced it (for attribution, issue 8).
     name: str | None = None

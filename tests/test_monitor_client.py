@@ -87,7 +87,7 @@ def test_nonsense_answers(tmp_path, reply, reason):
 def test_against_a_real_monitor(monitor_factory, tmp_path):
     tree = tmp_path / "cg"
     shutil.copytree(V2, tree)
-    monitor = monitor_factory.start(sampling={"cgroup_root": str(tree)}, discovery={"docker": False})
+    monitor = monitor_factory.start(sampling={"cgroup_root": str(tree), "stat_every": 1}, discovery={"docker": False})
     client = MonitorClient(monitor.measurement_socket, timeout_s=5)
     activation, other, lost = uuid.uuid4().hex, uuid.uuid4().hex, uuid.uuid4().hex
     monitor.notify({"action": "run", "container": DOCKER})

@@ -198,3 +198,16 @@ def test_buffer_is_bounded_by_maxage_and_count():
     newest = buffer.window(0, 1e9)
     assert newest[-1].memory_bytes == 6 * CHUNK_SAMPLES - 1
     assert newest[0].cpu_ns == 0
+
+
+
+def test_memory_stat_is_read_every_nth_tick_only(tree):
+    """rss_mapped is measured on a container's samples 0, N, 2N...; None (not measured) in between, never 0."""
+    clock, registry, _ = build(tree)
+    sampler = Sampler(registry, clock, RES_S, stat_every=3)
+    registry.apply(ContainerNotice(Lifecycle.RUN, DOCKER))
+    start = clock.epoch_s()
+    run_ticks(clock, sampler, 7)
+    samples = registry.window(DOCKER, start, start + 1)
+    assert [s.rss_mapped_bytes is not None for s in samples] == [True, False, False, True, False, False, True]
+    assert all(s.memory_bytes is not None and s.cpu_ns is not None for s in samples)
