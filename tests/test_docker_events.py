@@ -67,7 +67,13 @@ class Invoker:
 
     def runc(self, verb: str, container: str) -> None:
         if self.runc_root is None:
-            found = [p for p in Path("/run").rglob(f"runtime-runc/moby/{container}/state.json")]
+            # Docker's runc root is <exec-root>/runtime-runc/moby: under /run by default, beside
+            # the socket for the daemons our scripts start (faasload/dockerd.py)
+            roots = [Path("/run")]
+            host = self.env.get("DOCKER_HOST", "")
+            if host.startswith("unix://"):
+                roots.insert(0, Path(host[len("unix://"):]).parent)
+            found = [p for root in roots for p in root.rglob(f"runtime-runc/moby/{container}/state.json")]
             if not found or shutil.which("runc") is None:
                 pytest.skip("runc state of Docker's containers not found")
             self.runc_root = str(found[0].parent.parent)
