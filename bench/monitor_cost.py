@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 
 _common.use_repo_imports()
-CGROUP_ROOT = Path("/sys/fs/cgroup")
+from faasload.cgroup_self import CGROUP_ROOT, memory_cgroup_version, own_cgroup_paths  # noqa: E402
 V1_CONTROLLERS = ("memory", "cpuacct")
 #: A tick seemingly earlier than this is a tick late by more than half a period (see period_errors).
 EARLY_TOLERANCE_S = 0.0005
@@ -52,25 +52,12 @@ EARLY_TOLERANCE_S = 0.0005
 
 # --------------------------------------------------------------------------- cgroups with a sleeper
 
-def cgroup_version() -> int:
-    return 1 if (CGROUP_ROOT / "memory" / "memory.usage_in_bytes").exists() else 2
-
-
-def own_paths() -> dict[str, str]:
-    paths = {}
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        for controller in (controllers.split(",") if controllers else [""]):
-            paths[controller] = path
-    return paths
-
-
 class Containers:
     """``count`` cgroups, one sleeping process each; removed (by pid, then rmdir) on close."""
 
     def __init__(self, count: int, tag: str):
-        self.version = cgroup_version()
-        own = own_paths()
+        self.version = memory_cgroup_version(CGROUP_ROOT)
+        own = own_cgroup_paths()
         parent = (own.get("memory", "/") if self.version == 1 else own.get("", "/")).rstrip("/")
         self.base = f"{parent}/faasload-bench-{tag}"
         controllers = V1_CONTROLLERS if self.version == 1 else ("",)

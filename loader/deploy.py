@@ -167,14 +167,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run_command(parser: argparse.ArgumentParser, argv: list[str] | None, program: str) -> int:
+    """Parse, load the loader configuration, run the chosen sub-command's handler (also loader.gendeploy)."""
+    args = parser.parse_args(argv)
 
     def body() -> int:
         config = loader_config.load(args.config, cli.parse_overrides(args.overrides))
         return args.handler(args, config)
 
-    return cli.run_main(body, "loader.deploy")
+    return cli.run_main(body, program)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(build_parser(), argv, "loader.deploy")
 
 
 if __name__ == "__main__":

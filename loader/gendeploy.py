@@ -27,7 +27,7 @@ from . import config as loader_config
 from . import store
 from .authkeys import KeyFileError, load_key, store_key
 from .database import open_database
-from .deploy import DeployError, create_localwhisk_user, deploy_action
+from .deploy import DeployError, create_localwhisk_user, deploy_action, run_command
 from .functions import fetch_functions
 from .openwhisk import OpenWhiskClient
 from .records import FunctionRow
@@ -125,13 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-
-    def body() -> int:
-        config = loader_config.load(args.config, cli.parse_overrides(args.overrides))
-        return args.handler(args, config)
-
-    return cli.run_main(body, "loader.gendeploy")
+    return run_command(build_parser(), argv, "loader.gendeploy")
 
 
 if __name__ == "__main__":

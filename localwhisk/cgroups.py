@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from faasload.cgroup_self import own_cgroup_paths
+
 LOG = logging.getLogger(__name__)
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 V1_CONTROLLERS = ("memory", "cpuacct")
@@ -21,15 +23,6 @@ V1_CONTROLLERS = ("memory", "cpuacct")
 
 class CgroupUnavailable(RuntimeError):
     """Cgroups cannot be created here (the reason is the message)."""
-
-
-def _own_paths() -> dict[str, str]:
-    paths = {}
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        for controller in (controllers.split(",") if controllers else [""]):
-            paths[controller] = path
-    return paths
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +57,7 @@ class CgroupManager:
     def __init__(self, root: Path = CGROUP_ROOT):
         self.root = root
         self.version = 1 if (root / "memory" / "memory.limit_in_bytes").exists() else 2
-        own = _own_paths()
+        own = own_cgroup_paths()
         base = (own.get("memory", "/") if self.version == 1 else own.get("", "/")).rstrip("/")
         self.base_path = f"{base}/localwhisk-{os.getpid()}"
         controllers = V1_CONTROLLERS if self.version == 1 else ("",)

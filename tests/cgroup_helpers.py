@@ -6,23 +6,15 @@ import os
 import uuid
 from pathlib import Path
 
+from faasload.cgroup_self import memory_cgroup_version, own_cgroup_paths
+
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 V1_CONTROLLERS = ("memory", "cpuacct")
 
 
-def own_cgroup_paths() -> dict[str, str]:
-    """``controller -> path`` from /proc/self/cgroup (``""`` is the v2 unified hierarchy)."""
-    paths = {}
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        for controller in (controllers.split(",") if controllers else [""]):
-            paths[controller] = path
-    return paths
-
-
 def version() -> int:
     """1 when the memory controller is mounted as v1, else 2."""
-    return 1 if (CGROUP_ROOT / "memory" / "memory.usage_in_bytes").exists() else 2
+    return memory_cgroup_version(CGROUP_ROOT)
 
 
 def unavailable_reason() -> str | None:
