@@ -6,7 +6,9 @@ through ``http.client`` (bench/http_client_cost.py), and the difference decides 
 1,000 invocations/s go out on time on two cores (docs/performance.md).
 
 Before reusing an idle connection, it checks (as urllib3 does) whether the server closed
-it meanwhile, and reconnects instead of failing the next request.  Network failures
+it meanwhile, and reconnects instead of failing the next request; when the close races the
+request anyway, idempotent requests (GET, HEAD, PUT, DELETE) are sent once more on a new
+connection, and an invoke (POST) fails as a connection error rather than risk a duplicate.  Network failures
 raise :class:`TransportError`; HTTP statuses are returned, never raised.
 """
 
@@ -77,9 +79,20 @@ class HttpTransport:
         """One request on this thread's connection; raises :class:`TransportError` without an answer."""
         url = self.prefix + path + ("?" + urlencode(query) if query else "")
         conn = self._connection()
+        reused = conn.sock is not None
         try:
-            conn.request(method, url, body=body, headers=headers or {})
-            response = conn.getresponse()
+            try:
+                conn.request(method, url, body=body, headers=headers or {})
+                response = conn.getresponse()
+            except _CLOSED_BY_PEER:
+                # The server closed the kept-alive connection as we reused it (an idle timeout
+                # racing our request).  Only idempotent requests are sent again: an invoke
+                # might have been received, and must not be duplicated.
+                conn.close()
+                if not (reused and method in _IDEMPOTENT):
+                    raise
+                conn.request(method, url, body=body, headers=headers or {})
+                response = conn.getresponse()
             data = response.read()
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
@@ -93,6 +106,10 @@ class HttpTransport:
             for conn in self._all:
                 conn.close()
             self._all.clear()
+
+
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
+_CLOSED_BY_PEER = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
 
 def _dropped(sock: socket.socket) -> bool:

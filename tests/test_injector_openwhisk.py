@@ -26,6 +26,9 @@ class Scripted(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         self.server.requests.append((self.command, self.path, self.headers.get("Authorization"), body))
         status, payload, *drop = self.server.script.pop(0) if self.server.script else (500, {"error": "no script"})
+        if status is None:  # read the request, then close without answering (an idle close racing it)
+            self.close_connection = True
+            return
         data = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -38,9 +41,21 @@ class Scripted(BaseHTTPRequestHandler):
     do_GET = do_POST = _answer
 
 
+class ScriptedServer(ThreadingHTTPServer):
+    """Counts the connections it closed, so a test can wait until a drop has happened."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.closed = threading.Semaphore(0)
+
+    def shutdown_request(self, request):
+        super().shutdown_request(request)
+        self.closed.release()
+
+
 @pytest.fixture
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
+    httpd = ScriptedServer(("127.0.0.1", 0), Scripted)
     httpd.script, httpd.requests = [], []
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -109,5 +124,22 @@ def test_keep_alive_connection_survives_the_server_closing_it(server):
     client = _client(server)
     server.script = [(202, {"activationId": "a" * 32}, "drop"), (202, {"activationId": "b" * 32})]
     assert client.invoke(USER, "a", {}).activation_id == "a" * 32
+    assert server.closed.acquire(timeout=10)  # the connection is idle and closed by the server
     assert client.invoke(USER, "a", {}).activation_id == "b" * 32
     assert len(server.requests) == 2
+
+
+def test_a_close_racing_a_reused_connection_retries_only_idempotent_requests(server):
+    """GET is sent again on a new connection; an invoke (POST) is a connection error, never sent twice."""
+    client = _client(server)
+    server.script = [(200, {"activationId": "c" * 32}), (None, None), (200, {"activationId": "d" * 32})]
+    assert client.get_activation(USER, "c" * 32).record == {"activationId": "c" * 32}
+    found = client.get_activation(USER, "d" * 32)
+    assert (found.status, found.record) == (FetchStatus.FOUND, {"activationId": "d" * 32})
+    assert [r[0] for r in server.requests] == ["GET"] * 3
+    server.script = [(202, {"activationId": "a" * 32}), (None, None), (202, {"activationId": "b" * 32})]
+    assert client.invoke(USER, "a", {}).activation_id == "a" * 32
+    lost = client.invoke(USER, "a", {})
+    assert (lost.status, lost.activation_id) == (InvokeStatus.CONNECTION_ERROR, None)
+    assert lost.reason == "RemoteDisconnected: Remote end closed connection without response"
+    assert [r[0] for r in server.requests[3:]] == ["POST", "POST"]

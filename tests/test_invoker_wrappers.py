@@ -178,19 +178,24 @@ def test_real_docker_lifecycle_is_notified(wrapper_dir, docker_daemon, tmp_path)
     sock_dir = Path(tempfile.mkdtemp(dir="/tmp"))
     listener = Listener(sock_dir / "notif")
     environment = dict(os.environ, DOCKER_HOST=docker_daemon, FAASLOAD_MONITOR_SOCKET=str(sock_dir / "notif"),
-                       PATH=f"{wrapper_dir}:{os.environ['PATH']}")
+                       PATH=f"{wrapper_dir}:{os.environ['PATH']}", FAASLOAD_NOTIFY_DEBUG="1")
     image = _tiny_image(real_docker, environment, tmp_path)
     run = _run(["docker", "run", "-d", "--network", "none", "-v", "/usr:/usr:ro", "--name",
                 f"wsk0_{os.getpid()}_guest_sleepy", image, "/usr/bin/sleep", "60"], environment)
     assert run.returncode == 0, run.stderr
     container_id = run.stdout.decode().strip()
+    stderr = [run.stderr]  # a failed send says why (FAASLOAD_NOTIFY_DEBUG)
     try:
         for argv in (["docker", "pause", container_id], ["docker", "unpause", container_id]):
-            assert _run(argv, environment).returncode == 0
+            result = _run(argv, environment)
+            stderr.append(result.stderr)
+            assert result.returncode == 0, result.stderr
     finally:
-        assert _run(["docker", "rm", "-f", container_id], environment).returncode == 0
+        result = _run(["docker", "rm", "-f", container_id], environment)
+        stderr.append(result.stderr)
+        assert result.returncode == 0, result.stderr
     got = listener.wait_for(4)
-    assert [m["action"] for m in got] == ["run", "pause", "resume", "rm"]
+    assert [m["action"] for m in got] == ["run", "pause", "resume", "rm"], stderr
     assert {m["container"] for m in got} == {container_id}
     listener.close()
     shutil.rmtree(sock_dir, ignore_errors=True)

@@ -3,7 +3,8 @@
 # standard streams on /dev/null so the invoker never reads its output.  Silent and harmless
 # when the monitor is absent.  The static sender runs in the foreground, so that the notices
 # of successive calls (pause, then resume) reach the monitor in order; it gives up after 50 ms
-# and fails at once when nobody listens.  The python3/socat fallbacks start slower (~20 ms),
+# and fails at once when nobody listens.  FAASLOAD_NOTIFY_DEBUG=1 lets its failure reason
+# through to stderr.  The python3/socat fallbacks start slower (~20 ms),
 # so they run in the background and may, rarely, reorder two notices sent within milliseconds.
 
 faasload_wrapper_dir=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)
@@ -43,7 +44,11 @@ faasload_notify() {
         esac
         _msg="{\"action\":\"$_action\",\"container\":\"$_id\"}"
         if [ -x "$faasload_wrapper_dir/wdm-notify" ]; then
-            "$faasload_wrapper_dir/wdm-notify" "$_sock" "$_msg" </dev/null >/dev/null 2>&1
+            if [ -n "${FAASLOAD_NOTIFY_DEBUG:-}" ]; then
+                "$faasload_wrapper_dir/wdm-notify" "$_sock" "$_msg" </dev/null >/dev/null
+            else
+                "$faasload_wrapper_dir/wdm-notify" "$_sock" "$_msg" </dev/null >/dev/null 2>&1
+            fi
         elif command -v python3 >/dev/null 2>&1; then
             python3 -c 'import socket, sys
 s = socket.socket(socket.AF_UNIX); s.settimeout(0.05); s.connect(sys.argv[1]); s.sendall(sys.argv[2].encode())' \
