@@ -132,7 +132,10 @@ def child(tracedir: Path, apihost: str, workers: int, time_limit_s: float, spin_
     stats = RunStats(LATE_US, planned)
     sink, tracker = NullSink(), NullTracker()
     recorder = Recorder(sink, 1, stats)
-    clock = RealClock() if spin_us is None else RealClock(spin_s=spin_us / 1e6)
+    if spin_us is None:  # as the Pipeline chooses: no spin when the scheduler has its process to itself
+        clock = RealClock(spin_s=0.0) if processes else RealClock()
+    else:
+        clock = RealClock(spin_s=spin_us / 1e6)
     stopping = threading.Event()
     start = [clock.monotonic_s()]
     if processes:
@@ -263,8 +266,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="invoker threads (the loader's default: 64); 0: no HTTP at all, an invocation counts "
                              "as sent when the scheduler dispatches it (the scheduler's own precision)")
     parser.add_argument("--spin-us", type=float, default=None,
-                        help="what-if: the scheduler clock's spin before each deadline in µs (default: the "
-                             "loader's RealClock default, faasload.clock.SPIN_BEFORE_DEADLINE_S)")
+                        help="what-if: the scheduler clock's spin before each deadline in µs (default: as the loader's "
+                             "Pipeline: faasload.clock.SPIN_BEFORE_DEADLINE_S with threads, 0 with --processes)")
     parser.add_argument("--processes", type=int, default=0,
                         help="sender processes (injection:sender_processes; default 0: the invoker threads run in "
                              "the scheduler's process); --workers threads in all are shared among them")

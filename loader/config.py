@@ -37,7 +37,7 @@ class OpenWhiskConfig:
 class InjectionConfig:
     tracedir: Path = option("~/faasload/traces", doc="directory of injection traces, one file per user-action, named `USER-ACTION-...`")
     workers: int = option(64, minimum=1, doc="threads that send the non-blocking invocations, in all (each sender process gets its share)")
-    sender_processes: int = option(0, minimum=0, doc="processes that send the invocations, apart from the scheduler's (0: the threads run in the loader's own process); 2 sustains 5,000 invocations/s on 2 cores (docs/performance.md)")
+    sender_processes: int = option(2, minimum=0, doc="processes that send the invocations, apart from the scheduler's, sharing the `workers` threads (0: the threads run in the scheduler's process; docs/performance.md compares both)")
     incont: str = option("faasload-inputs", doc="storage container of the input objects, passed to actions as `incont`")
     outcont: str = option("faasload-outputs", doc="storage container of the outputs, passed to actions as `outcont`")
     progress_interval_s: float = option(10.0, unit="s", exclusive_minimum=0, doc="interval of the progress line in the log")

@@ -20,7 +20,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from faasload.clock import Clock, RealClock, set_fine_timer_slack
+from faasload.clock import SPIN_BEFORE_DEADLINE_S, Clock, RealClock, set_fine_timer_slack
 
 from .authkeys import UserKey
 from .completions import EventConsumer
@@ -61,7 +61,9 @@ class Pipeline:
                  writer: StoreWriter, experiment_id: int, settings: PipelineSettings,
                  user_events: UserEventsConfig | None, monitor: Any = None, on_stored: OnStored | None = None,
                  planned_total: int | None = None, clock: Clock | None = None):
-        self.clock = clock or RealClock()
+        # With sender processes the scheduler has its interpreter nearly to itself: spinning
+        # before each deadline (to win the GIL from invoker threads) would only burn a core.
+        self.clock = clock or RealClock(spin_s=0.0 if settings.sender_processes else SPIN_BEFORE_DEADLINE_S)
         self.settings = settings
         self.sources = sources
         self.stats = RunStats(settings.late_threshold_us, planned_total)

@@ -44,7 +44,9 @@ log = logging.getLogger(__name__)
 
 #: How often the result thread looks at the stop flag (to cancel what the senders still queue).
 WATCH_S = 0.05
+START_TIMEOUT_S = 60.0
 _CANCELLED = "cancelled"
+_READY = "ready"
 
 
 @dataclass(frozen=True)
@@ -131,9 +133,23 @@ class ProcessInvokerPool:
                 lane = _Lane(number, thread_number, conn)
                 lane.process = process
                 self._lanes.append(lane)
+        for lane in self._lanes:  # a spawned interpreter needs ~0.3 s of imports: wait, or the first
+            self._await_ready(lane)  # invocations of the run would queue behind them
         self._idle.extend(self._lanes)
         self._results_thread = threading.Thread(target=self._collect, name="sender-results", daemon=True)
         self._results_thread.start()
+
+    def _await_ready(self, lane: _Lane) -> None:
+        deadline_s = time.monotonic() + START_TIMEOUT_S
+        while not lane.conn.poll(0.1):
+            if not lane.process.is_alive() or time.monotonic() > deadline_s:
+                self._cancel.set()
+                for other in self._lanes:
+                    other.process.kill()
+                raise RuntimeError(f"{lane.name} did not start (exit code {lane.process.exitcode}); "
+                                   "its error, if any, is in the log above")
+        if lane.conn.recv() != _READY:
+            raise RuntimeError(f"{lane.name} sent something else than its ready message")
 
     def _choose(self) -> _Lane | None:
         with self._idle_lock:
@@ -265,6 +281,7 @@ def _sender_main(number: int, settings: ClientSettings, keys: dict[str, UserKey]
 
     def invoker(conn) -> None:
         try:
+            conn.send(_READY)
             while (message := conn.recv()) is not None:
                 ticket, user_name, action, parameters = message
                 if cancel.is_set():

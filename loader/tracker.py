@@ -5,7 +5,7 @@ passes.  A user event makes the record due at once (retried while 404 with a bac
 from ``record_retry_s`` doubling up to ``poll_interval_s``); without an event, the
 record is polled every ``poll_interval_s`` from ``event_timeout_s`` after sending.
 After ``final_deadline_s`` the run ends ``lost`` with the reason.  Fetches run on a
-small thread pool; ``tick()`` only decides what is due.  Events may arrive before the
+few long-lived threads; ``tick()`` only decides what is due.  Events may arrive before the
 invoker registered the activation (a fast action): they are kept for a while.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import heapq
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import queue
 from dataclasses import dataclass
 from typing import Callable
 
@@ -64,6 +64,36 @@ class Pending:
 Complete = Callable[[Pending, dict | None, str | None], None]
 
 
+class FetchThreads:
+    """Long-lived fetch threads on one queue, with the ``submit``/``shutdown`` of an executor.
+
+    A ``ThreadPoolExecutor`` future per fetch (its Future, Condition and thread-count
+    semaphore) took a quarter of the completion path's GIL time at 5,000 completions/s.
+    """
+
+    def __init__(self, count: int, name: str):
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._run, name=f"{name}-{n}", daemon=True) for n in range(count)]
+        for thread in self._threads:
+            thread.start()
+
+    def _run(self) -> None:
+        while (job := self._queue.get()) is not None:
+            function, args = job
+            function(*args)
+
+    def submit(self, function: Callable, *args) -> None:
+        self._queue.put((function, args))
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        """Stop the threads once the queued fetches are done."""
+        for _ in self._threads:
+            self._queue.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
+
+
 class CompletionTracker:
     def __init__(self, client: OpenWhiskClient, settings: TrackerSettings, complete: Complete, *, clock: Clock,
                  executor=None):
@@ -79,7 +109,7 @@ class CompletionTracker:
         self._counter = 0
         self._lock = threading.Lock()
         self.wake = threading.Event()
-        self._executor = executor or ThreadPoolExecutor(settings.workers, thread_name_prefix="completion")
+        self._executor = executor or FetchThreads(settings.workers, "completion")
 
     # ------------------------------------------------------------------ inputs (any thread)
 

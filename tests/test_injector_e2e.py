@@ -24,7 +24,8 @@ def _runs(setup, columns):
     return setup.query(f"SELECT {columns} FROM runs ORDER BY trace_name, seq")
 
 
-def test_every_planned_invocation_is_one_terminal_row_equal_to_its_activation_record(setup):
+@pytest.mark.parametrize("sender_processes", [0, 2], ids=["threads", "sender-processes"])
+def test_every_planned_invocation_is_one_terminal_row_equal_to_its_activation_record(setup, sender_processes):
     alice, bobby = _name("alice"), _name("bobby")
     setup.user(alice, {"echo": ECHO_ACTION, "other": ECHO_ACTION})
     setup.user(bobby, {"echo": ECHO_ACTION})
@@ -32,7 +33,7 @@ def test_every_planned_invocation_is_one_terminal_row_equal_to_its_activation_re
                                         "0.0\t4.jpg\tfail:yes"])
     setup.trace(f"{alice}-other-128", ["0.5\ta.wav\tx:1", "0.3333\tb.wav"])
     setup.trace(f"{bobby}-echo", ["0.1\t9.avi", "0.9\t8.avi\tp:", "0.000001\t7.avi"])
-    setup.write_config()
+    setup.write_config(injection={"sender_processes": sender_processes})
 
     result = setup.run_loader()
     assert result.returncode == 0, result.stderr[-3000:]
@@ -117,11 +118,12 @@ def test_validate_passes_on_good_traces(setup):
     assert setup.activation_count(user) == 0
 
 
-def test_sigterm_stops_injecting_records_what_was_sent_and_cancels_the_rest(setup):
+@pytest.mark.parametrize("sender_processes", [0, 2], ids=["threads", "sender-processes"])
+def test_sigterm_stops_injecting_records_what_was_sent_and_cancels_the_rest(setup, sender_processes):
     user = _name("ellen")
     setup.user(user, {"echo": ECHO_ACTION})
     setup.trace(f"{user}-echo", ["0.05\tx.jpg"] * 20 + ["30\tlate.jpg"] * 5)
-    setup.write_config()
+    setup.write_config(injection={"sender_processes": sender_processes})
     loader = setup.start_loader()
     wait_for(lambda: setup.count_runs("status = 'success'") >= 20, timeout_s=60, what="the first 20 runs")
     loader.signal(signal.SIGTERM)
