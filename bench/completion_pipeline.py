@@ -22,9 +22,8 @@ latency percentiles and per stage, the CPU of this process, of the broker and of
 activation ended in exactly one ``success`` row holding the record's fields.  Goal: ≥ 5,000
 completions/s.
 
-What-if knobs (defaults = the loader as it is): ``--client http.client`` (record fetch on a
-keep-alive ``http.client`` connection per fetch thread), ``--fetch-workers``.  Running with the
-``crc32c`` wheel on ``PYTHONPATH`` makes kafka-python check CRCs in C instead of Python.
+What-if knob: ``--fetch-workers``.  kafka-python checks CRCs with the ``crc32c`` wheel (in the
+Pipfile) when it is installed, in pure Python otherwise.
 """
 
 from __future__ import annotations
@@ -82,43 +81,6 @@ def producer(bootstrap: str, ids_path: Path, rate: float, out_path: Path) -> Non
 
 # --------------------------------------------------------------------------- the measured pipeline
 
-class RawFetchClient:
-    """What-if for ``--client http.client``: :meth:`loader.openwhisk.OpenWhiskClient.get_activation`
-    (same request, same outcome records) on one keep-alive ``http.client`` connection per thread."""
-
-    def __init__(self, apihost: str, timeout_s: float = 10.0):
-        from urllib.parse import urlsplit
-        parts = urlsplit(apihost)
-        self.host, self.port, self.timeout_s = parts.hostname, parts.port or 80, timeout_s
-        self._local = threading.local()
-
-    def get_activation(self, user, activation_id: str):
-        import base64
-        import http.client
-        from loader.openwhisk import FetchOutcome, FetchStatus
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = self._local.connection = http.client.HTTPConnection(self.host, self.port,
-                                                                              timeout=self.timeout_s)
-        auth = "Basic " + base64.b64encode(f"{user.uuid}:{user.key}".encode()).decode()
-        try:
-            connection.request("GET", f"/api/v1/namespaces/_/activations/{activation_id}",
-                               headers={"Authorization": auth, "Accept": "application/json"})
-            response = connection.getresponse()
-            body = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            self._local.connection = None
-            return FetchOutcome(FetchStatus.ERROR, reason=f"{type(exc).__name__}: {exc}")
-        if response.status == 200:
-            return FetchOutcome(FetchStatus.FOUND, record=json.loads(body), http_status=200)
-        if response.status == 404:
-            return FetchOutcome(FetchStatus.NOT_FOUND, http_status=404)
-        return FetchOutcome(FetchStatus.ERROR, http_status=response.status, reason=f"HTTP {response.status}")
-
-    def close(self) -> None:
-        pass
-
-
 class Services:
     """Broker, PostgreSQL and nginx, started here and stopped by pid."""
 
@@ -156,7 +118,7 @@ def create_topic(bootstrap: str) -> None:
 
 
 def measure(services: Services, scratch: Path, rate: float, duration_s: float, fetch_workers: int,
-            fire_interval_s: float, client_kind: str = "loader") -> dict:
+            fire_interval_s: float) -> dict:
     from faasload.clock import RealClock
     from loader import store
     from loader.authkeys import parse_key
@@ -183,8 +145,7 @@ def measure(services: Services, scratch: Path, rate: float, duration_s: float, f
     sink = DurableSink(writer)
     recorder = Recorder(sink, experiment_id, stats, on_stored=on_stored)
     clock = RealClock()
-    client = OpenWhiskClient(services.nginx.apihost, timeout_s=10.0) if client_kind == "loader" \
-        else RawFetchClient(services.nginx.apihost)
+    client = OpenWhiskClient(services.nginx.apihost, timeout_s=10.0)
     settings = TrackerSettings(event_timeout_s=3600.0, poll_interval_s=2.0, record_retry_s=0.05,
                                final_deadline_s=7200.0, workers=fetch_workers)
     def complete(pending, record, reason) -> None:  # Pipeline._complete, plus a time stamp
@@ -262,7 +223,7 @@ def measure(services: Services, scratch: Path, rate: float, duration_s: float, f
         "broker_cpu": _common.cpu_share(broker_cpu0, broker_cpu1),
         "nginx_cpu_pct_of_one_core": round(100 * sum(b.total_s - a.total_s for a, b in zip(nginx_cpu0, nginx_cpu1))
                                            / (cpu1.wall_s - cpu0.wall_s), 1),
-        "fetch_workers": fetch_workers, "fetch_client": client_kind, "store_batch_size": writer.batch_size,
+        "fetch_workers": fetch_workers, "store_batch_size": writer.batch_size,
         "store_flush_interval_s": writer.flush_interval_s, "rows_check": check,
     }
 
@@ -302,9 +263,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration-s", type=float, default=20.0, help="how long events are produced per rate")
     parser.add_argument("--fetch-workers", type=int, default=8, help="completion:workers (loader default 8)")
     parser.add_argument("--fire-interval-ms", type=float, default=2.0)
-    parser.add_argument("--client", choices=("loader", "http.client"), default="loader",
-                        help="what-if: 'http.client' replaces the loader's requests-based record fetch in the real "
-                             "tracker by a keep-alive http.client connection per fetch thread (same request)")
     parser.add_argument("--producer", help=argparse.SUPPRESS)
     parser.add_argument("--ids", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=float, help=argparse.SUPPRESS)
@@ -323,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         create_topic(services.broker.bootstrap)
         for rate in [float(r) for r in args.rates.split(",") if r.strip()]:
             figures = measure(services, scratch, rate, args.duration_s, args.fetch_workers,
-                              args.fire_interval_ms / 1000, args.client)
+                              args.fire_interval_ms / 1000)
             show(figures)
             results["runs"][f"{rate:g}"] = figures
         best = max((f["completions_per_s_while_producing"] or 0 for f in results["runs"].values()), default=0)

@@ -1,12 +1,13 @@
-"""Per-invoke cost of the loader's HTTP client against ``http.client`` (input for the invoker design).
+"""Per-invoke cost of the loader's HTTP client against the standard ``http.client``.
 
     python bench/http_client_cost.py [--duration-s 5] [--threads 1,8,64]
 
 Closed loop against nginx answering like OpenWhisk's non-blocking invoke (``bench/_nginx.py``):
 for each thread count, every thread POSTs invokes for ``--duration-s``:
 
-* ``loader``: :meth:`loader.openwhisk.OpenWhiskClient.invoke_once` (requests, one Session per
-  thread, keep-alive), exactly as the invoker pool calls it;
+* ``loader``: :meth:`loader.openwhisk.OpenWhiskClient.invoke_once` on the loader's own
+  HTTP/1.1 client (``loader/http.py``, one keep-alive connection per thread), exactly as the
+  invoker threads call it;
 * ``http.client``: one ``http.client.HTTPConnection`` per thread (keep-alive), the same method,
   path, headers (Basic auth, JSON) and body, reading the body and parsing the activation id.
 
