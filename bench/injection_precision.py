@@ -262,15 +262,18 @@ def main(argv: list[str] | None = None) -> int:
                              "the repository)")
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--actions", type=int, default=5)
-    parser.add_argument("--workers", type=int, default=64,
-                        help="invoker threads (the loader's default: 64); 0: no HTTP at all, an invocation counts "
-                             "as sent when the scheduler dispatches it (the scheduler's own precision)")
+    from loader.config import InjectionConfig
+    defaults = InjectionConfig()
+    parser.add_argument("--workers", type=int, default=defaults.workers,
+                        help=f"invoker threads in all (default: the loader's, {defaults.workers}); 0: no HTTP at all, "
+                             "an invocation counts as sent when the scheduler dispatches it (the scheduler's own "
+                             "precision)")
     parser.add_argument("--spin-us", type=float, default=None,
                         help="what-if: the scheduler clock's spin before each deadline in µs (default: as the loader's "
                              "Pipeline: faasload.clock.SPIN_BEFORE_DEADLINE_S with threads, 0 with --processes)")
-    parser.add_argument("--processes", type=int, default=0,
-                        help="sender processes (injection:sender_processes; default 0: the invoker threads run in "
-                             "the scheduler's process); --workers threads in all are shared among them")
+    parser.add_argument("--processes", type=int, default=defaults.sender_processes,
+                        help=f"sender processes (injection:sender_processes, default: the loader's, "
+                             f"{defaults.sender_processes}); 0: the invoker threads run in the scheduler's process")
     parser.add_argument("--wrk-connections", type=int, default=4)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
