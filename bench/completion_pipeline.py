@@ -1,6 +1,6 @@
 """Completion pipeline throughput: Kafka user events → completed rows in PostgreSQL.
 
-    python bench/completion_pipeline.py [--rates 1000,5000,10000] [--duration-s 20]
+    python bench/completion_pipeline.py [--rates 1000,5000,7500,10000] [--duration-s 20]
 
 Starts a Tansu broker (``faasload.tansu``), an embedded PostgreSQL (``faasload.embedded_pg``, data
 directory in /tmp, durable as the loader's embedded server) and nginx answering activation records
@@ -20,7 +20,9 @@ time of each completed row; the consumer's callback and the tracker's completion
 wrapped to time-stamp the stages (event consumed, record fetched).  Prints completions/s while events flow and overall, event-to-row
 latency percentiles and per stage, the CPU of this process, of the broker and of nginx, and checks that every
 activation ended in exactly one ``success`` row holding the record's fields.  Goal: ≥ 5,000
-completions/s.
+completions/s sustained: a run sustains its offered rate when every activation ends in a correct
+row committed within ``KEEP_UP_S`` (two flush intervals) of the last event; the most
+completions/s overall in any run (saturated at the highest rate) is the pipeline's capacity.
 
 What-if knob: ``--fetch-workers``.  kafka-python checks CRCs with the ``crc32c`` wheel (in the
 Pipfile) when it is installed, in pure Python otherwise.
@@ -46,6 +48,8 @@ _common.use_repo_imports()
 TOPIC = "events"
 FAKE_KEY = "00000000-0000-0000-0000-000000000000:benchkey"
 GOAL_PER_S = 5000
+#: A run kept up with its offered rate when its last row was committed within this of the last event.
+KEEP_UP_S = 1.0
 
 
 # --------------------------------------------------------------------------- the producer process
@@ -259,7 +263,7 @@ def show(f: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rates", default="1000,5000,10000", help="user events per second, comma-separated")
+    parser.add_argument("--rates", default="1000,5000,7500,10000", help="user events per second, comma-separated")
     parser.add_argument("--duration-s", type=float, default=20.0, help="how long events are produced per rate")
     parser.add_argument("--fetch-workers", type=int, default=8, help="completion:workers (loader default 8)")
     parser.add_argument("--fire-interval-ms", type=float, default=2.0)
@@ -284,9 +288,17 @@ def main(argv: list[str] | None = None) -> int:
                               args.fire_interval_ms / 1000)
             show(figures)
             results["runs"][f"{rate:g}"] = figures
-        best = max((f["completions_per_s_while_producing"] or 0 for f in results["runs"].values()), default=0)
-        results["goal"] = {"goal": f"≥ {GOAL_PER_S} completions/s", "best_per_s": best, "met": best >= GOAL_PER_S}
-        print(f"best sustained: {best} completions/s (goal ≥ {GOAL_PER_S}): {'met' if best >= GOAL_PER_S else 'MISSED'}")
+        runs = list(results["runs"].values())
+        kept_up = [f for f in runs if f["rows_check"]["ok"] and f["lost"] == 0
+                   and f["drain_after_last_event_s"] is not None and f["drain_after_last_event_s"] <= KEEP_UP_S]
+        best = max((f["target_rate_per_s"] for f in kept_up
+                    if f["produced_rate_per_s"] >= 0.99 * f["target_rate_per_s"]), default=0)
+        capacity = max((f["completions_per_s_overall"] or 0 for f in runs), default=0)
+        results["goal"] = {"goal": f"≥ {GOAL_PER_S} completions/s sustained", "best_sustained_per_s": best,
+                           "capacity_per_s": capacity, "met": best >= GOAL_PER_S}
+        print(f"sustained (every row correct and committed within {KEEP_UP_S:g} s of the last event): up to {best:g} "
+              f"events/s offered; most completions/s overall in any run: {capacity}")
+        print(f"goal (≥ {GOAL_PER_S} completions/s sustained): {'met' if best >= GOAL_PER_S else 'MISSED'}")
     finally:
         if services is not None:
             services.stop()
