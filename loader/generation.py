@@ -28,7 +28,7 @@ from .database import open_database
 from .functions import fetch_functions
 from .genstate import GenStateError
 from .gensession import Generation, GenerationError, GenerationSettings
-from .injector import _check_actions
+from .injector import check_actions
 from .runner import ExperimentSpec, config_snapshot, make_client, run_experiment
 from .summary import format_summary
 
@@ -66,7 +66,7 @@ def check(config: LoaderConfig, source: str | Path, conn, client=None) -> Genera
             except KeyFileError as exc:
                 problems.append(f"{exc} (create the users with scripts/generator_create_users.sh)")
     pairs = sorted({(t.user, t.action) for t in generation.traces if t.user in keys})
-    for problem in _check_actions(client or make_client(config), keys, pairs, config.openwhisk.apihost):
+    for problem in check_actions(client or make_client(config), keys, pairs, config.openwhisk.apihost):
         problems.append(problem.replace("scripts/deploy_actions.sh", "scripts/generator_deploy_actions.sh"))
     return GenerationPlan(generation, keys, problems)
 

@@ -70,12 +70,13 @@ def check(config: LoaderConfig, source: str | Path, client: OpenWhiskClient | No
             except KeyFileError as exc:
                 problems.append(str(exc))
     pairs = sorted({(s.name.user, s.name.action) for s in scans if s.name.user in keys})
-    problems += _check_actions(client or make_client(config), keys, pairs, config.openwhisk.apihost)
+    problems += check_actions(client or make_client(config), keys, pairs, config.openwhisk.apihost)
     return InjectionPlan(tuple(scans), keys, tuple(problems))
 
 
-def _check_actions(client: OpenWhiskClient, keys: dict[str, UserKey], pairs: list[tuple[str, str]],
-                   apihost: str) -> list[str]:
+def check_actions(client: OpenWhiskClient, keys: dict[str, UserKey], pairs: list[tuple[str, str]],
+                  apihost: str) -> list[str]:
+    """One problem line per (user, action) the platform does not know, or could not be asked about."""
     def look_up(pair):
         user, action = pair
         return pair, client.get_action(keys[user], action)
