@@ -43,8 +43,16 @@ def invoke(lw, auth, params):
 
 
 def measure(client, record):
-    answer = client.samples_for_activation(record["activationId"], start_s=record["start"] / 1000,
-                                           end_s=record["end"] / 1000)
+    # The notices reach the monitor before the invoke answers, but it handles them in its own
+    # thread: on a loaded machine the query can come first, and the activation is not known yet
+    # (the loader's queries name the namespace and action, so attribution answers them meanwhile).
+    deadline_s = time.monotonic() + 5.0
+    while True:
+        answer = client.samples_for_activation(record["activationId"], start_s=record["start"] / 1000,
+                                               end_s=record["end"] / 1000)
+        if answer.status is not ResourcesStatus.UNKNOWN or time.monotonic() > deadline_s:
+            break
+        time.sleep(0.05)
     assert answer.status is ResourcesStatus.OK, answer
     memory = [s.memory_bytes for s in answer.samples]
     return max(memory) - memory[0], answer.samples[-1].cpu_ns, answer.samples
