@@ -71,9 +71,10 @@ def test_every_planned_invocation_is_one_terminal_row_equal_to_its_activation_re
             assert result_obj["params"]["object"] == input_object.rsplit("/", 1)[-1]
         else:
             assert row[23] == f"asked to fail on {input_object}"
-    # the sending honours the spacing of the fractional waits (order, and gaps not shorter than planned)
-    alice_echo = [r for r in rows if r[0] == f"{alice}-echo-256-1"]
-    assert [r[6] for r in alice_echo] == sorted(r[6] for r in alice_echo)
+    # the sending honours the order of distinct planned times (seq 2 and 3 share theirs: no order
+    # between them, docs/injection_traces.md)
+    alice_echo = {r[1]: r[6] for r in rows if r[0] == f"{alice}-echo-256-1"}
+    assert alice_echo[0] < alice_echo[1] < min(alice_echo[2], alice_echo[3])
     params = dict(setup.query("SELECT p.name, p.value FROM parameters p JOIN runs r USING (run_id) "
                               "WHERE r.trace_name = %s AND r.seq = 0", (f"{alice}-echo-256-1",)))
     assert params == {"incont": "faasload-inputs", "object": "1.jpg", "outcont": "faasload-outputs", "k": "v:w"}
