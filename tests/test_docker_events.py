@@ -270,6 +270,7 @@ def test_daemon_answers_activation_queries_by_attribution(monitor_factory, docke
     invoker.runc("resume", second)
     for container in (first, second):
         wait_for(lambda: f"container {container} thawed: running" in handle.log_text(), what="resume seen")
+    time.sleep(0.1)  # the window below must lie wholly after both resumes (each interval must contain it)
     now_ms = int(time.time() * 1000)
     answer = handle.query({"activation": ACT, "namespace": namespace, "action": "thumb",
                            "start_ms": now_ms - 5, "end_ms": now_ms})
