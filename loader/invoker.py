@@ -69,13 +69,8 @@ class InvokerPool:
                 self.send(item)
             except Exception as exc:  # a bug must not lose the invocation silently  # noqa: BLE001
                 log.exception("invoking %s #%d failed", item.invocation.trace_name, item.invocation.seq)
-                try:
-                    self.recorder.sent(item.invocation, offset_us(self.clock, self.start_s()),
-                                       InvokeOutcome(InvokeStatus.CONNECTION_ERROR, 0,
-                                                     reason=f"loader error before sending: {exc}"))
-                except Exception:  # the store failed for good: the pipeline's supervisor reports it  # noqa: BLE001
-                    log.exception("recording the failure of %s #%d failed", item.invocation.trace_name,
-                                  item.invocation.seq)
+                record_unsent(self.recorder, item.invocation, offset_us(self.clock, self.start_s()),
+                              f"loader error before sending: {exc}")
 
     def send(self, item: Dispatch) -> None:
         invocation = item.invocation
@@ -85,9 +80,8 @@ class InvokerPool:
         user = self.keys.get(invocation.user)
         start_s = self.start_s()
         if user is None:
-            self.recorder.sent(invocation, offset_us(self.clock, start_s),
-                               InvokeOutcome(InvokeStatus.HTTP_ERROR, 0,
-                                             reason=f"no key for user {invocation.user!r} (not sent)"))
+            record_unsent(self.recorder, invocation, offset_us(self.clock, start_s), no_key_reason(invocation),
+                          InvokeStatus.HTTP_ERROR)
             return
         sent_s = self.clock.monotonic_s()
         outcome = self.client.invoke(user, invocation.action, dict(invocation.parameters),
@@ -101,3 +95,16 @@ def record_outcome(recorder: Recorder, tracker: CompletionTracker, invocation: P
     recorder.sent(invocation, round((sent_s - start_s) * 1_000_000), outcome)
     if outcome.status is InvokeStatus.ACCEPTED:
         tracker.register(invocation, recorder.key(invocation), user, outcome.activation_id, sent_s)
+
+
+def no_key_reason(invocation: PlannedInvocation) -> str:
+    return f"no key for user {invocation.user!r} (not sent)"
+
+
+def record_unsent(recorder: Recorder, invocation: PlannedInvocation, offset: int, reason: str,
+                  status: InvokeStatus = InvokeStatus.CONNECTION_ERROR) -> None:
+    """A terminal failure for an invocation that got no answer from the platform (0 attempts)."""
+    try:
+        recorder.sent(invocation, offset, InvokeOutcome(status, 0, reason=reason))
+    except Exception:  # the store failed for good: the pipeline's supervisor reports it  # noqa: BLE001
+        log.exception("recording the failure of %s #%d failed", invocation.trace_name, invocation.seq)

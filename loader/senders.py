@@ -33,7 +33,7 @@ from typing import Callable, Mapping
 from faasload.clock import Clock, RealClock
 
 from .authkeys import UserKey
-from .invoker import CANCEL_REASON, record_outcome
+from .invoker import CANCEL_REASON, no_key_reason, record_outcome, record_unsent
 from .openwhisk import InvokeOutcome, InvokeStatus, OpenWhiskClient
 from .plan import PlannedInvocation
 from .recorder import Recorder
@@ -71,11 +71,11 @@ class ClientSettings:
 class _Lane:
     """The parent's end of one invoker thread of a sender process: a duplex pipe and what it holds."""
 
-    def __init__(self, process_number: int, number: int, conn):
+    def __init__(self, process, process_number: int, number: int, conn):
+        self.process = process
         self.process_number = process_number
         self.number = number
         self.conn = conn
-        self.process = None
         self.in_flight: dict[int, tuple[PlannedInvocation, UserKey]] = {}
         self.alive = True
         self.idle = True
@@ -130,9 +130,7 @@ class ProcessInvokerPool:
             self.process_ids.append(process.pid)
             for thread_number, (conn, child_end) in enumerate(zip(ours, theirs)):
                 child_end.close()
-                lane = _Lane(number, thread_number, conn)
-                lane.process = process
-                self._lanes.append(lane)
+                self._lanes.append(_Lane(process, number, thread_number, conn))
         for lane in self._lanes:  # a spawned interpreter needs ~0.3 s of imports: wait, or the first
             self._await_ready(lane)  # invocations of the run would queue behind them
         self._idle.extend(self._lanes)
@@ -170,7 +168,7 @@ class ProcessInvokerPool:
             return
         user = self.keys.get(invocation.user)
         if user is None:
-            self._fail(invocation, f"no key for user {invocation.user!r} (not sent)", InvokeStatus.HTTP_ERROR)
+            self._fail(invocation, no_key_reason(invocation), InvokeStatus.HTTP_ERROR)
             return
         lane = self._choose()
         if lane is None:
@@ -263,10 +261,7 @@ class ProcessInvokerPool:
 
     def _fail(self, invocation: PlannedInvocation, reason: str,
               status: InvokeStatus = InvokeStatus.CONNECTION_ERROR) -> None:
-        try:
-            self.recorder.sent(invocation, offset_us(self.clock, self.start_s()), InvokeOutcome(status, 0, reason=reason))
-        except Exception:  # noqa: BLE001
-            log.exception("recording the failure of %s #%d failed", invocation.trace_name, invocation.seq)
+        record_unsent(self.recorder, invocation, offset_us(self.clock, self.start_s()), reason, status)
 
 
 # ---------------------------------------------------------------------- the sender process
