@@ -73,6 +73,14 @@ class ContainerPool:
                     self._free.remove(warm)
                     warm.state = Slot.BUSY
                     break
+                if any(p.key == key and p.state is Slot.PAUSING for p in self._all):
+                    # Being paused right now: wait for it, as OpenWhisk's ContainerProxy keeps the
+                    # run for the pausing container and resumes it (warm), not a new cold one.
+                    remaining = deadline_s - self.clock()
+                    if remaining <= 0:
+                        raise PoolFull("a container of this action did not finish pausing in time")
+                    self._cond.wait(remaining)
+                    continue
                 if self.used_mb + memory_mb <= self.capacity_mb:
                     self.used_mb += memory_mb
                     break
@@ -174,7 +182,7 @@ class ContainerPool:
         except Exception:  # noqa: BLE001 (a container that cannot pause is removed)
             LOG.exception("cannot pause container %s", pooled.container.id)
             with self._cond:
-                self._forget(pooled)
+                self._forget(pooled)      # (notifies an acquire waiting for this pause)
             self._destroy(pooled)
             return
         pooled.paused = True

@@ -232,6 +232,41 @@ def test_pool_reuse_pause_evict_and_memory_budget():
     assert backend.created[2].destroyed and pool.used_mb == 0
 
 
+def test_pool_run_arriving_during_a_pause_waits_and_resumes_the_same_container():
+    """As OpenWhisk's ContainerProxy: the run waits for the pausing container, then resumes it (warm)."""
+    import threading
+    import time
+    release_pause, pausing = threading.Event(), threading.Event()
+
+    class SlowPause(_FakeContainer):
+        def pause(self):
+            pausing.set()
+            release_pause.wait(5)
+            super().pause()
+
+    backend = _FakeBackend()
+    backend.create = lambda name, memory_mb, env: backend.created.append(SlowPause(len(backend.created))) \
+        or backend.created[-1]
+    now = [100.0]
+    pool = ContainerPool(backend, capacity_mb=512, keepalive_s=600, pause_grace_s=0.05, notify=lambda *a: None,
+                         clock=lambda: now[0])
+    first, _ = pool.acquire(("a",), 256, lambda: "x", {}, now[0] + 1)
+    pool.release(first, healthy=True)
+    now[0] += 0.1
+    ticker = threading.Thread(target=pool.tick)
+    ticker.start()
+    assert pausing.wait(5)
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(pool.acquire(("a",), 256, lambda: "x", {}, now[0] + 5)))
+    waiter.start()
+    time.sleep(0.1)
+    assert not got  # still waiting for the pause, not creating a second container
+    release_pause.set()
+    ticker.join(5)
+    waiter.join(5)
+    assert got == [(first, False)] and len(backend.created) == 1 and not first.container.paused
+
+
 def test_pool_waits_for_memory_then_gives_up():
     backend = _FakeBackend()
     pool = ContainerPool(backend, capacity_mb=256, keepalive_s=600, pause_grace_s=0.05, notify=lambda *a: None)
