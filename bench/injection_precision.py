@@ -5,9 +5,9 @@
 For each target rate, writes open-loop traces in FaaSLoad's format (``--users`` × ``--actions``
 traces, Poisson arrivals per trace, seeded, planned over ``--duration-s``) and replays them, in a
 fresh child process, through the loader's real :class:`loader.scheduler.Scheduler`, invoker pool
-(:class:`loader.invoker.InvokerPool`, or :class:`loader.senders.ProcessInvokerPool` with
-``--processes N``), :class:`loader.openwhisk.OpenWhiskClient` and :class:`loader.recorder.Recorder`
-/ :class:`loader.summary.RunStats`, wired as :class:`loader.pipeline.Pipeline` wires them
+(:class:`loader.sending.threads.InvokerPool`, or :class:`loader.sending.processes.ProcessInvokerPool` with
+``--processes N``), :class:`loader.platform.client.OpenWhiskClient` and :class:`loader.storage.recorder.Recorder`
+/ :class:`loader.storage.summary.RunStats`, wired as :class:`loader.pipeline.Pipeline` wires them
 (scheduler thread with a fine timer slack, the pipeline's GIL switch interval, ``--workers``
 invoker threads in all), against nginx answering like OpenWhisk's non-blocking invoke
 (``202 {"activationId": ...}``, see ``bench/_nginx.py``).
@@ -114,15 +114,15 @@ class NullTracker:
 def child(tracedir: Path, apihost: str, workers: int, time_limit_s: float, spin_us: float | None,
           processes: int = 0) -> dict:
     from faasload.clock import RealClock, set_fine_timer_slack
-    from loader.authkeys import parse_key
-    from loader.invoker import InvokerPool
-    from loader.openwhisk import InvokeOutcome, InvokeStatus, OpenWhiskClient
+    from loader.injection.traces import FileTraceSource, list_traces, scan_trace
     from loader.pipeline import SWITCH_INTERVAL_S
-    from loader.recorder import Recorder
+    from loader.platform.client import ClientSettings, InvokeOutcome, InvokeStatus, OpenWhiskClient
+    from loader.platform.keys import parse_key
     from loader.scheduler import Scheduler, offset_us
-    from loader.senders import ClientSettings, ProcessInvokerPool
-    from loader.summary import RunStats
-    from loader.traces import FileTraceSource, list_traces, scan_trace
+    from loader.sending.processes import ProcessInvokerPool
+    from loader.sending.threads import InvokerPool
+    from loader.storage.recorder import Recorder
+    from loader.storage.summary import RunStats
 
     paths, _ = list_traces(tracedir)
     scans = [scan_trace(path) for path in paths]

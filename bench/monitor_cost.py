@@ -45,6 +45,7 @@ import _common  # noqa: E402
 
 _common.use_repo_imports()
 from faasload.cgroup_self import CGROUP_ROOT, memory_cgroup_version, own_cgroup_paths  # noqa: E402
+
 V1_CONTROLLERS = ("memory", "cpuacct")
 #: A tick seemingly earlier than this is a tick late by more than half a period (see period_errors).
 EARLY_TOLERANCE_S = 0.0005

@@ -17,23 +17,24 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from faasload.clock import SPIN_BEFORE_DEADLINE_S, Clock, RealClock, set_fine_timer_slack
-
-from .authkeys import UserKey
-from .completions import EventConsumer
-from .config import UserEventsConfig
-from .invoker import InvokerPool
-from .openwhisk import OpenWhiskClient
-from .plan import TraceSource
-from .recorder import DurableSink, OnStored, Recorder
-from .scheduler import Scheduler
-from .senders import ClientSettings, ProcessInvokerPool
-from .store import StoreError, StoreWriter
-from .summary import RunStats
-from .tracker import CompletionTracker, Pending, TrackerSettings
+from loader.completion.resources import query_resources
+from loader.completion.tracker import CompletionTracker, Pending, TrackerSettings
+from loader.completion.user_events import EventConsumer
+from loader.config import UserEventsConfig
+from loader.plan import TraceSource
+from loader.platform.client import OpenWhiskClient
+from loader.platform.keys import UserKey
+from loader.scheduler import Scheduler
+from loader.sending.processes import ProcessInvokerPool
+from loader.sending.threads import InvokerPool
+from loader.storage.recorder import DurableSink, OnStored, Recorder
+from loader.storage.summary import RunStats
+from loader.storage.writer import StoreError, StoreWriter
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,8 @@ class Pipeline:
         self.sources = sources
         self.stats = RunStats(settings.late_threshold_us, planned_total)
         self.sink = DurableSink(writer)
-        self.recorder = Recorder(self.sink, experiment_id, self.stats, on_stored=on_stored, monitor=monitor)
+        self.recorder = Recorder(self.sink, experiment_id, self.stats, on_stored=on_stored)
+        self.monitor = monitor
         self.tracker = CompletionTracker(client, settings.tracker, self._complete, clock=self.clock)
         self.stopping = threading.Event()      # stop injecting
         self._halt = threading.Event()         # stop the service threads
@@ -77,7 +79,7 @@ class Pipeline:
         if settings.sender_processes:
             self.pool = ProcessInvokerPool(
                 settings.sender_processes, -(-settings.workers // settings.sender_processes),
-                ClientSettings.of(client), keys, self.recorder, self.tracker, clock=self.clock,
+                client.settings, keys, self.recorder, self.tracker, clock=self.clock,
                 start_s=lambda: self._start_s, stopping=self.stopping)
         else:
             self.pool = InvokerPool(settings.workers, client, keys, self.recorder, self.tracker, clock=self.clock,
@@ -96,7 +98,8 @@ class Pipeline:
 
     def _complete(self, pending: Pending, record: dict | None, reason: str | None) -> None:
         try:
-            self.recorder.completed(pending.invocation, pending.activation_id, record, reason)
+            resources = query_resources(self.monitor, pending.activation_id, record)
+            self.recorder.completed(pending.invocation, pending.activation_id, record, reason, resources)
         except StoreError:
             raise
         except Exception as exc:  # a bug must not leave the run pending forever  # noqa: BLE001

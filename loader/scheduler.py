@@ -13,12 +13,11 @@ from __future__ import annotations
 import heapq
 import logging
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 from faasload.clock import Clock
-
-from .plan import PlannedInvocation, TraceSource
+from loader.plan import PlannedInvocation, TraceSource
 
 log = logging.getLogger(__name__)
 

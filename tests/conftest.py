@@ -27,7 +27,7 @@ if str(ROOT) not in sys.path:
 
 from faasload import dockerd, embedded_pg, tansu  # noqa: E402
 from faasload.procs import ServiceError  # noqa: E402
-from loader.database import DatabaseConfiguration, create_database  # noqa: E402
+from loader.storage.database import DatabaseConfiguration, create_database  # noqa: E402
 from tests import cgroup_helpers  # noqa: E402
 
 #: Every module of tests/fixtures/ (localwhisk, monitor, ...) is a plugin of fixtures.

@@ -1,4 +1,4 @@
-"""Sender processes (loader/senders.py) against a real HTTP server: answers, dead senders, stops.
+"""Sender processes (loader/sending/processes.py) against a real HTTP server: answers, dead senders, stops.
 
 The recorder and tracker are fakes that note what the pool reports (this is the unit test of
 the pool); the end-to-end runs with sender processes are in test_injector_e2e.py.
@@ -16,12 +16,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from faasload.clock import FakeClock, RealClock
-from loader.authkeys import UserKey
-from loader.invoker import CANCEL_REASON
-from loader.openwhisk import InvokeStatus
 from loader.plan import PlannedInvocation
+from loader.platform.client import ClientSettings, InvokeStatus
+from loader.platform.keys import UserKey
 from loader.scheduler import Dispatch
-from loader.senders import ClientSettings, ProcessInvokerPool
+from loader.sending.common import CANCEL_REASON
+from loader.sending.processes import ProcessInvokerPool
 
 pytestmark = pytest.mark.timeout(120)
 ALICE = UserKey("alice", "23bc46b1-71f6-4ed5-8c54-816aa4f8c502", "k" * 64)

@@ -64,7 +64,7 @@ def _find_cgroup(container_id: str, cgroup_root: Path = Path("/sys/fs/cgroup")) 
 
 
 class DockerContainer:
-    def __init__(self, backend: "DockerBackend", container_id: str, name: str, workdir: Path):
+    def __init__(self, backend: DockerBackend, container_id: str, name: str, workdir: Path):
         self.backend = backend
         self.id = container_id
         self.name = name
