@@ -11,12 +11,14 @@ import datetime
 import json
 import logging
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from faasload import cli
 from faasload.retry import Backoff
 from loader.completion.tracker import TrackerSettings
 from loader.config import LoaderConfig
@@ -29,6 +31,7 @@ from loader.storage import experiments
 from loader.storage import writer as store
 from loader.storage.database import StoreUnavailable, open_database
 from loader.storage.recorder import OnStored
+from loader.storage.rows import ExperimentRow, ExperimentState
 
 log = logging.getLogger(__name__)
 
@@ -97,15 +100,23 @@ def experiment_name(config: LoaderConfig, mode: str) -> str:
 
 
 def _prepare_experiment(conn, config: LoaderConfig, spec: ExperimentSpec) -> tuple[int, str]:
+    """Create the experiment (a resumed generation reopens its own); refuse a taken name before any write."""
     name = experiment_name(config, spec.mode)
-    experiment_id = experiments.ensure_experiment(conn, name=name, mode=spec.mode, description=config.experiment.description,
-                                            seed=spec.seed, config=config_snapshot(config))
-    if not spec.reuse_experiment:
-        existing = experiments.count_runs(conn, experiment_id)
-        if existing:
-            raise ExperimentError(f"experiment {name!r} already holds {existing} runs: choose another "
-                                  f"experiment:name (or leave it null for a name from the start time)")
+    fields = dict(name=name, mode=spec.mode, description=config.experiment.description, seed=spec.seed,
+                  config=config_snapshot(config))
+    if spec.reuse_experiment:
+        return experiments.ensure_experiment(conn, **fields), name
+    experiment_id = experiments.create_experiment(conn, **fields)
+    if experiment_id is None:
+        raise ExperimentError(_taken(experiments.find_experiment(conn, name), name))
     return experiment_id, name
+
+
+def _taken(existing: ExperimentRow | None, name: str) -> str:
+    state = f" (state {existing.state.value})" if existing is not None else ""
+    held = f"already holds {existing.runs} runs" if existing is not None and existing.runs else "already exists"
+    return (f"experiment {name!r} {held}{state}: choose another experiment:name (or leave it null for a name "
+            f"from the start time); nothing was changed")
 
 
 class _Signals:
@@ -129,8 +140,19 @@ class _Signals:
             signal.signal(number, handler)
 
 
+def final_state(summary: dict) -> ExperimentState:
+    """``finished`` when every trace was replayed to its end or its error, else ``stopped``."""
+    return ExperimentState.STOPPED if summary.get("stopped") or summary.get("failure") else ExperimentState.FINISHED
+
+
 def run_experiment(config: LoaderConfig, spec: ExperimentSpec) -> dict:
-    """Record one experiment; return its summary (also stored and logged)."""
+    """Record one experiment; return its summary (also stored and logged).
+
+    The summary's ``state`` says how it ended: ``stopped`` (by a signal, or ``failure`` says which
+    internal failure) or ``finished`` (``trace_errors`` lists the traces that could not be read to
+    their end).  An exception out of the pipeline stores the experiment ``stopped`` if the database
+    still answers (else it stays ``running`` and the next start recovers it), then propagates.
+    """
     opened = open_database(config.database)
     try:
         conn = experiments.open_store(opened.config)
@@ -139,17 +161,39 @@ def run_experiment(config: LoaderConfig, spec: ExperimentSpec) -> dict:
         finally:
             conn.close()
         log.info("experiment %r (id %d) in %s", name, experiment_id, opened.config.describe())
-        summary = _run_pipeline(config, spec, opened.config, experiment_id)
-        summary["experiment"] = {"id": experiment_id, "name": name}
-        _finish_experiment(opened.config, experiment_id, summary, config.database.retry_interval_s)
+        lease = experiments.ExperimentLease(opened.config, experiment_id)
+        try:
+            try:
+                summary = _run_pipeline(config, spec, opened.config, experiment_id, lease)
+            except BaseException as exc:
+                _store_stopped(opened.config, experiment_id, name, exc)
+                raise
+            summary["experiment"] = {"id": experiment_id, "name": name}
+            state = final_state(summary)
+            summary["state"] = state.value
+            _finish_experiment(opened.config, experiment_id, summary, config.database.retry_interval_s, state)
+        finally:
+            lease.release()
     finally:
         opened.close()
-    log.info("experiment %r ended: %s", name,
+    log.info("experiment %r %s: %s", name, "ended" if state is ExperimentState.FINISHED else state.value,
              ", ".join(f"{status} {n}" for status, n in summary["statuses"].items()) or "nothing run")
     return summary
 
 
-def _run_pipeline(config: LoaderConfig, spec: ExperimentSpec, database, experiment_id: int) -> dict:
+def _store_stopped(database, experiment_id: int, name: str, exc: BaseException) -> None:
+    """After the pipeline raised: store the experiment ``stopped`` with the error, if the database answers."""
+    summary = {"state": ExperimentState.STOPPED.value, "stopped": True,
+               "failure": f"{type(exc).__name__}: {exc}", "experiment": {"id": experiment_id, "name": name}}
+    try:
+        experiments.finish_experiment(database, experiment_id, summary, None, ExperimentState.STOPPED)
+    except Exception:  # noqa: BLE001 (the database may be what failed: the experiment stays running, recoverable)
+        log.error("experiment %r could not be stored as stopped: it stays 'running' until a recovery "
+                  "(python -m loader --recover %s)", name, name, exc_info=True)
+
+
+def _run_pipeline(config: LoaderConfig, spec: ExperimentSpec, database, experiment_id: int,
+                  lease: experiments.ExperimentLease) -> dict:
     db = config.database
     writer = store.StoreWriter(database, batch_size=db.batch_size, flush_interval_s=db.flush_interval_s,
                                retry_interval_s=db.retry_interval_s).start()
@@ -157,7 +201,8 @@ def _run_pipeline(config: LoaderConfig, spec: ExperimentSpec, database, experime
                         experiment_id=experiment_id,
                         settings=pipeline_settings(config, record_cancelled=spec.record_cancelled),
                         user_events=config.openwhisk.user_events, monitor=open_monitor(config),
-                        on_stored=spec.on_stored, planned_total=spec.planned_total)
+                        on_stored=spec.on_stored, planned_total=spec.planned_total,
+                        on_started=lambda epoch_s: lease.mark_started(round(epoch_s * 1_000_000)))
     try:
         with _Signals(pipeline):
             summary = pipeline.run()
@@ -168,13 +213,13 @@ def _run_pipeline(config: LoaderConfig, spec: ExperimentSpec, database, experime
 
 
 def _finish_experiment(database, experiment_id: int, summary: dict, retry_interval_s: float,
-                       attempts: int = 30) -> None:
+                       state: ExperimentState, attempts: int = 30) -> None:
     """Store the start time and the summary, on a fresh connection (the server may have restarted)."""
     backoff = Backoff.fixed(retry_interval_s, max_retries=attempts - 1)
     retry = 0
     while True:
         try:
-            experiments.finish_experiment(database, experiment_id, summary, summary["start_epoch_us"])
+            experiments.finish_experiment(database, experiment_id, summary, summary["start_epoch_us"], state)
             return
         except StoreUnavailable as exc:
             retry += 1
@@ -183,3 +228,21 @@ def _finish_experiment(database, experiment_id: int, summary: dict, retry_interv
             delay_s = backoff.delay_s(retry)
             log.warning("storing the experiment summary failed (%s); retrying in %.1f s", exc, delay_s)
             time.sleep(delay_s)
+
+
+def exit_code(summary: dict) -> int:
+    """0 when every trace was replayed to its end (or the run was stopped by a signal), 1 otherwise (said on stderr)."""
+    code = cli.EXIT_OK
+    if summary.get("failure"):
+        print(f"loader: the run was stopped by an internal failure: {summary['failure']} (stored as 'stopped'; what "
+              "was sent is recorded)", file=sys.stderr)
+        code = cli.EXIT_FAILURE
+    errors = summary.get("trace_errors") or []
+    if errors:
+        lost = sum(e["lost"] or 0 for e in errors)
+        print(f"loader: {len(errors)} trace{'s' if len(errors) > 1 else ''} could not be read to their end "
+              f"({lost} planned invocations not sent):", file=sys.stderr)
+        for error in errors:
+            print(f"loader:   {error['error']}", file=sys.stderr)
+        code = cli.EXIT_FAILURE
+    return code

@@ -10,6 +10,12 @@ flag): injection stops at once; queued and never-dispatched invocations are reco
 ``cancelled`` (unless ``record_cancelled`` is off, for a mode that resumes them);
 what was sent is still completed, up to its final deadline.  A second request gives
 up waiting: pending activations end ``lost`` with the reason.
+
+A service thread (scheduler, completion tracker...) that dies of an unexpected exception
+is logged at ERROR with its traceback and stops the run the same way; the summary then
+holds ``failure``, and the run is never taken for finished.  A trace that cannot be read
+further ends alone (:class:`loader.plan.TraceEnded`): the summary lists it in
+``trace_errors`` with what it lost.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +50,8 @@ SWITCH_INTERVAL_S = 0.0005
 SUPERVISE_S = 0.05
 DRAIN_REASON = "the loader was stopped before this invocation's planned time"
 GIVE_UP_REASON = "the loader was stopped a second time before the activation completed"
+FAILURE_REASON = "the loader stopped after an internal failure ({failure}) before this invocation's planned time"
+TRACKER_FAILED_REASON = "the loader's completion tracker failed ({failure}) before the activation completed"
 
 
 @dataclass(frozen=True)
@@ -61,7 +69,8 @@ class Pipeline:
     def __init__(self, *, sources: Iterable[TraceSource], keys: Mapping[str, UserKey], client: OpenWhiskClient,
                  writer: StoreWriter, experiment_id: int, settings: PipelineSettings,
                  user_events: UserEventsConfig | None, monitor: Any = None, on_stored: OnStored | None = None,
-                 planned_total: int | None = None, clock: Clock | None = None):
+                 planned_total: int | None = None, clock: Clock | None = None,
+                 on_started: Callable[[float], None] | None = None):
         # With sender processes the scheduler has its interpreter nearly to itself: spinning
         # before each deadline (to win the GIL from invoker threads) would only burn a core.
         self.clock = clock or RealClock(spin_s=0.0 if settings.sender_processes else SPIN_BEFORE_DEADLINE_S)
@@ -91,6 +100,9 @@ class Pipeline:
         self._stop_requests = 0
         self.scheduler: Scheduler | None = None
         self.stopped_by_request = False
+        self.on_started = on_started
+        #: Service threads that died of an unexpected exception: thread name -> what it raised.
+        self.failures: dict[str, str] = {}
 
     def request_stop(self) -> None:
         """Ask the run to stop (twice: stop waiting for completions). Only sets a counter."""
@@ -153,12 +165,22 @@ class Pipeline:
         if self.scheduler is not None and self.scheduler.stats.trace_errors:
             summary["trace_errors"] = list(self.scheduler.stats.trace_errors)
         summary["stopped"] = self.stopped_by_request
+        if self.failures:
+            summary["failure"] = "; ".join(f"the {name} thread failed: {text}" for name, text in self.failures.items())
         return summary
 
     def _thread(self, target, name: str, *args) -> threading.Thread:
-        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        thread = threading.Thread(target=self._guarded, args=(target, name, args), name=name, daemon=True)
         thread.start()
         return thread
+
+    def _guarded(self, target, name: str, args: tuple) -> None:
+        """A service thread's body: an unexpected exception is logged with its traceback and stops the run."""
+        try:
+            target(*args)
+        except BaseException as exc:  # noqa: BLE001 (any death of a service thread must stop the run loudly)
+            log.exception("the %s thread failed; stopping the run", name)
+            self.failures[name] = f"{type(exc).__name__}: {exc}"
 
     def _schedule(self) -> None:
         set_fine_timer_slack()
@@ -167,11 +189,17 @@ class Pipeline:
     def _supervise(self, scheduler_thread: threading.Thread) -> None:
         """The main thread: stop requests, durability callbacks, progress, the end condition."""
         next_progress_s = self.clock.monotonic_s() + self.settings.progress_interval_s
-        handled_requests = 0
+        handled_requests = handled_failures = 0
+        self._started()
         while True:
             if self._stop_requests > handled_requests:
                 handled_requests = self._stop_requests
                 self._on_stop_request(handled_requests, scheduler_thread)
+            if len(self.failures) > handled_failures:
+                handled_failures = len(self.failures)
+                self._on_failure(scheduler_thread)
+            if "completion-tracker" in self.failures:
+                self.tracker.give_up(TRACKER_FAILED_REASON.format(failure=self.failures["completion-tracker"]))
             self.sink.fire()
             self.sink.writer.flush(timeout_s=0)  # raises StoreError if the writer failed for good
             now_s = self.clock.monotonic_s()
@@ -182,19 +210,40 @@ class Pipeline:
                 return
             self._halt.wait(SUPERVISE_S)
 
+    def _started(self) -> None:
+        """Tell the mode the common start (it stores it at once: what a recovery after a crash counts from)."""
+        if self.on_started is None:
+            return
+        try:
+            self.on_started(self.start_epoch_s)
+        except Exception:  # noqa: BLE001 (the summary stores the start again at the end)
+            log.warning("storing the experiment's start failed; it is stored with the summary", exc_info=True)
+
+    def _stop_injecting(self, scheduler_thread: threading.Thread, reason: str) -> None:
+        """No more invocations: the scheduler ends, what it never handed out is recorded cancelled."""
+        if self.stopping.is_set():
+            return
+        self.stopping.set()
+        scheduler_thread.join()
+        if self.settings.record_cancelled and self.scheduler is not None:
+            cancelled = 0
+            for invocation in self.scheduler.drain():
+                self.recorder.cancelled(invocation, reason, dispatched=False)
+                cancelled += 1
+            log.info("%d invocations never sent are recorded as cancelled", cancelled)
+
+    def _on_failure(self, scheduler_thread: threading.Thread) -> None:
+        failure = "; ".join(self.failures.values())
+        log.error("stopping the run after an internal failure (%s): no more invocations; waiting for the %d sent "
+                  "activations to complete", failure, self.tracker.pending_count)
+        self._stop_injecting(scheduler_thread, FAILURE_REASON.format(failure=failure))
+
     def _on_stop_request(self, count: int, scheduler_thread: threading.Thread) -> None:
         if count == 1:
             self.stopped_by_request = True
             log.warning("stop requested: no more invocations; waiting for the %d sent activations to complete "
                         "(stop again to give up waiting)", self.tracker.pending_count)
-            self.stopping.set()
-            scheduler_thread.join()
-            if self.settings.record_cancelled:
-                cancelled = 0
-                for invocation in self.scheduler.drain():
-                    self.recorder.cancelled(invocation, DRAIN_REASON, dispatched=False)
-                    cancelled += 1
-                log.info("%d invocations never sent are recorded as cancelled", cancelled)
+            self._stop_injecting(scheduler_thread, DRAIN_REASON)
         else:
             lost = self.tracker.give_up(GIVE_UP_REASON)
             log.warning("second stop request: %d pending activations recorded as lost", lost)

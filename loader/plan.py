@@ -25,11 +25,26 @@ class PlannedInvocation:
     parameters: tuple[tuple[str, str], ...]    # as sent, storage parameters included
 
 
+class TraceEnded(ValueError):
+    """A trace that cannot be read any further (its file changed or vanished since it was checked).
+
+    The scheduler ends that trace, and only it, and reports :meth:`report` in the run's summary;
+    ``lost`` is how many of its planned invocations will never be sent (None: not known).
+    """
+
+    def __init__(self, message: str, *, lost: int | None = None):
+        super().__init__(message)
+        self.lost = lost
+
+    def report(self) -> dict:
+        return {"error": str(self), "lost": self.lost}
+
+
 class TraceSource(Protocol):
     """A trace: one user running one action; yields invocations in planned order."""
 
     name: str
 
     def next_invocation(self) -> PlannedInvocation | None:
-        """The next invocation, or None when the trace has ended."""
+        """The next invocation, or None when the trace has ended; :class:`TraceEnded` when it cannot go on."""
         ...

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from faasload.clock import Clock
-from loader.plan import PlannedInvocation, TraceSource
+from loader.plan import PlannedInvocation, TraceEnded, TraceSource
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,8 @@ class Dispatch:
 class SchedulerStats:
     dispatched: int = 0
     traces_ended: int = 0
-    trace_errors: list[str] = field(default_factory=list)
+    #: One report per trace that could not be read to its end (:meth:`loader.plan.TraceEnded.report`).
+    trace_errors: list[dict] = field(default_factory=list)
     max_dispatch_lateness_us: int = 0
 
 
@@ -67,14 +68,19 @@ class Scheduler:
         source = self._sources[index]
         try:
             invocation = source.next_invocation()
-        except ValueError as exc:  # TraceError: the file changed since it was validated
-            log.error("trace %s stopped: %s", source.name, exc)
-            self.stats.trace_errors.append(str(exc))
+        except TraceEnded as exc:  # e.g. the file changed since it was validated: this trace ends, not the run
+            self._trace_ended(source, exc)
             invocation = None
         if invocation is None:
             self.stats.traces_ended += 1
             return
         heapq.heappush(self._heap, (invocation.planned_offset_us, index, invocation))
+
+    def _trace_ended(self, source: TraceSource, exc: TraceEnded) -> None:
+        report = {"trace": source.name, **exc.report()}
+        self.stats.trace_errors.append(report)
+        lost = "an unknown number of" if exc.lost is None else str(exc.lost)
+        log.error("trace %s ended early, %s of its planned invocations will not be sent: %s", source.name, lost, exc)
 
     @property
     def finished(self) -> bool:
@@ -120,8 +126,11 @@ class Scheduler:
             while True:
                 try:
                     invocation = source.next_invocation()
-                except ValueError as exc:
-                    log.error("trace %s: %s", source.name, exc)
+                except TraceEnded as exc:
+                    self._trace_ended(source, exc)
+                    break
+                except Exception:  # noqa: BLE001 (a broken source must not hide the others' invocations)
+                    log.exception("trace %s cannot be drained", source.name)
                     break
                 if invocation is None:
                     break

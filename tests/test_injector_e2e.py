@@ -152,3 +152,20 @@ def test_experiments_are_kept_side_by_side(setup):
     again = setup.run_loader()
     assert again.returncode == 1 and f"experiment {rows[0][0]!r} already holds 1 runs" in again.stderr
     assert json.loads(json.dumps(setup.query("SELECT count(*) FROM runs")[0][0])) == 2
+
+
+def test_rerunning_a_named_experiment_is_refused_before_touching_it(setup):
+    """Issue 16 item 5: the refusal comes before any write (the finished experiment keeps its end)."""
+    user = _name("fiona")
+    setup.user(user, {"echo": ECHO_ACTION})
+    setup.trace(f"{user}-echo", ["0\t1.jpg"])
+    setup.write_config(experiment={"name": "kept-as-it-was", "description": "first"})
+    assert setup.run_loader().returncode == 0
+    columns = "experiment_id, ended_at, summary, config, description, start_epoch_us"
+    before = setup.query(f"SELECT {columns} FROM experiments WHERE name = 'kept-as-it-was'")
+    assert before and before[0][1] is not None
+    setup.write_config(experiment={"name": "kept-as-it-was", "description": "second"})
+    again = setup.run_loader()
+    assert again.returncode == 1 and "experiment 'kept-as-it-was' already holds 1 runs" in again.stderr
+    assert setup.query(f"SELECT {columns} FROM experiments WHERE name = 'kept-as-it-was'") == before
+    assert setup.activation_count(user) == 1

@@ -116,3 +116,42 @@ def test_postgresql_restarted_mid_run(tmp_path, localwhisk, kafka_broker, databa
     assert loader.wait(120) == 0, loader.stderr_text()[-3000:]
     assert _assert_complete(setup, 40) == {"success": 40}
     assert "database reachable again" in loader.stderr_text()
+
+
+def test_traces_deleted_or_truncated_mid_run_end_alone_and_are_reported(tmp_path, localwhisk, kafka_broker, database):
+    """Issue 16 items 1 and 2: each unreadable trace ends with file, line and the invocations it lost; the
+    others go on to their end; the loader exits non-zero, the experiment is stored finished with the errors."""
+    setup = Setup(tmp_path, localwhisk, database, kafka_broker.bootstrap)
+    user = _name("kurt")
+    setup.user(user, {"echo": ECHO_ACTION})
+    lines = [f"0.03\t{n}.jpg" for n in range(100)]
+    deleted, intact, shortened, cut = (setup.trace(f"{user}-echo-{x}", lines) for x in "abcd")
+    setup.write_config()
+    loader = setup.start_loader()
+    wait_for(lambda: setup.count_runs(f"trace_name = '{deleted.name}'") >= 20, timeout_s=60, what="20 runs")
+    deleted.unlink()
+    with open(shortened, "r+b") as stream:
+        stream.truncate(len("".join(line + "\n" for line in lines[:5]).encode()))
+    with open(cut, "r+b") as stream:
+        stream.truncate(len("".join(line + "\n" for line in lines[:80]).encode()))
+    code = loader.wait(120)
+    stderr = loader.stderr_text()
+    assert code == 1, stderr[-3000:]
+    counts = dict(setup.query("SELECT trace_name, count(*) FROM runs GROUP BY trace_name"))
+    assert counts[intact.name] == 100 and counts[cut.name] == 80
+    assert setup.count_runs("status <> 'success'") == 0
+    (state, ended, summary), = setup.query("SELECT state, ended_at IS NOT NULL, summary FROM experiments")
+    assert (state, ended) == ("finished", True)
+    errors = {e["trace"]: e for e in summary["trace_errors"]}
+    assert set(errors) == {deleted.name, shortened.name, cut.name}
+    for path in (deleted, shortened, cut):
+        error = errors[path.name]
+        sent = counts[path.name]
+        assert (error["file"], error["line"], error["lost"]) == (str(path), sent + 1, 100 - sent), error
+        assert f"{path}:{sent + 1}: " in error["error"] and f"{path}:{sent + 1}: " in stderr
+    assert "No such file or directory" in errors[deleted.name]["error"]
+    assert "shorter" in errors[shortened.name]["error"]
+    assert "ended after 80 of the 100 invocations" in errors[cut.name]["error"]
+    assert summary["planned"] == 400 and summary["issued"] == sum(counts.values())
+    assert sum(e["lost"] for e in errors.values()) + summary["issued"] == 400
+    assert "3 traces could not be read to their end" in stderr

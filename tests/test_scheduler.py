@@ -3,7 +3,7 @@
 import threading
 
 from faasload.clock import FakeClock
-from loader.plan import PlannedInvocation
+from loader.plan import PlannedInvocation, TraceEnded
 from loader.scheduler import Scheduler
 
 
@@ -26,7 +26,7 @@ class ListSource:
 class BadSource(ListSource):
     def next_invocation(self):
         if self.read == 1:
-            raise ValueError("t:2: broken")
+            raise TraceEnded("t:2: broken", lost=2)
         return super().next_invocation()
 
 
@@ -102,4 +102,4 @@ def test_a_source_failing_mid_run_is_reported_and_ends():
                           start_s=0.0)
     scheduler.run(threading.Event())
     assert [d.invocation.trace_name for d in out] == ["bad", "ok"]
-    assert scheduler.stats.trace_errors == ["t:2: broken"]
+    assert scheduler.stats.trace_errors == [{"trace": "bad", "error": "t:2: broken", "lost": 2}]

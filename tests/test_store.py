@@ -154,3 +154,41 @@ def test_summary_counts_errors_from_the_enum():
             stats.record_terminal("a", status)
     assert stats.errors == sum(1 for status in RunStatus if status.error)
     assert stats.summary()["statuses"].keys() == {s.value for s in RunStatus if s.terminal}
+
+
+def test_database_state_constraint_equals_the_experiment_state_enum(database):
+    """Fails when ExperimentState gains or loses a member without a migration re-deriving the constraint."""
+    from loader.storage.rows import ExperimentState
+    conn = experiments.open_store(database)
+    assert schema.state_constraint_values(conn) == {state.value for state in ExperimentState}
+    experiment_id = experiments.create_experiment(conn, name="e-state", mode="injection")
+    assert experiments.find_experiment(conn, "e-state").state is ExperimentState.RUNNING
+    with pytest.raises(Exception, match=schema.STATE_CONSTRAINT):
+        with conn, conn.cursor() as cur:
+            cur.execute("UPDATE experiments SET state = 'paused' WHERE experiment_id = %s", (experiment_id,))
+
+
+def test_docs_state_table_is_the_enum():
+    from pathlib import Path
+
+    from loader.storage.rows import state_table
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "dataset.md").read_text()
+    assert state_table() in docs
+
+
+def test_a_taken_name_is_refused_without_a_write_and_the_lease_tells_a_live_loader(database):
+    conn = experiments.open_store(database)
+    first = experiments.create_experiment(conn, name="e-taken", mode="injection", description="one")
+    assert experiments.create_experiment(conn, name="e-taken", mode="injection", description="two") is None
+    assert experiments.find_experiment(conn, "e-taken").experiment_id == first
+    assert experiments.lease_is_free(conn, first)
+    lease = experiments.ExperimentLease(database, first)
+    try:
+        assert not experiments.lease_is_free(conn, first)
+        with pytest.raises(store.StoreError, match="held by another loader"):
+            experiments.ExperimentLease(database, first)
+        lease.mark_started(1_700_000_000_000_000)
+        assert experiments.find_experiment(conn, "e-taken").start_epoch_us == 1_700_000_000_000_000
+    finally:
+        lease.release()
+    assert experiments.lease_is_free(conn, first)

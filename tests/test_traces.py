@@ -1,5 +1,6 @@
 """The injection trace reader: exact offsets, parameters, streaming, every problem with file:line."""
 
+import os
 import tracemalloc
 
 import pytest
@@ -133,3 +134,42 @@ def test_reading_streams_and_holds_no_file_open(tmp_path):
     assert grown < 200_000, f"memory grew by {grown} bytes while reading 50,000 lines"
     import os
     assert not [fd for fd in os.listdir("/proc/self/fd") if os.path.realpath(f"/proc/self/fd/{fd}") == str(path)]
+
+
+def test_source_reports_a_file_replaced_deleted_or_truncated_since_the_check(tmp_path):
+    """Issue 16 items 1-2: the line that could not be read, and how many planned invocations are lost."""
+    text = "".join(f"1\t{n}.jpg\n" for n in range(5))
+
+    def checked(name):
+        path = _trace(tmp_path, name, text)
+        return path, FileTraceSource.of_scan(scan_trace(path), incont="i", outcont="o")
+
+    path, source = checked("u-replaced")
+    assert source.next_invocation().seq == 0
+    path.rename(tmp_path / "elsewhere")
+    path.write_text(text)
+    with pytest.raises(TraceError, match=rf"^{path}:2: the file was replaced since it was checked$") as caught:
+        source.next_invocation()
+    assert caught.value.lost == 4 and caught.value.report()["line"] == 2
+    assert source.next_invocation() is None
+
+    path, source = checked("u-deleted")
+    path.unlink()
+    with pytest.raises(TraceError, match=rf"^{path}:1: cannot read any further: No such file") as caught:
+        source.next_invocation()
+    assert caught.value.lost == 5
+
+    path, source = checked("u-shortened")
+    for _ in range(3):
+        source.next_invocation()
+    os.truncate(path, 6)
+    with pytest.raises(TraceError, match=rf"^{path}:4: the file is shorter \(6 bytes\) than the 24 bytes") as caught:
+        source.next_invocation()
+    assert caught.value.lost == 2
+
+    path, source = checked("u-cut")
+    os.truncate(path, 16)
+    assert [source.next_invocation().seq for _ in range(2)] == [0, 1]
+    with pytest.raises(TraceError, match=rf"^{path}:3: the file ended after 2 of the 5 invocations") as caught:
+        source.next_invocation()
+    assert caught.value.lost == 3

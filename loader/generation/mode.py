@@ -21,7 +21,7 @@ from pathlib import Path
 
 from faasload import cli
 from loader.config import LoaderConfig
-from loader.experiment import ExperimentSpec, config_snapshot, make_client, run_experiment
+from loader.experiment import ExperimentSpec, config_snapshot, exit_code, make_client, run_experiment
 from loader.generation.checkpoint import GenStateError
 from loader.generation.session import Generation, GenerationError, GenerationSettings
 from loader.platform.check import check_actions
@@ -129,7 +129,7 @@ def run(config: LoaderConfig, source: str | Path) -> int:
     reason = "error"
     try:
         summary = run_experiment(named, spec)
-        reason = "stopped" if summary.get("stopped") else "end"
+        reason = "error" if summary.get("failure") else "stopped" if summary.get("stopped") else "end"
     finally:
         generation.checkpoint(reason)
     print(f"experiment {generation.experiment!r} (id {summary['experiment']['id']})")
@@ -139,4 +139,4 @@ def run(config: LoaderConfig, source: str | Path) -> int:
     else:
         print(f"generation not complete: {generation.recorded} of {generation.planned} invocations recorded; "
               f"run the loader again to resume from {generation.last_path}")
-    return cli.EXIT_OK
+    return exit_code(summary)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from faasload import cli
 from loader.config import LoaderConfig
-from loader.experiment import ExperimentSpec, make_client, run_experiment
+from loader.experiment import ExperimentSpec, exit_code, make_client, run_experiment
 from loader.injection.traces import FileTraceSource, TraceScan, list_traces, scan_trace
 from loader.platform.check import check_actions
 from loader.platform.client import OpenWhiskClient
@@ -93,10 +93,11 @@ def run(config: LoaderConfig, source: str | Path) -> int:
         return cli.EXIT_CONFIG
     log.info("injecting %d traces (%d invocations over %.3f s) into %s", len(plan.traces), plan.invocations,
              plan.duration_s, config.openwhisk.apihost)
-    sources = [FileTraceSource(t.path, incont=config.injection.incont, outcont=config.injection.outcont)
+    sources = [FileTraceSource.of_scan(t, incont=config.injection.incont, outcont=config.injection.outcont)
                for t in plan.traces]
     summary = run_experiment(config, ExperimentSpec(mode="injection", sources=sources, keys=plan.keys,
                                                     planned_total=plan.invocations))
     print(f"experiment {summary['experiment']['name']!r} (id {summary['experiment']['id']})")
     print(format_summary(summary))
-    return cli.EXIT_OK
+    return exit_code(summary)
+

@@ -18,13 +18,14 @@ malformed line as ``file:line: reason``.
 from __future__ import annotations
 
 import decimal
+import os
 import posixpath
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from loader.plan import PlannedInvocation
+from loader.plan import PlannedInvocation, TraceEnded
 
 #: Parameters the loader adds itself; a trace may not set them.
 STORAGE_PARAMETERS = ("incont", "object", "outcont")
@@ -32,12 +33,16 @@ _WAIT = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
 _US_PER_S = decimal.Decimal(1_000_000)
 
 
-class TraceError(ValueError):
-    """A malformed trace line or file name; ``str()`` is ``file:line: reason``."""
+class TraceError(TraceEnded):
+    """A malformed trace line or file name, or a trace that cannot be read further; ``str()`` is
+    ``file:line: reason``."""
 
-    def __init__(self, path: Path | str, line: int | None, reason: str):
+    def __init__(self, path: Path | str, line: int | None, reason: str, *, lost: int | None = None):
         self.path, self.line, self.reason = str(path), line, reason
-        super().__init__(f"{path}:{line}: {reason}" if line is not None else f"{path}: {reason}")
+        super().__init__(f"{path}:{line}: {reason}" if line is not None else f"{path}: {reason}", lost=lost)
+
+    def report(self) -> dict:
+        return {**super().report(), "file": self.path, "line": self.line}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +73,7 @@ class TraceScan:
     invocations: int
     last_offset_us: int
     problems: tuple[TraceError, ...]
+    identity: tuple[int, int] | None = None   # (device, inode) of the file that was read
 
 
 def parse_name(path: Path) -> TraceName:
@@ -117,16 +123,6 @@ def storage_parameters(input_object: str, incont: str, outcont: str) -> tuple[tu
     return (("incont", incont), ("object", posixpath.basename(input_object)), ("outcont", outcont))
 
 
-def _lines(path: Path, start: int = 0) -> Iterator[tuple[int, bytes]]:
-    """(end offset, raw bytes) of each line from byte ``start``."""
-    with open(path, "rb") as stream:
-        stream.seek(start)
-        offset = start
-        for raw in stream:
-            offset += len(raw)
-            yield offset, raw
-
-
 def _decode(raw: bytes) -> str:
     return raw.decode("utf-8").rstrip("\n").rstrip("\r")
 
@@ -136,8 +132,11 @@ def scan_trace(path: Path) -> TraceScan:
     name = parse_name(path)
     problems: list[TraceError] = []
     count = offset_us = 0
+    identity = None
     try:
         with open(path, "rb") as stream:
+            status = os.fstat(stream.fileno())
+            identity = (status.st_dev, status.st_ino)
             for number, raw in enumerate(stream, start=1):
                 try:
                     line = parse_line(_decode(raw))
@@ -152,7 +151,7 @@ def scan_trace(path: Path) -> TraceScan:
                     offset_us += line.wait_us
     except OSError as exc:
         problems.append(TraceError(path, None, f"cannot read: {exc.strerror or exc}"))
-    return TraceScan(name, path, count, offset_us, tuple(problems))
+    return TraceScan(name, path, count, offset_us, tuple(problems), identity)
 
 
 def list_traces(tracedir: Path) -> tuple[list[Path], list[TraceError]]:
@@ -177,42 +176,78 @@ class FileTraceSource:
     """A :class:`loader.plan.TraceSource` over one trace file.
 
     Keeps the byte position of the next line and reopens the file for each read, so
-    that thousands of traces hold neither memory nor file descriptors.
+    that thousands of traces hold neither memory nor file descriptors.  Given what the
+    check found (``planned`` invocations in the file ``identity``), it notices a file
+    deleted, renamed, replaced or truncated since, and raises :class:`TraceError` naming
+    the line it could not read and how many planned invocations are lost.
     """
 
-    def __init__(self, path: Path, *, incont: str, outcont: str):
+    def __init__(self, path: Path, *, incont: str, outcont: str, planned: int | None = None,
+                 identity: tuple[int, int] | None = None):
         self.path = Path(path)
         trace = parse_name(self.path)
         self.name, self.user, self.action = trace.name, trace.user, trace.action
         self.incont, self.outcont = incont, outcont
+        self.planned, self.identity = planned, identity
         self._position = 0
         self._line_number = 0
         self._seq = 0
         self._offset_us = 0
         self._ended = False
 
+    @classmethod
+    def of_scan(cls, scan: TraceScan, *, incont: str, outcont: str) -> FileTraceSource:
+        """The source of a checked trace: it holds the file to what the check read."""
+        return cls(scan.path, incont=incont, outcont=outcont, planned=scan.invocations, identity=scan.identity)
+
+    def _stop(self, reason: str, line: int | None = None) -> TraceError:
+        """End the trace: the error naming the line that could not be read (default: the next) and what is lost."""
+        self._ended = True
+        lost = None if self.planned is None else max(0, self.planned - self._seq)
+        return TraceError(self.path, line or self._line_number + 1, reason, lost=lost)
+
+    def _lines(self) -> Iterator[tuple[int, bytes]]:
+        """(end offset, raw bytes) of each line from the current position, after checking the file."""
+        with open(self.path, "rb") as stream:
+            status = os.fstat(stream.fileno())
+            if self.identity is not None and (status.st_dev, status.st_ino) != self.identity:
+                raise self._stop("the file was replaced since it was checked")
+            if status.st_size < self._position:
+                raise self._stop(f"the file is shorter ({status.st_size} bytes) than the {self._position} bytes "
+                                 "already replayed: truncated since it was checked")
+            stream.seek(self._position)
+            offset = self._position
+            for raw in stream:
+                offset += len(raw)
+                yield offset, raw
+
     def next_invocation(self) -> PlannedInvocation | None:
         if self._ended:
             return None
-        for end, raw in _lines(self.path, self._position):
-            self._position = end
-            self._line_number += 1
-            try:
-                line = parse_line(_decode(raw))
-            except UnicodeDecodeError:
-                self._ended = True
-                raise TraceError(self.path, self._line_number, "not valid UTF-8") from None
-            except ValueError as exc:
-                self._ended = True
-                raise TraceError(self.path, self._line_number, str(exc)) from None
-            if line is None:
-                continue
-            self._offset_us += line.wait_us
-            invocation = PlannedInvocation(
-                trace_name=self.name, seq=self._seq, user=self.user, action=self.action,
-                planned_offset_us=self._offset_us, input_object=line.input_object,
-                parameters=storage_parameters(line.input_object, self.incont, self.outcont) + line.parameters)
-            self._seq += 1
-            return invocation
+        try:
+            for end, raw in self._lines():
+                self._position = end
+                self._line_number += 1
+                try:
+                    line = parse_line(_decode(raw))
+                except UnicodeDecodeError:
+                    raise self._stop("not valid UTF-8", self._line_number) from None
+                except ValueError as exc:
+                    raise self._stop(str(exc), self._line_number) from None
+                if line is None:
+                    continue
+                self._offset_us += line.wait_us
+                invocation = PlannedInvocation(
+                    trace_name=self.name, seq=self._seq, user=self.user, action=self.action,
+                    planned_offset_us=self._offset_us, input_object=line.input_object,
+                    parameters=storage_parameters(line.input_object, self.incont, self.outcont) + line.parameters)
+                self._seq += 1
+                return invocation
+        except OSError as exc:
+            raise self._stop(f"cannot read any further: {exc.strerror or exc} (deleted, renamed or made "
+                             "unreadable since it was checked)") from None
+        if self.planned is not None and self._seq < self.planned:
+            raise self._stop(f"the file ended after {self._seq} of the {self.planned} invocations it held when "
+                             "it was checked: truncated since")
         self._ended = True
         return None

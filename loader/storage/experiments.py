@@ -15,7 +15,7 @@ import psycopg2.extras
 
 from loader.storage import schema
 from loader.storage.database import DatabaseConfiguration, DatabaseError, StoreError, StoreUnavailable
-from loader.storage.rows import FunctionRow
+from loader.storage.rows import ExperimentRow, ExperimentState, FunctionRow
 
 
 def open_store(config: DatabaseConfiguration) -> psycopg2.extensions.connection:
@@ -25,20 +25,66 @@ def open_store(config: DatabaseConfiguration) -> psycopg2.extensions.connection:
     return conn
 
 
-def ensure_experiment(conn, *, name: str, mode: str, description: str = "", start_epoch_us: int | None = None,
-                      seed: int | None = None, config: dict | None = None) -> int:
-    """The id of experiment ``name``, created if new (a resumed generation reuses its experiment)."""
+def create_experiment(conn, *, name: str, mode: str, description: str = "", seed: int | None = None,
+                      config: dict | None = None) -> int | None:
+    """Create experiment ``name`` (state ``running``); None, with nothing written, when the name is taken."""
     with conn, conn.cursor() as cur:
         cur.execute(
-            """INSERT INTO experiments (name, mode, description, start_epoch_us, seed, config)
-               VALUES (%s, %s, %s, %s, %s, %s)
-               ON CONFLICT (name) DO UPDATE SET ended_at = NULL
-               RETURNING experiment_id, mode""",
-            (name, mode, description, start_epoch_us, seed, json.dumps(config) if config is not None else None))
-        experiment_id, stored_mode = cur.fetchone()
-    if stored_mode != mode:
-        raise StoreError(f"experiment {name!r} exists with mode {stored_mode!r}, not {mode!r}")
-    return experiment_id
+            """INSERT INTO experiments (name, mode, description, seed, config, state)
+               VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO NOTHING RETURNING experiment_id""",
+            (name, mode, description, seed, json.dumps(config) if config is not None else None,
+             ExperimentState.RUNNING.value))
+        row = cur.fetchone()
+    return row[0] if row else None
+
+
+def ensure_experiment(conn, *, name: str, mode: str, description: str = "", start_epoch_us: int | None = None,
+                      seed: int | None = None, config: dict | None = None) -> int:
+    """The id of experiment ``name``, created if new or reopened (``running`` again): a resumed generation."""
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            """INSERT INTO experiments (name, mode, description, start_epoch_us, seed, config, state)
+               VALUES (%s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (name) DO UPDATE SET ended_at = NULL, state = EXCLUDED.state
+                   WHERE experiments.mode = EXCLUDED.mode
+               RETURNING experiment_id""",
+            (name, mode, description, start_epoch_us, seed, json.dumps(config) if config is not None else None,
+             ExperimentState.RUNNING.value))
+        row = cur.fetchone()
+    if row is None:
+        stored = find_experiment(conn, name)
+        raise StoreError(f"experiment {name!r} exists with mode {stored.mode if stored else '?'!r}, not {mode!r}")
+    return row[0]
+
+
+_EXPERIMENT_COLUMNS = """e.experiment_id, e.name, e.mode, e.state,
+    (SELECT count(*) FROM runs r WHERE r.experiment_id = e.experiment_id), e.config, e.summary, e.start_epoch_us,
+    (extract(epoch FROM e.started_at) * 1000000)::bigint"""
+
+
+def _experiment_row(row: tuple) -> ExperimentRow:
+    experiment_id, name, mode, state, runs, config, summary, start_epoch_us, started_at_epoch_us = row
+    return ExperimentRow(experiment_id, name, mode, ExperimentState(state), runs, config, summary, start_epoch_us,
+                         started_at_epoch_us)
+
+
+def find_experiment(conn, name: str) -> ExperimentRow | None:
+    """Experiment ``name`` as stored (read only), or None."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT {_EXPERIMENT_COLUMNS} FROM experiments e WHERE e.name = %s", (name,))
+        row = cur.fetchone()
+    conn.commit()
+    return _experiment_row(row) if row else None
+
+
+def running_experiments(conn) -> list[ExperimentRow]:
+    """Every experiment stored as ``running`` (its loader alive or not: see :class:`ExperimentLease`)."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT {_EXPERIMENT_COLUMNS} FROM experiments e WHERE e.state = %s ORDER BY e.experiment_id",
+                    (ExperimentState.RUNNING.value,))
+        rows = cur.fetchall()
+    conn.commit()
+    return [_experiment_row(row) for row in rows]
 
 
 def count_runs(conn, experiment_id: int) -> int:
@@ -50,25 +96,78 @@ def count_runs(conn, experiment_id: int) -> int:
     return count
 
 
-def end_experiment(conn, experiment_id: int, summary: dict, start_epoch_us: int | None = None) -> None:
-    """Store the summary (and the start instant, when known) and mark the experiment ended."""
+def end_experiment(conn, experiment_id: int, summary: dict, start_epoch_us: int | None = None,
+                   state: ExperimentState = ExperimentState.FINISHED) -> None:
+    """Store the summary (and the start instant, when known), the final state, and mark the experiment ended."""
     with conn, conn.cursor() as cur:
-        cur.execute("UPDATE experiments SET ended_at = now(), summary = %s, "
+        cur.execute("UPDATE experiments SET ended_at = now(), summary = %s, state = %s, "
                     "start_epoch_us = COALESCE(%s, start_epoch_us) WHERE experiment_id = %s",
-                    (json.dumps(summary), start_epoch_us, experiment_id))
+                    (json.dumps(summary), state.value, start_epoch_us, experiment_id))
 
 
 def finish_experiment(database: DatabaseConfiguration, experiment_id: int, summary: dict,
-                      start_epoch_us: int | None) -> None:
+                      start_epoch_us: int | None, state: ExperimentState = ExperimentState.FINISHED) -> None:
     """:func:`end_experiment` on a fresh connection; :class:`StoreUnavailable` when the server cannot be used."""
     try:
         conn = database.connect()
         try:
-            end_experiment(conn, experiment_id, summary, start_epoch_us)
+            end_experiment(conn, experiment_id, summary, start_epoch_us, state)
         finally:
             conn.close()
     except (DatabaseError, psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
         raise StoreUnavailable(str(exc).strip()) from exc
+
+
+# --------------------------------------------------------------------------- liveness
+
+#: The first key of the advisory locks that say "a loader runs this experiment" (the second is its id).
+LEASE_LOCK_SPACE = 726354
+
+
+class ExperimentLease:
+    """A session-level advisory lock held, on its own connection, by the loader running an experiment.
+
+    PostgreSQL releases it when that connection ends, the loader's process with it: an experiment
+    stored ``running`` whose lease is free has lost its loader (:func:`lease_is_free`).
+    """
+
+    def __init__(self, database: DatabaseConfiguration, experiment_id: int):
+        self.experiment_id = experiment_id
+        self._conn = database.connect()
+        self._conn.autocommit = True
+        with self._conn.cursor() as cur:
+            cur.execute("SELECT pg_try_advisory_lock(%s, %s)", (LEASE_LOCK_SPACE, experiment_id))
+            taken = cur.fetchone()[0]
+        if not taken:
+            self._conn.close()
+            raise StoreError(f"experiment {experiment_id} is held by another loader")
+
+    def mark_started(self, start_epoch_us: int) -> None:
+        """Store the experiment's common start as soon as it is known (what a recovery counts from)."""
+        with self._conn.cursor() as cur:
+            cur.execute("UPDATE experiments SET start_epoch_us = %s WHERE experiment_id = %s",
+                        (start_epoch_us, self.experiment_id))
+
+    def release(self) -> None:
+        """Unlock (the server would only notice the closed connection a moment later), then disconnect."""
+        try:
+            with self._conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_unlock(%s, %s)", (LEASE_LOCK_SPACE, self.experiment_id))
+        except psycopg2.Error:
+            pass  # the connection broke: the server has released the lock with it
+        finally:
+            self._conn.close()
+
+
+def lease_is_free(conn, experiment_id: int) -> bool:
+    """Whether no loader holds experiment ``experiment_id`` (checked without keeping it)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_try_advisory_lock(%s, %s)", (LEASE_LOCK_SPACE, experiment_id))
+        free = cur.fetchone()[0]
+        if free:
+            cur.execute("SELECT pg_advisory_unlock(%s, %s)", (LEASE_LOCK_SPACE, experiment_id))
+    conn.commit()
+    return free
 
 
 # --------------------------------------------------------------------------- functions

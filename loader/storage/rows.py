@@ -73,6 +73,42 @@ _STATUS_MEANINGS = {
 }
 
 
+class ExperimentState(str, enum.Enum):
+    """Where an experiment stands (``experiments.state``); all but RUNNING are final.
+
+    The one list of states: the schema's CHECK constraint and the table in
+    ``docs/dataset.md`` derive from it.
+    """
+
+    RUNNING = "running"
+    FINISHED = "finished"
+    STOPPED = "stopped"
+    CRASHED = "crashed"
+
+    @property
+    def meaning(self) -> str:
+        return _STATE_MEANINGS[self]
+
+
+_STATE_MEANINGS = {
+    ExperimentState.RUNNING: "a loader is running it (or died without a word: the next start, or "
+                             "`python -m loader --recover NAME`, makes it `crashed`)",
+    ExperimentState.FINISHED: "every trace was replayed to its end (`summary.trace_errors` lists the traces that "
+                              "could not be read to their end)",
+    ExperimentState.STOPPED: "stopped before the end, by a signal or an internal error (`summary.stopped`, "
+                             "`summary.failure`); what was sent is recorded",
+    ExperimentState.CRASHED: "the loader died (SIGKILL, power cut); the recovery completed its `sent` runs and "
+                             "counted what was never sent (`summary.recovery`)",
+}
+
+
+def state_table() -> str:
+    """The Markdown table of experiment states in ``docs/dataset.md`` (a test keeps the two equal)."""
+    lines = ["| state | meaning |", "|---|---|"]
+    lines += [f"| `{state.value}` | {state.meaning} |" for state in ExperimentState]
+    return "\n".join(lines)
+
+
 def status_table() -> str:
     """The Markdown table of statuses in ``docs/dataset.md`` (a test keeps the two equal)."""
     lines = ["| status | terminal | error | meaning |", "|---|---|---|---|"]
@@ -159,6 +195,21 @@ class RunResources:
 
     key: RunKey
     samples: tuple[ResourceSample, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentRow:
+    """What the ``experiments`` table says of one experiment."""
+
+    experiment_id: int
+    name: str
+    mode: str
+    state: ExperimentState
+    runs: int
+    config: dict | None = None
+    summary: dict | None = None
+    start_epoch_us: int | None = None       # None until its pipeline started
+    started_at_epoch_us: int | None = None  # when the row was created
 
 
 @dataclass(frozen=True, slots=True)

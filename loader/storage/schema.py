@@ -5,9 +5,10 @@ once and recorded in ``schema_migrations``; all the migrations a database lacks 
 one transaction, so a failure applies none of them.  Applying the list again does
 nothing.  To change the schema, append a migration; never edit one that has shipped.
 
-The statuses a ``runs`` row may hold come from :class:`~loader.storage.rows.RunStatus`:
-adding a member needs a migration that calls :func:`status_constraint_sql` again (a test
-compares the database's constraint with the enum).
+The statuses a ``runs`` row may hold come from :class:`~loader.storage.rows.RunStatus`,
+the states of an experiment from :class:`~loader.storage.rows.ExperimentState`: adding a
+member needs a migration that calls :func:`status_constraint_sql` (or
+:func:`state_constraint_sql`) again (tests compare the database's constraints with the enums).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import re
 
 import psycopg2.extensions
 
-from loader.storage.rows import RunStatus
+from loader.storage.rows import ExperimentState, RunStatus
 
 #: Terminal statuses of a run, as stored.
 TERMINAL_STATUSES = tuple(status.value for status in RunStatus if status.terminal)
@@ -29,6 +30,17 @@ def status_constraint_sql() -> str:
     values = ", ".join(f"'{status.value}'" for status in RunStatus)
     return (f"ALTER TABLE runs DROP CONSTRAINT IF EXISTS {STATUS_CONSTRAINT};\n"
             f"ALTER TABLE runs ADD CONSTRAINT {STATUS_CONSTRAINT} CHECK (status IN ({values}));\n")
+
+
+#: The name of the CHECK constraint on ``experiments.state``.
+STATE_CONSTRAINT = "experiments_state_check"
+
+
+def state_constraint_sql() -> str:
+    """(Re)create the CHECK constraint of ``experiments.state`` from :class:`ExperimentState`."""
+    values = ", ".join(f"'{state.value}'" for state in ExperimentState)
+    return (f"ALTER TABLE experiments DROP CONSTRAINT IF EXISTS {STATE_CONSTRAINT};\n"
+            f"ALTER TABLE experiments ADD CONSTRAINT {STATE_CONSTRAINT} CHECK (state IN ({values}));\n")
 
 
 MIGRATIONS: list[tuple[int, str, str]] = [
@@ -122,6 +134,11 @@ CREATE TABLE resources (
 ALTER TABLE runs ADD COLUMN resources_reason text;
 """),
     (3, "runs.status: the CHECK constraint derived from RunStatus", status_constraint_sql()),
+    (4, "experiments.state: running, finished, stopped or crashed (ExperimentState)", """
+ALTER TABLE experiments ADD COLUMN state text NOT NULL DEFAULT 'running';
+UPDATE experiments SET state = CASE WHEN ended_at IS NULL THEN 'running'
+                                    WHEN summary->>'stopped' = 'true' THEN 'stopped' ELSE 'finished' END;
+""" + state_constraint_sql()),
 ]
 
 _BOOKKEEPING = """
@@ -156,9 +173,18 @@ def migrate(conn: psycopg2.extensions.connection) -> list[int]:
 
 def status_constraint_values(conn: psycopg2.extensions.connection) -> set[str]:
     """The statuses the database's ``runs.status`` constraint allows (read back from the catalog)."""
+    return _constraint_values(conn, "runs", STATUS_CONSTRAINT)
+
+
+def state_constraint_values(conn: psycopg2.extensions.connection) -> set[str]:
+    """The states the database's ``experiments.state`` constraint allows (read back from the catalog)."""
+    return _constraint_values(conn, "experiments", STATE_CONSTRAINT)
+
+
+def _constraint_values(conn: psycopg2.extensions.connection, table: str, constraint: str) -> set[str]:
     with conn.cursor() as cur:
-        cur.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'runs'::regclass "
-                    "AND contype = 'c' AND conname = %s", (STATUS_CONSTRAINT,))
+        cur.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s::regclass "
+                    "AND contype = 'c' AND conname = %s", (table, constraint))
         row = cur.fetchone()
     conn.commit()
     if row is None:

@@ -158,6 +158,11 @@ def format_summary(summary: dict) -> str:
         missing = sum(n for status, n in resources.items() if status != "ok")
         lines.append(f"monitor resources: {', '.join(f'{s} {n}' for s, n in resources.items())}"
                      f" ({missing} activations without samples)")
+    for error in summary.get("trace_errors") or ():
+        lost = "?" if error.get("lost") is None else error["lost"]
+        lines.append(f"trace {error['trace']} ended early ({lost} planned invocations not sent): {error['error']}")
+    if summary.get("failure"):
+        lines.append(f"stopped by an internal failure: {summary['failure']}")
     lines.append("per function:")
     for name, f in summary["functions"].items():
         memory = f["peak_memory_bytes"]
