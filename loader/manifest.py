@@ -82,6 +82,9 @@ def _is_number(value: Any) -> bool:
     return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
 
 
+_NUL = "holds a NUL byte (\\x00), which the database cannot store"
+
+
 class _SpecError(ValueError):
     def __init__(self, key: str, message: str):
         super().__init__(f"{key}: {message}")
@@ -99,6 +102,8 @@ def _parse_spec(spec: Any, where: str) -> ParameterSpec:
         raise _SpecError(f"{where}:name", f"expected a non-empty string, got {_type_name(name)}")
     if name in STORAGE_PARAMETERS:
         raise _SpecError(f"{where}:name", f"{name!r} is reserved: FaaSLoad passes {', '.join(STORAGE_PARAMETERS)} itself")
+    if "\x00" in name:
+        raise _SpecError(f"{where}:name", _NUL)
     kinds = [k for k in SpecKind if k.value in spec]
     if len(kinds) != 1:
         raise _SpecError(where, f"parameter {name!r}: expected exactly one of range_int, range_float, ensemble, "
@@ -112,6 +117,8 @@ def _parse_spec(spec: Any, where: str) -> ParameterSpec:
         for i, item in enumerate(value):
             if not (isinstance(item, (str, bool)) or _is_number(item)):
                 raise _SpecError(f"{key}[{i}]", f"expected a string, number or boolean, got {_type_name(item)}")
+            if isinstance(item, str) and "\x00" in item:
+                raise _SpecError(f"{key}[{i}]", _NUL)
         return ParameterSpec(name, kind, tuple(value))
     check = _is_int if kind is SpecKind.RANGE_INT else _is_number
     if (not isinstance(value, list) or len(value) != 2 or not all(check(v) for v in value)

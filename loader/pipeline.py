@@ -164,6 +164,9 @@ class Pipeline:
                                       "malformed": self.consumer.stats.malformed}
         if self.scheduler is not None and self.scheduler.stats.trace_errors:
             summary["trace_errors"] = list(self.scheduler.stats.trace_errors)
+        rejected = self.sink.writer.stats.rejected
+        if rejected:
+            summary["store_errors"] = list(rejected)
         summary["stopped"] = self.stopped_by_request
         if self.failures:
             summary["failure"] = "; ".join(f"the {name} thread failed: {text}" for name, text in self.failures.items())

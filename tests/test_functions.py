@@ -134,6 +134,9 @@ INVALID_SPECS = [
     ("{name: w, ensemble: []}", f"{SPEC}:ensemble", "expected a non-empty list of values"),
     ("{name: w, ensemble: [a, [b]]}", f"{SPEC}:ensemble[1]", "expected a string, number or boolean, got list"),
     ("{name: first, ensemble: [a]}", f"{SPEC}:name", "duplicate parameter 'first'"),
+    ('{name: w, ensemble: [a, "b\\0c"]}', f"{SPEC}:ensemble[1]",
+     "holds a NUL byte (\\x00), which the database cannot store"),
+    ('{name: "w\\0", ensemble: [a]}', f"{SPEC}:name", "holds a NUL byte (\\x00), which the database cannot store"),
 ]
 
 

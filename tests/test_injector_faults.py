@@ -155,3 +155,27 @@ def test_traces_deleted_or_truncated_mid_run_end_alone_and_are_reported(tmp_path
     assert summary["planned"] == 400 and summary["issued"] == sum(counts.values())
     assert sum(e["lost"] for e in errors.values()) + summary["issued"] == 400
     assert "3 traces could not be read to their end" in stderr
+
+
+def test_a_result_the_database_refuses_costs_only_its_own_run(tmp_path, localwhisk, kafka_broker, database):
+    """Issue 16 item 3: an action answering an error text with a NUL byte (PostgreSQL text cannot hold it):
+    that run is stored store_error with the reason; every other run of its batch is stored as usual."""
+    setup = Setup(tmp_path, localwhisk, database, kafka_broker.bootstrap)
+    user = _name("nora")
+    nul_action = ECHO_ACTION.replace('return {"error": "asked to fail on " + args.get("object", "?")}',
+                                     'return {"error": "bad\\x00byte"}')
+    setup.user(user, {"echo": nul_action})
+    setup.trace(f"{user}-echo", ["0\tx.jpg"] * 10 + ["0\tnul.jpg\tfail:yes"] + ["0\ty.jpg"] * 10)
+    setup.write_config(database={"flush_interval_s": 2.0, "batch_size": 500})
+    result = setup.run_loader()
+    assert result.returncode == 0, result.stderr[-3000:]
+    statuses = dict(setup.query("SELECT status, count(*) FROM runs GROUP BY status"))
+    assert statuses == {"success": 20, "store_error": 1}
+    (reason, attempts, activation), = setup.query(
+        "SELECT status_reason, invoke_attempts, activation_id IS NOT NULL FROM runs WHERE status = 'store_error'")
+    assert reason.startswith("the database refused its row (ValueError: A string literal cannot contain NUL")
+    assert "its status then: application_error" in reason and (attempts, activation) == (1, True)
+    assert setup.query("SELECT count(*) FROM parameters")[0][0] == 21 * 3 + 1
+    (summary,) = setup.query("SELECT summary FROM experiments")[0]
+    assert [e["seq"] for e in summary["store_errors"]] == [10]
+    assert "runs the database refused (status store_error): 1" in result.stdout

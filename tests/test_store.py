@@ -192,3 +192,35 @@ def test_a_taken_name_is_refused_without_a_write_and_the_lease_tells_a_live_load
     finally:
         lease.release()
     assert experiments.lease_is_free(conn, first)
+
+
+def test_a_row_the_database_refuses_is_isolated_and_its_batch_kept(database):
+    """Issue 16 item 3: one bad value (here NUL bytes) costs its own run's data, marked store_error with the
+    reason; the other runs of the batch are written, and the writer goes on."""
+    conn = experiments.open_store(database)
+    experiment_id = experiments.ensure_experiment(conn, name="e-nul", mode="injection")
+    writer = store.StoreWriter(database, batch_size=100, flush_interval_s=0.2).start()
+    good = _batch(experiment_id, n=3)
+    bad_result = RunUpdate(RunKey(experiment_id, "other", 0), "bob", "echo", 0, RunStatus.APPLICATION_ERROR,
+                           sent_offset_us=10, lateness_us=10, activation_id="b" * 32, result_error="x\x00y")
+    bad_parameter = [RunUpdate(RunKey(experiment_id, "other", 1), "bob", "echo", 5, RunStatus.SENT,
+                               sent_offset_us=7, lateness_us=2, invoke_attempts=1, activation_id="c" * 32),
+                     RunParameters(RunKey(experiment_id, "other", 1), (("object", "a\x00.jpg"),))]
+    for item in good[:3] + [bad_result] + bad_parameter + good[3:]:
+        writer.write(item)
+    assert writer.flush(timeout_s=30)
+    later = RunUpdate(RunKey(experiment_id, "other", 1), "bob", "echo", 5, RunStatus.SUCCESS, duration_ms=9)
+    writer.write(later)                                  # the writer goes on; the run keeps its terminal mark
+    writer.close()
+    with conn.cursor() as cur:
+        cur.execute("SELECT trace_name, seq, status, status_reason, sent_offset_us, activation_id, duration_ms "
+                    "FROM runs ORDER BY trace_name, seq")
+        rows = cur.fetchall()
+    assert [(r[0], r[1], r[2]) for r in rows] == [("alice-resize-256", 0, "sent"), ("alice-resize-256", 1, "sent"),
+                                                  ("alice-resize-256", 2, "sent"), ("other", 0, "store_error"),
+                                                  ("other", 1, "store_error")]
+    assert rows[3][3] == ("the database refused its row (ValueError: A string literal cannot contain NUL "
+                          "(0x00) characters.); its status then: application_error; what was refused is not stored")
+    assert rows[3][4:6] == (10, "b" * 32) and rows[4][4:7] == (7, "c" * 32, 9)
+    assert (_count(conn, "parameters"), _count(conn, "resources")) == (6, 6)
+    assert [(r["trace"], r["seq"]) for r in writer.stats.rejected] == [("other", 0), ("other", 1)]

@@ -173,3 +173,12 @@ def test_source_reports_a_file_replaced_deleted_or_truncated_since_the_check(tmp
     with pytest.raises(TraceError, match=rf"^{path}:3: the file ended after 2 of the 5 invocations") as caught:
         source.next_invocation()
     assert caught.value.lost == 3
+
+
+def test_a_nul_byte_is_refused_at_validation_with_file_and_line(tmp_path):
+    """Issue 16 item 3: PostgreSQL text cannot hold NUL; the check says where it is, before anything runs."""
+    path = _trace(tmp_path, "u-a", "1\ta.jpg\n1\tb\x00.jpg\n1\tc.jpg\tk:v\x00w\n1\td.jpg\tk\x00:v\n")
+    assert [str(p) for p in scan_trace(path).problems] == [
+        f"{path}:2: field 2 (INPUT) holds a NUL byte (\\x00), which the database cannot store",
+        f"{path}:3: field 3 holds a NUL byte (\\x00), which the database cannot store",
+        f"{path}:4: field 3 holds a NUL byte (\\x00), which the database cannot store"]

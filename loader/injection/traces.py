@@ -98,6 +98,10 @@ def parse_line(text: str) -> TraceLine | None:
     fields = text.split("\t")
     if len(fields) < 2:
         raise ValueError("expected WAIT<TAB>INPUT[<TAB>PARAM:VALUE]... (fields are separated by tabs)")
+    for position, field in enumerate(fields, start=1):
+        if "\x00" in field:
+            name = {1: " (WAIT)", 2: " (INPUT)"}.get(position, "")
+            raise ValueError(f"field {position}{name} holds a NUL byte (\\x00), which the database cannot store")
     wait_us = parse_wait_us(fields[0].strip())
     input_object = fields[1].strip()
     if not input_object:

@@ -24,6 +24,7 @@ class RunStatus(str, enum.Enum):
     CONNECTION_ERROR = "connection_error"
     LOST = "lost"
     CANCELLED = "cancelled"
+    STORE_ERROR = "store_error"
 
     @property
     def terminal(self) -> bool:
@@ -70,6 +71,8 @@ _STATUS_MEANINGS = {
     RunStatus.LOST: "sent, but no record by `completion:final_deadline_s` (or the loader was stopped twice): "
                     "`status_reason` says what was tried",
     RunStatus.CANCELLED: "never sent: the loader was stopped first",
+    RunStatus.STORE_ERROR: "the database refused this run's data (a value it cannot hold): `status_reason` gives "
+                           "its error and the status the run had; the sending fields are kept",
 }
 
 

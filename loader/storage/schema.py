@@ -134,11 +134,11 @@ CREATE TABLE resources (
 ALTER TABLE runs ADD COLUMN resources_reason text;
 """),
     (3, "runs.status: the CHECK constraint derived from RunStatus", status_constraint_sql()),
-    (4, "experiments.state: running, finished, stopped or crashed (ExperimentState)", """
+    (4, "experiments.state (ExperimentState); runs.status store_error", """
 ALTER TABLE experiments ADD COLUMN state text NOT NULL DEFAULT 'running';
 UPDATE experiments SET state = CASE WHEN ended_at IS NULL THEN 'running'
                                     WHEN summary->>'stopped' = 'true' THEN 'stopped' ELSE 'finished' END;
-""" + state_constraint_sql()),
+""" + state_constraint_sql() + status_constraint_sql()),
 ]
 
 _BOOKKEEPING = """

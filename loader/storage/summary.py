@@ -161,6 +161,8 @@ def format_summary(summary: dict) -> str:
     for error in summary.get("trace_errors") or ():
         lost = "?" if error.get("lost") is None else error["lost"]
         lines.append(f"trace {error['trace']} ended early ({lost} planned invocations not sent): {error['error']}")
+    if summary.get("store_errors"):
+        lines.append(f"runs the database refused (status store_error): {len(summary['store_errors'])}")
     if summary.get("failure"):
         lines.append(f"stopped by an internal failure: {summary['failure']}")
     lines.append("per function:")

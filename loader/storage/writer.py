@@ -3,6 +3,10 @@
 All run data goes through :class:`StoreWriter`: one thread, batches in transactions,
 idempotent upserts on natural keys, so a batch retried after a lost connection
 never duplicates a row.  :func:`write_batch` is the synchronous core.
+
+A value the database refuses (a NUL byte in a text, a number out of its column's range)
+costs only its own run: the batch is written again run by run, and the run whose data
+was refused is marked ``store_error`` with the error (:func:`write_rejected`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,11 @@ log = logging.getLogger(__name__)
 
 Item = RunUpdate | RunParameters | RunResources
 _RETRYABLE = (psycopg2.OperationalError, psycopg2.InterfaceError, DatabaseError)
+#: A value of one row refused: by the server (DataError) or by psycopg2 before sending (ValueError: NUL).
+_REFUSED = (psycopg2.DataError, ValueError)
+#: What :func:`write_rejected` keeps of a refused run's update: the fields the loader computed itself.
+_KEPT_WHEN_REFUSED = ("input_object", "sent_offset_us", "lateness_us", "invoke_http_status", "invoke_attempts",
+                      "activation_id")
 
 
 # --------------------------------------------------------------------------- batch writing
@@ -108,6 +117,27 @@ def write_batch(conn, items: list[Item]) -> None:
                      "VALUES %s ON CONFLICT DO NOTHING", sample_rows, page_size=1000)
 
 
+def write_rejected(conn, key: RunKey, update: RunUpdate | None, reason: str) -> None:
+    """Mark run ``key`` ``store_error`` with ``reason`` (created from ``update`` if it has no row yet).
+
+    Of ``update``, only the fields the loader computed (sending time, lateness, activation id...)
+    are kept, and only text without a NUL byte; a later update of the run still adds its fields,
+    never its status.
+    """
+    status = RunStatus.STORE_ERROR.value
+    with conn, conn.cursor() as cur:
+        cur.execute("UPDATE runs SET status = %s, status_reason = %s "
+                    "WHERE experiment_id = %s AND trace_name = %s AND seq = %s",
+                    (status, reason, key.experiment_id, key.trace_name, key.seq))
+        if cur.rowcount or update is None:
+            return
+        kept = {name: getattr(update, name) for name in _KEPT_WHEN_REFUSED}
+        kept = {name: value for name, value in kept.items() if not (isinstance(value, str) and "\x00" in value)}
+        row = RunUpdate(key, update.user_name, update.action_name, update.planned_offset_us, RunStatus.STORE_ERROR,
+                        status_reason=reason, **kept)
+        psycopg2.extras.execute_values(cur, _RUN_UPSERT, [_run_row(row)])
+
+
 def _run_ids(cur, keys: set[RunKey]) -> dict[RunKey, int]:
     rows = [(k.experiment_id, k.trace_name, k.seq) for k in keys]
     found = psycopg2.extras.execute_values(
@@ -129,6 +159,8 @@ class WriterStats:
     items_written: int = 0
     batches_written: int = 0
     batches_retried: int = 0
+    #: Runs whose data the database refused (marked ``store_error``): trace, seq, reason.
+    rejected: list[dict] = field(default_factory=list)
     last_error: str | None = None
     outage_s: float = 0.0
     extra: dict = field(default_factory=dict)
@@ -250,7 +282,10 @@ class StoreWriter:
             try:
                 if self._conn is None or self._conn.closed:
                     self._conn = self.config.connect()
-                write_batch(self._conn, batch)
+                try:
+                    write_batch(self._conn, batch)
+                except _REFUSED as exc:
+                    self._write_run_by_run(batch, exc)
                 if outage_start is not None:
                     self.stats.outage_s += time.monotonic() - outage_start
                     log.warning("database reachable again; batch of %d written after %.1f s",
@@ -270,3 +305,46 @@ class StoreWriter:
                         pass
                     self._conn = None
                 time.sleep(self.retry_interval_s)
+
+    def _write_run_by_run(self, batch: list[Item], refused: Exception) -> None:
+        """The batch again, one transaction per run, so that a refused value costs only its own run."""
+        log.warning("the database refused a value in a batch of %d items (%s); writing it run by run",
+                    len(batch), _error_text(refused))
+        runs: dict[RunKey, list[Item]] = {}
+        for item in batch:
+            runs.setdefault(item.key, []).append(item)
+        for key, items in runs.items():
+            try:
+                write_batch(self._conn, items)
+            except _REFUSED:
+                self._write_parts(key, items)
+
+    def _write_parts(self, key: RunKey, items: list[Item]) -> None:
+        """A run's row, then each of its parameters and samples items; mark the run with what was refused."""
+        update = None
+        for item in items:
+            if isinstance(item, RunUpdate):
+                update = item if update is None else _merge(update, item)
+        parts = ([(update, "its row")] if update is not None else []) + [
+            (item, "its parameters" if isinstance(item, RunParameters) else "its resource samples")
+            for item in items if not isinstance(item, RunUpdate)]
+        refused = []
+        for item, what in parts:
+            try:
+                write_batch(self._conn, [item])
+            except _REFUSED as exc:
+                refused.append(f"{what} ({_error_text(exc)})")
+                if item is update:  # the run gets a row all the same: its parameters and samples need one
+                    write_rejected(self._conn, key, update, f"the database refused its row ({_error_text(exc)})")
+        if not refused:
+            return  # each part alone was accepted
+        status = f"; its status then: {update.status.value}" if update is not None else ""
+        reason = f"the database refused {', '.join(refused)}{status}; what was refused is not stored"
+        write_rejected(self._conn, key, None, reason)
+        self.stats.rejected.append({"trace": key.trace_name, "seq": key.seq, "reason": reason})
+        log.error("run %s #%d: %s", key.trace_name, key.seq, reason)
+
+
+def _error_text(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
