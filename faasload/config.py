@@ -9,6 +9,9 @@ file is parsed once, at the edge, into that tree:
   (``config/loader.yml: injection:workers: expected an integer, got 'ten'``);
 * a key left out takes its default; a key declared ``required=True`` and left
   out is reported missing;
+* a float must be finite (no ``.nan``, ``.inf``); a duration in seconds (``unit="s"``)
+  is at most :data:`MAX_DURATION_S` unless its option says otherwise; an option's
+  ``check`` refuses what its type allows but its meaning does not (a malformed URL);
 * values of fields typed :class:`pathlib.Path` expand ``~`` and ``$VARS``.
 
 The same schema renders the reference table of ``docs/configuration.md``
@@ -18,16 +21,22 @@ The same schema renders the reference table of ``docs/configuration.md``
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 
 _MISSING = dataclasses.MISSING
+#: The longest duration in seconds an option takes by default: beyond, a value is a typo (and
+#: would overflow the timeouts of sleeps and sockets, at ~292 years).
+MAX_DURATION_S = 366 * 24 * 3600
 
 
 class ConfigError(ValueError):
@@ -41,15 +50,27 @@ class ConfigError(ValueError):
         super().__init__(f"{where}: {message}")
 
 
+class InvalidValue(ValueError):
+    """Raised by an option's ``check``: the message, and the key below the option it is about (if any)."""
+
+    def __init__(self, message: str, subkey: str = ""):
+        super().__init__(message)
+        self.message, self.subkey = message, subkey
+
+
 def option(default: Any = _MISSING, *, doc: str, unit: str = "", required: bool = False,
            minimum: float | None = None, exclusive_minimum: float | None = None,
-           maximum: float | None = None) -> Any:
+           maximum: float | None = None, check: Callable[[Any], None] | None = None) -> Any:
     """Declare a leaf key with its default, unit and meaning.
 
-    Mutable defaults (lists, dicts) are copied for every instance.
+    Mutable defaults (lists, dicts) are copied for every instance.  A duration (``unit="s"``)
+    gets ``maximum=MAX_DURATION_S`` unless given one.  ``check(value)`` raises
+    :class:`InvalidValue` for a value its type allows but its meaning does not.
     """
+    if unit == "s" and maximum is None:
+        maximum = MAX_DURATION_S
     metadata = {"doc": doc, "unit": unit, "required": required, "minimum": minimum,
-                "exclusive_minimum": exclusive_minimum, "maximum": maximum}
+                "exclusive_minimum": exclusive_minimum, "maximum": maximum, "check": check}
     if required:
         return dataclasses.field(default=None, metadata=metadata)
     if isinstance(default, (list, dict)):
@@ -121,6 +142,7 @@ def parse(schema: type, data: Any, source: str, prefix: str = "") -> Any:
             else:
                 values[name] = _convert(hints[name], raw, source, keypath)
                 _check_range(field.metadata, values[name], source, keypath)
+                _check_meaning(field.metadata, values[name], source, keypath)
         elif field.metadata.get("required"):
             raise ConfigError(source, keypath, "missing required key")
         elif not field.metadata.get("section"):
@@ -194,6 +216,8 @@ def _convert(hint: Any, raw: Any, source: str, keypath: str) -> Any:
     if hint is float:
         if isinstance(raw, bool) or not isinstance(raw, (int, float)):
             raise ConfigError(source, keypath, f"expected a number, got {_show(raw)}")
+        if not math.isfinite(raw):
+            raise ConfigError(source, keypath, f"expected a finite number, got {raw}")
         return float(raw)
     if hint is str:
         if not isinstance(raw, str):
@@ -216,7 +240,40 @@ def _check_range(meta: Mapping[str, Any], value: Any, source: str, keypath: str)
     if meta.get("exclusive_minimum") is not None and value <= meta["exclusive_minimum"]:
         raise ConfigError(source, keypath, f"must be > {meta['exclusive_minimum']}, got {value}")
     if meta.get("maximum") is not None and value > meta["maximum"]:
-        raise ConfigError(source, keypath, f"must be <= {meta['maximum']}, got {value}")
+        days = f" ({meta['maximum'] // 86400} days)" if meta["maximum"] == MAX_DURATION_S else ""
+        raise ConfigError(source, keypath, f"must be <= {meta['maximum']}{days}, got {value}")
+
+
+def _check_meaning(meta: Mapping[str, Any], value: Any, source: str, keypath: str) -> None:
+    check = meta.get("check")
+    if check is None or value is None:
+        return
+    try:
+        check(value)
+    except InvalidValue as exc:
+        raise ConfigError(source, _join(keypath, exc.subkey) if exc.subkey else keypath, exc.message) from None
+
+
+def check_http_url(value: str) -> None:
+    """An ``option`` check: ``http(s)://host[:port][/path]``, nothing else."""
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:
+        if "port" not in str(exc).lower():
+            raise InvalidValue(f"not a URL ({exc}): {_show(value)}") from None
+        netloc = urlsplit(value).netloc
+        raise InvalidValue(f"port {netloc.rpartition(':')[2]!r} is not a number from 1 to 65535") from None
+    if parts.scheme not in ("http", "https") or not value.startswith(f"{parts.scheme}://"):
+        raise InvalidValue(f"expected an http:// or https:// URL (scheme://host[:port]), got {_show(value)}")
+    if not parts.hostname:
+        raise InvalidValue(f"no host in {_show(value)}")
+    if port == 0:
+        raise InvalidValue(f"port {port} is not a number from 1 to 65535")
+    if parts.query or parts.fragment or value.endswith(("?", "#")):
+        raise InvalidValue("a query or fragment has no place in an API host URL")
+    if parts.username is not None or parts.password is not None:
+        raise InvalidValue("credentials have no place in an API host URL (the users' keys are in openwhisk:authkeys)")
 
 
 # --------------------------------------------------------------------------- documentation

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         config = loader_config.load(args.config, cli.parse_overrides(args.overrides))
-        logsetup.apply(config.logging)
+        logsetup.apply(config.logging, str(args.config))
         mode = mode_module(config)  # the daemon proper; nothing runs at import
         if args.validate:
             return mode.validate(config, args.config)

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from faasload.config import ConfigError, load_file, option, section
+from faasload import logsetup
+from faasload.config import ConfigError, check_http_url, load_file, option, section
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config" / "loader.yml"
 
@@ -24,7 +25,7 @@ class UserEventsConfig:
 
 @dataclass(frozen=True)
 class OpenWhiskConfig:
-    apihost: str = option("http://127.0.0.1:3233", doc="base URL of the OpenWhisk API host (scheme, host, port)")
+    apihost: str = option("http://127.0.0.1:3233", doc="base URL of the OpenWhisk API host (scheme, host, port)", check=check_http_url)
     tls_verify: bool = option(True, doc="verify the API host's TLS certificate (turn off for self-signed deployments)")
     authkeys: Path = option("~/.config/faasload/authkeys", doc="directory of per-user key files: file `USER` holds `uuid:key`")
     request_timeout_s: float = option(10.0, unit="s", exclusive_minimum=0, doc="timeout of one REST request")
@@ -106,7 +107,7 @@ class LoaderConfig:
     monitor: MonitorClientConfig = section(MonitorClientConfig, doc="the resource monitor")
     experiment: ExperimentConfig = section(ExperimentConfig, doc="the experiment record")
     statedir: Path = option("~/.local/state/faasload", doc="state directory (embedded database, logs of started services)")
-    logging: dict[str, Any] = option({}, doc="`logging.config.dictConfig` mapping merged over the default (INFO to stderr); `logging:root:level` switches verbosity")
+    logging: dict[str, Any] = option({}, doc="`logging.config.dictConfig` mapping merged over the default (INFO to stderr); `logging:root:level` switches verbosity", check=logsetup.check)
 
 
 def load(path: str | Path = DEFAULT_PATH, overrides: dict[str, Any] | None = None) -> LoaderConfig:

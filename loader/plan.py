@@ -11,6 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from faasload.config import MAX_DURATION_S
+
+#: The latest planned offset of a trace (366 days): beyond, a trace holds a typo, and the
+#: sleeps to its deadlines would overflow.
+MAX_OFFSET_US = MAX_DURATION_S * 1_000_000
+LONGEST_TRACE = f"the longest trace the loader replays ({MAX_DURATION_S} s, {MAX_DURATION_S // 86400} days)"
+
 
 @dataclass(frozen=True, slots=True)
 class PlannedInvocation:

@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             return cli.EXIT_OK
         if args.command in ("user", "limits"):
             return admin(args, config)
-        logsetup.apply(config.logging)
+        logsetup.apply(config.logging, str(args.config))
         return serve(config)
 
     return cli.run_main(body, "localwhisk")

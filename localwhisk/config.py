@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from faasload import logsetup
 from faasload.config import load_file, option, section
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config" / "localwhisk.yml"
@@ -92,7 +93,7 @@ class LocalWhiskConfig:
     runtimes: RuntimesConfig = section(RuntimesConfig, doc="action kinds")
     events: EventsConfig = section(EventsConfig, doc="user events to Kafka")
     monitor: MonitorNotifyConfig = section(MonitorNotifyConfig, doc="notifications to the FaaSLoad monitor")
-    logging: dict[str, Any] = option({}, doc="`logging.config.dictConfig` mapping merged over the default (INFO to stderr)")
+    logging: dict[str, Any] = option({}, doc="`logging.config.dictConfig` mapping merged over the default (INFO to stderr)", check=logsetup.check)
 
 
 def load(path: str | Path = DEFAULT_PATH, overrides: dict[str, Any] | None = None) -> LocalWhiskConfig:

@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         config = monitor_config.load(args.config, cli.parse_overrides(args.overrides))
         if args.validate:
             return cli.EXIT_OK
-        logsetup.apply(config.logging)
+        logsetup.apply(config.logging, str(args.config))
         from . import daemon  # the daemon proper; nothing runs at import
         return daemon.run(config)
 

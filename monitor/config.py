@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from faasload import logsetup
 from faasload.config import ConfigError, load_file, option, section
 from faasload.openwhisk_names import DEFAULT_NAME_PATTERN
 
@@ -56,7 +57,7 @@ class MonitorConfig:
     sampling: SamplingConfig = section(SamplingConfig, doc="cgroup sampling")
     discovery: DiscoveryConfig = section(DiscoveryConfig, doc="finding a container's cgroup")
     docker: DockerConfig = section(DockerConfig, doc="Docker-events discovery and attribution without notices (issue 8)")
-    logging: dict[str, Any] = option({}, doc="`logging.config.dictConfig` mapping merged over the default (INFO to stderr); `logging:root:level` switches verbosity")
+    logging: dict[str, Any] = option({}, doc="`logging.config.dictConfig` mapping merged over the default (INFO to stderr); `logging:root:level` switches verbosity", check=logsetup.check)
 
 
 def load(path: str | Path = DEFAULT_PATH, overrides: dict[str, Any] | None = None) -> MonitorConfig:

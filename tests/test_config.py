@@ -61,6 +61,50 @@ def test_bad_values_are_reported_with_key_path(tmp_path, text, key, message):
     assert message in str(err.value)
 
 
+@pytest.mark.parametrize("text, key, message", [
+    ("completion:\n  final_deadline_s: .nan\n", "completion:final_deadline_s", "expected a finite number, got nan"),
+    ("openwhisk:\n  request_timeout_s: .inf\n", "openwhisk:request_timeout_s", "expected a finite number, got inf"),
+    ("injection:\n  late_threshold_ms: -.inf\n", "injection:late_threshold_ms", "expected a finite number, got -inf"),
+    ("completion:\n  event_timeout_s: 1.0e+10\n", "completion:event_timeout_s",
+     "must be <= 31622400 (366 days), got 10000000000.0"),
+    ("openwhisk:\n  apihost: localhost:3233\n", "openwhisk:apihost",
+     "expected an http:// or https:// URL (scheme://host[:port]), got 'localhost:3233'"),
+    ("openwhisk:\n  apihost: 'http://127.0.0.1:32x3'\n", "openwhisk:apihost",
+     "port '32x3' is not a number from 1 to 65535"),
+    ("openwhisk:\n  apihost: 'https://'\n", "openwhisk:apihost", "no host in 'https://'"),
+    ("openwhisk:\n  apihost: 'http://ow:3233/api?x=1'\n", "openwhisk:apihost",
+     "a query or fragment has no place in an API host URL"),
+    ("logging:\n  root:\n    level: VERBOSE\n", "logging:root:level",
+     "expected a logging level (CRITICAL, ERROR, WARNING, INFO, DEBUG, NOTSET or a number), got 'VERBOSE'"),
+    ("logging:\n  loggers:\n    kafka:\n      level: debug\n", "logging:loggers:kafka:level",
+     "expected a logging level"),
+    ("logging:\n  handlers:\n    stderr:\n      level: 7.5\n", "logging:handlers:stderr:level",
+     "expected a logging level"),
+    ("logging:\n  root: INFO\n", "logging:root", "expected a mapping, got 'INFO'"),
+])
+def test_values_that_would_fail_later_are_refused_at_load(tmp_path, text, key, message):
+    """Issue 16 item 7: nan, infinities, absurd durations, a malformed apihost, a bad logging level."""
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        loader_config.load(path)
+    assert str(err.value).startswith(f"{path}: {key}: ") and message in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("module, config_name", [("loader", "loader.yml"), ("monitor", "monitor.yml"),
+                                                 ("localwhisk", "localwhisk.yml")])
+def test_daemons_name_the_key_of_a_bad_logging_level(tmp_path, module, config_name):
+    path = _write(tmp_path, "logging:\n  root:\n    level: LOUD\n", config_name)
+    result = subprocess.run([sys.executable, "-m", module, "--config", str(path), "--validate"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert f"configuration error: {path}: logging:root:level: expected a logging level" in result.stderr
+
+
+def test_a_logging_section_dictconfig_refuses_names_the_section(tmp_path):
+    with pytest.raises(ConfigError, match=r"^cfg.yml: logging: Unable to configure handler 'x'"):
+        logsetup.apply({"handlers": {"x": {"class": "no.such.Handler"}}}, source="cfg.yml")
+
+
 def test_invalid_yaml_names_line(tmp_path):
     path = _write(tmp_path, "injection:\n  workers: [1\n")
     with pytest.raises(ConfigError, match=r"invalid YAML at line \d+"):

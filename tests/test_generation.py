@@ -106,6 +106,13 @@ def test_trace_shape(tmp_path):
     assert generation.planned == 18 and generation.experiment.startswith("generation-seed42-")
 
 
+def test_a_generation_longer_than_the_loader_replays_is_refused(tmp_path):
+    """Issue 16 item 7: 7 inputs 6,000,000 s apart span 36,000,000 s, beyond 366 days."""
+    with pytest.raises(GenerationError, match=r"generation:interinvocationtime \(6000000 s\) times 6 intervals "
+                                              r"\(function 'resize', 7 image inputs\) is beyond the longest trace"):
+        Generation(settings(tmp_path, interinvocationtime_s=6_000_000.0), FUNCTIONS)
+
+
 def test_function_without_input_kind_is_refused(tmp_path):
     bad = FunctionRow("burn", manifest_path="/x/manifest.yml")
     with pytest.raises(GenerationError, match=r"function 'burn' has no input_kind \(annotation input_kind: "

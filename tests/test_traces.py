@@ -182,3 +182,12 @@ def test_a_nul_byte_is_refused_at_validation_with_file_and_line(tmp_path):
         f"{path}:2: field 2 (INPUT) holds a NUL byte (\\x00), which the database cannot store",
         f"{path}:3: field 3 holds a NUL byte (\\x00), which the database cannot store",
         f"{path}:4: field 3 holds a NUL byte (\\x00), which the database cannot store"]
+
+
+def test_a_trace_longer_than_the_loader_replays_is_refused_with_file_and_line(tmp_path):
+    """Issue 16 item 7: a WAIT of 1e10 s (or waits adding up beyond 366 days) would overflow the sleeps."""
+    path = _trace(tmp_path, "u-a", "10000000000\ta.jpg\n1\tb.jpg\n20000000\tc.jpg\n20000000\td.jpg\n")
+    assert [str(p) for p in scan_trace(path).problems] == [
+        f"{path}:1: WAIT 10000000000 s is beyond the longest trace the loader replays (31622400 s, 366 days)",
+        f"{path}:4: the trace reaches 40000001 s after the start, beyond the longest trace the loader replays "
+        "(31622400 s, 366 days)"]

@@ -25,7 +25,7 @@ from pathlib import Path
 from loader.generation import checkpoint as genstate
 from loader.generation.traces import EXTENSIONS, GeneratedTrace, new_stream, rng_from_json
 from loader.manifest import ParameterSpec, parameter_specs
-from loader.plan import PlannedInvocation
+from loader.plan import LONGEST_TRACE, MAX_OFFSET_US, PlannedInvocation
 from loader.storage import experiments
 from loader.storage.rows import FunctionRow, RunStatus
 
@@ -105,6 +105,13 @@ class Generation:
             stamp = datetime.datetime.fromtimestamp(now_epoch_s(), datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
             self.experiment = settings.experiment or f"generation-seed{settings.seed}-{stamp}"
         interval_us = round(settings.interinvocationtime_s * 1_000_000)
+        for row in functions:
+            intervals = settings.nbinputs[row.input_kind] - 1
+            if interval_us * intervals > MAX_OFFSET_US:
+                raise GenerationError(
+                    f"generation:interinvocationtime ({settings.interinvocationtime_s:.15g} s) times {intervals} "
+                    f"intervals (function {row.name!r}, {intervals + 1} {row.input_kind} inputs) is beyond "
+                    f"{LONGEST_TRACE}")
         self.traces: list[GeneratedTrace] = []
         for row in functions:
             position, rng_state = positions.get(row.name, (0, None))

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from loader.plan import PlannedInvocation, TraceEnded
+from loader.plan import LONGEST_TRACE, MAX_OFFSET_US, PlannedInvocation, TraceEnded
 
 #: Parameters the loader adds itself; a trace may not set them.
 STORAGE_PARAMETERS = ("incont", "object", "outcont")
@@ -88,7 +88,16 @@ def parse_wait_us(text: str) -> int:
     """Seconds as written (``1``, ``0.25``, ``.5``) to integer µs, exactly (half-even below 1 µs)."""
     if not _WAIT.fullmatch(text):
         raise ValueError(f"WAIT {text!r} is not a non-negative number of seconds")
-    return int((decimal.Decimal(text) * _US_PER_S).to_integral_value(decimal.ROUND_HALF_EVEN))
+    wait_us = int((decimal.Decimal(text) * _US_PER_S).to_integral_value(decimal.ROUND_HALF_EVEN))
+    if wait_us > MAX_OFFSET_US:
+        raise ValueError(f"WAIT {text} s is beyond {LONGEST_TRACE}")
+    return wait_us
+
+
+def check_offset(offset_us: int) -> None:
+    """ValueError when a trace reaches ``offset_us`` after the start, beyond the longest trace replayed."""
+    if offset_us > MAX_OFFSET_US:
+        raise ValueError(f"the trace reaches {decimal.Decimal(offset_us) / _US_PER_S} s after the start, beyond {LONGEST_TRACE}")
 
 
 def parse_line(text: str) -> TraceLine | None:
@@ -151,6 +160,11 @@ def scan_trace(path: Path) -> TraceScan:
                     problems.append(TraceError(path, number, str(exc)))
                     continue
                 if line is not None:
+                    try:
+                        check_offset(offset_us + line.wait_us)
+                    except ValueError as exc:
+                        problems.append(TraceError(path, number, str(exc)))
+                        continue
                     count += 1
                     offset_us += line.wait_us
     except OSError as exc:
@@ -240,6 +254,10 @@ class FileTraceSource:
                     raise self._stop(str(exc), self._line_number) from None
                 if line is None:
                     continue
+                try:
+                    check_offset(self._offset_us + line.wait_us)
+                except ValueError as exc:
+                    raise self._stop(str(exc), self._line_number) from None
                 self._offset_us += line.wait_us
                 invocation = PlannedInvocation(
                     trace_name=self.name, seq=self._seq, user=self.user, action=self.action,
