@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from .config import ConfigError
+from .errors import Failure
 
 #: Exit codes of the daemons.
 EXIT_OK = 0
@@ -41,7 +42,11 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def run_main(body: Callable[[], int], program: str) -> int:
-    """Run a daemon's main body, mapping errors to an exit code and one line on stderr."""
+    """Run a daemon's main body, mapping errors to an exit code and one line on stderr.
+
+    A :class:`~faasload.errors.Failure` (anticipated) is that line only; any other exception is
+    unexpected and also logged at ERROR with its traceback.
+    """
     try:
         return body()
     except ConfigError as exc:
@@ -49,7 +54,11 @@ def run_main(body: Callable[[], int], program: str) -> int:
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    except Exception as exc:  # the one place errors become an exit code  # noqa: BLE001
-        logging.getLogger(program).debug("fatal error", exc_info=True)
+    except Failure as exc:  # anticipated: the message says it all
         print(f"{program}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except Exception as exc:  # the one place errors become an exit code  # noqa: BLE001
+        text = f"{type(exc).__name__}: {exc}".rstrip(": ")
+        logging.getLogger(program).error("unexpected error: %s", text, exc_info=True)
+        print(f"{program}: error: {text} (an unexpected error: its traceback is in the log)", file=sys.stderr)
         return EXIT_FAILURE

@@ -25,9 +25,8 @@ import math
 import os
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any, Literal
 from urllib.parse import urlsplit
 

@@ -9,8 +9,10 @@ import subprocess
 import time
 from collections.abc import Callable
 
+from .errors import Failure
 
-class ServiceError(RuntimeError):
+
+class ServiceError(Failure):
     """A service could not be started, or did not become ready."""
 
 

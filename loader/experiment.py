@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from faasload import cli
+from faasload.errors import Failure
 from faasload.retry import Backoff
 from loader.completion.tracker import TrackerSettings
 from loader.config import LoaderConfig
@@ -36,7 +37,7 @@ from loader.storage.rows import ExperimentRow, ExperimentState
 log = logging.getLogger(__name__)
 
 
-class ExperimentError(RuntimeError):
+class ExperimentError(Failure):
     """The experiment cannot be recorded as asked (e.g. its name is taken)."""
 
 

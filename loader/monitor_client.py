@@ -105,7 +105,7 @@ class MonitorClient:
             log.warning("monitor answered nonsense for activation %s: %s", activation_id, exc)
             return MonitorAnswer((), ResourcesStatus.ERROR, f"bad answer: {exc}")
         except Exception as exc:  # never let the monitor break the loader  # noqa: BLE001
-            log.warning("monitor query for activation %s failed", activation_id, exc_info=True)
+            log.error("monitor query for activation %s failed unexpectedly", activation_id, exc_info=True)
             return MonitorAnswer((), ResourcesStatus.ERROR, f"{type(exc).__name__}: {exc}")
 
     def samples_for_window(self, container: str, start_s: float, end_s: float) -> MonitorAnswer:
@@ -116,7 +116,10 @@ class MonitorClient:
             return _interpret(answer)
         except MonitorDown as exc:
             return MonitorAnswer((), ResourcesStatus.MONITOR_DOWN, str(exc))
-        except Exception as exc:  # noqa: BLE001
+        except ProtocolError as exc:
+            return MonitorAnswer((), ResourcesStatus.ERROR, f"bad answer: {exc}")
+        except Exception as exc:  # never let the monitor break the loader  # noqa: BLE001
+            log.error("monitor query for container %s failed unexpectedly", container, exc_info=True)
             return MonitorAnswer((), ResourcesStatus.ERROR, f"{type(exc).__name__}: {exc}")
 
     def _ask(self, request: bytes, deadline_s: float):

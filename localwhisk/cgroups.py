@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from faasload.cgroup_self import own_cgroup_paths
+from faasload.errors import Failure
 
 LOG = logging.getLogger(__name__)
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 V1_CONTROLLERS = ("memory", "cpuacct")
 
 
-class CgroupUnavailable(RuntimeError):
+class CgroupUnavailable(Failure):
     """Cgroups cannot be created here (the reason is the message)."""
 
 

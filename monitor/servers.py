@@ -21,6 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from faasload.errors import Failure
 from faasload.monitor_protocol import (
     ActivationQuery,
     ErrorCode,
@@ -43,7 +44,7 @@ WORKERS_PER_SOCKET = 8
 TRAILING_SAMPLE_WAIT_RESOLUTIONS = 2.5
 
 
-class ServerError(RuntimeError):
+class ServerError(Failure):
     """A socket could not be created."""
 
 

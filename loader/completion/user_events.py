@@ -143,6 +143,8 @@ class EventConsumer:
                 return self._assign()
             batches = self._consumer.poll(timeout_ms=int(self.poll_timeout_s * 1000))
         except Exception as exc:  # kafka-python raises many types; the loader must go on  # noqa: BLE001
+            if not _from_the_broker(exc):
+                log.error("unexpected error reading user events (retrying)", exc_info=True)
             self._note_error(exc)
             return False
         for records in batches.values():
@@ -198,3 +200,8 @@ class EventConsumer:
             return
         self.stats.activation_events += 1
         self.on_event(event)
+
+
+def _from_the_broker(exc: Exception) -> bool:
+    """An error of the broker or of the network (expected, retried) rather than a bug."""
+    return isinstance(exc, (OSError, TimeoutError)) or type(exc).__module__.split(".")[0] == "kafka"

@@ -16,6 +16,8 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from faasload.errors import Failure
+
 FORMAT_VERSION = 1
 SUFFIX = ".genstate"
 _NAME = re.compile(r"gen-(\d{8,})\.genstate")
@@ -23,7 +25,7 @@ _NAME = re.compile(r"gen-(\d{8,})\.genstate")
 KEEP = 5
 
 
-class GenStateError(RuntimeError):
+class GenStateError(Failure):
     """A checkpoint cannot be read or does not match this generation; the message names the file."""
 
 

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from faasload.errors import Failure
 from loader.generation import checkpoint as genstate
 from loader.generation.traces import EXTENSIONS, GeneratedTrace, new_stream, rng_from_json
 from loader.manifest import ParameterSpec, parameter_specs
@@ -36,7 +37,7 @@ CONFIRMED_STATUSES = tuple(status.value for status in RunStatus if status.confir
 UNCONFIRMED_STATUSES = tuple(status.value for status in RunStatus if not status.confirmed)
 
 
-class GenerationError(RuntimeError):
+class GenerationError(Failure):
     """Generator mode cannot start (functions, checkpoint or database do not fit); the message says why."""
 
 

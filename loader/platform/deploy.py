@@ -15,13 +15,14 @@ from pathlib import Path
 from urllib.parse import quote
 
 from faasload import cli
+from faasload.errors import Failure
 from loader import config as loader_config
 from loader.platform.client import OpenWhiskClient, action_path
 from loader.platform.keys import UserKey
 from loader.storage.rows import FunctionRow
 
 
-class DeployError(RuntimeError):
+class DeployError(Failure):
     """A user or an action could not be set up; the message says which and why."""
 
 

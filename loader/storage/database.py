@@ -10,20 +10,21 @@ import psycopg2
 import psycopg2.extensions
 
 from faasload import embedded_pg
+from faasload.errors import Failure
 from loader.config import DatabaseSection
 
 log = logging.getLogger(__name__)
 
 
-class StoreError(RuntimeError):
+class StoreError(Failure):
     """The store failed in a way retrying cannot fix, or could not finish writing."""
 
 
-class DatabaseError(RuntimeError):
+class DatabaseError(Failure):
     """The database cannot be reached or used; the message says which server."""
 
 
-class StoreUnavailable(RuntimeError):
+class StoreUnavailable(Failure):
     """The server cannot be used right now (connection refused or lost): worth retrying."""
 
 

@@ -265,7 +265,7 @@ class StoreWriter:
             try:
                 self._write_with_retry(batch)
             except BaseException as exc:  # fatal: surface to the caller, never swallow
-                log.error("store writer stopped: %s", exc)
+                log.error("store writer stopped: %s", exc, exc_info=True)
                 self._failure = exc
                 with self._pending_lock:
                     self._pending_lock.notify_all()
