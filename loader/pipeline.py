@@ -7,7 +7,8 @@ when every source ended and every sent activation is terminal, or after a stop.
 
 Stopping (:meth:`Pipeline.request_stop`, safe in a signal handler: it only sets a
 flag): injection stops at once; queued and never-dispatched invocations are recorded
-``cancelled`` (unless ``record_cancelled`` is off, for a mode that resumes them);
+``cancelled`` (unless ``record_cancelled`` is off, for a mode that resumes them: then
+they get no row at all);
 what was sent is still completed, up to its final deadline.  A second request gives
 up waiting: pending activations end ``lost`` with the reason.
 
@@ -78,7 +79,8 @@ class Pipeline:
         self.sources = sources
         self.stats = RunStats(settings.late_threshold_us, planned_total)
         self.sink = DurableSink(writer)
-        self.recorder = Recorder(self.sink, experiment_id, self.stats, on_stored=on_stored)
+        self.recorder = Recorder(self.sink, experiment_id, self.stats, on_stored=on_stored,
+                                 record_unsent=settings.record_cancelled)
         self.monitor = monitor
         self.tracker = CompletionTracker(client, settings.tracker, self._complete, clock=self.clock)
         self.stopping = threading.Event()      # stop injecting

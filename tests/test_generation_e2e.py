@@ -14,6 +14,7 @@ import yaml
 
 from actions import inputs
 from loader import manifest as functions
+from tests.platform_proxy import FORWARD, Delay, PlatformProxy
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "actions" / "manifest.yml"
@@ -216,3 +217,34 @@ def test_generation_with_the_monitor_records_runs_parameters_and_resources(tmp_p
     assert [(a, cold) for a, cold, _ in first] == [("audio_gain", True), ("image_resize", True),
                                                    ("video_filter", True)], first
     assert all(init_ms is not None and init_ms >= 0 for _, _, init_ms in first), first
+
+
+def test_a_stopped_generation_leaves_no_row_for_what_it_never_sent(setup):
+    """Issue 16 item 9 (docs/generator.md): invocations handed to the invoker but never sent when SIGTERM
+    comes leave no row (no `cancelled` row for the resume to delete); the resume sends them."""
+    proxy = PlatformProxy(setup.lw.apihost, lambda method, path, body: Delay(0.4) if method == "POST" else FORWARD)
+    try:
+        path = setup.config("unsent")
+        settings = yaml.safe_load(path.read_text())
+        settings["openwhisk"]["apihost"] = proxy.url
+        settings["injection"].update(sender_processes=0, workers=1)   # one POST at a time, 0.4 s each
+        path.write_text(yaml.safe_dump(settings))
+        process = setup.loader(path)
+        deadline = time.monotonic() + 60
+        while len(proxy.posts()) < 2:
+            assert process.poll() is None and time.monotonic() < deadline, finish(process)
+            time.sleep(0.01)
+        process.send_signal(signal.SIGTERM)
+        output = finish(process)
+        assert process.returncode == 0, output
+        sent = len(proxy.posts())
+        rows = setup.dataset("unsent")
+        assert sent < PLANNED and len(rows) == sent and {row[5] for row in rows} == {"success"}, output
+        (summary,) = setup.query("SELECT summary FROM experiments WHERE name = 'unsent'")[0]
+        assert summary["unsent"] == PLANNED - sent and "cancelled" not in summary["statuses"]
+        process = setup.loader(path)
+        output = finish(process)
+        assert process.returncode == 0 and "generation complete: 15 invocations recorded" in output, output
+        assert len(proxy.posts()) == PLANNED and {row[5] for row in setup.dataset("unsent")} == {"success"}
+    finally:
+        proxy.close()

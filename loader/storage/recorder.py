@@ -73,11 +73,13 @@ class Recorder:
     """Builds and writes the rows of one experiment's runs."""
 
     def __init__(self, sink: DurableSink, experiment_id: int, stats: RunStats, *,
-                 on_stored: OnStored | None = None):
+                 on_stored: OnStored | None = None, record_unsent: bool = True):
         self.sink = sink
         self.experiment_id = experiment_id
         self.stats = stats
         self.on_stored = on_stored
+        #: False for a mode that resumes what it never sent (the generator): no ``cancelled`` row then.
+        self.record_unsent = record_unsent
         self._outstanding = 0
         self._lock = threading.Lock()
 
@@ -132,7 +134,13 @@ class Recorder:
         self._terminal(invocation, status, [update, parameters])
 
     def cancelled(self, invocation: PlannedInvocation, reason: str, *, dispatched: bool) -> None:
-        """Never sent: the run was stopped first."""
+        """Never sent: the run was stopped first (a ``cancelled`` row, or only a count with ``record_unsent`` off)."""
+        if not self.record_unsent:
+            self.stats.record_unsent()
+            if dispatched:
+                with self._lock:
+                    self._outstanding -= 1
+            return
         update = self._base(invocation, RunStatus.CANCELLED, status_reason=reason)
         self._terminal(invocation, RunStatus.CANCELLED, [update, RunParameters(self.key(invocation),
                                                                               invocation.parameters)],

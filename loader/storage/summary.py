@@ -51,6 +51,7 @@ class RunStats:
         self.planned_total = planned_total
         self._lock = threading.Lock()
         self.issued = 0
+        self.unsent = 0   # never sent because of a stop, and left without a row (a mode that resumes them)
         self.late = 0
         self.statuses: Counter = Counter()
         self.lateness_us = array("q")
@@ -66,6 +67,10 @@ class RunStats:
             self.lateness_us.append(lateness_us)
             if lateness_us > self.late_threshold_us:
                 self.late += 1
+
+    def record_unsent(self) -> None:
+        with self._lock:
+            self.unsent += 1
 
     def record_terminal(self, action: str, status: RunStatus, *, duration_ms: int | None = None,
                         wait_time_ms: int | None = None, cold_start: bool | None = None,
@@ -110,6 +115,7 @@ class RunStats:
             return {
                 "planned": self.planned_total,
                 "issued": self.issued,
+                **({"unsent": self.unsent} if self.unsent else {}),
                 "statuses": {s.value: n for s, n in sorted(self.statuses.items(), key=lambda x: x[0].value)},
                 "late": self.late,
                 "late_threshold_ms": self.late_threshold_us / 1000,
@@ -146,7 +152,9 @@ def format_summary(summary: dict) -> str:
     share = summary["cold_start_share"]
     lines = [
         f"invocations: {summary['issued']} issued"
-        + (f" of {summary['planned']} planned" if summary.get("planned") is not None else ""),
+        + (f" of {summary['planned']} planned" if summary.get("planned") is not None else "")
+        + (f" ({summary['unsent']} handed out but not sent because of the stop: no row, left for the resume)"
+           if summary.get("unsent") else ""),
         f"statuses: {statuses}",
         f"late (> {summary['late_threshold_ms']:g} ms): {summary['late']}; "
         f"lateness {_dist_text(summary['lateness_ms'], 'ms')}",
