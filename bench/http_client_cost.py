@@ -5,7 +5,7 @@
 Closed loop against nginx answering like OpenWhisk's non-blocking invoke (``bench/_nginx.py``):
 for each thread count, every thread POSTs invokes for ``--duration-s``:
 
-* ``loader``: :meth:`loader.platform.client.OpenWhiskClient.invoke_once` on the loader's own
+* ``loader``: :meth:`loader.platform.client.OpenWhiskClient.invoke` on the loader's own
   HTTP/1.1 client (``loader/platform/http.py``, one keep-alive connection per thread), exactly as the
   invoker threads call it;
 * ``http.client``: one ``http.client.HTTPConnection`` per thread (keep-alive), the same method,
@@ -40,7 +40,7 @@ def loader_worker(apihost: str, until_s: float, counts: list, index: int, client
     user = parse_key(FAKE_KEY, "bench", "bench")
     done = 0
     while time.monotonic() < until_s:
-        outcome = client.invoke_once(user, "bench", dict(PARAMETERS))
+        outcome = client.invoke(user, "bench", dict(PARAMETERS))
         if outcome.status is not InvokeStatus.ACCEPTED:
             raise RuntimeError(outcome.reason)
         done += 1

@@ -29,8 +29,8 @@ class OpenWhiskConfig:
     tls_verify: bool = option(True, doc="verify the API host's TLS certificate (turn off for self-signed deployments)")
     authkeys: Path = option("~/.config/faasload/authkeys", doc="directory of per-user key files: file `USER` holds `uuid:key`")
     request_timeout_s: float = option(10.0, unit="s", exclusive_minimum=0, doc="timeout of one REST request")
-    invoke_retries: int = option(0, minimum=0, doc="retries of an invocation answered 429, 5xx or a connection error (0: record the failure, never retry)")
-    invoke_retry_backoff_s: float = option(1.0, unit="s", minimum=0, doc="wait before the first retry, doubled at each further retry")
+    invoke_retries: int = option(0, minimum=0, doc="retries of an invocation the platform provably did not process: connection refused before sending, 429, 503 with `Retry-After`; never another 5xx or a connection lost after sending, which may have run the action (0: record the failure, never retry)")
+    invoke_retry_backoff_s: float = option(1.0, unit="s", minimum=0, doc="bound of the random wait before the first retry (full jitter), doubled at each further retry up to 32 times it; a `Retry-After` from the platform is used instead (up to that cap)")
     user_events: UserEventsConfig = section(UserEventsConfig, doc="OpenWhisk user events (Kafka)")
 
 

@@ -67,7 +67,9 @@ def pipeline_settings(config: LoaderConfig, *, record_cancelled: bool = True) ->
         tracker=TrackerSettings(c.event_timeout_s, c.poll_interval_s, c.record_retry_s, c.final_deadline_s, c.workers),
         progress_interval_s=config.injection.progress_interval_s,
         late_threshold_us=round(config.injection.late_threshold_ms * 1000),
-        record_cancelled=record_cancelled)
+        record_cancelled=record_cancelled,
+        invoke_retries=config.openwhisk.invoke_retries,
+        invoke_retry_backoff_s=config.openwhisk.invoke_retry_backoff_s)
 
 
 def open_monitor(config: LoaderConfig):

@@ -37,7 +37,9 @@ from loader.plan import TraceSource
 from loader.platform.client import OpenWhiskClient
 from loader.platform.keys import UserKey
 from loader.scheduler import Scheduler
+from loader.sending.common import record_stopped
 from loader.sending.processes import ProcessInvokerPool
+from loader.sending.retries import Retries, RetryPolicy
 from loader.sending.threads import InvokerPool
 from loader.storage.recorder import DurableSink, OnStored, Recorder
 from loader.storage.summary import RunStats
@@ -64,6 +66,8 @@ class PipelineSettings:
     late_threshold_us: int = 10_000
     record_cancelled: bool = True
     consumer_ready_timeout_s: float = 15.0
+    invoke_retries: int = 0                  # retries of what provably did not reach the platform
+    invoke_retry_backoff_s: float = 1.0
 
 
 class Pipeline:
@@ -87,14 +91,21 @@ class Pipeline:
         self._halt = threading.Event()         # stop the service threads
         self._start_s = self.clock.monotonic_s()
         self.start_epoch_s = self.clock.epoch_s()
+        self.retries: Retries | None = None
+        if settings.invoke_retries:
+            self.retries = Retries(RetryPolicy.of(settings.invoke_retries, settings.invoke_retry_backoff_s),
+                                   lambda item: self.pool.submit(item),
+                                   lambda item: record_stopped(self.recorder, item, self._start_s),
+                                   clock=self.clock, stopping=self.stopping)
+        self.pool: InvokerPool | ProcessInvokerPool
         if settings.sender_processes:
             self.pool = ProcessInvokerPool(
                 settings.sender_processes, -(-settings.workers // settings.sender_processes),
                 client.settings, keys, self.recorder, self.tracker, clock=self.clock,
-                start_s=lambda: self._start_s, stopping=self.stopping)
+                start_s=lambda: self._start_s, stopping=self.stopping, retries=self.retries)
         else:
             self.pool = InvokerPool(settings.workers, client, keys, self.recorder, self.tracker, clock=self.clock,
-                                    start_s=lambda: self._start_s, stopping=self.stopping)
+                                    start_s=lambda: self._start_s, stopping=self.stopping, retries=self.retries)
         self.consumer = None
         if user_events is not None:
             self.consumer = EventConsumer(user_events.bootstrap_servers, user_events.topic, self.tracker.on_event,
@@ -134,6 +145,8 @@ class Pipeline:
                             self.consumer.stats.last_error or "topic missing")
         self.pool.start()
         threads.append(self._thread(self.tracker.run, "completion-tracker", self._halt))
+        if self.retries is not None:
+            threads.append(self._thread(self.retries.run, "invoke-retries", self._halt))
         self.scheduler = Scheduler(self.sources, self.pool.submit, clock=self.clock, start_s=0.0)
         previous_interval = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL_S)
@@ -147,6 +160,8 @@ class Pipeline:
             sys.setswitchinterval(previous_interval)
             self._halt.set()
             self.stopping.set()
+            if self.retries is not None:
+                self.retries.flush()
             self.pool.stop()
             for thread in threads:
                 thread.join(10.0)
@@ -229,6 +244,10 @@ class Pipeline:
         if self.stopping.is_set():
             return
         self.stopping.set()
+        if self.retries is not None:
+            given_up = self.retries.flush()
+            if given_up:
+                log.info("%d invocations waiting to be sent again are recorded with their last answer", given_up)
         scheduler_thread.join()
         if self.settings.record_cancelled and self.scheduler is not None:
             cancelled = 0

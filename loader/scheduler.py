@@ -15,19 +15,30 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from faasload.clock import Clock
 from loader.plan import PlannedInvocation, TraceEnded, TraceSource
+
+if TYPE_CHECKING:
+    from loader.platform.client import InvokeOutcome
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class Dispatch:
-    """An invocation handed to the invoker pool, with when the scheduler handed it out."""
+    """An invocation handed to the invoker pool, with when the scheduler handed it out.
+
+    A retry (:mod:`loader.sending.retries`) hands it out again as attempt ``attempt``, with the
+    time the first attempt was sent and the previous attempt's answer.
+    """
 
     invocation: PlannedInvocation
     dispatched_offset_us: int
+    attempt: int = 1
+    first_sent_s: float | None = None
+    previous: InvokeOutcome | None = None
 
     @property
     def dispatch_lateness_us(self) -> int:

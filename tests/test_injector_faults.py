@@ -11,6 +11,7 @@ import pytest
 
 from faasload import tansu
 from tests.injector_support import ECHO_ACTION, Setup, wait_for
+from tests.platform_proxy import FORWARD, Answer, AnswerAfterForwarding, PlatformProxy
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -179,3 +180,47 @@ def test_a_result_the_database_refuses_costs_only_its_own_run(tmp_path, localwhi
     (summary,) = setup.query("SELECT summary FROM experiments")[0]
     assert [e["seq"] for e in summary["store_errors"]] == [10]
     assert "runs the database refused (status store_error): 1" in result.stdout
+
+
+@pytest.mark.parametrize("sender_processes", [0, 2], ids=["threads", "sender-processes"])
+def test_retries_only_what_never_reached_the_platform_and_never_sleep_in_a_sender(
+        tmp_path, localwhisk, kafka_broker, database, sender_processes):
+    """Issue 16 item 6, through a gateway in front of localwhisk: a 502 after the call was accepted is never
+    sent again (each planned invocation runs once); a 503 with Retry-After is rescheduled, and the invoker
+    thread goes on with the next invocations meanwhile."""
+    busy_seen = set()
+
+    def gateway(method, path, body):
+        if method != "POST":
+            return FORWARD
+        if body["object"].startswith("gw"):
+            return AnswerAfterForwarding(502)
+        if body["object"].startswith("busy") and body["object"] not in busy_seen:
+            busy_seen.add(body["object"])
+            return Answer(503, {"Retry-After": "1"})
+        return FORWARD
+
+    proxy = PlatformProxy(localwhisk.apihost, gateway)
+    try:
+        setup = Setup(tmp_path, localwhisk, database, kafka_broker.bootstrap)
+        user = _name("olga")
+        setup.user(user, {"echo": ECHO_ACTION})
+        objects = ["0.jpg", "gw-1.jpg", "2.jpg", "busy-3.jpg", "4.jpg", "5.jpg", "gw-6.jpg", "busy-7.jpg", "8.jpg"]
+        setup.trace(f"{user}-echo", [f"0.1\t{o}" for o in objects])
+        setup.write_config(openwhisk={"apihost": proxy.url, "invoke_retries": 3, "invoke_retry_backoff_s": 1.0},
+                           injection={"sender_processes": sender_processes, "workers": sender_processes or 1})
+        result = setup.run_loader()
+        assert result.returncode == 0, result.stderr[-3000:]
+    finally:
+        proxy.close()
+    rows = setup.query("SELECT input_object, status, invoke_http_status, invoke_attempts, lateness_us, status_reason "
+                       "FROM runs ORDER BY seq")
+    assert [r[0] for r in rows] == objects
+    for obj, status, http_status, attempts, lateness_us, reason in rows:
+        if obj.startswith("gw"):
+            assert (status, http_status, attempts) == ("http_error", 502, 1), reason
+        else:
+            assert (status, http_status, attempts) == ("success", 202, 2 if obj.startswith("busy") else 1)
+            assert lateness_us < 500_000   # nothing waited for the 1 s Retry-After of another invocation
+    assert sorted(b["object"] for _, _, b, _ in proxy.posts()) == sorted(objects + ["busy-3.jpg", "busy-7.jpg"])
+    assert setup.activation_count(user) == len(objects)        # every invocation ran exactly once

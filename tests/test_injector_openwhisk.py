@@ -25,12 +25,16 @@ class Scripted(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         self.server.requests.append((self.command, self.path, self.headers.get("Authorization"), body))
-        status, payload, *drop = self.server.script.pop(0) if self.server.script else (500, {"error": "no script"})
+        status, payload, *rest = self.server.script.pop(0) if self.server.script else (500, {"error": "no script"})
+        drop = rest[0] if rest else None
+        headers = rest[1] if len(rest) > 1 else {}
         if status is None:  # read the request, then close without answering (an idle close racing it)
             self.close_connection = True
             return
         data = json.dumps(payload).encode()
         self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -65,7 +69,7 @@ def server():
 
 
 def _client(server, **kwargs):
-    return OpenWhiskClient(f"http://127.0.0.1:{server.server_address[1]}", sleep=lambda s: None, **kwargs)
+    return OpenWhiskClient(f"http://127.0.0.1:{server.server_address[1]}", **kwargs)
 
 
 def test_invoke_posts_non_blocking_with_basic_auth_and_json_params(server):
@@ -90,13 +94,17 @@ def test_429_and_errors_are_typed_and_not_retried_by_default(server):
     assert (missing.status, missing.reason) == (InvokeStatus.HTTP_ERROR, "HTTP 404: The requested resource does not exist.")
 
 
-def test_retries_429_and_5xx_when_configured_and_counts_attempts(server):
-    server.script = [(429, {"error": "t"}), (503, {"error": "lb"}), (202, {"activationId": "b" * 32})]
-    outcome = _client(server, invoke_retries=3).invoke(USER, "a", {})
-    assert (outcome.status, outcome.attempts, outcome.activation_id) == (InvokeStatus.ACCEPTED, 3, "b" * 32)
-    server.script = [(429, {"error": "t"}), (429, {"error": "t"})]
-    outcome = _client(server, invoke_retries=1).invoke(USER, "a", {})
-    assert (outcome.status, outcome.attempts) == (InvokeStatus.THROTTLED, 2)
+def test_an_answer_says_whether_the_platform_provably_did_not_process_the_call(server):
+    """Issue 16 item 6: only 429 and 503 with Retry-After are safe to send again; never another 5xx."""
+    server.script = [(429, {"error": "t"}), (503, {"error": "lb"}, None, {"Retry-After": "2"}),
+                     (503, {"error": "lb"}), (502, {"error": "gateway"}), (500, {"error": "x"}),
+                     (429, {"error": "t"}, None, {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"})]
+    client = _client(server)
+    outcomes = [client.invoke(USER, "a", {}) for _ in range(6)]
+    assert [(o.http_status, o.not_processed, o.retry_after_s, o.attempts) for o in outcomes] == [
+        (429, True, None, 1), (503, True, 2.0, 1), (503, False, None, 1), (502, False, None, 1),
+        (500, False, None, 1), (429, True, 0.0, 1)]
+    assert len(server.requests) == 6                       # the client itself never retries
 
 
 def test_connection_error_is_an_outcome():
@@ -104,6 +112,7 @@ def test_connection_error_is_an_outcome():
     outcome = client.invoke(USER, "a", {})
     assert outcome.status is InvokeStatus.CONNECTION_ERROR
     assert outcome.reason == "ConnectionRefusedError: [Errno 111] Connection refused"
+    assert outcome.not_processed                            # refused before anything was sent
 
 
 def test_get_activation_found_not_found_and_error(server):
@@ -140,6 +149,6 @@ def test_a_close_racing_a_reused_connection_retries_only_idempotent_requests(ser
     server.script = [(202, {"activationId": "a" * 32}), (None, None), (202, {"activationId": "b" * 32})]
     assert client.invoke(USER, "a", {}).activation_id == "a" * 32
     lost = client.invoke(USER, "a", {})
-    assert (lost.status, lost.activation_id) == (InvokeStatus.CONNECTION_ERROR, None)
+    assert (lost.status, lost.activation_id, lost.not_processed) == (InvokeStatus.CONNECTION_ERROR, None, False)
     assert lost.reason == "RemoteDisconnected: Remote end closed connection without response"
     assert [r[0] for r in server.requests[3:]] == ["POST", "POST"]

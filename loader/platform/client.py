@@ -10,6 +10,7 @@ or network problem.
 from __future__ import annotations
 
 import base64
+import email.utils
 import enum
 import functools
 import json
@@ -19,9 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from faasload.retry import Backoff
 from loader.config import OpenWhiskConfig
-from loader.platform.http import HttpTransport, Response, TransportError
+from loader.platform.http import HttpTransport, NotSent, Response, TransportError
 from loader.platform.keys import UserKey
 
 
@@ -39,6 +39,11 @@ class InvokeOutcome:
     activation_id: str | None = None
     http_status: int | None = None
     reason: str | None = None
+    #: The platform provably did not process the call (no connection, 429, 503 with Retry-After):
+    #: sending it again cannot run the action twice.
+    not_processed: bool = False
+    #: How long the platform asked to wait before sending again (``Retry-After``), if it said.
+    retry_after_s: float | None = None
 
 
 class FetchStatus(enum.Enum):
@@ -55,9 +60,20 @@ class FetchOutcome:
     reason: str | None = None
 
 
-def _retryable(outcome: InvokeOutcome) -> bool:
-    return (outcome.status in (InvokeStatus.THROTTLED, InvokeStatus.CONNECTION_ERROR)
-            or (outcome.http_status is not None and outcome.http_status >= 500))
+def retry_after_s(response: Response, now_epoch_s: Callable[[], float] = time.time) -> float | None:
+    """The ``Retry-After`` header in seconds (delay-seconds or an HTTP-date), or None when absent or malformed."""
+    value = response.headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - now_epoch_s())
 
 
 def _json(response: Response) -> Any:
@@ -100,44 +116,33 @@ class ClientSettings:
     apihost: str
     tls_verify: bool = True
     timeout_s: float = 10.0
-    invoke_retries: int = 0
-    retry_backoff_s: float = 1.0
 
     @classmethod
     def of_config(cls, section: OpenWhiskConfig) -> ClientSettings:
-        return cls(section.apihost, section.tls_verify, section.request_timeout_s, section.invoke_retries,
-                   section.invoke_retry_backoff_s)
+        return cls(section.apihost, section.tls_verify, section.request_timeout_s)
 
     def client(self) -> OpenWhiskClient:
-        return OpenWhiskClient(self.apihost, tls_verify=self.tls_verify, timeout_s=self.timeout_s,
-                               invoke_retries=self.invoke_retries, retry_backoff_s=self.retry_backoff_s)
+        return OpenWhiskClient(self.apihost, tls_verify=self.tls_verify, timeout_s=self.timeout_s)
 
 
 def make_client(section: OpenWhiskConfig) -> OpenWhiskClient:
-    """The client of the configuration's ``openwhisk`` section (with its timeout and retry settings)."""
+    """The client of the configuration's ``openwhisk`` section (with its timeout)."""
     return ClientSettings.of_config(section).client()
 
 
 class OpenWhiskClient:
     """REST calls to one API host; safe to share between threads (a connection per thread)."""
 
-    def __init__(self, apihost: str, *, tls_verify: bool = True, timeout_s: float = 10.0,
-                 invoke_retries: int = 0, retry_backoff_s: float = 1.0,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, apihost: str, *, tls_verify: bool = True, timeout_s: float = 10.0):
         self.apihost = apihost.rstrip("/")
         self.base_url = self.apihost + "/api/v1/namespaces/_"
         self.tls_verify = tls_verify
         self.timeout_s = timeout_s
-        self.invoke_retries = invoke_retries
-        self.retry_backoff_s = retry_backoff_s
-        #: Doubling from ``retry_backoff_s`` with full jitter, capped at 32 times it.
-        self.backoff = Backoff(retry_backoff_s, retry_backoff_s * 32, full_jitter=True, max_retries=invoke_retries)
-        self._sleep = sleep
         self._transport = HttpTransport(self.base_url, tls_verify=tls_verify, timeout_s=timeout_s)
 
     @property
     def settings(self) -> ClientSettings:
-        return ClientSettings(self.apihost, self.tls_verify, self.timeout_s, self.invoke_retries, self.retry_backoff_s)
+        return ClientSettings(self.apihost, self.tls_verify, self.timeout_s)
 
     def _request(self, method: str, user: UserKey, path: str, *, query: dict[str, str] | None = None,
                  body: Any = None) -> Response:
@@ -151,13 +156,18 @@ class OpenWhiskClient:
 
     # ------------------------------------------------------------------ invoke
 
-    def invoke_once(self, user: UserKey, action: str, parameters: dict[str, Any]) -> InvokeOutcome:
-        """One non-blocking POST; the outcome says what the platform answered."""
+    def invoke(self, user: UserKey, action: str, parameters: dict[str, Any]) -> InvokeOutcome:
+        """One non-blocking POST (never retried here: :mod:`loader.sending.retries` reschedules).
+
+        The outcome says what the platform answered, and whether it provably did not process the
+        call (``not_processed``): no connection could be opened, 429, or 503 with ``Retry-After``.
+        """
         try:
             response = self._request("POST", user, f"/actions/{action_path(action)}",
                                      query={"blocking": "false"}, body=parameters)
         except TransportError as exc:
-            return InvokeOutcome(InvokeStatus.CONNECTION_ERROR, 1, reason=_network_text(exc))
+            return InvokeOutcome(InvokeStatus.CONNECTION_ERROR, 1, reason=_network_text(exc),
+                                 not_processed=isinstance(exc, NotSent))
         status = response.status
         if status in (200, 202):
             try:
@@ -168,25 +178,13 @@ class OpenWhiskClient:
                 return InvokeOutcome(InvokeStatus.ACCEPTED, 1, activation_id=activation_id, http_status=status)
             return InvokeOutcome(InvokeStatus.HTTP_ERROR, 1, http_status=status,
                                  reason=f"HTTP {status} without an activation id")
+        wait_s = retry_after_s(response)
         if status == 429:
-            return InvokeOutcome(InvokeStatus.THROTTLED, 1, http_status=status, reason=_error_text(response))
-        return InvokeOutcome(InvokeStatus.HTTP_ERROR, 1, http_status=status, reason=_error_text(response))
-
-    def invoke(self, user: UserKey, action: str, parameters: dict[str, Any],
-               *, give_up: Callable[[], bool] = lambda: False) -> InvokeOutcome:
-        """Invoke, retrying 429, 5xx and connection errors ``invoke_retries`` times (:attr:`backoff`).
-
-        ``give_up()`` is checked before each retry (the loader is stopping).
-        """
-        attempts = 0
-        while True:
-            outcome = self.invoke_once(user, action, parameters)
-            attempts += 1
-            if outcome.status is InvokeStatus.ACCEPTED or not _retryable(outcome) \
-                    or self.backoff.gives_up(attempts) or give_up():
-                return InvokeOutcome(outcome.status, attempts, outcome.activation_id, outcome.http_status,
-                                     outcome.reason)
-            self._sleep(self.backoff.delay_s(attempts))
+            return InvokeOutcome(InvokeStatus.THROTTLED, 1, http_status=status, reason=_error_text(response),
+                                 not_processed=True, retry_after_s=wait_s)
+        return InvokeOutcome(InvokeStatus.HTTP_ERROR, 1, http_status=status, reason=_error_text(response),
+                             not_processed=status == 503 and wait_s is not None,
+                             retry_after_s=wait_s if status == 503 else None)
 
     # ------------------------------------------------------------------ records and actions
 

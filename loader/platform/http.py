@@ -13,8 +13,9 @@ Before reusing an idle connection, it checks (as urllib3 does) whether the serve
 meanwhile, and reconnects.  When the close races the request anyway (nothing came back on a
 reused connection), idempotent requests (GET, HEAD, PUT, DELETE) are sent once more on a new
 connection; an invoke (POST) fails as a connection error rather than risk a duplicate.
-Network failures and malformed answers raise :class:`TransportError`; HTTP statuses are
-returned, never raised.
+Network failures and malformed answers raise :class:`TransportError` (:class:`NotSent` when
+no connection could even be opened, so nothing was sent); HTTP statuses are returned, never
+raised.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ _CLOSED_WITHOUT_ANSWER = "RemoteDisconnected: Remote end closed connection witho
 
 class TransportError(OSError):
     """No HTTP answer: connection refused or reset, timeout, TLS failure, malformed response."""
+
+
+class NotSent(TransportError):
+    """No connection could be opened (refused, unreachable, TLS handshake failed): nothing was sent."""
 
 
 class _NoAnswer(TransportError):
@@ -176,6 +181,9 @@ class HttpTransport:
         try:
             try:
                 conn = self._connection()
+            except (OSError, ValueError) as exc:
+                raise NotSent(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
+            try:
                 return self._exchange(conn, method, data)
             except _NoAnswer:
                 # The server closed the kept-alive connection as we reused it (an idle timeout

@@ -9,8 +9,9 @@ the same whichever sent it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from loader.completion.tracker import CompletionTracker
 from loader.plan import PlannedInvocation
@@ -18,6 +19,9 @@ from loader.platform.client import InvokeOutcome, InvokeStatus
 from loader.platform.keys import UserKey
 from loader.scheduler import Dispatch
 from loader.storage.recorder import Recorder
+
+if TYPE_CHECKING:
+    from loader.sending.retries import Retries
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +49,37 @@ def record_outcome(recorder: Recorder, tracker: CompletionTracker, invocation: P
         tracker.register(invocation, recorder.key(invocation), user, outcome.activation_id, sent_s)
 
 
+def record_answer(recorder: Recorder, tracker: CompletionTracker, retries: Retries | None, item: Dispatch,
+                  user: UserKey, sent_s: float, start_s: float, outcome: InvokeOutcome) -> None:
+    """The answer to one attempt of ``item``: rescheduled when that is safe (``retries``), else recorded.
+
+    The row counts every attempt (``invoke_attempts``) and the sending time of the first one.
+    """
+    if retries is not None and retries.offer(item, outcome, sent_s):
+        return
+    first_sent_s = item.first_sent_s if item.first_sent_s is not None else sent_s
+    if item.attempt > 1:
+        outcome = dataclasses.replace(outcome, attempts=item.attempt - 1 + outcome.attempts)
+    record_outcome(recorder, tracker, item.invocation, user, first_sent_s, start_s, outcome)
+
+
+def record_stopped(recorder: Recorder, item: Dispatch, start_s: float) -> None:
+    """``item`` was not sent (again) because the run stops: ``cancelled``, or its last attempt's answer."""
+    if item.previous is None:
+        recorder.cancelled(item.invocation, CANCEL_REASON, dispatched=True)
+        return
+    sent_s = item.first_sent_s if item.first_sent_s is not None else start_s
+    recorder.sent(item.invocation, round((sent_s - start_s) * 1_000_000), item.previous)
+
+
 def no_key_reason(invocation: PlannedInvocation) -> str:
     return f"no key for user {invocation.user!r} (not sent)"
 
 
 def record_unsent(recorder: Recorder, invocation: PlannedInvocation, offset: int, reason: str,
-                  status: InvokeStatus = InvokeStatus.CONNECTION_ERROR) -> None:
-    """A terminal failure for an invocation that got no answer from the platform (0 attempts)."""
+                  status: InvokeStatus = InvokeStatus.CONNECTION_ERROR, attempts: int = 0) -> None:
+    """A terminal failure for an invocation that got no answer from the platform (to this attempt)."""
     try:
-        recorder.sent(invocation, offset, InvokeOutcome(status, 0, reason=reason))
+        recorder.sent(invocation, offset, InvokeOutcome(status, attempts, reason=reason))
     except Exception:  # the store failed for good: the pipeline's supervisor reports it  # noqa: BLE001
         log.exception("recording the failure of %s #%d failed", invocation.trace_name, invocation.seq)

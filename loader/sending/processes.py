@@ -31,11 +31,11 @@ from collections.abc import Callable, Mapping
 
 from faasload.clock import Clock, RealClock
 from loader.completion.tracker import CompletionTracker
-from loader.plan import PlannedInvocation
 from loader.platform.client import ClientSettings, InvokeOutcome, InvokeStatus
 from loader.platform.keys import UserKey
 from loader.scheduler import Dispatch, offset_us
-from loader.sending.common import CANCEL_REASON, no_key_reason, record_outcome, record_unsent
+from loader.sending.common import no_key_reason, record_answer, record_stopped, record_unsent
+from loader.sending.retries import Retries
 from loader.storage.recorder import Recorder
 
 log = logging.getLogger(__name__)
@@ -55,9 +55,10 @@ class _Lane:
         self.process_number = process_number
         self.number = number
         self.conn = conn
-        self.in_flight: dict[int, tuple[PlannedInvocation, UserKey]] = {}
+        self.in_flight: dict[int, tuple[Dispatch, UserKey]] = {}
         self.alive = True
         self.idle = True
+        self.send_lock = threading.Lock()   # the scheduler and the retries both hand out invocations
 
     @property
     def name(self) -> str:
@@ -73,13 +74,14 @@ class ProcessInvokerPool:
 
     def __init__(self, processes: int, threads: int, client: ClientSettings, keys: Mapping[str, UserKey],
                  recorder: Recorder, tracker: CompletionTracker, *, clock: Clock, start_s: Callable[[], float],
-                 stopping: threading.Event):
+                 stopping: threading.Event, retries: Retries | None = None):
         if processes < 1 or threads < 1:
             raise ValueError("a process pool needs at least one process and one thread per process")
         if not isinstance(clock, RealClock):
             raise ValueError("sender processes need the real clock (times cross processes as time.monotonic())")
         self.processes = processes
         self.threads = threads
+        self.retries = retries
         self.client = client
         self.keys = dict(keys)
         self.recorder = recorder
@@ -139,27 +141,29 @@ class ProcessInvokerPool:
         return min(live, key=lambda lane: len(lane.in_flight)) if live else None
 
     def submit(self, item: Dispatch) -> None:
-        """The scheduler's dispatch: one pipe write, never waits on a response."""
-        self.recorder.dispatched()
+        """The scheduler's dispatch (or a retry's): one pipe write, never waits on a response."""
+        if item.attempt == 1:
+            self.recorder.dispatched()
         invocation = item.invocation
         if self.stopping.is_set():
-            self.recorder.cancelled(invocation, CANCEL_REASON, dispatched=True)
+            record_stopped(self.recorder, item, self.start_s())
             return
         user = self.keys.get(invocation.user)
         if user is None:
-            self._fail(invocation, no_key_reason(invocation), InvokeStatus.HTTP_ERROR)
+            self._fail(item, no_key_reason(invocation), InvokeStatus.HTTP_ERROR)
             return
         lane = self._choose()
         if lane is None:
-            self._fail(invocation, "no sender process is running (not sent)")
+            self._fail(item, "no sender process is running (not sent)")
             return
         ticket = next(self._tickets)
-        lane.in_flight[ticket] = (invocation, user)
+        lane.in_flight[ticket] = (item, user)
         try:
-            lane.conn.send((ticket, invocation.user, invocation.action, invocation.parameters))
+            with lane.send_lock:
+                lane.conn.send((ticket, invocation.user, invocation.action, invocation.parameters))
         except (OSError, ValueError):  # the sender died: the results thread records what it held
             if lane.in_flight.pop(ticket, None) is not None:
-                self._fail(invocation, f"{lane.name} is gone (not sent)")
+                self._fail(item, f"{lane.name} is gone (not sent)")
 
     def stop(self) -> None:
         """Let the senders finish what they hold, collect every answer, end the processes."""
@@ -167,7 +171,8 @@ class ProcessInvokerPool:
             self._cancel.set()
         for lane in self._lanes:
             try:
-                lane.conn.send(None)
+                with lane.send_lock:
+                    lane.conn.send(None)
             except (OSError, ValueError):
                 pass
         if self._results_thread is not None:
@@ -201,7 +206,7 @@ class ProcessInvokerPool:
                 self._record(lane, answer)
 
     def _record(self, lane: _Lane, answer: tuple) -> None:
-        ticket, sent_s, status, attempts, activation_id, http_status, reason = answer
+        ticket, sent_s, status, attempts, activation_id, http_status, reason, not_processed, retry_after_s = answer
         held = lane.in_flight.pop(ticket, None)
         if not lane.in_flight:
             with self._idle_lock:
@@ -211,15 +216,16 @@ class ProcessInvokerPool:
         if held is None:
             log.error("%s answered an unknown ticket %d", lane.name, ticket)
             return
-        invocation, user = held
+        item, user = held
         try:
             if status == _CANCELLED:
-                self.recorder.cancelled(invocation, CANCEL_REASON, dispatched=True)
+                record_stopped(self.recorder, item, self.start_s())
                 return
-            outcome = InvokeOutcome(InvokeStatus(status), attempts, activation_id, http_status, reason)
-            record_outcome(self.recorder, self.tracker, invocation, user, sent_s, self.start_s(), outcome)
+            outcome = InvokeOutcome(InvokeStatus(status), attempts, activation_id, http_status, reason, not_processed,
+                                    retry_after_s)
+            record_answer(self.recorder, self.tracker, self.retries, item, user, sent_s, self.start_s(), outcome)
         except Exception:  # the store failed for good: the pipeline's supervisor reports it  # noqa: BLE001
-            log.exception("recording the answer for %s #%d failed", invocation.trace_name, invocation.seq)
+            log.exception("recording the answer for %s #%d failed", item.invocation.trace_name, item.invocation.seq)
 
     def _lane_ended(self, lane: _Lane) -> None:
         lane.alive = False
@@ -233,14 +239,14 @@ class ProcessInvokerPool:
     def _lose_in_flight(self, lane: _Lane, reason: str) -> None:
         while lane.in_flight:
             try:
-                _, (invocation, _user) = lane.in_flight.popitem()
+                _, (item, _user) = lane.in_flight.popitem()
             except KeyError:
                 return
-            self._fail(invocation, reason.format(lane=lane.name))
+            self._fail(item, reason.format(lane=lane.name))
 
-    def _fail(self, invocation: PlannedInvocation, reason: str,
-              status: InvokeStatus = InvokeStatus.CONNECTION_ERROR) -> None:
-        record_unsent(self.recorder, invocation, offset_us(self.clock, self.start_s()), reason, status)
+    def _fail(self, item: Dispatch, reason: str, status: InvokeStatus = InvokeStatus.CONNECTION_ERROR) -> None:
+        record_unsent(self.recorder, item.invocation, offset_us(self.clock, self.start_s()), reason, status,
+                      attempts=item.attempt - 1)
 
 
 # ---------------------------------------------------------------------- the sender process
@@ -259,17 +265,17 @@ def _sender_main(number: int, settings: ClientSettings, keys: dict[str, UserKey]
             while (message := conn.recv()) is not None:
                 ticket, user_name, action, parameters = message
                 if cancel.is_set():
-                    conn.send((ticket, None, _CANCELLED, 0, None, None, None))
+                    conn.send((ticket, None, _CANCELLED, 0, None, None, None, False, None))
                     continue
                 sent_s = time.monotonic()
                 try:
-                    outcome = client.invoke(keys[user_name], action, dict(parameters), give_up=cancel.is_set)
+                    outcome = client.invoke(keys[user_name], action, dict(parameters))
                 except Exception as exc:  # a bug must not lose the invocation  # noqa: BLE001
                     logging.getLogger(__name__).exception("invoking %s failed", action)
                     outcome = InvokeOutcome(InvokeStatus.CONNECTION_ERROR, 0,
                                             reason=f"loader error before sending: {exc}")
                 conn.send((ticket, sent_s, outcome.status.value, outcome.attempts, outcome.activation_id,
-                           outcome.http_status, outcome.reason))
+                           outcome.http_status, outcome.reason, outcome.not_processed, outcome.retry_after_s))
         except EOFError:  # the parent is gone
             pass
         finally:

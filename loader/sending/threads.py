@@ -2,8 +2,9 @@
 
 The scheduler only puts :class:`~loader.scheduler.Dispatch` items on the queue; a
 worker takes one, notes the send time (its lateness includes any wait in the queue),
-performs the non-blocking invoke with the user's key and records the answer.  Once
-the run is stopping, queued items are recorded ``cancelled`` instead of being sent.
+performs the non-blocking invoke with the user's key and records the answer (or hands it
+to ``retries``, which reschedules it: a worker never sleeps for a retry).  Once the run is
+stopping, queued items are recorded ``cancelled`` instead of being sent.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from loader.completion.tracker import CompletionTracker
 from loader.platform.client import InvokeStatus, OpenWhiskClient
 from loader.platform.keys import UserKey
 from loader.scheduler import Dispatch, offset_us
-from loader.sending.common import CANCEL_REASON, no_key_reason, record_outcome, record_unsent
+from loader.sending.common import no_key_reason, record_answer, record_stopped, record_unsent
+from loader.sending.retries import Retries
 from loader.storage.recorder import Recorder
 
 log = logging.getLogger(__name__)
@@ -28,8 +30,9 @@ class InvokerPool:
 
     def __init__(self, workers: int, client: OpenWhiskClient, keys: Mapping[str, UserKey], recorder: Recorder,
                  tracker: CompletionTracker, *, clock: Clock, start_s: Callable[[], float],
-                 stopping: threading.Event):
+                 stopping: threading.Event, retries: Retries | None = None):
         self.workers = workers
+        self.retries = retries
         self.client = client
         self.keys = keys
         self.recorder = recorder
@@ -41,8 +44,9 @@ class InvokerPool:
         self._threads: list[threading.Thread] = []
 
     def submit(self, item: Dispatch) -> None:
-        """The scheduler's dispatch: never blocks."""
-        self.recorder.dispatched()
+        """The scheduler's dispatch (or a retry's): never blocks."""
+        if item.attempt == 1:
+            self.recorder.dispatched()
         self.queue.put(item)
 
     def start(self) -> None:
@@ -68,20 +72,19 @@ class InvokerPool:
             except Exception as exc:  # a bug must not lose the invocation silently  # noqa: BLE001
                 log.exception("invoking %s #%d failed", item.invocation.trace_name, item.invocation.seq)
                 record_unsent(self.recorder, item.invocation, offset_us(self.clock, self.start_s()),
-                              f"loader error before sending: {exc}")
+                              f"loader error before sending: {exc}", attempts=item.attempt - 1)
 
     def send(self, item: Dispatch) -> None:
         invocation = item.invocation
+        start_s = self.start_s()
         if self.stopping.is_set():
-            self.recorder.cancelled(invocation, CANCEL_REASON, dispatched=True)
+            record_stopped(self.recorder, item, start_s)
             return
         user = self.keys.get(invocation.user)
-        start_s = self.start_s()
         if user is None:
             record_unsent(self.recorder, invocation, offset_us(self.clock, start_s), no_key_reason(invocation),
                           InvokeStatus.HTTP_ERROR)
             return
         sent_s = self.clock.monotonic_s()
-        outcome = self.client.invoke(user, invocation.action, dict(invocation.parameters),
-                                     give_up=self.stopping.is_set)
-        record_outcome(self.recorder, self.tracker, invocation, user, sent_s, start_s, outcome)
+        outcome = self.client.invoke(user, invocation.action, dict(invocation.parameters))
+        record_answer(self.recorder, self.tracker, self.retries, item, user, sent_s, start_s, outcome)
