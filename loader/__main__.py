@@ -28,6 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--validate", "--dry-run", dest="validate", action="store_true",
                         help="check the configuration, traces, user keys and actions, report every problem, "
                              "invoke nothing; exit 0 if all is well, 2 otherwise")
+    parser.add_argument("--recover", metavar="EXPERIMENT",
+                        help="complete an experiment whose loader died (SIGKILL, power cut): fetch the records of "
+                             "its runs left 'sent', mark the rest 'lost', count the invocations never sent, store "
+                             "it 'crashed', then exit (every start does this for experiments left running)")
     return parser
 
 
@@ -40,6 +44,12 @@ def main(argv: list[str] | None = None) -> int:
         mode = mode_module(config)  # the daemon proper; nothing runs at import
         if args.validate:
             return mode.validate(config, args.config)
+        from loader import recovery
+        if args.recover is not None:
+            summary = recovery.recover_named(config, args.recover)
+            print(f"experiment {args.recover!r} recovered (crashed): {recovery.describe(summary)}")
+            return cli.EXIT_OK
+        recovery.recover_abandoned(config)
         return mode.run(config, args.config)
 
     return cli.run_main(body, "loader")

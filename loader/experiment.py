@@ -102,17 +102,16 @@ def experiment_name(config: LoaderConfig, mode: str) -> str:
     return f"{mode}-{now.strftime('%Y%m%dT%H%M%S.%f')[:-3]}Z"
 
 
-def _prepare_experiment(conn, config: LoaderConfig, spec: ExperimentSpec) -> tuple[int, str]:
+def _prepare_experiment(conn, config: LoaderConfig, spec: ExperimentSpec, name: str) -> int:
     """Create the experiment (a resumed generation reopens its own); refuse a taken name before any write."""
-    name = experiment_name(config, spec.mode)
     fields = dict(name=name, mode=spec.mode, description=config.experiment.description, seed=spec.seed,
                   config=config_snapshot(config))
     if spec.reuse_experiment:
-        return experiments.ensure_experiment(conn, **fields), name
+        return experiments.ensure_experiment(conn, **fields, reopen=True)
     experiment_id = experiments.create_experiment(conn, **fields)
     if experiment_id is None:
         raise ExperimentError(_taken(experiments.find_experiment(conn, name), name))
-    return experiment_id, name
+    return experiment_id
 
 
 def _taken(existing: ExperimentRow | None, name: str) -> str:
@@ -158,14 +157,18 @@ def run_experiment(config: LoaderConfig, spec: ExperimentSpec) -> dict:
     """
     opened = open_database(config.database)
     try:
-        conn = experiments.open_store(opened.config)
+        name = experiment_name(config, spec.mode)
         try:
-            experiment_id, name = _prepare_experiment(conn, config, spec)
-        finally:
-            conn.close()
-        log.info("experiment %r (id %d) in %s", name, experiment_id, opened.config.describe())
-        lease = experiments.ExperimentLease(opened.config, experiment_id)
+            lease = experiments.ExperimentLease(opened.config, name)  # before the row: no loader takes it for dead
+        except experiments.ExperimentBusy as exc:
+            raise ExperimentError(f"{exc}: choose another experiment:name; nothing was changed") from None
         try:
+            conn = experiments.open_store(opened.config)
+            try:
+                experiment_id = _prepare_experiment(conn, config, spec, name)
+            finally:
+                conn.close()
+            log.info("experiment %r (id %d) in %s", name, experiment_id, opened.config.describe())
             try:
                 summary = _run_pipeline(config, spec, opened.config, experiment_id, lease)
             except BaseException as exc:
@@ -205,7 +208,7 @@ def _run_pipeline(config: LoaderConfig, spec: ExperimentSpec, database, experime
                         settings=pipeline_settings(config, record_cancelled=spec.record_cancelled),
                         user_events=config.openwhisk.user_events, monitor=open_monitor(config),
                         on_stored=spec.on_stored, planned_total=spec.planned_total,
-                        on_started=lambda epoch_s: lease.mark_started(round(epoch_s * 1_000_000)))
+                        on_started=lambda epoch_s: lease.mark_started(experiment_id, round(epoch_s * 1_000_000)))
     try:
         with _Signals(pipeline):
             summary = pipeline.run()

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from faasload.clock import SPIN_BEFORE_DEADLINE_S, Clock, RealClock, set_fine_timer_slack
-from loader.completion.resources import query_resources
+from loader.completion.resources import record_completion
 from loader.completion.tracker import CompletionTracker, Pending, TrackerSettings
 from loader.completion.user_events import EventConsumer
 from loader.config import UserEventsConfig
@@ -43,7 +43,7 @@ from loader.sending.retries import Retries, RetryPolicy
 from loader.sending.threads import InvokerPool
 from loader.storage.recorder import DurableSink, OnStored, Recorder
 from loader.storage.summary import RunStats
-from loader.storage.writer import StoreError, StoreWriter
+from loader.storage.writer import StoreWriter
 
 log = logging.getLogger(__name__)
 
@@ -122,15 +122,7 @@ class Pipeline:
         self._stop_requests += 1
 
     def _complete(self, pending: Pending, record: dict | None, reason: str | None) -> None:
-        try:
-            resources = query_resources(self.monitor, pending.activation_id, record)
-            self.recorder.completed(pending.invocation, pending.activation_id, record, reason, resources)
-        except StoreError:
-            raise
-        except Exception as exc:  # a bug must not leave the run pending forever  # noqa: BLE001
-            log.exception("recording activation %s failed", pending.activation_id)
-            self.recorder.completed(pending.invocation, pending.activation_id, None,
-                                    f"loader error while recording the completion: {type(exc).__name__}: {exc}")
+        record_completion(self.recorder, self.monitor, pending, record, reason)
 
     # ------------------------------------------------------------------ running
 

@@ -181,17 +181,17 @@ def test_a_taken_name_is_refused_without_a_write_and_the_lease_tells_a_live_load
     first = experiments.create_experiment(conn, name="e-taken", mode="injection", description="one")
     assert experiments.create_experiment(conn, name="e-taken", mode="injection", description="two") is None
     assert experiments.find_experiment(conn, "e-taken").experiment_id == first
-    assert experiments.lease_is_free(conn, first)
-    lease = experiments.ExperimentLease(database, first)
+    assert experiments.lease_is_free(conn, "e-taken")
+    lease = experiments.ExperimentLease(database, "e-taken")
     try:
-        assert not experiments.lease_is_free(conn, first)
-        with pytest.raises(store.StoreError, match="held by another loader"):
-            experiments.ExperimentLease(database, first)
-        lease.mark_started(1_700_000_000_000_000)
+        assert not experiments.lease_is_free(conn, "e-taken") and experiments.lease_is_free(conn, "e-other")
+        with pytest.raises(experiments.ExperimentBusy, match="'e-taken' is run by another loader"):
+            experiments.ExperimentLease(database, "e-taken")
+        lease.mark_started(first, 1_700_000_000_000_000)
         assert experiments.find_experiment(conn, "e-taken").start_epoch_us == 1_700_000_000_000_000
     finally:
         lease.release()
-    assert experiments.lease_is_free(conn, first)
+    assert experiments.lease_is_free(conn, "e-taken")
 
 
 def test_a_row_the_database_refuses_is_isolated_and_its_batch_kept(database):

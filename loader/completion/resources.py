@@ -1,15 +1,19 @@
-"""Ask the monitor for the resources of one completed activation.
+"""Ask the monitor for the resources of one completed activation, and record the completion.
 
 Runs on the completion side, in the thread that fetched the activation record; the
-answer goes with the record to :meth:`loader.storage.recorder.Recorder.completed`.
+answer goes with the record to :meth:`loader.storage.recorder.Recorder.completed`
+(:func:`record_completion`, shared by the pipeline and the recovery after a crash).
 """
 
 from __future__ import annotations
 
 import logging
 
+from loader.completion.tracker import Pending
 from loader.monitor_client import MonitorAnswer, MonitorClient, ResourcesStatus
 from loader.storage.activation_fields import completion_fields
+from loader.storage.database import StoreError
+from loader.storage.recorder import Recorder
 
 log = logging.getLogger(__name__)
 
@@ -34,3 +38,20 @@ def query_resources(monitor: MonitorClient | None, activation_id: str, record: d
     except Exception:  # the client should never raise; never lose the run for it  # noqa: BLE001
         log.exception("monitor query for activation %s failed", activation_id)
         return MonitorAnswer((), ResourcesStatus.ERROR)
+
+
+def record_completion(recorder: Recorder, monitor: MonitorClient | None, pending: Pending, record: dict | None,
+                      reason: str | None) -> None:
+    """The terminal row of ``pending``: its record (or lost with ``reason``) and the monitor's samples.
+
+    A bug on the way is logged with its traceback and the run still ends, lost with the error.
+    """
+    try:
+        resources = query_resources(monitor, pending.activation_id, record)
+        recorder.completed(pending.invocation, pending.activation_id, record, reason, resources)
+    except StoreError:
+        raise
+    except Exception as exc:  # a bug must not leave the run pending forever  # noqa: BLE001
+        log.exception("recording activation %s failed", pending.activation_id)
+        recorder.completed(pending.invocation, pending.activation_id, None,
+                           f"loader error while recording the completion: {type(exc).__name__}: {exc}")

@@ -25,6 +25,15 @@ def open_store(config: DatabaseConfiguration) -> psycopg2.extensions.connection:
     return conn
 
 
+def has_dataset(conn) -> bool:
+    """Whether the database holds FaaSLoad's tables at all (read only: nothing is created)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT to_regclass('experiments') IS NOT NULL")
+        found = cur.fetchone()[0]
+    conn.commit()
+    return found
+
+
 def create_experiment(conn, *, name: str, mode: str, description: str = "", seed: int | None = None,
                       config: dict | None = None) -> int | None:
     """Create experiment ``name`` (state ``running``); None, with nothing written, when the name is taken."""
@@ -39,15 +48,16 @@ def create_experiment(conn, *, name: str, mode: str, description: str = "", seed
 
 
 def ensure_experiment(conn, *, name: str, mode: str, description: str = "", start_epoch_us: int | None = None,
-                      seed: int | None = None, config: dict | None = None) -> int:
-    """The id of experiment ``name``, created if new or reopened (``running`` again): a resumed generation."""
+                      seed: int | None = None, config: dict | None = None, reopen: bool = False) -> int:
+    """The id of experiment ``name``, created if new (``running``); with ``reopen``, an existing one is
+    ``running`` again (a resumed generation, by the loader holding its :class:`ExperimentLease`)."""
+    update = "ended_at = NULL, state = EXCLUDED.state" if reopen else "name = EXCLUDED.name"
     with conn, conn.cursor() as cur:
         cur.execute(
-            """INSERT INTO experiments (name, mode, description, start_epoch_us, seed, config, state)
-               VALUES (%s, %s, %s, %s, %s, %s, %s)
-               ON CONFLICT (name) DO UPDATE SET ended_at = NULL, state = EXCLUDED.state
-                   WHERE experiments.mode = EXCLUDED.mode
-               RETURNING experiment_id""",
+            f"""INSERT INTO experiments (name, mode, description, start_epoch_us, seed, config, state)
+                VALUES (%s, %s, %s, %s, %s, %s, %s)
+                ON CONFLICT (name) DO UPDATE SET {update} WHERE experiments.mode = EXCLUDED.mode
+                RETURNING experiment_id""",
             (name, mode, description, start_epoch_us, seed, json.dumps(config) if config is not None else None,
              ExperimentState.RUNNING.value))
         row = cur.fetchone()
@@ -120,52 +130,58 @@ def finish_experiment(database: DatabaseConfiguration, experiment_id: int, summa
 
 # --------------------------------------------------------------------------- liveness
 
-#: The first key of the advisory locks that say "a loader runs this experiment" (the second is its id).
+#: The first key of the advisory locks that say "a loader runs this experiment" (the second is a
+#: hash of its name, so that the lock can be taken before the row exists).
 LEASE_LOCK_SPACE = 726354
 
 
 class ExperimentLease:
-    """A session-level advisory lock held, on its own connection, by the loader running an experiment.
+    """A session-level advisory lock on an experiment's name, held on its own connection by the loader
+    that runs (or recovers) it, from before the experiment's row is created or reopened.
 
     PostgreSQL releases it when that connection ends, the loader's process with it: an experiment
     stored ``running`` whose lease is free has lost its loader (:func:`lease_is_free`).
     """
 
-    def __init__(self, database: DatabaseConfiguration, experiment_id: int):
-        self.experiment_id = experiment_id
+    def __init__(self, database: DatabaseConfiguration, name: str):
+        self.name = name
         self._conn = database.connect()
         self._conn.autocommit = True
         with self._conn.cursor() as cur:
-            cur.execute("SELECT pg_try_advisory_lock(%s, %s)", (LEASE_LOCK_SPACE, experiment_id))
+            cur.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (LEASE_LOCK_SPACE, name))
             taken = cur.fetchone()[0]
         if not taken:
             self._conn.close()
-            raise StoreError(f"experiment {experiment_id} is held by another loader")
+            raise ExperimentBusy(f"experiment {name!r} is run by another loader (it holds its lease)")
 
-    def mark_started(self, start_epoch_us: int) -> None:
+    def mark_started(self, experiment_id: int, start_epoch_us: int) -> None:
         """Store the experiment's common start as soon as it is known (what a recovery counts from)."""
         with self._conn.cursor() as cur:
             cur.execute("UPDATE experiments SET start_epoch_us = %s WHERE experiment_id = %s",
-                        (start_epoch_us, self.experiment_id))
+                        (start_epoch_us, experiment_id))
 
     def release(self) -> None:
         """Unlock (the server would only notice the closed connection a moment later), then disconnect."""
         try:
             with self._conn.cursor() as cur:
-                cur.execute("SELECT pg_advisory_unlock(%s, %s)", (LEASE_LOCK_SPACE, self.experiment_id))
+                cur.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (LEASE_LOCK_SPACE, self.name))
         except psycopg2.Error:
             pass  # the connection broke: the server has released the lock with it
         finally:
             self._conn.close()
 
 
-def lease_is_free(conn, experiment_id: int) -> bool:
-    """Whether no loader holds experiment ``experiment_id`` (checked without keeping it)."""
+class ExperimentBusy(StoreError):
+    """Another loader holds the experiment's lease."""
+
+
+def lease_is_free(conn, name: str) -> bool:
+    """Whether no loader holds the lease of experiment ``name`` (checked without keeping it)."""
     with conn.cursor() as cur:
-        cur.execute("SELECT pg_try_advisory_lock(%s, %s)", (LEASE_LOCK_SPACE, experiment_id))
+        cur.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (LEASE_LOCK_SPACE, name))
         free = cur.fetchone()[0]
         if free:
-            cur.execute("SELECT pg_advisory_unlock(%s, %s)", (LEASE_LOCK_SPACE, experiment_id))
+            cur.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (LEASE_LOCK_SPACE, name))
     conn.commit()
     return free
 
