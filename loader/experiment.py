@@ -60,6 +60,7 @@ def pipeline_settings(config: LoaderConfig, *, record_cancelled: bool = True) ->
     return PipelineSettings(
         workers=config.injection.workers,
         sender_processes=config.injection.sender_processes,
+        max_in_flight=config.injection.max_in_flight,
         tracker=TrackerSettings(c.event_timeout_s, c.poll_interval_s, c.record_retry_s, c.final_deadline_s, c.workers),
         progress_interval_s=config.injection.progress_interval_s,
         late_threshold_us=round(config.injection.late_threshold_ms * 1000),

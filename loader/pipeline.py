@@ -51,6 +51,7 @@ class PipelineSettings:
     workers: int
     tracker: TrackerSettings
     sender_processes: int = 0                # 0: the invoker threads run in this process
+    max_in_flight: int = 10_000             # requests in flight at most, with sender processes
     progress_interval_s: float = 10.0
     late_threshold_us: int = 10_000
     record_cancelled: bool = True
@@ -78,9 +79,9 @@ class Pipeline:
         self.start_epoch_s = self.clock.epoch_s()
         if settings.sender_processes:
             self.pool = ProcessInvokerPool(
-                settings.sender_processes, -(-settings.workers // settings.sender_processes),
-                client.settings, keys, self.recorder, self.tracker, clock=self.clock,
-                start_s=lambda: self._start_s, stopping=self.stopping)
+                settings.sender_processes, client.settings, keys, self.recorder, self.tracker, clock=self.clock,
+                start_s=lambda: self._start_s, stopping=self.stopping,
+                max_in_flight=settings.max_in_flight)
         else:
             self.pool = InvokerPool(settings.workers, client, keys, self.recorder, self.tracker, clock=self.clock,
                                     start_s=lambda: self._start_s, stopping=self.stopping)
@@ -120,7 +121,7 @@ class Pipeline:
                             self.consumer.stats.last_error or "topic missing")
         self.pool.start()
         threads.append(self._thread(self.tracker.run, "completion-tracker", self._halt))
-        self.scheduler = Scheduler(self.sources, self.pool.submit, clock=self.clock, start_s=0.0)
+        self.scheduler = Scheduler(self.sources, self.pool.submit, clock=self.clock, start_s=0.0, flush=self.pool.flush)
         previous_interval = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         try:
@@ -152,6 +153,13 @@ class Pipeline:
                                       "malformed": self.consumer.stats.malformed}
         if self.scheduler is not None and self.scheduler.stats.trace_errors:
             summary["trace_errors"] = list(self.scheduler.stats.trace_errors)
+        if isinstance(self.pool, ProcessInvokerPool) and any(self.pool.sender_stats):
+            stats = self.pool.sender_stats
+            summary["senders"] = {"processes": len(stats), "max_in_flight": self.settings.max_in_flight,
+                                  "peak_in_flight": sum(s.get("peak_in_flight", 0) for s in stats),
+                                  "held_back": sum(s.get("held", 0) for s in stats),
+                                  "retries": sum(s.get("retries", 0) for s in stats),
+                                  "connections_opened": sum(s.get("connections_opened", 0) for s in stats)}
         summary["stopped"] = self.stopped_by_request
         return summary
 

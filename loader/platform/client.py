@@ -85,6 +85,23 @@ def _basic_auth(uuid: str, key: str) -> str:
     return "Basic " + base64.b64encode(f"{uuid}:{key}".encode()).decode("ascii")
 
 
+def invoke_outcome(response: Response, attempts: int = 1) -> InvokeOutcome:
+    """What an answer to a non-blocking invoke means."""
+    status = response.status
+    if status in (200, 202):
+        try:
+            activation_id = _json(response).get("activationId") or response.headers.get("x-openwhisk-activation-id")
+        except (ValueError, AttributeError):
+            activation_id = response.headers.get("x-openwhisk-activation-id")
+        if activation_id:
+            return InvokeOutcome(InvokeStatus.ACCEPTED, attempts, activation_id=activation_id, http_status=status)
+        return InvokeOutcome(InvokeStatus.HTTP_ERROR, attempts, http_status=status,
+                             reason=f"HTTP {status} without an activation id")
+    if status == 429:
+        return InvokeOutcome(InvokeStatus.THROTTLED, attempts, http_status=status, reason=_error_text(response))
+    return InvokeOutcome(InvokeStatus.HTTP_ERROR, attempts, http_status=status, reason=_error_text(response))
+
+
 def action_path(action: str) -> str:
     """``name`` or ``package/name`` as a URL path, each segment quoted."""
     return "/".join(quote(part, safe="") for part in action.split("/"))
@@ -139,17 +156,26 @@ class OpenWhiskClient:
     def settings(self) -> ClientSettings:
         return ClientSettings(self.apihost, self.tls_verify, self.timeout_s, self.invoke_retries, self.retry_backoff_s)
 
+    def _headers(self, user: UserKey, body: Any) -> tuple[dict[str, str], bytes | None]:
+        headers = {"Authorization": _basic_auth(user.uuid, user.key), "Accept": "application/json"}
+        if body is None:
+            return headers, None
+        headers["Content-Type"] = "application/json"
+        return headers, json.dumps(body).encode()
+
     def _request(self, method: str, user: UserKey, path: str, *, query: dict[str, str] | None = None,
                  body: Any = None) -> Response:
         """Raises :class:`TransportError` when no HTTP answer came."""
-        headers = {"Authorization": _basic_auth(user.uuid, user.key), "Accept": "application/json"}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
+        headers, data = self._headers(user, body)
         return self._transport.request(method, path, query=query, body=data, headers=headers)
 
     # ------------------------------------------------------------------ invoke
+
+    def invoke_request(self, user: UserKey, action: str, parameters: dict[str, Any]) -> bytes:
+        """The bytes of one non-blocking invoke (for senders with their own sockets)."""
+        headers, data = self._headers(user, parameters)
+        return self._transport.encode_request("POST", f"/actions/{action_path(action)}", query={"blocking": "false"},
+                                              body=data, headers=headers)
 
     def invoke_once(self, user: UserKey, action: str, parameters: dict[str, Any]) -> InvokeOutcome:
         """One non-blocking POST; the outcome says what the platform answered."""
@@ -158,19 +184,7 @@ class OpenWhiskClient:
                                      query={"blocking": "false"}, body=parameters)
         except TransportError as exc:
             return InvokeOutcome(InvokeStatus.CONNECTION_ERROR, 1, reason=_network_text(exc))
-        status = response.status
-        if status in (200, 202):
-            try:
-                activation_id = _json(response).get("activationId") or response.headers.get("x-openwhisk-activation-id")
-            except (ValueError, AttributeError):
-                activation_id = response.headers.get("x-openwhisk-activation-id")
-            if activation_id:
-                return InvokeOutcome(InvokeStatus.ACCEPTED, 1, activation_id=activation_id, http_status=status)
-            return InvokeOutcome(InvokeStatus.HTTP_ERROR, 1, http_status=status,
-                                 reason=f"HTTP {status} without an activation id")
-        if status == 429:
-            return InvokeOutcome(InvokeStatus.THROTTLED, 1, http_status=status, reason=_error_text(response))
-        return InvokeOutcome(InvokeStatus.HTTP_ERROR, 1, http_status=status, reason=_error_text(response))
+        return invoke_outcome(response)
 
     def invoke(self, user: UserKey, action: str, parameters: dict[str, Any],
                *, give_up: Callable[[], bool] = lambda: False) -> InvokeOutcome:

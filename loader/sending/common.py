@@ -33,6 +33,9 @@ class InvokerPool(Protocol):
     def submit(self, item: Dispatch) -> None:
         """The scheduler's dispatch: queue ``item`` for sending now; never blocks."""
 
+    def flush(self) -> None:
+        """Send what the scheduler's tick submitted (called once per tick)."""
+
     def stop(self) -> None:
         """Record what is still queued ``cancelled`` and wait for the senders to end."""
 
