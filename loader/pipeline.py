@@ -39,7 +39,7 @@ from loader.storage.writer import StoreError, StoreWriter
 log = logging.getLogger(__name__)
 
 #: The GIL switch interval while injecting: a busy worker thread delays the scheduler's
-#: wake-up by up to this much (Python's default is 5 ms; ENVIRONMENT.md).
+#: wake-up by up to this much (Python's default is 5 ms; docs/performance.md, Timing facts).
 SWITCH_INTERVAL_S = 0.0005
 SUPERVISE_S = 0.05
 DRAIN_REASON = "the loader was stopped before this invocation's planned time"
