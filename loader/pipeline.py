@@ -6,10 +6,11 @@ thread once the invocation's terminal row is committed.  :meth:`Pipeline.run` re
 when every source ended and every sent activation is terminal, or after a stop.
 
 Stopping (:meth:`Pipeline.request_stop`, safe in a signal handler: it only sets a
-flag): injection stops at once; queued and never-dispatched invocations are recorded
-``cancelled`` (unless ``record_cancelled`` is off, for a mode that resumes them);
-what was sent is still completed, up to its final deadline.  A second request gives
-up waiting: pending activations end ``lost`` with the reason.
+flag): injection stops at once; invocations queued in the invoker pool are recorded
+``cancelled``, and so are those the scheduler never dispatched unless ``record_cancelled``
+is off (a mode that resumes them); what was sent is still completed, up to its final
+deadline.  A second request gives up waiting: pending activations end ``lost`` with the
+reason.
 """
 
 from __future__ import annotations
