@@ -25,8 +25,8 @@ its sender processes.
 
 Before the runs, wrk measures the endpoint alone (POST, keep-alive, ``--wrk-connections``
 connections) for the ratio achieved/wrk.  ``--minutes N`` (default 3, 0 to skip) also replays the
-first N minutes of the bundled Azure Functions 2019 sample (Shahrad et al., USENIX ATC 2020,
-CC-BY) at 1×, converted by ``bench/azure2019_to_traces.py``.
+first N minutes of the Azure Functions 2019 sample committed under ``tests/data/azure2019-sample``
+(Shahrad et al., USENIX ATC 2020, CC-BY) at 1×, converted by ``bench/azure2019_to_traces.py``.
 
 Per run it prints: lateness (sent − planned, as the loader stores it) p50/p99/p99.9/max, the
 achieved rate, invocations later than 5 ms, dropped (planned − sent when the run's time bound
@@ -49,6 +49,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
+
+#: The Azure 2019 sample replayed after the fixed rates (``--azure-data`` overrides it).
+AZURE_DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "azure2019-sample"
 
 _common.use_repo_imports()
 LATE_US = 5_000
@@ -308,8 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration-s", type=float, default=60.0, help="planned length of each rate's traces")
     parser.add_argument("--minutes", type=int, default=3, help="minutes of the Azure 2019 sample to replay (0: skip)")
     parser.add_argument("--azure-data", type=Path, default=None,
-                        help="directory of the Azure 2019 sample (default: ../shared/data/azure2019-sample next to "
-                             "the repository)")
+                        help="directory of the Azure 2019 sample (default: tests/data/azure2019-sample in the "
+                             "repository)")
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--actions", type=int, default=5)
     from loader.config import InjectionConfig
@@ -371,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.slow_duration_s > 0:
             results["runs"]["slow_platform"] = slow_platform(args, scratch)
         import azure2019_to_traces
-        azure_data = args.azure_data or azure2019_to_traces.DEFAULT_DATA
+        azure_data = args.azure_data or AZURE_DATA
         if args.minutes > 0 and not (azure_data / "invocations.csv").exists():
             print(f"Azure 2019 replay skipped: no {azure_data / 'invocations.csv'} (give --azure-data DIR)")
             results["runs"]["azure2019"] = {"skipped": f"no sample at {azure_data}"}

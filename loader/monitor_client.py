@@ -1,4 +1,4 @@
-"""The loader's client of the monitor's measurement socket (docs/monitor.md, CONTRACTS.md §2).
+"""The loader's client of the monitor's measurement socket (docs/monitor.md, Measurement socket).
 
 :meth:`MonitorClient.samples_for_activation` never raises on monitor trouble and never takes
 longer than ``timeout_s``: every outcome is a :class:`MonitorAnswer` whose ``status`` goes to

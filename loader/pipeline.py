@@ -6,10 +6,11 @@ thread once the invocation's terminal row is committed.  :meth:`Pipeline.run` re
 when every source ended and every sent activation is terminal, or after a stop.
 
 Stopping (:meth:`Pipeline.request_stop`, safe in a signal handler: it only sets a
-flag): injection stops at once; queued and never-dispatched invocations are recorded
-``cancelled`` (unless ``record_cancelled`` is off, for a mode that resumes them);
-what was sent is still completed, up to its final deadline.  A second request gives
-up waiting: pending activations end ``lost`` with the reason.
+flag): injection stops at once; invocations queued in the invoker pool are recorded
+``cancelled``, and so are those the scheduler never dispatched unless ``record_cancelled``
+is off (a mode that resumes them); what was sent is still completed, up to its final
+deadline.  A second request gives up waiting: pending activations end ``lost`` with the
+reason.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from loader.storage.writer import StoreError, StoreWriter
 log = logging.getLogger(__name__)
 
 #: The GIL switch interval while injecting: a busy worker thread delays the scheduler's
-#: wake-up by up to this much (Python's default is 5 ms; ENVIRONMENT.md).
+#: wake-up by up to this much (Python's default is 5 ms; docs/performance.md, Timing facts).
 SWITCH_INTERVAL_S = 0.0005
 SUPERVISE_S = 0.05
 DRAIN_REASON = "the loader was stopped before this invocation's planned time"

@@ -1,7 +1,7 @@
 """The HTTP/1.1 server of the REST API (standard library, one thread per connection).
 
-Keep-alive connections; Nagle off and each response written in one ``write`` (else
-delayed ACKs stall ~40 ms per request, ENVIRONMENT.md).
+Keep-alive connections; Nagle off and each response written in one ``write``: a response sent
+in two writes with Nagle on waits for the client's delayed ACK, ~40 ms per request.
 """
 
 from __future__ import annotations
