@@ -14,6 +14,8 @@ import threading
 import uuid
 from pathlib import Path
 
+from faasload import openwhisk_names
+
 from .activations import ActivationStore
 from .backends import Backend, Container
 from .config import LocalWhiskConfig
@@ -22,8 +24,6 @@ from .errors import ApiError
 from .events import EventPublisher, NoEvents
 from .invoker import Invoker, Job, now_ms
 from .limits import ConcurrencyThrottler, RateThrottler
-from faasload import openwhisk_names
-
 from .notify import MonitorNotifier
 from .pool import ContainerPool
 from .users import Identity, UserStore
