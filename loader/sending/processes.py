@@ -106,6 +106,7 @@ class ProcessInvokerPool:
                 args=(number, self.client, self.keys, list(theirs), self._cancel,
                       logging.getLogger().getEffectiveLevel()))
             process.start()
+            assert process.pid is not None, "a started process has a pid"
             self.process_ids.append(process.pid)
             for thread_number, (conn, child_end) in enumerate(zip(ours, theirs)):
                 child_end.close()
@@ -193,7 +194,7 @@ class ProcessInvokerPool:
             for conn in multiprocessing.connection.wait(list(open_conns), WATCH_S):
                 lane = open_conns[conn]
                 try:
-                    answer = conn.recv()
+                    answer = lane.conn.recv()  # conn itself (wait() is typed for sockets and fds too)
                 except (EOFError, OSError):
                     del open_conns[conn]
                     self._lane_ended(lane)
