@@ -31,6 +31,7 @@ from loader.plan import TraceSource
 from loader.platform.client import OpenWhiskClient
 from loader.platform.keys import UserKey
 from loader.scheduler import Scheduler
+from loader.sending import common
 from loader.sending.processes import ProcessInvokerPool
 from loader.sending.threads import InvokerPool
 from loader.storage.recorder import DurableSink, OnStored, Recorder
@@ -78,6 +79,7 @@ class Pipeline:
         self._halt = threading.Event()         # stop the service threads
         self._start_s = self.clock.monotonic_s()
         self.start_epoch_s = self.clock.epoch_s()
+        self.pool: common.InvokerPool
         if settings.sender_processes:
             self.pool = ProcessInvokerPool(
                 settings.sender_processes, client.settings, keys, self.recorder, self.tracker, clock=self.clock,
@@ -122,14 +124,15 @@ class Pipeline:
                             self.consumer.stats.last_error or "topic missing")
         self.pool.start()
         threads.append(self._thread(self.tracker.run, "completion-tracker", self._halt))
-        self.scheduler = Scheduler(self.sources, self.pool.submit, clock=self.clock, start_s=0.0, flush=self.pool.flush)
+        self.scheduler = scheduler = Scheduler(self.sources, self.pool.submit, clock=self.clock, start_s=0.0,
+                                               flush=self.pool.flush)
         previous_interval = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         try:
             self._start_s = self.clock.monotonic_s()
             self.start_epoch_s = self.clock.epoch_s()
-            self.scheduler.start_s = self._start_s
-            scheduler_thread = self._thread(self._schedule, "scheduler")
+            scheduler.start_s = self._start_s
+            scheduler_thread = self._thread(self._schedule, "scheduler", scheduler)
             self._supervise(scheduler_thread)
         finally:
             sys.setswitchinterval(previous_interval)
@@ -169,9 +172,9 @@ class Pipeline:
         thread.start()
         return thread
 
-    def _schedule(self) -> None:
+    def _schedule(self, scheduler: Scheduler) -> None:
         set_fine_timer_slack()
-        self.scheduler.run(self.stopping)
+        scheduler.run(self.stopping)
 
     def _supervise(self, scheduler_thread: threading.Thread) -> None:
         """The main thread: stop requests, durability callbacks, progress, the end condition."""
@@ -198,7 +201,7 @@ class Pipeline:
                         "(stop again to give up waiting)", self.tracker.pending_count)
             self.stopping.set()
             scheduler_thread.join()
-            if self.settings.record_cancelled:
+            if self.settings.record_cancelled and self.scheduler is not None:  # set before the supervision
                 cancelled = 0
                 for invocation in self.scheduler.drain():
                     self.recorder.cancelled(invocation, DRAIN_REASON, dispatched=False)

@@ -118,8 +118,8 @@ class Scheduler:
         """After a stop: every invocation never handed out (heap first, then the rest of each trace)."""
         pending = sorted(self._heap)
         self._heap = []
-        for _, index, invocation in pending:
-            yield invocation
+        for _, _index, queued in pending:
+            yield queued
         for source in self._sources:
             while True:
                 try:

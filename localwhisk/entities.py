@@ -126,6 +126,8 @@ def build_action(namespace: str, name: str, body: dict[str, Any], existing: Acti
 def _exec_fields(exec_body: dict | None, existing: Action | None,
                  runtimes: RuntimesConfig) -> tuple[str, str, str | None]:
     if not exec_body:
+        if existing is None:  # build_action refuses this first
+            raise ApiError(400, EXEC_UNDEFINED)
         return existing.kind, existing.code, existing.main
     kind = exec_body.get("kind")
     if kind == "python:default":

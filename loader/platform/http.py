@@ -260,7 +260,7 @@ def _read_response(conn: _Connection, method: str) -> tuple[Response, bool]:
 
 
 def _read_chunked(conn: _Connection) -> bytes:
-    parts = []
+    parts: list[bytes] = []
     while True:
         size_line = conn.read_until(b"\r\n", 1024, "chunk size line")
         try:

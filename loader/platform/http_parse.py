@@ -35,7 +35,7 @@ def _head(buffer: bytearray, end: int) -> tuple[int, bytes, dict[str, str]]:
 
 def _chunked_body(buffer: bytearray, start: int) -> tuple[bytes, int] | None:
     """The decoded body and the offset past its end, or None while incomplete."""
-    parts = []
+    parts: list[bytes] = []
     position = start
     while True:
         line_end = buffer.find(_CRLF, position)

@@ -68,7 +68,7 @@ class _Connection(asyncio.Protocol):
         self.request: _Request | None = None
         self.closed = False
 
-    def connection_made(self, transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport) -> None:
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:

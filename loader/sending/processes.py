@@ -103,6 +103,7 @@ class ProcessInvokerPool:
                       logging.getLogger().getEffectiveLevel(), share))
             process.start()
             theirs.close()
+            assert process.pid is not None, "a started process has a pid"
             self.process_ids.append(process.pid)
             self._lanes.append(_Lane(process, number, ours))
         for lane in self._lanes:  # a spawned interpreter needs ~0.3 s of imports: wait, or the first
@@ -202,7 +203,7 @@ class ProcessInvokerPool:
             for conn in multiprocessing.connection.wait(list(open_conns), WATCH_S):
                 lane = open_conns[conn]
                 try:
-                    message = conn.recv()
+                    message = lane.conn.recv()  # conn itself (wait() is typed for sockets and fds too)
                 except (EOFError, OSError):
                     del open_conns[conn]
                     self._lane_ended(lane)

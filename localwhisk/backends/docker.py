@@ -147,7 +147,7 @@ class DockerBackend:
         self.python = python
         self.start_timeout_s = start_timeout_s
         self.prefix = f"wsk{instance}_"
-        self.warning = None
+        self.warning: str | None = None
         self._ensure_image()
         self._remove_leftovers()
 
