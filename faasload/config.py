@@ -83,6 +83,15 @@ def section(cls: type, *, doc: str) -> Any:
     return dataclasses.field(default_factory=cls, metadata={"doc": doc, "section": True})
 
 
+def field_default(field: dataclasses.Field) -> Any:
+    """The default of a field declared with :func:`option` or :func:`section`."""
+    if field.default is not _MISSING:
+        return field.default
+    if field.default_factory is _MISSING:
+        raise TypeError(f"configuration field {field.name!r} has no default (declare it with option())")
+    return field.default_factory()
+
+
 def _copy(value: Any) -> Any:
     if isinstance(value, list):
         return [_copy(v) for v in value]
@@ -145,7 +154,7 @@ def parse(schema: type, data: Any, source: str, prefix: str = "") -> Any:
         elif field.metadata.get("required"):
             raise ConfigError(source, keypath, "missing required key")
         elif not field.metadata.get("section"):
-            default = field.default if field.default is not _MISSING else field.default_factory()
+            default = field_default(field)
             if default is not None:  # defaults go through the same conversion (paths expand)
                 values[name] = _convert(hints[name], default, "<defaults>", keypath)
         else:
@@ -226,7 +235,7 @@ def _convert(hint: Any, raw: Any, source: str, keypath: str) -> Any:
         if not isinstance(raw, str) or not raw:
             raise ConfigError(source, keypath, f"expected a path, got {_show(raw)}")
         return expand_path(raw)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return parse(hint, raw, source, keypath)
     raise TypeError(f"unsupported configuration type {hint!r} at {keypath}")
 
@@ -288,10 +297,8 @@ def iter_keys(schema: type, prefix: str = ""):
         meta = field.metadata
         if meta.get("required"):
             default = "(required)"
-        elif field.default is not _MISSING:
-            default = _yaml_text(field.default)
         else:
-            default = _yaml_text(field.default_factory())
+            default = _yaml_text(field_default(field))
         yield keypath, _type_text(hints[field.name]), default, meta.get("unit", ""), meta["doc"]
 
 

@@ -114,13 +114,13 @@ class EmbeddedPostgres:
     def dsn(self, database: str = "postgres") -> str:
         return f"host={self.host} port={self.port} user={SUPERUSER} dbname={database}"
 
-    def _run(self, args: list[str], **kwargs) -> subprocess.CompletedProcess:
+    def _run(self, args: list[str]) -> subprocess.CompletedProcess[str]:
         owner = _service_user()
-        extra = {"user": owner.pw_uid, "group": owner.pw_gid} if owner else {}
         # Output to files, not pipes: pg_ctl's server child could hold a pipe open.
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
             code = subprocess.run(args, stdout=out, stderr=err, stdin=subprocess.DEVNULL, text=True,
-                                  **extra, **kwargs).returncode
+                                  user=owner.pw_uid if owner else None,
+                                  group=owner.pw_gid if owner else None).returncode
             out.seek(0)
             err.seek(0)
             return subprocess.CompletedProcess(args, code, out.read(), err.read())

@@ -1,4 +1,4 @@
-"""The monitor's socket protocol (docs/monitor.md; CONTRACTS.md §1-2), shared by every party.
+"""The monitor's socket protocol (docs/monitor.md: Notification socket, Measurement socket), shared by every party.
 
 Both sockets carry one JSON object per connection.  This module turns raw bytes into frozen
 records and back; it does no I/O.  The loader's client, localwhisk's notifier and the invoker

@@ -13,10 +13,11 @@ import importlib
 import sys
 import textwrap
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .config import _type_text, _yaml_text, render_table
+from .config import _type_text, _yaml_text, field_default, render_table
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "configuration.md"
@@ -61,12 +62,12 @@ def _yaml_lines(schema: type, indent: int) -> list[str]:
             out.append(f"{pad}{field.name}:")
             out += _yaml_lines(hints[field.name], indent + 1)
             continue
-        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        default = field_default(field)
         out.append(f"{pad}{field.name}: {_yaml_value(default, field.name, meta)}  # {_type_text(hints[field.name])}")
     return out
 
 
-def _yaml_value(value: Any, name: str, meta: dict) -> str:
+def _yaml_value(value: Any, name: str, meta: Mapping[str, Any]) -> str:
     if name == "mode" and isinstance(value, int):
         return "0" + format(value, "o")  # YAML 1.1 octal, as PyYAML reads it
     return _yaml_text(value)

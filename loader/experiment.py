@@ -64,6 +64,7 @@ def pipeline_settings(config: LoaderConfig, *, record_cancelled: bool = True) ->
     return PipelineSettings(
         workers=config.injection.workers,
         sender_processes=config.injection.sender_processes,
+        max_in_flight=config.injection.max_in_flight,
         tracker=TrackerSettings(c.event_timeout_s, c.poll_interval_s, c.record_retry_s, c.final_deadline_s, c.workers),
         progress_interval_s=config.injection.progress_interval_s,
         late_threshold_us=round(config.injection.late_threshold_ms * 1000),
@@ -104,11 +105,12 @@ def experiment_name(config: LoaderConfig, mode: str) -> str:
 
 def _prepare_experiment(conn, config: LoaderConfig, spec: ExperimentSpec, name: str) -> int:
     """Create the experiment (a resumed generation reopens its own); refuse a taken name before any write."""
-    fields = dict(name=name, mode=spec.mode, description=config.experiment.description, seed=spec.seed,
-                  config=config_snapshot(config))
+    description, snapshot = config.experiment.description, config_snapshot(config)
     if spec.reuse_experiment:
-        return experiments.ensure_experiment(conn, **fields, reopen=True)
-    experiment_id = experiments.create_experiment(conn, **fields)
+        return experiments.ensure_experiment(conn, name=name, mode=spec.mode, description=description,
+                                             seed=spec.seed, config=snapshot, reopen=True)
+    experiment_id = experiments.create_experiment(conn, name=name, mode=spec.mode, description=description,
+                                                  seed=spec.seed, config=snapshot)
     if experiment_id is None:
         raise ExperimentError(_taken(experiments.find_experiment(conn, name), name))
     return experiment_id

@@ -34,7 +34,9 @@ from loader.storage.rows import FunctionRow
 #: Parameters FaaSLoad itself passes to every action (docs/actions.md).
 STORAGE_PARAMETERS = ("incont", "object", "outcont")
 INPUT_KINDS = ("image", "audio", "video")
-#: Limits wskdeploy parses; those it does not send to the platform are accepted and ignored.
+#: Limits wskdeploy parses: the three it sends to the platform, and ``concurrentActivations``, which
+#: wskdeploy does not send but FaaSLoad sends as the per-container ``concurrency`` limit; the other
+#: limits wskdeploy parses are accepted and ignored (docs/openwhisk-contract.md, wskdeploy manifests).
 _LIMITS = {"memorySize": ("memory_mb", 1), "timeout": ("timeout_ms", 1), "logSize": ("log_size_mb", 0),
            "concurrentActivations": ("concurrency", 1)}
 _IGNORED_LIMITS = ("userInvocationRate", "codeSize", "parameterSize")

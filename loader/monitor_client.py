@@ -1,4 +1,4 @@
-"""The loader's client of the monitor's measurement socket (docs/monitor.md, CONTRACTS.md §2).
+"""The loader's client of the monitor's measurement socket (docs/monitor.md, Measurement socket).
 
 :meth:`MonitorClient.samples_for_activation` never raises on monitor trouble and never takes
 longer than ``timeout_s``: every outcome is a :class:`MonitorAnswer` whose ``status`` goes to
@@ -95,7 +95,7 @@ class MonitorClient:
                                     end_ms=None if end_s is None else round(end_s * 1000), kind=kind)
             answer = self._ask(encode_query(query), deadline_s)
             if (isinstance(answer, ErrorAnswer) and answer.code is ErrorCode.UNKNOWN_ACTIVATION
-                    and None not in (container, start_s, end_s)):
+                    and container is not None and start_s is not None and end_s is not None):
                 answer = self._ask(encode_query(WindowQuery(container, start_s, end_s)), deadline_s)
             return _interpret(answer)
         except MonitorDown as exc:

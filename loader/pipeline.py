@@ -6,11 +6,11 @@ thread once the invocation's terminal row is committed.  :meth:`Pipeline.run` re
 when every source ended and every sent activation is terminal, or after a stop.
 
 Stopping (:meth:`Pipeline.request_stop`, safe in a signal handler: it only sets a
-flag): injection stops at once; queued and never-dispatched invocations are recorded
-``cancelled`` (unless ``record_cancelled`` is off, for a mode that resumes them: then
-they get no row at all);
-what was sent is still completed, up to its final deadline.  A second request gives
-up waiting: pending activations end ``lost`` with the reason.
+flag): injection stops at once; invocations queued in the invoker pool, and those the
+scheduler never dispatched, are recorded ``cancelled`` (unless ``record_cancelled`` is off,
+for a mode that resumes them: then they get no row at all); what was sent is still
+completed, up to its final deadline.  A second request gives up waiting: pending
+activations end ``lost`` with the reason.
 
 A service thread (scheduler, completion tracker...) that dies of an unexpected exception
 is logged at ERROR with its traceback and stops the run the same way; the summary then
@@ -21,6 +21,7 @@ further ends alone (:class:`loader.plan.TraceEnded`): the summary lists it in
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import threading
@@ -37,7 +38,7 @@ from loader.plan import TraceSource
 from loader.platform.client import OpenWhiskClient
 from loader.platform.keys import UserKey
 from loader.scheduler import Scheduler
-from loader.sending.common import record_stopped
+from loader.sending import common
 from loader.sending.processes import ProcessInvokerPool
 from loader.sending.retries import Retries, RetryPolicy
 from loader.sending.threads import InvokerPool
@@ -48,7 +49,7 @@ from loader.storage.writer import StoreWriter
 log = logging.getLogger(__name__)
 
 #: The GIL switch interval while injecting: a busy worker thread delays the scheduler's
-#: wake-up by up to this much (Python's default is 5 ms; ENVIRONMENT.md).
+#: wake-up by up to this much (Python's default is 5 ms; docs/performance.md, Timing facts).
 SWITCH_INTERVAL_S = 0.0005
 SUPERVISE_S = 0.05
 DRAIN_REASON = "the loader was stopped before this invocation's planned time"
@@ -62,6 +63,7 @@ class PipelineSettings:
     workers: int
     tracker: TrackerSettings
     sender_processes: int = 0                # 0: the invoker threads run in this process
+    max_in_flight: int = 10_000             # requests in flight at most, with sender processes
     progress_interval_s: float = 10.0
     late_threshold_us: int = 10_000
     record_cancelled: bool = True
@@ -92,17 +94,19 @@ class Pipeline:
         self._start_s = self.clock.monotonic_s()
         self.start_epoch_s = self.clock.epoch_s()
         self.retries: Retries | None = None
-        if settings.invoke_retries:
+        if settings.invoke_retries and not settings.sender_processes:  # sender processes retry on their loops
             self.retries = Retries(RetryPolicy.of(settings.invoke_retries, settings.invoke_retry_backoff_s),
                                    lambda item: self.pool.submit(item),
-                                   lambda item: record_stopped(self.recorder, item, self._start_s),
+                                   lambda item: common.record_stopped(self.recorder, item, self._start_s),
                                    clock=self.clock, stopping=self.stopping)
-        self.pool: InvokerPool | ProcessInvokerPool
+        self.pool: common.InvokerPool
         if settings.sender_processes:
+            senders = dataclasses.replace(client.settings, invoke_retries=settings.invoke_retries,
+                                          retry_backoff_s=settings.invoke_retry_backoff_s)
             self.pool = ProcessInvokerPool(
-                settings.sender_processes, -(-settings.workers // settings.sender_processes),
-                client.settings, keys, self.recorder, self.tracker, clock=self.clock,
-                start_s=lambda: self._start_s, stopping=self.stopping, retries=self.retries)
+                settings.sender_processes, senders, keys, self.recorder, self.tracker, clock=self.clock,
+                start_s=lambda: self._start_s, stopping=self.stopping,
+                max_in_flight=settings.max_in_flight)
         else:
             self.pool = InvokerPool(settings.workers, client, keys, self.recorder, self.tracker, clock=self.clock,
                                     start_s=lambda: self._start_s, stopping=self.stopping, retries=self.retries)
@@ -139,14 +143,15 @@ class Pipeline:
         threads.append(self._thread(self.tracker.run, "completion-tracker", self._halt))
         if self.retries is not None:
             threads.append(self._thread(self.retries.run, "invoke-retries", self._halt))
-        self.scheduler = Scheduler(self.sources, self.pool.submit, clock=self.clock, start_s=0.0)
+        self.scheduler = scheduler = Scheduler(self.sources, self.pool.submit, clock=self.clock, start_s=0.0,
+                                               flush=self.pool.flush)
         previous_interval = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         try:
             self._start_s = self.clock.monotonic_s()
             self.start_epoch_s = self.clock.epoch_s()
-            self.scheduler.start_s = self._start_s
-            scheduler_thread = self._thread(self._schedule, "scheduler")
+            scheduler.start_s = self._start_s
+            scheduler_thread = self._thread(self._schedule, "scheduler", scheduler)
             self._supervise(scheduler_thread)
         finally:
             sys.setswitchinterval(previous_interval)
@@ -176,6 +181,13 @@ class Pipeline:
         rejected = self.sink.writer.stats.rejected
         if rejected:
             summary["store_errors"] = list(rejected)
+        if isinstance(self.pool, ProcessInvokerPool) and any(self.pool.sender_stats):
+            stats = self.pool.sender_stats
+            summary["senders"] = {"processes": len(stats), "max_in_flight": self.settings.max_in_flight,
+                                  "peak_in_flight": sum(s.get("peak_in_flight", 0) for s in stats),
+                                  "held_back": sum(s.get("held", 0) for s in stats),
+                                  "retries": sum(s.get("retries", 0) for s in stats),
+                                  "connections_opened": sum(s.get("connections_opened", 0) for s in stats)}
         summary["stopped"] = self.stopped_by_request
         if self.failures:
             summary["failure"] = "; ".join(f"the {name} thread failed: {text}" for name, text in self.failures.items())
@@ -194,9 +206,9 @@ class Pipeline:
             log.exception("the %s thread failed; stopping the run", name)
             self.failures[name] = f"{type(exc).__name__}: {exc}"
 
-    def _schedule(self) -> None:
+    def _schedule(self, scheduler: Scheduler) -> None:
         set_fine_timer_slack()
-        self.scheduler.run(self.stopping)
+        scheduler.run(self.stopping)
 
     def _supervise(self, scheduler_thread: threading.Thread) -> None:
         """The main thread: stop requests, durability callbacks, progress, the end condition."""

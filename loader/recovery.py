@@ -68,11 +68,11 @@ def stored_settings(experiment: ExperimentRow, config: LoaderConfig) -> StoredSe
     snapshot = experiment.config or {}
     where = f"experiment {experiment.name!r} (experiments.config)"
     sections = []
-    for key, schema, current in (("openwhisk", OpenWhiskConfig, config.openwhisk),
-                                 ("completion", CompletionConfig, config.completion),
-                                 ("injection", InjectionConfig, config.injection)):
+    for key, section, current in (("openwhisk", OpenWhiskConfig, config.openwhisk),
+                                  ("completion", CompletionConfig, config.completion),
+                                  ("injection", InjectionConfig, config.injection)):
         try:
-            sections.append(parse(schema, snapshot[key], where, key))
+            sections.append(parse(section, snapshot[key], where, key))
         except (KeyError, ConfigError) as exc:
             log.warning("%s: its %s section cannot be used (%s): using the current configuration's", where, key, exc)
             sections.append(current)

@@ -94,6 +94,7 @@ def serve(config) -> int:
     tmp = apihost_file.with_suffix(f".tmp{os.getpid()}")
     tmp.write_text(server.url + "\n")
     os.replace(tmp, apihost_file)
+    assert platform.backend is not None, "Platform.start() sets the backend"
     LOG.info("serving the OpenWhisk API on %s (backend %s)", server.url, platform.backend.name)
     try:
         stop.wait()

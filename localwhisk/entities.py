@@ -1,4 +1,5 @@
-"""Actions: the entity, its create/update rules (CONTRACT.md §6) and a persisted store.
+"""Actions: the entity, its create/update rules (docs/openwhisk-contract.md, Creating and reading
+actions) and a persisted store.
 
 Packages are not implemented: an action lives at the namespace root.
 """
@@ -125,6 +126,8 @@ def build_action(namespace: str, name: str, body: dict[str, Any], existing: Acti
 def _exec_fields(exec_body: dict | None, existing: Action | None,
                  runtimes: RuntimesConfig) -> tuple[str, str, str | None]:
     if not exec_body:
+        if existing is None:  # build_action refuses this first
+            raise ApiError(400, EXEC_UNDEFINED)
         return existing.kind, existing.code, existing.main
     kind = exec_body.get("kind")
     if kind == "python:default":

@@ -1,4 +1,4 @@
-"""OpenWhisk user events on Kafka (USER_EVENTS.md): ``EventMessage`` JSON, no key.
+"""OpenWhisk user events on Kafka (docs/openwhisk-contract.md, User events): ``EventMessage`` JSON, no key.
 
 Messages are queued and sent by one background thread with kafka-python, so an
 invocation never waits on the broker; a broker that is down loses events (logged).
@@ -11,10 +11,13 @@ import logging
 import queue
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .activations import ActivationRecord
 from .users import Identity
+
+if TYPE_CHECKING:
+    from kafka import KafkaProducer
 
 LOG = logging.getLogger(__name__)
 
@@ -72,13 +75,13 @@ class EventPublisher:
         self.failed = 0
         self._queue: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
-        self._producer = None
+        self._producer: KafkaProducer | None = None
 
     def start(self) -> None:
         from kafka import KafkaProducer  # imported here: nothing happens at import time
         self._producer = KafkaProducer(bootstrap_servers=self.bootstrap_servers, linger_ms=0, acks=1,
                                        retries=3, max_block_ms=10000)
-        self._thread = threading.Thread(target=self._run, name="user-events", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(self._producer,), name="user-events", daemon=True)
         self._thread.start()
 
     def activation(self, record: ActivationRecord, identity: Identity) -> None:
@@ -90,13 +93,13 @@ class EventPublisher:
         body = {"metricName": name, "metricValue": value}
         self._queue.put(event_message(self.controller_source, body, identity, identity.namespace, "Metric"))
 
-    def _run(self) -> None:
+    def _run(self, producer: KafkaProducer) -> None:
         while True:
             message = self._queue.get()
             if message is None:
                 return
             try:
-                future = self._producer.send(self.topic, json.dumps(message, separators=(",", ":")).encode())
+                future = producer.send(self.topic, json.dumps(message, separators=(",", ":")).encode())
                 future.add_callback(self._sent).add_errback(self._failed, message)
             except Exception as exc:  # noqa: BLE001 (the broker is down: lose the event, say so)
                 self._failed(exc, message)
@@ -109,7 +112,7 @@ class EventPublisher:
         LOG.warning("user event not published (%s): %s", exc, message.get("body"))
 
     def stop(self) -> None:
-        if self._thread is not None:
+        if self._thread is not None and self._producer is not None:
             self._queue.put(None)
             self._thread.join(5)
             self._producer.flush(5)

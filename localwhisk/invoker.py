@@ -88,7 +88,7 @@ class Invoker:
     """Executes :class:`Job` s, one thread each; ``on_done(job, record)`` after storing."""
 
     def __init__(self, pool: ContainerPool, store: ActivationStore, *, container_name: Callable[[Job], str],
-                 container_env: dict[str, str], notify_activation: Callable[[str, str, str, float], None],
+                 container_env: dict[str, str], notify_activation: Callable[[str, str, str, float], object],
                  publish: Callable[[ActivationRecord, Identity], None], on_done: Callable[[Job], None],
                  max_payload_bytes: int, log_wait_s: float, pool_wait_s: float):
         self.pool = pool

@@ -14,6 +14,8 @@ import threading
 import uuid
 from pathlib import Path
 
+from faasload import openwhisk_names
+
 from .activations import ActivationStore
 from .backends import Backend, Container
 from .config import LocalWhiskConfig
@@ -22,8 +24,6 @@ from .errors import ApiError
 from .events import EventPublisher, NoEvents
 from .invoker import Invoker, Job, now_ms
 from .limits import ConcurrencyThrottler, RateThrottler
-from faasload import openwhisk_names
-
 from .notify import MonitorNotifier
 from .pool import ContainerPool
 from .users import Identity, UserStore
@@ -81,12 +81,12 @@ class Platform:
         self.users.seed_guest()
         self.config.storage.dir.mkdir(parents=True, exist_ok=True)
         self._run_dir.mkdir(parents=True, exist_ok=True)
-        self.backend = make_backend(self.config, self._run_dir)
-        if getattr(self.backend, "warning", None):
-            LOG.warning("%s", self.backend.warning)
-        LOG.info("container backend: %s", self.backend.name)
+        self.backend = backend = make_backend(self.config, self._run_dir)
+        if backend.warning:
+            LOG.warning("%s", backend.warning)
+        LOG.info("container backend: %s", backend.name)
         cfg = self.config.containers
-        self.pool = ContainerPool(self.backend, capacity_mb=cfg.user_memory_mb, keepalive_s=cfg.keepalive_s,
+        self.pool = ContainerPool(backend, capacity_mb=cfg.user_memory_mb, keepalive_s=cfg.keepalive_s,
                                   pause_grace_s=cfg.pause_grace_s, notify=self._notify_container)
         env = {"FAASLOAD_STORAGE": str(self.config.storage.dir), "__OW_API_HOST": self.api_host}
         self.invoker = Invoker(self.pool, self.activations, container_name=self._container_name, container_env=env,
@@ -131,6 +131,8 @@ class Platform:
     def invoke(self, identity: Identity, action: Action, params: dict, transaction_id: str,
                received_ms: int) -> str:
         """Start an admitted activation; its id."""
+        if self.invoker is None:
+            raise RuntimeError("the platform is not started")
         activation_id = uuid.uuid4().hex
         self.invoker.submit(Job(activation_id, transaction_id, identity, action, params, received_ms))
         return activation_id

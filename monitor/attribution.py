@@ -99,23 +99,25 @@ HINTS = ("namespace", "action", "start_ms", "end_ms")
 def answer(registry, query: ActivationQuery, *, slack_s: float = DEFAULT_SLACK_S) -> ActivationAnswer:
     """Answer a query by activation that no notice bound, from the registry's Docker names and
     running stretches; raises :class:`ProtocolError` (``unknown_activation``, ``ambiguous``)."""
-    missing = [key for key in HINTS if getattr(query, key) is None]
-    if missing:
+    namespace, action, start_ms, end_ms = query.namespace, query.action, query.start_ms, query.end_ms
+    if namespace is None or action is None or start_ms is None or end_ms is None:
+        missing = [key for key in HINTS if getattr(query, key) is None]
         raise ProtocolError(f"unknown activation {query.activation}: no notice bound it to a container, and "
                             f"attribution needs {', '.join(repr(k) for k in missing)} in the query",
                             ErrorCode.UNKNOWN_ACTIVATION)
-    if query.end_ms < query.start_ms:
-        raise ProtocolError(f"'end_ms' ({query.end_ms}) is before 'start_ms' ({query.start_ms})")
-    start_s, end_s = query.start_ms / 1000, query.end_ms / 1000
-    found = attribute(registry.named_candidates(), query.namespace, query.action, start_s, end_s,
+    if end_ms < start_ms:
+        raise ProtocolError(f"'end_ms' ({end_ms}) is before 'start_ms' ({start_ms})")
+    start_s, end_s = start_ms / 1000, end_ms / 1000
+    found = attribute(registry.named_candidates(), namespace, action, start_s, end_s,
                       slack_s=slack_s, kind=query.kind)
     if found.verdict is Verdict.AMBIGUOUS:
         raise ProtocolError(f"activation {query.activation}: {found.reason}", ErrorCode.AMBIGUOUS)
-    if found.verdict is Verdict.MISSING:
+    container = found.container
+    if found.verdict is Verdict.MISSING or container is None:
         raise ProtocolError(f"unknown activation {query.activation}: {found.reason}", ErrorCode.UNKNOWN_ACTIVATION)
-    entry = registry.containers.get(found.container)
+    entry = registry.containers.get(container)
     if entry is None:
-        raise ProtocolError(f"activation {query.activation}: container {found.container} expired meanwhile",
+        raise ProtocolError(f"activation {query.activation}: container {container} expired meanwhile",
                             ErrorCode.UNKNOWN_ACTIVATION)
-    return ActivationAnswer(query.activation, found.container, start_s, end_s,
+    return ActivationAnswer(query.activation, container, start_s, end_s,
                             entry.buffer.window(start_s, end_s, bracket=True))

@@ -160,7 +160,7 @@ class CgroupV1Reader:
     """cgroup v1: ``<root>/memory/<path>`` and ``<root>/cpuacct/<path>``."""
 
     version = 1
-    controllers = ("memory", "cpuacct")
+    controllers: tuple[str, ...] = ("memory", "cpuacct")
 
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -183,7 +183,7 @@ class CgroupV2Reader:
     """cgroup v2: one directory ``<root>/<path>`` holding memory.* and cpu.stat."""
 
     version = 2
-    controllers = ("",)
+    controllers: tuple[str, ...] = ("",)
 
     def __init__(self, root: Path):
         self.root = Path(root)

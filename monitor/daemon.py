@@ -49,10 +49,11 @@ class Monitor:
         self.handlers = Handlers(self.registry, sampling.resolution_s, clock.epoch_s,
                                  attribution_slack_s=config.docker.attribution_slack_s)
         sockets = config.sockets
-        common = {"mode": sockets.mode, "max_message_bytes": sockets.max_message_bytes,
-                  "read_timeout_s": sockets.read_timeout_s}
-        self.servers = (MessageServer("notification", sockets.notification, self.handlers.notification, **common),
-                        MessageServer("measurement", sockets.measurement, self.handlers.query, **common))
+        self.servers = tuple(
+            MessageServer(name, path, handler, mode=sockets.mode, max_message_bytes=sockets.max_message_bytes,
+                          read_timeout_s=sockets.read_timeout_s)
+            for name, path, handler in (("notification", sockets.notification, self.handlers.notification),
+                                        ("measurement", sockets.measurement, self.handlers.query)))
         self._sampler_stop = threading.Event()
         self._sampler_thread: threading.Thread | None = None
 

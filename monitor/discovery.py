@@ -81,9 +81,9 @@ class Discovery:
                 tried.append("Docker (pid not usable)")
             else:
                 tried.append("Docker (unknown id)")
-        dirs = self._from_conventions(full_id)
-        if dirs is not None:
-            return dirs
+        conventional = self._from_conventions(full_id)
+        if conventional is not None:
+            return conventional
         tried.append("path conventions " + ", ".join(DOCKER_PATTERNS))
         raise CgroupError(f"no cgroup found for container {container!r} (tried {'; '.join(tried)})")
 
@@ -93,6 +93,8 @@ class Discovery:
                 raise CgroupError(f"{what}: {directory} is not a directory")
 
     def _from_docker(self, container: str) -> CgroupDirs | str | None:
+        if self.docker_inspect is None:
+            return None
         try:
             info = self.docker_inspect(container)
         except Exception as exc:  # the daemon went away: fall back to conventions  # noqa: BLE001

@@ -23,10 +23,10 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from faasload.clock import Clock
 from faasload.monitor_protocol import ContainerNotice, Lifecycle
@@ -165,6 +165,13 @@ def _event_time_s(event: dict[str, Any]) -> float | None:
     return float(event["time"]) if "time" in event else None
 
 
+class EventStream(Protocol):
+    """What ``docker.DockerClient.events(decode=True)`` returns (the SDK has no type hints)."""
+
+    def __iter__(self) -> Iterator[dict[str, Any]]: ...
+    def close(self) -> None: ...
+
+
 class DockerEvents:
     """Follows Docker's container events into ``registry``.  ``client_factory()`` returns a
     ``docker.DockerClient`` (or raises); ``start()``/``stop()`` own the two threads."""
@@ -181,7 +188,7 @@ class DockerEvents:
         self.reconnects = 0
         self.connected = threading.Event()
         self._stop = threading.Event()
-        self._stream = None
+        self._stream: EventStream | None = None
         self._threads: list[threading.Thread] = []
 
     # ----------------------------------------------------------------- state changes
@@ -279,12 +286,13 @@ class DockerEvents:
         client = self.client_factory()
         try:
             # subscribe first, then list: nothing can happen between the two unseen
-            self._stream = client.events(decode=True, filters={"type": "container", "event": list(EVENTS)})
+            stream: EventStream = client.events(decode=True, filters={"type": "container", "event": list(EVENTS)})
+            self._stream = stream
             if self._stop.is_set():
                 return
             self.sync(client.api.containers(all=True))
             self.connected.set()
-            for event in self._stream:
+            for event in stream:
                 if self._stop.is_set():
                     return
                 try:

@@ -244,8 +244,8 @@ class Registry:
         if entry is None:
             raise ProtocolError(f"activation {activation} ran in container {container!r}, which the "
                                 "monitor never saw run", ErrorCode.UNKNOWN_CONTAINER)
-        start_s = binding.start_s if binding.start_s is not None else binding.end_s
         end_s = binding.end_s if binding.end_s is not None else self.clock.epoch_s()
+        start_s = binding.start_s if binding.start_s is not None else end_s  # a binding has a start or an end
         samples = entry.buffer.window(start_s, end_s, bracket=True)
         return ActivationAnswer(activation, container, binding.start_s, binding.end_s, samples)
 
@@ -256,7 +256,8 @@ class Registry:
         now = self.clock.epoch_s()
         with self._lock:
             for entry in list(self.containers.values()):
-                if entry.state is State.REMOVED and now - entry.removed_at_s > self.retention_s:
+                removed_at_s = entry.removed_at_s  # set with State.REMOVED
+                if entry.state is State.REMOVED and removed_at_s is not None and now - removed_at_s > self.retention_s:
                     del self.containers[entry.id]
                     continue
                 entry.buffer.evict(now)

@@ -156,22 +156,23 @@ class MessageServer:
             raise ServerError(f"cannot listen on {self.path}: {exc.strerror or exc}") from None
         self._sock = sock
         self._pool = ThreadPoolExecutor(WORKERS_PER_SOCKET, thread_name_prefix=f"{self.name}-conn")
-        self._thread = threading.Thread(target=self._accept_loop, name=f"{self.name}-accept", daemon=True)
+        self._thread = threading.Thread(target=self._accept_loop, args=(sock, self._pool), name=f"{self.name}-accept",
+                                        daemon=True)
         self._thread.start()
         log.info("%s socket listening on %s (mode %04o)", self.name, self.path, self.mode)
 
-    def _accept_loop(self) -> None:
+    def _accept_loop(self, sock: socket.socket, pool: ThreadPoolExecutor) -> None:
         with selectors.DefaultSelector() as selector:
-            selector.register(self._sock, selectors.EVENT_READ)
+            selector.register(sock, selectors.EVENT_READ)
             while not self._stop.is_set():
                 if not selector.select(ACCEPT_POLL_S):
                     continue
                 try:
-                    conn, _ = self._sock.accept()
+                    conn, _ = sock.accept()
                 except OSError:
                     continue
                 self.connections += 1
-                self._pool.submit(self._serve, conn)
+                pool.submit(self._serve, conn)
 
     def _serve(self, conn: socket.socket) -> None:
         try:

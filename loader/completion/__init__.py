@@ -1,2 +1,2 @@
-"""Completions: OpenWhisk user events from Kafka, and the tracker that fetches each activation record and
-asks the monitor for its resources."""
+"""Completions: OpenWhisk user events from Kafka, the tracker that fetches each activation record, and the
+monitor query for the activation's resources."""

@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,20 @@ class ConsumerStats:
     last_error: str | None = None
 
 
-def _default_factory(**settings):
+class KafkaConsumerLike(Protocol):
+    """What this module uses of kafka-python's ``KafkaConsumer`` (which has no type hints);
+    partitions are its ``TopicPartition``, records have a ``value``."""
+
+    def poll(self, timeout_ms: int = ...) -> Mapping[Any, Iterable[Any]]: ...
+    def partitions_for_topic(self, topic: str) -> set[int] | None: ...
+    def assign(self, partitions: list[Any]) -> None: ...
+    def seek_to_beginning(self, *partitions: Any) -> None: ...
+    def end_offsets(self, partitions: list[Any]) -> Mapping[Any, int]: ...
+    def seek(self, partition: Any, offset: int) -> None: ...
+    def close(self) -> None: ...
+
+
+def _default_factory(**settings: Any) -> KafkaConsumerLike:
     from kafka import KafkaConsumer  # imported when a consumer is built, not at import time
     return KafkaConsumer(**settings)
 
@@ -80,7 +94,8 @@ class EventConsumer:
     """A thread that turns Kafka records into ``on_event`` calls; ``tick()`` is one poll."""
 
     def __init__(self, bootstrap_servers: list[str], topic: str, on_event: Callable[[ActivationEvent], None], *,
-                 poll_timeout_s: float = 0.2, retry_s: float = 1.0, consumer_factory=_default_factory):
+                 poll_timeout_s: float = 0.2, retry_s: float = 1.0,
+                 consumer_factory: Callable[..., KafkaConsumerLike] = _default_factory):
         self.bootstrap_servers = list(bootstrap_servers)
         self.topic = topic
         self.on_event = on_event
@@ -88,7 +103,7 @@ class EventConsumer:
         self.retry_s = retry_s
         self.stats = ConsumerStats()
         self._factory = consumer_factory
-        self._consumer = None
+        self._consumer: KafkaConsumerLike | None = None
         self._assigned = threading.Event()
         self._ready = threading.Event()
         self._stop = threading.Event()
@@ -135,13 +150,15 @@ class EventConsumer:
     def tick(self) -> bool:
         """Connect, assign or poll once; False when the broker could not be used (retry later)."""
         try:
-            if self._consumer is None:
-                self._consumer = self._factory(
+            consumer = self._consumer
+            if consumer is None:
+                consumer = self._factory(
                     bootstrap_servers=self.bootstrap_servers, group_id=None, enable_auto_commit=False,
                     auto_offset_reset="earliest", client_id="faasload-loader")
+                self._consumer = consumer
             if not self._assigned.is_set():
-                return self._assign()
-            batches = self._consumer.poll(timeout_ms=int(self.poll_timeout_s * 1000))
+                return self._assign(consumer)
+            batches = consumer.poll(timeout_ms=int(self.poll_timeout_s * 1000))
         except Exception as exc:  # kafka-python raises many types; the loader must go on  # noqa: BLE001
             if not _from_the_broker(exc):
                 log.error("unexpected error reading user events (retrying)", exc_info=True)
@@ -152,9 +169,9 @@ class EventConsumer:
                 self.handle(record.value)
         return True
 
-    def _assign(self) -> bool:
+    def _assign(self, consumer: KafkaConsumerLike) -> bool:
         from kafka import TopicPartition
-        partitions = self._consumer.partitions_for_topic(self.topic)
+        partitions = consumer.partitions_for_topic(self.topic)
         if not partitions:
             if self._topic_existed_at_start is None:
                 self._topic_existed_at_start = False
@@ -163,12 +180,12 @@ class EventConsumer:
                 self._ready.set()
             return False
         assignment = [TopicPartition(self.topic, p) for p in sorted(partitions)]
-        self._consumer.assign(assignment)
+        consumer.assign(assignment)
         if self._topic_existed_at_start is False:
-            self._consumer.seek_to_beginning(*assignment)  # created after the start: every record is new
+            consumer.seek_to_beginning(*assignment)  # created after the start: every record is new
         else:
-            for partition, offset in self._consumer.end_offsets(assignment).items():
-                self._consumer.seek(partition, offset)
+            for partition, offset in consumer.end_offsets(assignment).items():
+                consumer.seek(partition, offset)
         self._assigned.set()
         self._ready.set()
         log.info("reading user events from topic %r (%d partitions) on %s", self.topic, len(assignment),

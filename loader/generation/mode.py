@@ -78,7 +78,7 @@ def _checked(config: LoaderConfig, source: str | Path, *, prepare: bool) -> Gene
         try:
             plan = check(config, source, conn)
             generation = plan.generation
-            if prepare and not plan.problems and not generation.complete:
+            if prepare and not plan.problems and generation is not None and not generation.complete:
                 experiment_id = experiments.ensure_experiment(
                     conn, name=generation.experiment, mode="generation", description=config.experiment.description,
                     seed=config.generation.seed, config=config_snapshot(config))
@@ -99,6 +99,7 @@ def validate(config: LoaderConfig, source: str | Path) -> int:
         print(f"{len(plan.problems)} problem(s): nothing would be invoked", file=sys.stderr)
         return cli.EXIT_CONFIG
     g = plan.generation
+    assert g is not None, "a plan without problems has its generation"
     state = "new" if g.previous is None else f"resumed, {g.recorded} recorded at the checkpoint"
     print(f"ok: {len(g.traces)} functions, {g.planned} invocations, experiment {g.experiment!r} ({state})")
     return cli.EXIT_OK
@@ -114,6 +115,7 @@ def run(config: LoaderConfig, source: str | Path) -> int:
               file=sys.stderr)
         return cli.EXIT_CONFIG
     generation = plan.generation
+    assert generation is not None, "a plan without problems has its generation"
     if generation.complete:
         print(f"generation of experiment {generation.experiment!r} is complete: {generation.planned} invocations "
               f"recorded; nothing to do (to start from scratch, delete {generation.settings.statedir})")

@@ -98,6 +98,8 @@ class GeneratedTrace:
         self.length = length
         self.interval_us = interval_us
         self.incont, self.outcont = incont, outcont
+        if function.input_kind is None:
+            raise ValueError(f"function {function.name!r} has no input_kind")
         self.extension = EXTENSIONS[function.input_kind]
         self.position = position              # first invocation not known to be recorded
         self._rng = rng

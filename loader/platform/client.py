@@ -101,6 +101,27 @@ def _basic_auth(uuid: str, key: str) -> str:
     return "Basic " + base64.b64encode(f"{uuid}:{key}".encode()).decode("ascii")
 
 
+def invoke_outcome(response: Response, attempts: int = 1) -> InvokeOutcome:
+    """What an answer to a non-blocking invoke means, and whether the platform provably did not process it."""
+    status = response.status
+    if status in (200, 202):
+        try:
+            activation_id = _json(response).get("activationId") or response.headers.get("x-openwhisk-activation-id")
+        except (ValueError, AttributeError):
+            activation_id = response.headers.get("x-openwhisk-activation-id")
+        if activation_id:
+            return InvokeOutcome(InvokeStatus.ACCEPTED, attempts, activation_id=activation_id, http_status=status)
+        return InvokeOutcome(InvokeStatus.HTTP_ERROR, attempts, http_status=status,
+                             reason=f"HTTP {status} without an activation id")
+    wait_s = retry_after_s(response)
+    if status == 429:  # OpenWhisk's throttles reject a call before any activation
+        return InvokeOutcome(InvokeStatus.THROTTLED, attempts, http_status=status, reason=_error_text(response),
+                             not_processed=True, retry_after_s=wait_s)
+    taken = status == 503 and wait_s is not None  # "not taken, come back later"; any other 5xx may hide a run
+    return InvokeOutcome(InvokeStatus.HTTP_ERROR, attempts, http_status=status, reason=_error_text(response),
+                         not_processed=taken, retry_after_s=wait_s if taken else None)
+
+
 def action_path(action: str) -> str:
     """``name`` or ``package/name`` as a URL path, each segment quoted."""
     return "/".join(quote(part, safe="") for part in action.split("/"))
@@ -116,10 +137,14 @@ class ClientSettings:
     apihost: str
     tls_verify: bool = True
     timeout_s: float = 10.0
+    #: How a sender retries what provably did not reach the platform (:class:`loader.sending.retries.RetryPolicy`).
+    invoke_retries: int = 0
+    retry_backoff_s: float = 1.0
 
     @classmethod
     def of_config(cls, section: OpenWhiskConfig) -> ClientSettings:
-        return cls(section.apihost, section.tls_verify, section.request_timeout_s)
+        return cls(section.apihost, section.tls_verify, section.request_timeout_s, section.invoke_retries,
+                   section.invoke_retry_backoff_s)
 
     def client(self) -> OpenWhiskClient:
         return OpenWhiskClient(self.apihost, tls_verify=self.tls_verify, timeout_s=self.timeout_s)
@@ -142,22 +167,32 @@ class OpenWhiskClient:
 
     @property
     def settings(self) -> ClientSettings:
+        """This client's settings (no retries: the pipeline adds its retry policy for the senders)."""
         return ClientSettings(self.apihost, self.tls_verify, self.timeout_s)
+
+    def _headers(self, user: UserKey, body: Any) -> tuple[dict[str, str], bytes | None]:
+        headers = {"Authorization": _basic_auth(user.uuid, user.key), "Accept": "application/json"}
+        if body is None:
+            return headers, None
+        headers["Content-Type"] = "application/json"
+        return headers, json.dumps(body).encode()
 
     def _request(self, method: str, user: UserKey, path: str, *, query: dict[str, str] | None = None,
                  body: Any = None) -> Response:
         """Raises :class:`TransportError` when no HTTP answer came."""
-        headers = {"Authorization": _basic_auth(user.uuid, user.key), "Accept": "application/json"}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
+        headers, data = self._headers(user, body)
         return self._transport.request(method, path, query=query, body=data, headers=headers)
 
     # ------------------------------------------------------------------ invoke
 
+    def invoke_request(self, user: UserKey, action: str, parameters: dict[str, Any]) -> bytes:
+        """The bytes of one non-blocking invoke (for senders with their own sockets)."""
+        headers, data = self._headers(user, parameters)
+        return self._transport.encode_request("POST", f"/actions/{action_path(action)}", query={"blocking": "false"},
+                                              body=data, headers=headers)
+
     def invoke(self, user: UserKey, action: str, parameters: dict[str, Any]) -> InvokeOutcome:
-        """One non-blocking POST (never retried here: :mod:`loader.sending.retries` reschedules).
+        """One non-blocking POST, never retried here (:mod:`loader.sending.retries` reschedules).
 
         The outcome says what the platform answered, and whether it provably did not process the
         call (``not_processed``): no connection could be opened, 429, or 503 with ``Retry-After``.
@@ -168,23 +203,7 @@ class OpenWhiskClient:
         except TransportError as exc:
             return InvokeOutcome(InvokeStatus.CONNECTION_ERROR, 1, reason=_network_text(exc),
                                  not_processed=isinstance(exc, NotSent))
-        status = response.status
-        if status in (200, 202):
-            try:
-                activation_id = _json(response).get("activationId") or response.headers.get("x-openwhisk-activation-id")
-            except (ValueError, AttributeError):
-                activation_id = response.headers.get("x-openwhisk-activation-id")
-            if activation_id:
-                return InvokeOutcome(InvokeStatus.ACCEPTED, 1, activation_id=activation_id, http_status=status)
-            return InvokeOutcome(InvokeStatus.HTTP_ERROR, 1, http_status=status,
-                                 reason=f"HTTP {status} without an activation id")
-        wait_s = retry_after_s(response)
-        if status == 429:
-            return InvokeOutcome(InvokeStatus.THROTTLED, 1, http_status=status, reason=_error_text(response),
-                                 not_processed=True, retry_after_s=wait_s)
-        return InvokeOutcome(InvokeStatus.HTTP_ERROR, 1, http_status=status, reason=_error_text(response),
-                             not_processed=status == 503 and wait_s is not None,
-                             retry_after_s=wait_s if status == 503 else None)
+        return invoke_outcome(response)
 
     # ------------------------------------------------------------------ records and actions
 

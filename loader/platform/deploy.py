@@ -54,7 +54,7 @@ def action_body(row: FunctionRow) -> dict:
             exec_["main"] = row.main
     limits = {k: v for k, v in (("memory", row.memory_mb), ("timeout", row.timeout_ms), ("logs", row.log_size_mb),
                                 ("concurrency", row.concurrency)) if v is not None}
-    body = {"exec": exec_}
+    body: dict[str, object] = {"exec": exec_}
     if limits:
         body["limits"] = limits
     return body

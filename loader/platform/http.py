@@ -169,15 +169,20 @@ class HttpTransport:
 
     # ------------------------------------------------------------------ requests
 
-    def request(self, method: str, path: str, *, query: dict[str, str] | None = None,
-                body: bytes | None = None, headers: dict[str, str] | None = None) -> Response:
-        """One request on this thread's connection; raises :class:`TransportError` without an answer."""
+    def encode_request(self, method: str, path: str, *, query: dict[str, str] | None = None,
+                       body: bytes | None = None, headers: dict[str, str] | None = None) -> bytes:
+        """The bytes of one request to this origin (head and body, sent in one write)."""
         url = self.prefix + path + ("?" + urlencode(query) if query else "")
         head = [f"{method} {url} HTTP/1.1", f"Host: {self._host_header}"]
         head.extend(f"{name}: {value}" for name, value in (headers or {}).items())
         if body is not None or method in ("POST", "PUT"):
             head.append(f"Content-Length: {len(body or b'')}")
-        data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + (body or b"")
+        return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + (body or b"")
+
+    def request(self, method: str, path: str, *, query: dict[str, str] | None = None,
+                body: bytes | None = None, headers: dict[str, str] | None = None) -> Response:
+        """One request on this thread's connection; raises :class:`TransportError` without an answer."""
+        data = self.encode_request(method, path, query=query, body=body, headers=headers)
         try:
             try:
                 conn = self._connection()
@@ -263,7 +268,7 @@ def _read_response(conn: _Connection, method: str) -> tuple[Response, bool]:
 
 
 def _read_chunked(conn: _Connection) -> bytes:
-    parts = []
+    parts: list[bytes] = []
     while True:
         size_line = conn.read_until(b"\r\n", 1024, "chunk size line")
         try:

@@ -37,6 +37,9 @@ class InvokerPool(Protocol):
     def submit(self, item: Dispatch) -> None:
         """The scheduler's dispatch: queue ``item`` for sending now; never blocks."""
 
+    def flush(self) -> None:
+        """Send what the scheduler's tick submitted (called once per tick)."""
+
     def stop(self) -> None:
         """Record what is still queued ``cancelled`` and wait for the senders to end."""
 
@@ -45,7 +48,7 @@ def record_outcome(recorder: Recorder, tracker: CompletionTracker, invocation: P
                    sent_s: float, start_s: float, outcome: InvokeOutcome) -> None:
     """The invoke answer: the ``sent`` row (or a terminal failure), and the activation to track."""
     recorder.sent(invocation, round((sent_s - start_s) * 1_000_000), outcome)
-    if outcome.status is InvokeStatus.ACCEPTED:
+    if outcome.status is InvokeStatus.ACCEPTED and outcome.activation_id is not None:  # accepted has an id
         tracker.register(invocation, recorder.key(invocation), user, outcome.activation_id, sent_s)
 
 

@@ -1,87 +1,81 @@
 """Sender processes: the non-blocking invokes sent from other interpreters than the scheduler's.
 
-In one interpreter, the scheduler thread, the invoker threads and the completion path take
-turns on one GIL; at 5,000 invocations/s on two cores the scheduler itself fell seconds
-behind (docs/performance.md).  Here the scheduler's process only hands each due invocation
-to an idle invoker thread of one of ``processes`` sender processes, over that thread's own
-pipe (a small pickled tuple); each such thread has its own keep-alive connection and sends
-back what the platform answered and when the request went out.  A thread of the
-scheduler's process records each answer (the same rows as the threaded pool) and hands the
-accepted activations to the completion tracker.
+In one interpreter, the scheduler thread, the senders and the completion path take turns on
+one GIL; at 5,000 invocations/s on two cores the scheduler itself fell seconds behind
+(docs/performance.md).  Here the scheduler's process only hands each due invocation to one
+of ``processes`` sender processes (the one with the fewest requests in flight): the
+scheduler's :meth:`~ProcessInvokerPool.submit` appends it to that process's batch and
+:meth:`~ProcessInvokerPool.flush`, at the end of each scheduler tick, writes each batch to
+its pipe in one message.  Each sender process runs an event loop
+(:mod:`loader.sending.event_loop`) that sends every request at once on a connection of its
+own, so requests in flight are bounded by ``max_in_flight``, not by threads, and a slow
+platform delays no later send.  A thread of the scheduler's process records the answers,
+which come back in batches, (the same rows as the threaded pool) and hands the accepted
+activations to the completion tracker.
 
 Nothing is lost: an invocation handed to a sender that dies before answering is recorded
 ``connection_error`` with that reason (it may or may not have reached the platform); with
 no sender left, invocations are recorded failed without being sent.  Once the run is
-stopping, queued invocations come back ``cancelled``.  Times cross processes as
-``time.monotonic()`` (one system-wide clock), so this pool needs the real clock.
+stopping, what a sender still holds back comes back ``cancelled``.  Times cross processes
+as ``time.monotonic()`` (one system-wide clock), so this pool needs the real clock.
 """
 
 from __future__ import annotations
 
-import collections
 import itertools
 import logging
 import multiprocessing
 import multiprocessing.connection
-import os
-import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
 
 from faasload.clock import Clock, RealClock
 from loader.completion.tracker import CompletionTracker
+from loader.plan import PlannedInvocation
 from loader.platform.client import ClientSettings, InvokeOutcome, InvokeStatus
 from loader.platform.keys import UserKey
 from loader.scheduler import Dispatch, offset_us
-from loader.sending.common import no_key_reason, record_answer, record_stopped, record_unsent
-from loader.sending.retries import Retries
+from loader.sending.common import CANCEL_REASON, no_key_reason, record_outcome, record_unsent
+from loader.sending.event_loop import CANCELLED, READY, sender_main
 from loader.storage.recorder import Recorder
 
 log = logging.getLogger(__name__)
 
-#: How often the result thread looks at the stop flag (to cancel what the senders still queue).
+#: How often the result thread looks at the stop flag (to cancel what the senders still hold back).
 WATCH_S = 0.05
 START_TIMEOUT_S = 60.0
-_CANCELLED = "cancelled"
-_READY = "ready"
 
 
 class _Lane:
-    """The parent's end of one invoker thread of a sender process: a duplex pipe and what it holds."""
+    """The parent's end of one sender process: its pipe, what it holds, the batch to write."""
 
-    def __init__(self, process, process_number: int, number: int, conn):
+    def __init__(self, process, number: int, conn):
         self.process = process
-        self.process_number = process_number
         self.number = number
         self.conn = conn
-        self.in_flight: dict[int, tuple[Dispatch, UserKey]] = {}
+        self.in_flight: dict[int, tuple[PlannedInvocation, UserKey]] = {}
+        self.batch: list[tuple] = []
         self.alive = True
-        self.idle = True
-        self.send_lock = threading.Lock()   # the scheduler and the retries both hand out invocations
+        self.stats: dict = {}
 
     @property
     def name(self) -> str:
-        return f"sender process {self.process_number} (thread {self.number})"
+        return f"sender process {self.number}"
 
 
 class ProcessInvokerPool:
-    """Same role and interface as :class:`loader.sending.threads.InvokerPool`, with sender processes.
+    """The :class:`~loader.sending.common.InvokerPool` of sender processes, each an event loop."""
 
-    Each invoker thread of each sender process has its own pipe to this process, so a due
-    invocation goes straight to an idle thread (or, when none is idle, to the least busy).
-    """
-
-    def __init__(self, processes: int, threads: int, client: ClientSettings, keys: Mapping[str, UserKey],
+    def __init__(self, processes: int, client: ClientSettings, keys: Mapping[str, UserKey],
                  recorder: Recorder, tracker: CompletionTracker, *, clock: Clock, start_s: Callable[[], float],
-                 stopping: threading.Event, retries: Retries | None = None):
-        if processes < 1 or threads < 1:
-            raise ValueError("a process pool needs at least one process and one thread per process")
+                 stopping: threading.Event, max_in_flight: int = 10_000):
+        if processes < 1 or max_in_flight < 1:
+            raise ValueError("a process pool needs at least one process and one request in flight")
         if not isinstance(clock, RealClock):
             raise ValueError("sender processes need the real clock (times cross processes as time.monotonic())")
         self.processes = processes
-        self.threads = threads
-        self.retries = retries
+        self.max_in_flight = max_in_flight
         self.client = client
         self.keys = dict(keys)
         self.recorder = recorder
@@ -92,8 +86,7 @@ class ProcessInvokerPool:
         self._context = multiprocessing.get_context("spawn")
         self._cancel = self._context.Event()
         self._lanes: list[_Lane] = []
-        self._idle: collections.deque[_Lane] = collections.deque()
-        self._idle_lock = threading.Lock()
+        self._lock = threading.Lock()   # the lanes' in_flight, between the scheduler and the results thread
         self._tickets = itertools.count()
         self._results_thread: threading.Thread | None = None
         self.process_ids: list[int] = []
@@ -101,20 +94,20 @@ class ProcessInvokerPool:
     # ------------------------------------------------------------------ the scheduler's side
 
     def start(self) -> None:
+        share = -(-self.max_in_flight // self.processes)
         for number in range(self.processes):
-            ours, theirs = zip(*(self._context.Pipe(duplex=True) for _ in range(self.threads)))
+            ours, theirs = self._context.Pipe(duplex=True)
             process = self._context.Process(
-                target=_sender_main, name=f"faasload-sender-{number}", daemon=True,
-                args=(number, self.client, self.keys, list(theirs), self._cancel,
-                      logging.getLogger().getEffectiveLevel()))
+                target=sender_main, name=f"faasload-sender-{number}", daemon=True,
+                args=(number, self.client, self.keys, theirs, self._cancel,
+                      logging.getLogger().getEffectiveLevel(), share))
             process.start()
+            theirs.close()
+            assert process.pid is not None, "a started process has a pid"
             self.process_ids.append(process.pid)
-            for thread_number, (conn, child_end) in enumerate(zip(ours, theirs)):
-                child_end.close()
-                self._lanes.append(_Lane(process, number, thread_number, conn))
+            self._lanes.append(_Lane(process, number, ours))
         for lane in self._lanes:  # a spawned interpreter needs ~0.3 s of imports: wait, or the first
             self._await_ready(lane)  # invocations of the run would queue behind them
-        self._idle.extend(self._lanes)
         self._results_thread = threading.Thread(target=self._collect, name="sender-results", daemon=True)
         self._results_thread.start()
 
@@ -127,57 +120,69 @@ class ProcessInvokerPool:
                     other.process.kill()
                 raise RuntimeError(f"{lane.name} did not start (exit code {lane.process.exitcode}); "
                                    "its error, if any, is in the log above")
-        if lane.conn.recv() != _READY:
+        if lane.conn.recv() != READY:
             raise RuntimeError(f"{lane.name} sent something else than its ready message")
 
-    def _choose(self) -> _Lane | None:
-        with self._idle_lock:
-            while self._idle:
-                lane = self._idle.popleft()
-                lane.idle = False
-                if lane.alive:
-                    return lane
-        live = [lane for lane in self._lanes if lane.alive]
-        return min(live, key=lambda lane: len(lane.in_flight)) if live else None
-
     def submit(self, item: Dispatch) -> None:
-        """The scheduler's dispatch (or a retry's): one pipe write, never waits on a response."""
-        if item.attempt == 1:
-            self.recorder.dispatched()
+        """The scheduler's dispatch: onto the batch of the least busy sender; never waits on a response."""
+        self.recorder.dispatched()
         invocation = item.invocation
         if self.stopping.is_set():
-            record_stopped(self.recorder, item, self.start_s())
+            self.recorder.cancelled(invocation, CANCEL_REASON, dispatched=True)
             return
         user = self.keys.get(invocation.user)
         if user is None:
-            self._fail(item, no_key_reason(invocation), InvokeStatus.HTTP_ERROR)
+            self._fail(invocation, no_key_reason(invocation), InvokeStatus.HTTP_ERROR)
             return
-        lane = self._choose()
+        with self._lock:
+            live = [lane for lane in self._lanes if lane.alive]
+            if not live:
+                lane = None
+            else:
+                lane = min(live, key=lambda candidate: len(candidate.in_flight))
+                ticket = next(self._tickets)
+                lane.in_flight[ticket] = (invocation, user)
+                lane.batch.append((ticket, invocation.user, invocation.action, invocation.parameters))
         if lane is None:
-            self._fail(item, "no sender process is running (not sent)")
-            return
-        ticket = next(self._tickets)
-        lane.in_flight[ticket] = (item, user)
-        try:
-            with lane.send_lock:
-                lane.conn.send((ticket, invocation.user, invocation.action, invocation.parameters))
-        except (OSError, ValueError):  # the sender died: the results thread records what it held
-            if lane.in_flight.pop(ticket, None) is not None:
-                self._fail(item, f"{lane.name} is gone (not sent)")
+            self._fail(invocation, "no sender process is running (not sent)")
+
+    def flush(self) -> None:
+        """Write each sender's batch in one pipe message (the scheduler calls it after each tick)."""
+        for lane in self._lanes:
+            if not lane.batch:
+                continue
+            batch, lane.batch = lane.batch, []
+            try:
+                lane.conn.send(batch)
+            except (OSError, ValueError):  # the sender died: record what this batch held
+                for ticket, *_ in batch:
+                    with self._lock:
+                        held = lane.in_flight.pop(ticket, None)
+                    if held is not None:
+                        self._fail(held[0], f"{lane.name} is gone (not sent)")
+
+    @property
+    def in_flight(self) -> int:
+        return sum(len(lane.in_flight) for lane in self._lanes)
+
+    @property
+    def sender_stats(self) -> list[dict]:
+        """What each sender reported when it ended (peak in flight, connections opened, retries...)."""
+        return [lane.stats for lane in self._lanes]
 
     def stop(self) -> None:
         """Let the senders finish what they hold, collect every answer, end the processes."""
+        self.flush()
         if self.stopping.is_set():
             self._cancel.set()
         for lane in self._lanes:
             try:
-                with lane.send_lock:
-                    lane.conn.send(None)
+                lane.conn.send(None)
             except (OSError, ValueError):
                 pass
         if self._results_thread is not None:
-            self._results_thread.join(60.0)
-        for process in {lane.process for lane in self._lanes}:
+            self._results_thread.join(60.0 + self.client.timeout_s)
+        for process in (lane.process for lane in self._lanes):
             process.join(5.0)
             if process.is_alive():
                 log.error("%s did not stop; terminating it", process.name)
@@ -198,34 +203,33 @@ class ProcessInvokerPool:
             for conn in multiprocessing.connection.wait(list(open_conns), WATCH_S):
                 lane = open_conns[conn]
                 try:
-                    answer = conn.recv()
+                    message = lane.conn.recv()  # conn itself (wait() is typed for sockets and fds too)
                 except (EOFError, OSError):
                     del open_conns[conn]
                     self._lane_ended(lane)
                     continue
-                self._record(lane, answer)
+                if isinstance(message, tuple) and message and message[0] == "stats":
+                    lane.stats = message[1]
+                    continue
+                for answer in message:
+                    self._record(lane, answer)
 
     def _record(self, lane: _Lane, answer: tuple) -> None:
-        ticket, sent_s, status, attempts, activation_id, http_status, reason, not_processed, retry_after_s = answer
-        held = lane.in_flight.pop(ticket, None)
-        if not lane.in_flight:
-            with self._idle_lock:
-                if not lane.idle:
-                    lane.idle = True
-                    self._idle.append(lane)
+        ticket, sent_s, status, attempts, activation_id, http_status, reason = answer
+        with self._lock:
+            held = lane.in_flight.pop(ticket, None)
         if held is None:
             log.error("%s answered an unknown ticket %d", lane.name, ticket)
             return
-        item, user = held
+        invocation, user = held
         try:
-            if status == _CANCELLED:
-                record_stopped(self.recorder, item, self.start_s())
+            if status == CANCELLED:
+                self.recorder.cancelled(invocation, CANCEL_REASON, dispatched=True)
                 return
-            outcome = InvokeOutcome(InvokeStatus(status), attempts, activation_id, http_status, reason, not_processed,
-                                    retry_after_s)
-            record_answer(self.recorder, self.tracker, self.retries, item, user, sent_s, self.start_s(), outcome)
-        except Exception:  # the store failed for good: the pipeline's supervisor reports it  # noqa: BLE001
-            log.exception("recording the answer for %s #%d failed", item.invocation.trace_name, item.invocation.seq)
+            outcome = InvokeOutcome(InvokeStatus(status), attempts, activation_id, http_status, reason)
+            record_outcome(self.recorder, self.tracker, invocation, user, sent_s, self.start_s(), outcome)
+        except Exception:  # the store failed for good: the pipeline's supervisor reports it
+            log.exception("recording the answer for %s #%d failed", invocation.trace_name, invocation.seq)
 
     def _lane_ended(self, lane: _Lane) -> None:
         lane.alive = False
@@ -237,54 +241,13 @@ class ProcessInvokerPool:
                                    "it may or may not have reached the platform")
 
     def _lose_in_flight(self, lane: _Lane, reason: str) -> None:
-        while lane.in_flight:
-            try:
-                _, (item, _user) = lane.in_flight.popitem()
-            except KeyError:
-                return
-            self._fail(item, reason.format(lane=lane.name))
+        while True:
+            with self._lock:
+                if not lane.in_flight:
+                    return
+                _, (invocation, _user) = lane.in_flight.popitem()
+            self._fail(invocation, reason.format(lane=lane.name))
 
-    def _fail(self, item: Dispatch, reason: str, status: InvokeStatus = InvokeStatus.CONNECTION_ERROR) -> None:
-        record_unsent(self.recorder, item.invocation, offset_us(self.clock, self.start_s()), reason, status,
-                      attempts=item.attempt - 1)
-
-
-# ---------------------------------------------------------------------- the sender process
-
-def _sender_main(number: int, settings: ClientSettings, keys: dict[str, UserKey], conns: list, cancel,
-                 log_level: int) -> None:
-    """A sender process: one invoker thread per pipe, each with its own keep-alive connection."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # stops come from the parent, through the pipes
-    logging.basicConfig(level=log_level, format=f"%(asctime)s faasload-sender-{number}[{os.getpid()}] "
-                                                "%(levelname)s %(name)s: %(message)s")
-    client = settings.client()
-
-    def invoker(conn) -> None:
-        try:
-            conn.send(_READY)
-            while (message := conn.recv()) is not None:
-                ticket, user_name, action, parameters = message
-                if cancel.is_set():
-                    conn.send((ticket, None, _CANCELLED, 0, None, None, None, False, None))
-                    continue
-                sent_s = time.monotonic()
-                try:
-                    outcome = client.invoke(keys[user_name], action, dict(parameters))
-                except Exception as exc:  # a bug must not lose the invocation  # noqa: BLE001
-                    logging.getLogger(__name__).exception("invoking %s failed", action)
-                    outcome = InvokeOutcome(InvokeStatus.CONNECTION_ERROR, 0,
-                                            reason=f"loader error before sending: {exc}")
-                conn.send((ticket, sent_s, outcome.status.value, outcome.attempts, outcome.activation_id,
-                           outcome.http_status, outcome.reason, outcome.not_processed, outcome.retry_after_s))
-        except EOFError:  # the parent is gone
-            pass
-        finally:
-            conn.close()
-
-    workers = [threading.Thread(target=invoker, args=(conn,), name=f"invoker-{number}-{n}", daemon=True)
-               for n, conn in enumerate(conns)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    client.close()
+    def _fail(self, invocation: PlannedInvocation, reason: str,
+              status: InvokeStatus = InvokeStatus.CONNECTION_ERROR) -> None:
+        record_unsent(self.recorder, invocation, offset_us(self.clock, self.start_s()), reason, status)

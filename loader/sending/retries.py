@@ -5,10 +5,11 @@ the call (:attr:`loader.platform.client.InvokeOutcome.not_processed`: no connect
 opened, 429, or 503 with ``Retry-After``) is not recorded yet: the invocation is put on a heap
 of absolute deadlines and handed to the invoker pool again when due.  Any other failure (a 5xx
 after the body was sent, a connection lost after sending, a timeout) is recorded at once: the
-action may have run, and sending it again could run it twice.  The wait is ``Retry-After`` when
-the platform said (at most the backoff's cap), else the one backoff policy
+action may have run, and sending it again could run it twice.  The wait is the one backoff policy
 (:class:`faasload.retry.Backoff`: full jitter, doubling from ``invoke_retry_backoff_s``, capped at
-32 times it).  No sender thread ever sleeps for a retry: it goes on with the next invocation.
+32 times it), never shorter than a ``Retry-After`` of the platform (itself cut to the cap).
+No sender thread ever sleeps for a retry: it goes on with the next invocation.  The sender
+processes' event loops (:mod:`loader.sending.event_loop`) apply the same :class:`RetryPolicy`.
 
 Once the run is stopping, nothing is rescheduled: a waiting invocation is recorded with the
 answer of its last attempt (``give_up``).
@@ -50,9 +51,10 @@ class RetryPolicy:
         """The wait before sending again after attempt ``attempt`` answered ``outcome``; None: do not."""
         if outcome.status is InvokeStatus.ACCEPTED or not outcome.not_processed or attempt > self.max_retries:
             return None
-        if outcome.retry_after_s is not None:
-            return min(outcome.retry_after_s, self.backoff.cap_s)
-        return self.backoff.delay_s(attempt)
+        delay_s = self.backoff.delay_s(attempt)
+        if outcome.retry_after_s is not None:  # never sooner than the platform asked (up to the cap)
+            delay_s = max(delay_s, min(outcome.retry_after_s, self.backoff.cap_s))
+        return delay_s
 
 
 class Retries:

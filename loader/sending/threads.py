@@ -49,6 +49,9 @@ class InvokerPool:
             self.recorder.dispatched()
         self.queue.put(item)
 
+    def flush(self) -> None:
+        """Nothing to do: each submit is queued for the threads at once."""
+
     def start(self) -> None:
         for number in range(self.workers):
             thread = threading.Thread(target=self._run, name=f"invoker-{number}", daemon=True)

@@ -12,7 +12,7 @@ from typing import Any
 from loader.storage.rows import RunStatus
 
 
-def annotations(record: dict) -> dict[str, Any]:
+def record_annotations(record: dict) -> dict[str, Any]:
     """The record's ``[{key, value}]`` annotations as a mapping."""
     found = {}
     for item in record.get("annotations") or ():
@@ -64,11 +64,13 @@ def completion_fields(record: dict) -> dict[str, Any]:
     adds it only on cold starts); ``outputsize`` and ``times`` (extract, transform,
     load, ms) come from the action's result when it returns them.
     """
-    notes = annotations(record)
-    response = record.get("response") if isinstance(record.get("response"), dict) else {}
+    notes = record_annotations(record)
+    raw_response, raw_limits = record.get("response"), notes.get("limits")
+    response: dict[str, Any] = raw_response if isinstance(raw_response, dict) else {}
     result = response.get("result")
-    limits = notes.get("limits") if isinstance(notes.get("limits"), dict) else {}
-    times = result.get("times") if isinstance(result, dict) and isinstance(result.get("times"), dict) else {}
+    limits: dict[str, Any] = raw_limits if isinstance(raw_limits, dict) else {}
+    times: dict[str, Any] = (result["times"] if isinstance(result, dict) and isinstance(result.get("times"), dict)
+                             else {})
     init_time = _int(notes.get("initTime"))
     status = record_status(record)
     error = _error_text(result)

@@ -149,8 +149,8 @@ class ExperimentLease:
         self._conn.autocommit = True
         with self._conn.cursor() as cur:
             cur.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (LEASE_LOCK_SPACE, name))
-            taken = cur.fetchone()[0]
-        if not taken:
+            row = cur.fetchone()
+        if row is None or not row[0]:
             self._conn.close()
             raise ExperimentBusy(f"experiment {name!r} is run by another loader (it holds its lease)")
 
@@ -179,7 +179,8 @@ def lease_is_free(conn, name: str) -> bool:
     """Whether no loader holds the lease of experiment ``name`` (checked without keeping it)."""
     with conn.cursor() as cur:
         cur.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (LEASE_LOCK_SPACE, name))
-        free = cur.fetchone()[0]
+        row = cur.fetchone()
+        free = bool(row and row[0])
         if free:
             cur.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (LEASE_LOCK_SPACE, name))
     conn.commit()

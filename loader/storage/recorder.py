@@ -146,7 +146,7 @@ class Recorder:
                                                                               invocation.parameters)],
                        outstanding=dispatched)
 
-    def completed(self, invocation: PlannedInvocation, activation_id: str, record: dict | None,
+    def completed(self, invocation: PlannedInvocation, activation_id: str | None, record: dict | None,
                   reason: str | None, resources: MonitorAnswer | None = None) -> None:
         """The activation record (or None: lost with ``reason``) and the monitor's answer for it (None: not asked)."""
         if record is None:

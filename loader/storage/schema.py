@@ -195,4 +195,6 @@ def _constraint_values(conn: psycopg2.extensions.connection, table: str, constra
 def current_version(conn: psycopg2.extensions.connection) -> int:
     with conn.cursor() as cur:
         cur.execute("SELECT coalesce(max(version), 0) FROM schema_migrations")
-        return cur.fetchone()[0]
+        row = cur.fetchone()
+        assert row is not None, "an aggregate without GROUP BY returns one row"
+        return row[0]

@@ -161,6 +161,11 @@ def format_summary(summary: dict) -> str:
         f"duration {_dist_text(summary['duration_ms'], 'ms')}; wait time {_dist_text(summary['wait_time_ms'], 'ms')}",
         f"cold starts: {'n/a' if share is None else f'{share:.1%}'} of completed activations",
     ]
+    senders = summary.get("senders")
+    if senders:
+        lines.append(f"requests in flight: peak {senders['peak_in_flight']} (sum over {senders['processes']} sender "
+                     f"processes; cap {senders['max_in_flight']}), {senders['held_back']} held back by the cap, "
+                     f"{senders['retries']} retries, {senders['connections_opened']} connections opened")
     resources = summary.get("resources")
     if resources:
         missing = sum(n for status, n in resources.items() if status != "ok")

@@ -187,7 +187,7 @@ class StoreWriter:
         self._failure: BaseException | None = None
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
-        self._conn = None
+        self._conn: psycopg2.extensions.connection | None = None
 
     def start(self) -> StoreWriter:
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)

@@ -112,6 +112,7 @@ class Container(Protocol):
 class Backend(Protocol):
     name: str
     supports_pause: bool
+    warning: str | None  # said once at start-up (e.g. no memory limits)
 
     def create(self, name: str, memory_mb: int, env: dict[str, str]) -> Container: ...
     def close(self) -> None: ...

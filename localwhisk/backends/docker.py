@@ -2,7 +2,7 @@
 
 * Image: built locally (no registry) with ``docker import`` of a tiny rootfs holding only the
   merged-usr links and empty directories; containers run the host's ``/usr/bin/python3``
-  with ``/usr`` and ``/etc`` bind-mounted read-only (ENVIRONMENT.md).
+  with ``/usr`` and ``/etc`` bind-mounted read-only (no image registry needs to be reachable).
 * ``--memory`` = ``--memory-swap`` = the action's memory, network ``host`` (the proxy listens
   on a free localhost port and writes it to a bind-mounted file), the storage directory
   bind-mounted at the same path.
@@ -147,7 +147,7 @@ class DockerBackend:
         self.python = python
         self.start_timeout_s = start_timeout_s
         self.prefix = f"wsk{instance}_"
-        self.warning = None
+        self.warning: str | None = None
         self._ensure_image()
         self._remove_leftovers()
 

@@ -28,7 +28,7 @@ def _json(status: int, value: Any, headers=None):
 
 def identify(platform, request) -> Identity:
     result = authenticate(request.header("Authorization"), platform.users)
-    if result.status is not AuthStatus.OK:
+    if result.status is not AuthStatus.OK or result.identity is None:
         raise ApiError(401, result.error_text, (REALM_HEADER,))
     return result.identity
 

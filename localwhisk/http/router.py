@@ -18,7 +18,7 @@ _NS = r"(?P<ns>[^/]+)"
 _NAME = r"(?P<name>[^/]+(?:/[^/]+)?)"
 
 #: (path pattern, {method: handler}); the first matching pattern wins.
-ROUTES: list[tuple[re.Pattern, dict[str, Callable]]] = [(re.compile(p + r"\Z"), m) for p, m in [
+_TABLE: list[tuple[str, dict[str, Callable[..., Response]]]] = [
     (r"/", {"GET": h.get_info}),
     (r"/ping", {"GET": h.get_ping}),
     (r"/api/v1", {"GET": h.get_api_info}),
@@ -31,7 +31,8 @@ ROUTES: list[tuple[re.Pattern, dict[str, Callable]]] = [(re.compile(p + r"\Z"), 
     (rf"/api/v1/namespaces/{_NS}/activations/(?P<id>[^/]+)", {"GET": h.get_activation}),
     (rf"/api/v1/namespaces/{_NS}/activations/(?P<id>[^/]+)/result", {"GET": h.get_activation_result}),
     (rf"/api/v1/namespaces/{_NS}/activations/(?P<id>[^/]+)/logs", {"GET": h.get_activation_logs}),
-]]
+]
+ROUTES: list[tuple[re.Pattern, dict[str, Callable[..., Response]]]] = [(re.compile(p + r"\Z"), m) for p, m in _TABLE]
 
 
 def dispatch(platform, request: Request) -> Response:

@@ -1,7 +1,7 @@
 """The HTTP/1.1 server of the REST API (standard library, one thread per connection).
 
-Keep-alive connections; Nagle off and each response written in one ``write`` (else
-delayed ACKs stall ~40 ms per request, ENVIRONMENT.md).
+Keep-alive connections; Nagle off and each response written in one ``write``: a response sent
+in two writes with Nagle on waits for the client's delayed ACK, ~40 ms per request.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
     server_version = "localwhisk"
+    server: ApiServer
 
     def log_message(self, fmt, *args):
         LOG.debug("%s " + fmt, self.address_string(), *args)
@@ -73,4 +74,5 @@ class ApiServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        # socketserver's stub allows a bytes host; the address of a bound AF_INET/AF_INET6 socket is a str
+        return f"http://{host}:{port}"  # type: ignore[str-bytes-safe]

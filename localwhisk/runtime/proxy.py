@@ -1,4 +1,4 @@
-"""The in-container runtime proxy: OpenWhisk's action protocol (RUNTIME.md) over HTTP.
+"""The in-container runtime proxy: OpenWhisk's action protocol (docs/openwhisk-contract.md) over HTTP.
 
 Run as ``/usr/bin/python3 proxy.py --port-file FILE`` (standard library only: it runs
 under the system Python inside containers). It listens on a free localhost port and
@@ -36,7 +36,7 @@ class ActionProcess:
 
     def __init__(self):
         self.child: subprocess.Popen | None = None
-        self.answers = None
+        self.answers: io.BufferedReader | None = None
         self.lock = threading.Lock()
 
     def start(self, workdir: str, main: str, env: dict) -> str | None:
@@ -57,12 +57,15 @@ class ActionProcess:
 
     def run(self, line: bytes) -> bytes | None:
         """One activation; the answer line, or None when the child exited."""
+        child, answers = self.child, self.answers
+        if child is None or child.stdin is None or answers is None:
+            return None
         try:
-            self.child.stdin.write(line + b"\n")
-            self.child.stdin.flush()
+            child.stdin.write(line + b"\n")
+            child.stdin.flush()
         except (BrokenPipeError, OSError):
             return None
-        answer = self.answers.readline()
+        answer = answers.readline()
         return answer or None
 
 
