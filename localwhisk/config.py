@@ -60,7 +60,7 @@ class LimitsConfig:
     std_action_duration_ms: int = option(60000, unit="ms", minimum=1, doc="default action time limit")
     max_action_logs_mb: int = option(10, unit="MB", minimum=0, doc="largest (and default) action log limit")
     max_blocking_wait_ms: int = option(60000, unit="ms", minimum=1, doc="longest wait of a blocking invocation (and largest `timeout` parameter)")
-    max_payload_bytes: int = option(1048576, unit="bytes", minimum=1, doc="largest action result; a longer one is an application error")
+    max_payload_bytes: int = option(1048576, unit="bytes", minimum=1, doc="largest invocation payload (413 beyond, as OpenWhisk's `whisk.activation.payload.max`) and largest action result (a longer one is an application error)")
 
 
 @dataclass(frozen=True)

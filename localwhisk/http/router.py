@@ -51,6 +51,8 @@ def _route(platform, request: Request) -> Response:
         if match is None:
             continue
         handler = methods.get(request.method)
+        if handler is None and request.method == "HEAD":
+            handler = methods.get("GET")  # the server sends the head of the GET's answer
         if handler is None:
             allowed = ", ".join(methods)
             raise ApiError(405, f"HTTP method not allowed, supported methods: {allowed}", (("Allow", allowed),))
