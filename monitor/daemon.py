@@ -50,7 +50,8 @@ class Monitor:
                                  attribution_slack_s=config.docker.attribution_slack_s)
         sockets = config.sockets
         common = {"mode": sockets.mode, "max_message_bytes": sockets.max_message_bytes,
-                  "read_timeout_s": sockets.read_timeout_s}
+                  "read_timeout_s": sockets.read_timeout_s,
+                  "max_pending_per_client": sockets.max_pending_per_client}
         self.servers = (MessageServer("notification", sockets.notification, self.handlers.notification, **common),
                         MessageServer("measurement", sockets.measurement, self.handlers.query, **common))
         self._sampler_stop = threading.Event()
