@@ -10,7 +10,7 @@ import re
 import urllib.parse
 from collections.abc import Callable
 
-from localwhisk.errors import ROUTE_NOT_FOUND, ApiError
+from localwhisk.errors import ROUTE_NOT_FOUND, ApiError, feature_not_implemented
 from localwhisk.http import handlers as h
 from localwhisk.http.messages import Request, Response, error_response
 
@@ -31,6 +31,15 @@ ROUTES: list[tuple[re.Pattern, dict[str, Callable]]] = [(re.compile(p + r"\Z"), 
     (rf"/api/v1/namespaces/{_NS}/activations/(?P<id>[^/]+)", {"GET": h.get_activation}),
     (rf"/api/v1/namespaces/{_NS}/activations/(?P<id>[^/]+)/result", {"GET": h.get_activation_result}),
     (rf"/api/v1/namespaces/{_NS}/activations/(?P<id>[^/]+)/logs", {"GET": h.get_activation_logs}),
+]]
+
+#: OpenWhisk routes localwhisk does not implement: every method answers 501 naming the feature
+#: (creates included), rather than a 404 that reads as "this entity does not exist".
+UNIMPLEMENTED: list[tuple[re.Pattern, str]] = [(re.compile(p + r"(?:/.*)?\Z", re.DOTALL), f) for p, f in [
+    (rf"/api/v1/namespaces/{_NS}/triggers", "Triggers"),
+    (rf"/api/v1/namespaces/{_NS}/rules", "Rules"),
+    (rf"/api/v1/namespaces/{_NS}/packages", "Packages"),
+    (r"/api/v1/web", "Web actions"),
 ]]
 
 
@@ -58,4 +67,7 @@ def _route(platform, request: Request) -> Response:
             raise ApiError(405, f"HTTP method not allowed, supported methods: {allowed}", (("Allow", allowed),))
         groups = {k: urllib.parse.unquote(v) for k, v in match.groupdict().items()}
         return handler(platform, request, **groups)
+    for pattern, feature in UNIMPLEMENTED:
+        if pattern.match(path):
+            raise ApiError(501, feature_not_implemented(feature))
     raise ApiError(404, ROUTE_NOT_FOUND)
