@@ -107,22 +107,32 @@ def _stat_fields(fd: int | None, keys: tuple[bytes, ...]) -> list[int | None]:
     return values
 
 
-def _open(path: Path) -> int | None:
-    """A descriptor of the regular file ``path``, or None (logged): never blocks, even on a FIFO."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError as exc:
-        log.warning("cannot open %s: %s (its values will be null)", path, exc.strerror)
-        return None
+class NotRegularFile(OSError):
+    """A cgroup "file" that is a FIFO, a device, a directory...: never read."""
+
+
+def open_regular(path: Path) -> int:
+    """A read-only descriptor of the regular file ``path``; never blocks, even on a FIFO."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     try:
         regular = stat.S_ISREG(os.fstat(fd).st_mode)
     except OSError:
         regular = False
     if not regular:
         os.close(fd)
-        log.warning("%s is not a regular file: not read (its values will be null)", path)
-        return None
+        raise NotRegularFile(f"{path} is not a regular file")
     return fd
+
+
+def _open(path: Path) -> int | None:
+    """A descriptor of the regular file ``path``, or None (logged)."""
+    try:
+        return open_regular(path)
+    except NotRegularFile as exc:
+        log.warning("%s: not read (its values will be null)", exc)
+    except OSError as exc:
+        log.warning("cannot open %s: %s (its values will be null)", path, exc.strerror)
+    return None
 
 
 def confined(mount: Path, path: str) -> Path:
