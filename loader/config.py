@@ -6,11 +6,13 @@ test keeps the document and this schema in agreement.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from faasload.config import ConfigError, load_file, option, section
+from loader.storage.dsn import mask_dsn
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config" / "loader.yml"
 
@@ -72,7 +74,7 @@ class GenerationConfig:
 
 @dataclass(frozen=True)
 class DatabaseSection:
-    dsn: str | None = option(None, doc="libpq connection string; overrides the keys below")
+    dsn: str | None = option(None, doc="libpq connection string or URI; overrides the keys below (a password in it is shown as `***` in logs, messages and `experiments.config`)")
     host: str | None = option(None, doc="server host or socket directory; with `dsn` and `host` both null, an embedded server is started")
     port: int = option(5432, minimum=1, maximum=65535, doc="server port")
     user: str = option("faasload", doc="database user")
@@ -82,6 +84,12 @@ class DatabaseSection:
     batch_size: int = option(500, minimum=1, doc="rows per write transaction, at most")
     flush_interval_s: float = option(0.5, unit="s", exclusive_minimum=0, doc="longest time a written row waits before its transaction")
     retry_interval_s: float = option(1.0, unit="s", exclusive_minimum=0, doc="wait before retrying a failed write transaction (the batch is kept)")
+
+    def __repr__(self) -> str:  # never show the password, alone or inside the DSN
+        shown = dataclasses.replace(self, dsn=mask_dsn(self.dsn) if self.dsn else self.dsn,
+                                    password="***" if self.password is not None else None)
+        fields = ", ".join(f"{f.name}={getattr(shown, f.name)!r}" for f in dataclasses.fields(self))
+        return f"DatabaseSection({fields})"
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from loader.platform.keys import UserKey
 from loader.storage import experiments
 from loader.storage import writer as store
 from loader.storage.database import StoreUnavailable, open_database
+from loader.storage.dsn import mask_dsn
 from loader.storage.recorder import OnStored
 
 log = logging.getLogger(__name__)
@@ -83,10 +84,13 @@ def open_monitor(config: LoaderConfig):
 
 
 def config_snapshot(config: LoaderConfig) -> dict:
-    """The configuration as JSON, without the database password."""
+    """The configuration as JSON, without the database password (alone or inside the DSN)."""
     data = json.loads(json.dumps(dataclasses.asdict(config), default=str))
-    if data.get("database", {}).get("password") is not None:
-        data["database"]["password"] = "***"
+    database = data.get("database", {})
+    if database.get("password") is not None:
+        database["password"] = "***"
+    if database.get("dsn"):
+        database["dsn"] = mask_dsn(database["dsn"])
     return data
 
 

@@ -22,7 +22,8 @@ class SocketsConfig:
     measurement: Path = option("/run/wdm/meas", doc="UNIX socket answering measurement queries")
     mode: int = option(0o660, minimum=0, maximum=0o777, doc="permission bits of both sockets (octal in YAML: `0660`)")
     max_message_bytes: int = option(65536, minimum=64, doc="longest accepted message; longer ones are logged and dropped")
-    read_timeout_s: float = option(2.0, unit="s", exclusive_minimum=0, doc="a client that sends no complete message within this time is dropped")
+    read_timeout_s: float = option(2.0, unit="s", exclusive_minimum=0, doc="a connection without a complete message this long after it was accepted is dropped (idle connections hold no worker meanwhile)")
+    max_pending_per_client: int = option(64, minimum=1, doc="connections one client process (by pid) may hold open without a complete message; opening more closes its oldest")
 
 
 @dataclass(frozen=True)

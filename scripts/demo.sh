@@ -127,6 +127,10 @@ scripts/deploy_actions.sh "${loader_args[@]}" --manifest actions/manifest.yml
 say "writing the inputs into localwhisk's storage"
 "$PY" -m actions.inputs --out "$STATE/storage/faasload-inputs" --image 5 --audio 5 --video 5 >/dev/null
 mkdir -p "$STATE/storage/faasload-outputs"
+if [ "$backend" = docker ] && [ "$(id -u)" = 0 ]; then
+    # Docker actions run as nobody (65534) when localwhisk runs as root (containers:docker_user)
+    chown 65534:65534 "$STATE/storage/faasload-outputs"
+fi
 ls "$STATE/storage/faasload-inputs" | tr '\n' ' '; echo
 
 say "checking the traces, keys and actions (python -m loader --validate)"
