@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from faasload import resources
 from faasload.config import ConfigError, load_file, option, section
 
-DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config" / "loader.yml"
+DEFAULT_PATH = resources.example_config("loader.yml")
 
 
 @dataclass(frozen=True)

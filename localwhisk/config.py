@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from faasload import resources
 from faasload.config import load_file, option, section
 
-DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config" / "localwhisk.yml"
+DEFAULT_PATH = resources.example_config("localwhisk.yml")
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from faasload import resources
 from faasload.config import ConfigError, load_file, option, section
 
 from .openwhisk_names import DEFAULT_NAME_PATTERN
 
-DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config" / "monitor.yml"
+DEFAULT_PATH = resources.example_config("monitor.yml")
 
 
 @dataclass(frozen=True)
