@@ -16,3 +16,19 @@ require_python() {
         exit 1
     fi
 }
+
+# Split a command line into the loader's configuration flags (-c/--config/--set, as "--set K=V" or
+# "--set=K=V"), kept in config_args, and the rest, in command_args.
+split_config_args() {
+    config_args=()
+    command_args=()
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            -c|--config|--set)
+                [ $# -ge 2 ] || { printf '%s: %s needs a value\n' "$(basename "$0")" "$1" >&2; exit 2; }
+                config_args+=("$1" "$2"); shift 2 ;;
+            --config=*|--set=*) config_args+=("$1"); shift ;;
+            *) command_args+=("$1"); shift ;;
+        esac
+    done
+}
