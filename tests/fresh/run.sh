@@ -8,8 +8,8 @@
 #    configured sources), cached as a tarball in $FAASLOAD_CI_CACHE (default
 #    /var/cache/faasload-ci/fresh) and rebuilt when older than $FAASLOAD_FRESH_MAX_AGE_DAYS (7)
 #    or with --refresh. mmdebstrap is installed with apt-get when missing.
-# 2. Unpacks it in a new directory under /var/tmp, copies the host's /etc/resolv.conf in, and a
-#    clean clone of this repository's HEAD (`git clone`: committed files only) to /root/faasload,
+# 2. Unpacks it in a new directory under /var/tmp, copies the host's /etc/resolv.conf in (and the
+#    certificates the host trusts that Debian's bundle lacks, as local CAs), and a clean clone of this repository's HEAD (`git clone`: committed files only) to /root/faasload,
 #    as a user would clone it.
 # 3. Bind-mounts /proc, /sys (with /sys/fs/cgroup) and /dev, and runs, with chroot, as root in
 #    /root/faasload with a bare environment: `scripts/demo.sh` (README's command: it runs
@@ -93,6 +93,20 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 tar -C "$DIR" -xf "$TARBALL"
 cp /etc/resolv.conf "$DIR/etc/resolv.conf"
+# The host's trust anchors that Debian's bundle lacks (e.g. the CA of a TLS-inspecting proxy on
+# the way to PyPI) become local CAs of the root filesystem, as its administrator would add them.
+/usr/bin/python3 - "$DIR" <<'PYTHON'
+import re, sys
+from pathlib import Path
+root = Path(sys.argv[1])
+pem = re.compile(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", re.S)
+inside = set(pem.findall((root / "etc/ssl/certs/ca-certificates.crt").read_text()))
+extra = [c for c in pem.findall(Path("/etc/ssl/certs/ca-certificates.crt").read_text()) if c not in inside]
+for i, cert in enumerate(extra):
+    (root / f"usr/local/share/ca-certificates/host-{i}.crt").write_text(cert + "\n")
+print(f"fresh: {len(extra)} certificate(s) of the host's bundle added as local CAs")
+PYTHON
+chroot "$DIR" /usr/sbin/update-ca-certificates >/dev/null
 git clone --quiet --depth 1 "file://$ROOT" "$DIR/root/faasload"
 commit=$(git -C "$DIR/root/faasload" rev-parse --short HEAD)
 timed "unpacked, clean clone of $commit"
