@@ -128,7 +128,9 @@ in_root() {  # in_root COMMAND: bash -c COMMAND as root in /root/faasload with a
         PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         /bin/bash -c "cd /root/faasload && $1"
 }
-system_packages='/usr/bin/python3 -c "import importlib.metadata as m; print(sorted((d.metadata[\"Name\"], d.version) for d in m.distributions()))"'
+# What an interpreter has installed, as `pip list` would say (-I: not the current directory's).
+packages_of() { printf '%s -I -c "import importlib.metadata as m; print(*sorted({d.metadata[\\"Name\\"] + \\" \\" + d.version for d in m.distributions()}), sep=chr(10))"' "$1"; }
+system_packages=$(packages_of /usr/bin/python3)
 before=$(in_root "$system_packages")
 
 # ------------------------------------------------------------------ 3. README's demo command
@@ -145,7 +147,7 @@ grep -q 'all 52 planned invocations succeeded' "$log" || fail "the demo's own ch
 
 # ------------------------------------------------------------------ 4. setup again: no change
 say "scripts/setup.sh a second time"
-freeze='.venv/bin/python -m pip freeze --all'
+freeze=$(packages_of .venv/bin/python)
 frozen=$(in_root "$freeze")
 again=$(in_root "scripts/setup.sh" 2>&1)
 timed "scripts/setup.sh again"
@@ -154,7 +156,9 @@ if printf '%s\n' "$again" | grep -qE 'installing|creating|rebuilding'; then
     fail "the second scripts/setup.sh installed something"
 fi
 [ "$(in_root "$freeze")" = "$frozen" ] || fail "the second scripts/setup.sh changed the environment's packages"
-[ "$(in_root "$system_packages")" = "$before" ] || fail "the system interpreter's packages changed"
+after=$(in_root "$system_packages")
+[ "$after" = "$before" ] || fail "the system interpreter's packages changed: $(diff <(echo "$before") <(echo "$after"))"
+echo "fresh: the system interpreter's packages are unchanged ($(echo "$after" | wc -l) distributions)"
 
 say "passed (commit $commit)"
 printf '%s\n' "${timings[@]}"
