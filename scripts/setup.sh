@@ -112,9 +112,9 @@ fi
 if ! stamped project "$project_key"; then
     log "installing FaaSLoad into $VENV (editable: the code stays in $ROOT)"
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input --no-deps -e "$ROOT" >&2
-    "$VENV/bin/python" -m pip check >&2 || fail "the environment's packages do not satisfy each other (pip check)"
+    problems=$("$VENV/bin/python" -m pip check 2>&1) || fail "the environment's packages do not satisfy each other: $problems"
     grep -v '^project ' "$STAMP" >"$STAMP.new" || true
     printf 'project %s\n' "$project_key" >>"$STAMP.new"
     mv "$STAMP.new" "$STAMP"
 fi
-log "ready: $VENV (run FaaSLoad with $VENV/bin/python -m loader, or put $VENV/bin on the PATH)"
+log "ready in $SECONDS s: $VENV (run FaaSLoad with $VENV/bin/python -m loader, or put $VENV/bin on the PATH)"

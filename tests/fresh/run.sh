@@ -85,7 +85,9 @@ cleanup() {
     if [ "$keep" -eq 1 ] || grep -q " $DIR/" /proc/mounts; then
         echo "fresh: root filesystem kept in $DIR" >&2
     else
+        local removing=$SECONDS
         rm -rf --one-file-system "$DIR"
+        echo "fresh: removed the root filesystem in $((SECONDS - removing)) s" >&2
     fi
     exit "$status"
 }
@@ -106,7 +108,7 @@ for i, cert in enumerate(extra):
     (root / f"usr/local/share/ca-certificates/host-{i}.crt").write_text(cert + "\n")
 print(f"fresh: {len(extra)} certificate(s) of the host's bundle added as local CAs")
 PYTHON
-chroot "$DIR" /usr/sbin/update-ca-certificates >/dev/null
+chroot "$DIR" /usr/sbin/update-ca-certificates >/dev/null 2>&1 || fail "update-ca-certificates failed in the root filesystem"
 git clone --quiet --depth 1 "file://$ROOT" "$DIR/root/faasload"
 commit=$(git -C "$DIR/root/faasload" rev-parse --short HEAD)
 timed "unpacked, clean clone of $commit"
@@ -141,6 +143,8 @@ in_root "scripts/demo.sh" 2>&1 | tee "$log"
 demo_status=${PIPESTATUS[0]}
 set -e
 timed "scripts/demo.sh (setup and demo)"
+setup_s=$(sed -n 's/^setup: ready in \([0-9]*\) s:.*/\1/p' "$log" | head -1)
+timings+=("$(printf '%-44s %4s s' "  of which scripts/setup.sh (first run)" "${setup_s:-?}")")
 [ "$demo_status" -eq 0 ] || fail "scripts/demo.sh exited $demo_status"
 grep -q '^statuses: success 52$' "$log" || fail "the loader's summary does not say 'statuses: success 52'"
 grep -q 'all 52 planned invocations succeeded' "$log" || fail "the demo's own check did not pass"
