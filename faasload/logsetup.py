@@ -13,7 +13,8 @@ import logging
 import logging.config
 import os
 import sys
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 #: INFO to stderr, so that journald captures it under a systemd unit.
 DEFAULT_LOGGING: dict[str, Any] = {
