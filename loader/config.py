@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from faasload import resources
 from faasload.config import ConfigError, load_file, option, section
 from loader.storage.dsn import mask_dsn
 
-DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config" / "loader.yml"
+DEFAULT_PATH = resources.example_config("loader.yml")
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ class DatabaseSection:
     user: str = option("faasload", doc="database user")
     password: str | None = option(None, doc="password (prefer `~/.pgpass`)")
     database: str = option("faasload", doc="database name")
-    embedded_datadir: Path = option("~/.local/state/faasload/pgdata", doc="data directory of the embedded server")
+    embedded_datadir: Path | None = option(None, doc="data directory of the embedded server (null: `~/.local/state/faasload/pgdata`; as root `/var/lib/faasload/pgdata`, since the server then runs as an unprivileged user, which cannot reach `/root`)")
     batch_size: int = option(500, minimum=1, doc="rows per write transaction, at most")
     flush_interval_s: float = option(0.5, unit="s", exclusive_minimum=0, doc="longest time a written row waits before its transaction")
     retry_interval_s: float = option(1.0, unit="s", exclusive_minimum=0, doc="wait before retrying a failed write transaction (the batch is kept)")
@@ -115,7 +116,7 @@ class LoaderConfig:
     monitor: MonitorClientConfig = section(MonitorClientConfig, doc="the resource monitor")
     experiment: ExperimentConfig = section(ExperimentConfig, doc="the experiment record")
     statedir: Path = option("~/.local/state/faasload", doc="state directory (embedded database, logs of started services)")
-    logging: dict[str, Any] = option({}, doc="`logging.config.dictConfig` mapping merged over the default (INFO to stderr); `logging:root:level` switches verbosity")
+    logging: dict[str, Any] = option({}, doc="`logging.config.dictConfig` mapping merged over the default (INFO to stderr, the `kafka` logger at WARNING, syslog priority prefixes when stderr is the journal); `logging:root:level` switches verbosity")
 
 
 def load(path: str | Path = DEFAULT_PATH, overrides: dict[str, Any] | None = None) -> LoaderConfig:

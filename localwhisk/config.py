@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from faasload import resources
 from faasload.config import ConfigError, load_file, option, section
 
-DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config" / "localwhisk.yml"
+DEFAULT_PATH = resources.example_config("localwhisk.yml")
 #: Debian's ``nobody:nogroup``: the Docker actions' user when localwhisk runs as root.
 NOBODY = (65534, 65534)
 
@@ -98,7 +99,7 @@ class LocalWhiskConfig:
     runtimes: RuntimesConfig = section(RuntimesConfig, doc="action kinds")
     events: EventsConfig = section(EventsConfig, doc="user events to Kafka")
     monitor: MonitorNotifyConfig = section(MonitorNotifyConfig, doc="notifications to the FaaSLoad monitor")
-    logging: dict[str, Any] = option({}, doc="`logging.config.dictConfig` mapping merged over the default (INFO to stderr)")
+    logging: dict[str, Any] = option({}, doc="`logging.config.dictConfig` mapping merged over the default (INFO to stderr, the `kafka` logger at WARNING, syslog priority prefixes when stderr is the journal)")
 
 
 def load(path: str | Path = DEFAULT_PATH, overrides: dict[str, Any] | None = None) -> LocalWhiskConfig:

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from faasload import resources
 from faasload.config import ConfigError, load_file, option, section
 from faasload.openwhisk_names import DEFAULT_NAME_PATTERN
 
-DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config" / "monitor.yml"
+DEFAULT_PATH = resources.example_config("monitor.yml")
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class MonitorConfig:
     sampling: SamplingConfig = section(SamplingConfig, doc="cgroup sampling")
     discovery: DiscoveryConfig = section(DiscoveryConfig, doc="finding a container's cgroup")
     docker: DockerConfig = section(DockerConfig, doc="Docker-events discovery and attribution without notices (issue 8)")
-    logging: dict[str, Any] = option({}, doc="`logging.config.dictConfig` mapping merged over the default (INFO to stderr); `logging:root:level` switches verbosity")
+    logging: dict[str, Any] = option({}, doc="`logging.config.dictConfig` mapping merged over the default (INFO to stderr, the `kafka` logger at WARNING, syslog priority prefixes when stderr is the journal); `logging:root:level` switches verbosity")
 
 
 def load(path: str | Path = DEFAULT_PATH, overrides: dict[str, Any] | None = None) -> MonitorConfig:

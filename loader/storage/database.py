@@ -107,7 +107,7 @@ def open_database(section: DatabaseSection) -> OpenedDatabase:
     """
     if is_configured(section):
         return OpenedDatabase(DatabaseConfiguration.from_section(section))
-    datadir = Path(section.embedded_datadir).resolve()  # the server runs in its data directory
+    datadir = Path(section.embedded_datadir or embedded_pg.default_datadir()).resolve()  # the server runs in it
     log.info("no database configured: starting an embedded PostgreSQL server in %s", datadir)
     server = embedded_pg.start_cluster(datadir)
     create_database(DatabaseConfiguration(user=server.user, host=server.host, port=server.port,
