@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 from faasload import cli, embedded_pg, logsetup
-
 from loader import config as loader_config
 from loader.storage.database import DatabaseConfiguration, is_configured, open_database
 
