@@ -24,8 +24,8 @@ import requests
 from faasload import embedded_pg
 from faasload.procs import free_tcp_port
 from loader import config as loader_config
-from loader.database import open_database
 from loader.psql import run_psql
+from loader.storage.database import open_database
 
 #: What the demo shows of the dataset (docs/dataset.md has more).
 QUERIES = [

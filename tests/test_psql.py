@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from loader.database import DatabaseConfiguration
 from loader.psql import psql_command
+from loader.storage.database import DatabaseConfiguration
 
 PSQL = Path("/opt/pg/bin/psql")
 
