@@ -1,0 +1,112 @@
+"""Writing a report: gather each experiment, draw its figures, tabulate, render ``index.html``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+
+from ..dataset import Dataset
+from . import figures, html, tables
+from .data import ExperimentData, ReportOptions, gather
+
+
+class ReportError(ValueError):
+    """The report cannot be made as asked (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Report:
+    index: Path
+    files: tuple[Path, ...]      # every file written, index.html first
+
+
+def _experiment_section(data: ExperimentData, out_dir: Path, prefix: str, anchor: str,
+                        written: list[Path]) -> str:
+    drawn = {}
+    for stem, draw in figures.EXPERIMENT_FIGURES:
+        saved = draw(data, out_dir, prefix + stem)
+        written += [out_dir / f"{saved.name}.png", out_dir / f"{saved.name}.svg"]
+        drawn[stem] = html.figure_html(saved)
+    per_function = tables.function_table(data.runs)
+    functions_csv = out_dir / f"{prefix}functions.csv"
+    per_function.to_csv(functions_csv, index=False, lineterminator="\n")
+    written.append(functions_csv)
+    config = data.experiment.config
+    parts = [
+        f'<section id="{anchor}"><h2>Experiment {escape(data.label)}</h2>',
+        "<h3>Verdict</h3>", html.verdict_html(data), html.table_html(tables.fidelity_table(data)),
+        "<h3>Configuration and provenance</h3>", html.facts_html(html.provenance_rows(data)),
+        html.details("the loader's configuration, as stored with the experiment", config or {}),
+    ]
+    if "workload" in data.provenance:
+        parts.append(html.details("workload.json (sources, options, seed, counts)", data.provenance["workload"]))
+    if data.experiment.summary:
+        parts.append(html.details("the loader's end-of-run summary", data.experiment.summary))
+    parts += [
+        "<h3>Injection: issued vs planned, lateness</h3>", drawn["rate"], drawn["lateness"],
+        "<h3>Latency and platform times</h3>", drawn["latency_cdfs"],
+        "<h3>Statuses and cold starts</h3>", drawn["statuses"], html.table_html(tables.status_table(data.runs)),
+        drawn["cold_starts"],
+        "<h3>Resources</h3>", drawn["resources"], drawn["timeline"],
+        "<h3>Per function</h3>",
+        f'<p class="note">Times in ms (nearest-rank percentiles), peak memory in MiB, CPU time in ms; also in '
+        f'<a href="{escape(functions_csv.name)}">{escape(functions_csv.name)}</a>.</p>',
+        html.table_html(tables.function_display(per_function)), "</section>"]
+    return "\n".join(parts)
+
+
+def _comparison_section(experiments: list[ExperimentData], out_dir: Path, top: int, written: list[Path]) -> str:
+    saved = figures.compared_cdfs(experiments, out_dir, "compare_cdfs")
+    written += [out_dir / "compare_cdfs.png", out_dir / "compare_cdfs.svg"]
+    metrics = tables.comparison_table(experiments)
+    metrics_csv = out_dir / "comparison.csv"
+    metrics.to_csv(metrics_csv, lineterminator="\n")
+    written.append(metrics_csv)
+    return "\n".join([
+        '<section id="comparison"><h2>Comparison</h2>',
+        f'<p class="note">Baseline: {escape(experiments[0].label)}. Differences are other − baseline.</p>',
+        html.figure_html(saved),
+        "<h3>Figures side by side</h3>", html.table_html(metrics.reset_index()),
+        "<h3>Distributions against the baseline</h3>",
+        '<p class="note">Δ median with a 95% bootstrap interval (1,000 resamples, seeded); two-sample '
+        'Kolmogorov-Smirnov statistic D and p-value (a small p: the distributions differ).</p>',
+        html.table_html(tables.distribution_tests(experiments)),
+        "<h3>Functions in every experiment</h3>", html.table_html(tables.function_comparison(experiments, top)),
+        "</section>"])
+
+
+def write_report(dataset: Dataset, refs: list[str | int], out_dir: Path,
+                 options: ReportOptions = ReportOptions()) -> Report:
+    """Write ``out_dir/index.html`` and the figures (PNG, SVG) and tables (CSV) beside it."""
+    if not refs:
+        raise ReportError("no experiment given")
+    experiments = [gather(dataset, ref, options) for ref in refs]
+    ids = [e.experiment.experiment_id for e in experiments]
+    if len(set(ids)) != len(ids):
+        raise ReportError("an experiment is named twice")
+    if options.activations:
+        known = set().union(*(set(e.runs["activation_id"].dropna()) for e in experiments))
+        missing = [a for a in options.activations if a not in known]
+        if missing:
+            raise ReportError(f"activation(s) in none of the experiments: {', '.join(missing)}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    body, toc = [], []
+    several = len(experiments) > 1
+    if several:
+        body.append(_comparison_section(experiments, out_dir, options.top, written))
+        toc.append(("comparison", "Comparison"))
+    for index, data in enumerate(experiments, 1):
+        anchor = f"experiment-{index}"
+        body.append(_experiment_section(data, out_dir, f"e{index}_" if several else "", anchor, written))
+        toc.append((anchor, f"Experiment {data.label}"))
+    title = "FaaSLoad report: " + ", ".join(e.label for e in experiments)
+    footer = (f"Made by python -m loader.report from {dataset.database.describe()}. Percentiles are nearest-rank "
+              f"(a value that occurred). Functions are {'user/action pairs' if options.group_by == 'function' else 'actions'}; "
+              f"the {options.top} most invoked are drawn apart.")
+    index = out_dir / "index.html"
+    part = index.with_name("index.html.part")
+    part.write_text(html.page(title, toc, body, footer), encoding="utf-8")
+    part.replace(index)
+    return Report(index, (index, *written))
