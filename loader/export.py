@@ -4,8 +4,9 @@
 writes ``DIR/experiments.EXT`` (the experiment's row; ``config`` and ``summary`` as JSON
 text), ``DIR/runs.EXT`` (every column of ``runs`` as :meth:`loader.dataset.Dataset.runs`
 gives it), ``DIR/parameters.EXT`` (``run_id, name, value``) and ``DIR/resources.EXT``
-(every sample, written a chunk at a time).  CSV: UTF-8, a header line, empty fields for
-NULL, datetimes as ``YYYY-MM-DD HH:MM:SS.ffffff+00:00``, floats as the shortest exact text.
+(every sample, written a chunk at a time).  CSV: UTF-8, a header line, an empty field for
+NULL, texts always quoted (an empty text is ``""``), datetimes as
+``YYYY-MM-DDTHH:MM:SS.ffffff+00:00``, floats as the shortest text that reads back exactly.
 Parquet: one file per table, nullable integer, boolean and text columns, datetimes in ns UTC.
 """
 
@@ -13,10 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -55,11 +58,37 @@ def _chunks(dataset: Dataset, experiment: Experiment, table: str) -> Iterator[pd
             yield dataset.resources(experiment)  # the columns, with no rows
 
 
+#: Every datetime of the dataset is UTC with at most µs precision.
+CSV_DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f+00:00"
+
+
+def _csv_field(value: object) -> str:
+    """NULL: an empty field; text: always quoted (so an empty text is ``""``); numbers: exact."""
+    if value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, str):
+        return '"' + value.replace('"', '""') + '"'
+    if isinstance(value, pd.Timestamp):
+        return value.tz_convert("UTC").strftime(CSV_DATETIME_FORMAT)
+    if isinstance(value, (bool, np.bool_)):
+        return "True" if value else "False"
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))
+    return str(value)
+
+
 def _write_csv(chunks: Iterator[pd.DataFrame], path: Path) -> int:
     rows = 0
     with open(path, "w", encoding="utf-8", newline="") as stream:
         for index, chunk in enumerate(chunks):
-            chunk.to_csv(stream, index=False, header=index == 0, lineterminator="\n")
+            if index == 0:
+                stream.write(",".join(_csv_field(str(c)) for c in chunk.columns) + "\n")
+            if all(pd.api.types.is_numeric_dtype(t) or pd.api.types.is_datetime64_any_dtype(t) for t in chunk.dtypes):
+                chunk.to_csv(stream, index=False, header=False, lineterminator="\n",  # no text: pandas is exact
+                             date_format=CSV_DATETIME_FORMAT)
+            else:
+                for row in chunk.itertuples(index=False, name=None):
+                    stream.write(",".join(map(_csv_field, row)) + "\n")
             rows += len(chunk)
     return rows
 

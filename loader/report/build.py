@@ -21,6 +21,16 @@ class Report:
     files: tuple[Path, ...]      # every file written, index.html first
 
 
+def _groups_note(data: ExperimentData) -> str:
+    """Which functions are drawn apart, and which the "other" group holds."""
+    apart = [g for g in data.groups if not g.startswith("other (")]
+    text = f"Drawn apart: {', '.join(apart) or 'none'}."
+    if len(apart) < len(data.groups):
+        rest = sorted(set(data.runs["function"]) - set(apart))
+        text += f" {data.groups[-1]}: {', '.join(rest)}."
+    return f'<p class="note">{escape(text)}</p>'
+
+
 def _experiment_section(data: ExperimentData, out_dir: Path, prefix: str, anchor: str,
                         written: list[Path]) -> str:
     drawn = {}
@@ -45,7 +55,7 @@ def _experiment_section(data: ExperimentData, out_dir: Path, prefix: str, anchor
         parts.append(html.details("the loader's end-of-run summary", data.experiment.summary))
     parts += [
         "<h3>Injection: issued vs planned, lateness</h3>", drawn["rate"], drawn["lateness"],
-        "<h3>Latency and platform times</h3>", drawn["latency_cdfs"],
+        "<h3>Latency and platform times</h3>", _groups_note(data), drawn["latency_cdfs"],
         "<h3>Statuses and cold starts</h3>", drawn["statuses"], html.table_html(tables.status_table(data.runs)),
         drawn["cold_starts"],
         "<h3>Resources</h3>", drawn["resources"], drawn["timeline"],

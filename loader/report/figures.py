@@ -10,7 +10,7 @@ import pandas as pd
 
 from .data import ExperimentData, floats, percentile
 from .plotting import (STATUS_COLORS, SavedFigure, bin_label, bin_width_s, cdf, color_of, new_figure, no_data,
-                       save, scale_for)
+                       plain_ticks, save, scale_for)
 
 LABEL_CHARS = 48
 
@@ -69,6 +69,7 @@ def lateness(data: ExperimentData, directory: Path, name: str) -> SavedFigure:
                              np.append(series.index.to_numpy(), series.index[-1] + width),
                              label="max" if q == 100 else f"p{q}", color=color, linewidth=line_width, baseline=None)
         over_time.set_yscale("log")
+        plain_ticks(over_time, "y")
         over_time.set_xlabel("planned time (s from the start)")
         over_time.set_ylabel("lateness (ms)")
         over_time.legend(loc="upper right")

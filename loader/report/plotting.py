@@ -13,6 +13,7 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
+from matplotlib import ticker
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
@@ -91,6 +92,7 @@ def scale_for(ax: Axes, values: list[np.ndarray], axis: str = "x") -> None:
     setter = ax.set_xscale if axis == "x" else ax.set_yscale
     if (joined <= 0).any():
         setter("symlog", linthresh=threshold, linscale=0.3)
+        plain_ticks(ax, axis)
         if joined.min() >= 0:  # nothing negative: no room for it
             if axis == "x":
                 ax.set_xlim(left=0)
@@ -98,6 +100,14 @@ def scale_for(ax: Axes, values: list[np.ndarray], axis: str = "x") -> None:
                 ax.set_ylim(bottom=0)
     else:
         setter("log")
+        plain_ticks(ax, axis)
+
+
+def plain_ticks(ax: Axes, axis: str = "x") -> None:
+    """Tick labels of a log axis as plain numbers (0.5, 2, 100), not powers of ten."""
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+    target.set_minor_formatter(ticker.NullFormatter())
 
 
 def bin_width_s(duration_s: float) -> int:

@@ -55,7 +55,7 @@ def status_table(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for status, own in runs.sort_values("run_id").groupby("status", sort=True, observed=True):
         reasons = own["status_reason"].dropna()
-        rows.append({"status": status, "runs": len(own), "share": round(len(own) / len(runs), 4),
+        rows.append({"status": status, "runs": len(own), "share": percent(len(own) / len(runs)),
                      "example reason": reasons.iloc[0] if len(reasons) else ""})
     return pd.DataFrame(rows, columns=["status", "runs", "share", "example reason"])
 
