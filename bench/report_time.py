@@ -25,14 +25,21 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
 
 _common.use_repo_imports()
 
-from faasload import embedded_pg  # noqa: E402
-from loader import store  # noqa: E402
-from loader.database import DatabaseConfiguration, create_database  # noqa: E402
-from loader.records import ResourceSample, RunKey, RunParameters, RunResources, RunStatus, RunUpdate  # noqa: E402
+from faasload import embedded_pg
+from loader import store
+from loader.database import DatabaseConfiguration, create_database
+from loader.records import (
+    ResourceSample,
+    RunKey,
+    RunParameters,
+    RunResources,
+    RunStatus,
+    RunUpdate,
+)
 
 
 def synthetic_experiment(conn, name: str, *, runs: int, functions: int, duration_s: float, samples: int,
@@ -99,7 +106,7 @@ def synthetic_experiment(conn, name: str, *, runs: int, functions: int, duration
 
 def timed(args: list[str]) -> float:
     start = time.monotonic()
-    result = subprocess.run([sys.executable, *args], cwd=_common.ROOT, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, *args], check=False, cwd=_common.ROOT, capture_output=True, text=True)
     elapsed = time.monotonic() - start
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed ({result.returncode}):\n{result.stderr[-2000:]}")

@@ -14,21 +14,27 @@ measured") stays distinct from 0.  Reading never writes to the database.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .config import LoaderConfig
 from .config import load as load_config
-from .database import DatabaseConfiguration, OpenedDatabase, is_configured, open_database
+from .database import (
+    DatabaseConfiguration,
+    OpenedDatabase,
+    is_configured,
+    open_database,
+)
 from .storage import queries
 from .storage.queries import NoSuchExperiment
 
-__all__ = ["Dataset", "Experiment", "NoSuchExperiment", "DatasetError", "open_dataset", "EPOCH_COLUMNS"]
+__all__ = ["EPOCH_COLUMNS", "Dataset", "DatasetError", "Experiment", "NoSuchExperiment", "open_dataset"]
 
 
 class DatasetError(RuntimeError):
@@ -109,7 +115,7 @@ class Dataset:
 
     # ------------------------------------------------------------------ life cycle
 
-    def __enter__(self) -> "Dataset":
+    def __enter__(self) -> Dataset:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -16,8 +16,8 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -87,8 +87,8 @@ def _write_csv(chunks: Iterator[pd.DataFrame], path: Path) -> int:
                 chunk.to_csv(stream, index=False, header=False, lineterminator="\n",  # no text: pandas is exact
                              date_format=CSV_DATETIME_FORMAT)
             else:
-                for row in chunk.itertuples(index=False, name=None):
-                    stream.write(",".join(map(_csv_field, row)) + "\n")
+                stream.writelines(",".join(map(_csv_field, row)) + "\n"
+                                  for row in chunk.itertuples(index=False, name=None))
             rows += len(chunk)
     return rows
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Set up a fresh machine (scripts/setup.sh), start a Docker daemon if none is reachable,
+# Set up a fresh machine (scripts/setup.sh --tests), start a Docker daemon if none is reachable,
 # and run the whole test suite against real services. Exit status is pytest's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --tests
 PY=${PYTHON:-python3}
 
 started_dockerd=""

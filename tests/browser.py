@@ -70,7 +70,7 @@ class Chromium:
         self.events: list[dict] = []
 
     @classmethod
-    def start(cls, binary: str | None = None, stderr_path: Path | None = None) -> "Chromium":
+    def start(cls, binary: str | None = None, stderr_path: Path | None = None) -> Chromium:
         binary = binary or find_chromium()
         if binary is None:
             raise BrowserError("no chromium binary on the PATH")
@@ -95,7 +95,7 @@ class Chromium:
         return cls(process, os.fdopen(we_write, "wb", buffering=0), os.fdopen(we_read, "rb", buffering=0),
                    user_data_dir)
 
-    def __enter__(self) -> "Chromium":
+    def __enter__(self) -> Chromium:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -18,7 +18,7 @@ FIGURES = ("rate", "lateness", "latency_cdfs", "cold_starts", "statuses", "resou
 
 def report(experiments, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "loader.report", *args, "--config", str(experiments.config_path)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+                          check=False, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
 def digests(directory) -> dict[str, str]:

@@ -60,8 +60,8 @@ def _experiment_section(data: ExperimentData, out_dir: Path, prefix: str, anchor
         drawn["cold_starts"],
         "<h3>Resources</h3>", drawn["resources"], drawn["timeline"],
         "<h3>Per function</h3>",
-        f'<p class="note">Times in ms (nearest-rank percentiles), peak memory in MiB, CPU time in ms; also in '
-        f'<a href="{escape(functions_csv.name)}">{escape(functions_csv.name)}</a>.</p>',
+        (f'<p class="note">Times in ms (nearest-rank percentiles), peak memory in MiB, CPU time in ms; also in '
+         f'<a href="{escape(functions_csv.name)}">{escape(functions_csv.name)}</a>.</p>'),
         html.table_html(tables.function_display(per_function)), "</section>"]
     return "\n".join(parts)
 
@@ -79,16 +79,17 @@ def _comparison_section(experiments: list[ExperimentData], out_dir: Path, top: i
         html.figure_html(saved),
         "<h3>Figures side by side</h3>", html.table_html(metrics.reset_index()),
         "<h3>Distributions against the baseline</h3>",
-        '<p class="note">Δ median with a 95% bootstrap interval (1,000 resamples, seeded); two-sample '
-        'Kolmogorov-Smirnov statistic D and p-value (a small p: the distributions differ).</p>',
+        ('<p class="note">Δ median with a 95% bootstrap interval (1,000 resamples, seeded); two-sample '
+         'Kolmogorov-Smirnov statistic D and p-value (a small p: the distributions differ).</p>'),
         html.table_html(tables.distribution_tests(experiments)),
         "<h3>Functions in every experiment</h3>", html.table_html(tables.function_comparison(experiments, top)),
         "</section>"])
 
 
 def write_report(dataset: Dataset, refs: list[str | int], out_dir: Path,
-                 options: ReportOptions = ReportOptions()) -> Report:
+                 options: ReportOptions | None = None) -> Report:
     """Write ``out_dir/index.html`` and the figures (PNG, SVG) and tables (CSV) beside it."""
+    options = options or ReportOptions()
     if not refs:
         raise ReportError("no experiment given")
     experiments = [gather(dataset, ref, options) for ref in refs]
@@ -107,14 +108,14 @@ def write_report(dataset: Dataset, refs: list[str | int], out_dir: Path,
     if several:
         body.append(_comparison_section(experiments, out_dir, options.top, written))
         toc.append(("comparison", "Comparison"))
-    for index, data in enumerate(experiments, 1):
-        anchor = f"experiment-{index}"
-        body.append(_experiment_section(data, out_dir, f"e{index}_" if several else "", anchor, written))
+    for number, data in enumerate(experiments, 1):
+        anchor = f"experiment-{number}"
+        body.append(_experiment_section(data, out_dir, f"e{number}_" if several else "", anchor, written))
         toc.append((anchor, f"Experiment {data.label}"))
     title = "FaaSLoad report: " + ", ".join(e.label for e in experiments)
-    footer = (f"Made by python -m loader.report from {dataset.database.describe()}. Percentiles are nearest-rank "
-              f"(a value that occurred). Functions are {'user/action pairs' if options.group_by == 'function' else 'actions'}; "
-              f"the {options.top} most invoked are drawn apart.")
+    functions = "user/action pairs" if options.group_by == "function" else "actions"
+    footer = ("Made by python -m loader.report. Percentiles are nearest-rank "
+              f"(a value that occurred). Functions are {functions}; the {options.top} most invoked are drawn apart.")
     index = out_dir / "index.html"
     part = index.with_name("index.html.part")
     part.write_text(html.page(title, toc, body, footer), encoding="utf-8")

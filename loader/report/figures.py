@@ -9,8 +9,19 @@ import numpy as np
 import pandas as pd
 
 from .data import ExperimentData, floats, percentile
-from .plotting import (STATUS_COLORS, SavedFigure, bin_label, bin_width_s, cdf, color_of, new_figure, no_data,
-                       plain_ticks, save, scale_for)
+from .plotting import (
+    STATUS_COLORS,
+    SavedFigure,
+    bin_label,
+    bin_width_s,
+    cdf,
+    color_of,
+    new_figure,
+    no_data,
+    plain_ticks,
+    save,
+    scale_for,
+)
 
 LABEL_CHARS = 48
 
@@ -152,9 +163,10 @@ def statuses(data: ExperimentData, directory: Path, name: str) -> SavedFigure:
         order = [s for s in STATUS_COLORS if s in set(runs["status"])]
         for status in order:
             counts, _ = np.histogram(floats(runs.loc[runs["status"] == status, "planned_s"]), edges)
-            ax.bar(edges[:-1], counts, width=width, bottom=bottom, align="edge", color=STATUS_COLORS[status],
-                   label=f"{status} ({int(counts.sum())})", linewidth=0)
-            bottom += counts
+            top = bottom + counts
+            ax.stairs(top, edges, baseline=bottom, fill=True, color=STATUS_COLORS[status],
+                      label=f"{status} ({int(counts.sum())})")
+            bottom = top
         ax.set_xlabel("planned time (s from the start)")
         ax.set_ylabel(f"invocations per {bin_label(width)}")
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")

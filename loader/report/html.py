@@ -57,7 +57,8 @@ def _cell(value: object) -> str:
     if value is None or (not isinstance(value, (str, bytes, list, dict, tuple)) and pd.isna(value)):
         return "–"
     if isinstance(value, (float, np.floating)):
-        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+        number = float(value)
+        return f"{number:,.0f}" if abs(number) >= 1000 else f"{number:.4g}"
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return f"{value:,}"
     return str(value)
@@ -78,8 +79,8 @@ def table_html(table: pd.DataFrame) -> str:
         return '<p class="note">(none)</p>'
     if isinstance(table.columns, pd.MultiIndex):
         top, bottom = [], []
-        for group, names in groupby(table.columns, key=lambda c: c[0]):
-            names = list(names)
+        for group, members in groupby(table.columns, key=lambda c: c[0]):
+            names = list(members)
             if len(names) == 1 and not names[0][1]:
                 top.append(f'<th rowspan="2">{escape(str(group))}</th>')
             else:
@@ -128,8 +129,8 @@ def provenance_rows(data: ExperimentData) -> list[tuple[str, object]]:
         ("started at", experiment.started_at), ("ended at", experiment.ended_at or "not ended (running or crashed)"),
         ("platform", (config.get("openwhisk") or {}).get("apihost")),
         ("trace directory", data.provenance.get("tracedir")),
-        ("traces / users / actions", f"{runs['trace_name'].nunique()} / {runs['user_name'].nunique()} / "
-                                     f"{runs['action_name'].nunique()}"),
+        ("traces / users / actions",
+         f"{runs['trace_name'].nunique()} / {runs['user_name'].nunique()} / {runs['action_name'].nunique()}"),
         ("planned invocations", len(runs)),
     ]
     if experiment.seed is not None:

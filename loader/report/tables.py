@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
@@ -88,7 +90,7 @@ def function_display(table: pd.DataFrame) -> pd.DataFrame:
     """:func:`function_table` for the page: grouped two-level headers, shares in percent."""
     if table.empty:
         return table
-    columns: dict[tuple[str, str], object] = {
+    columns: dict[tuple[str, str], Any] = {
         ("function", ""): table["function"], ("runs", ""): table["invocations"],
         ("success", ""): [percent(v, 1) for v in table["success_share"]], ("cold starts", ""): table["cold_starts"]}
     for column, label in TIMES:
@@ -136,7 +138,8 @@ def comparison_table(experiments: list[ExperimentData]) -> pd.DataFrame:
     for data, values in zip(experiments, metrics):
         columns[data.label] = [_round(values[n], 4) for n in names]
     for data, values in zip(experiments[1:], metrics[1:]):
-        deltas, relative = [], []
+        deltas: list[float | None] = []
+        relative: list[float | None] = []
         for name in names:
             a, b = metrics[0][name], values[name]
             if a is None or b is None:

@@ -9,8 +9,8 @@ chunks (:func:`iter_resources`) through a server-side cursor.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import psycopg2.extensions
 
@@ -36,9 +36,16 @@ def _fetch(conn: psycopg2.extensions.connection, sql: str, params: tuple = ()) -
     with conn.cursor() as cur:
         cur.execute(sql, params)
         rows = cur.fetchall()
-        described = cur.description
+        described = _described(cur)
     conn.rollback()  # read-only: end the transaction, never hold a snapshot between calls
-    return Rows(tuple(d.name for d in described), tuple(d.type_code for d in described), rows)
+    return Rows(*described, rows)
+
+
+def _described(cur: psycopg2.extensions.cursor) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """Column names and type OIDs of the cursor's result."""
+    if cur.description is None:
+        raise RuntimeError("the query returned no rows description")  # only a statement without result
+    return tuple(d.name for d in cur.description), tuple(d.type_code for d in cur.description)
 
 
 def experiments(conn: psycopg2.extensions.connection) -> Rows:
@@ -99,8 +106,7 @@ def iter_resources(conn: psycopg2.extensions.connection, experiment_id: int,
                 rows = cur.fetchmany(chunk_rows)
                 if not rows:
                     return
-                yield Rows(tuple(d.name for d in cur.description), tuple(d.type_code for d in cur.description),
-                           rows)
+                yield Rows(*_described(cur), rows)
     finally:
         conn.rollback()
 
