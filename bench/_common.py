@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -32,11 +34,10 @@ def use_repo_imports() -> None:
 
 def percentile(values, q: float) -> float | None:
     """Nearest-rank percentile (``q`` in 0..100) of ``values``; None when empty."""
-    ordered = sorted(values)
-    if not ordered:
+    values = list(values)
+    if not values:
         return None
-    rank = max(1, -(-len(ordered) * q // 100))  # ceil(n q / 100), at least 1
-    return ordered[int(min(rank, len(ordered))) - 1]
+    return numpy.percentile(numpy.asarray(values), q, method="inverted_cdf").item()
 
 
 def spread(values, *, scale: float = 1.0, digits: int = 3) -> dict:

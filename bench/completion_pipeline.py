@@ -6,9 +6,9 @@ Starts a Tansu broker (``faasload.tansu``), an embedded PostgreSQL (``faasload.e
 directory in /tmp, durable as the loader's embedded server) and nginx answering activation records
 (``bench/_nginx.py``: a fixed complete record for any id, so the endpoint is not what is measured).
 In this process, the loader's real completion path, wired as :class:`loader.pipeline.Pipeline` wires
-it: :class:`loader.completions.EventConsumer` → :class:`loader.tracker.CompletionTracker` (its fetch
-pool and :class:`loader.openwhisk.OpenWhiskClient`) → :class:`loader.recorder.Recorder` →
-:class:`loader.recorder.DurableSink` → :class:`loader.store.StoreWriter` (loader defaults: batches
+it: :class:`loader.completion.user_events.EventConsumer` → :class:`loader.completion.tracker.CompletionTracker` (its fetch
+pool and :class:`loader.platform.client.OpenWhiskClient`) → :class:`loader.storage.recorder.Recorder` →
+:class:`loader.storage.recorder.DurableSink` → :class:`loader.storage.writer.StoreWriter` (loader defaults: batches
 of 500, flush interval 0.5 s, 8 fetch workers unless ``--fetch-workers``).
 
 For each rate: ``rate × duration`` activations are first recorded ``sent`` and registered with the
@@ -90,8 +90,9 @@ class Services:
 
     def __init__(self, scratch: Path):
         import _nginx
+
         from faasload import embedded_pg, tansu
-        from loader.database import DatabaseConfiguration, create_database
+        from loader.storage.database import DatabaseConfiguration, create_database
         self.broker = tansu.start(scratch / "tansu")
         pgdir = scratch / "pgdata"
         self.pg = embedded_pg.start_cluster(pgdir)
@@ -124,18 +125,19 @@ def create_topic(bootstrap: str) -> None:
 def measure(services: Services, scratch: Path, rate: float, duration_s: float, fetch_workers: int,
             fire_interval_s: float) -> dict:
     from faasload.clock import RealClock
-    from loader import store
-    from loader.authkeys import parse_key
-    from loader.completions import EventConsumer
-    from loader.openwhisk import InvokeOutcome, InvokeStatus, OpenWhiskClient
+    from loader.completion.tracker import CompletionTracker, TrackerSettings
+    from loader.completion.user_events import EventConsumer
     from loader.plan import PlannedInvocation
-    from loader.recorder import DurableSink, Recorder
-    from loader.summary import RunStats
-    from loader.tracker import CompletionTracker, TrackerSettings
+    from loader.platform.client import InvokeOutcome, InvokeStatus, OpenWhiskClient
+    from loader.platform.keys import parse_key
+    from loader.storage import experiments
+    from loader.storage import writer as store
+    from loader.storage.recorder import DurableSink, Recorder
+    from loader.storage.summary import RunStats
 
     count = int(rate * duration_s)
-    conn = store.open_store(services.database)
-    experiment_id = store.ensure_experiment(conn, name=f"bench-completions-{rate:g}-{uuid.uuid4().hex[:6]}",
+    conn = experiments.open_store(services.database)
+    experiment_id = experiments.ensure_experiment(conn, name=f"bench-completions-{rate:g}-{uuid.uuid4().hex[:6]}",
                                             mode="injection")
     writer = store.StoreWriter(services.database).start()
     stats = RunStats(10_000, count)

@@ -5,8 +5,8 @@
 Closed loop against nginx answering like OpenWhisk's non-blocking invoke (``bench/_nginx.py``):
 for each thread count, every thread POSTs invokes for ``--duration-s``:
 
-* ``loader``: :meth:`loader.openwhisk.OpenWhiskClient.invoke_once` on the loader's own
-  HTTP/1.1 client (``loader/http.py``, one keep-alive connection per thread), exactly as the
+* ``loader``: :meth:`loader.platform.client.OpenWhiskClient.invoke_once` on the loader's own
+  HTTP/1.1 client (``loader/platform/http.py``, one keep-alive connection per thread), exactly as the
   invoker threads call it;
 * ``http.client``: one ``http.client.HTTPConnection`` per thread (keep-alive), the same method,
   path, headers (Basic auth, JSON) and body, reading the body and parsing the activation id.
@@ -35,8 +35,8 @@ PARAMETERS = {"incont": "in", "object": "1.jpg", "outcont": "out", "quality": "4
 
 
 def loader_worker(apihost: str, until_s: float, counts: list, index: int, client) -> None:
-    from loader.authkeys import parse_key
-    from loader.openwhisk import InvokeStatus
+    from loader.platform.client import InvokeStatus
+    from loader.platform.keys import parse_key
     user = parse_key(FAKE_KEY, "bench", "bench")
     done = 0
     while time.monotonic() < until_s:
@@ -67,7 +67,7 @@ def raw_worker(apihost: str, until_s: float, counts: list, index: int, client) -
 
 
 def run(kind: str, apihost: str, threads: int, duration_s: float) -> dict:
-    from loader.openwhisk import OpenWhiskClient
+    from loader.platform.client import OpenWhiskClient
     client = OpenWhiskClient(apihost, timeout_s=10.0)
     worker = loader_worker if kind == "loader" else raw_worker
     counts = [0] * threads

@@ -5,9 +5,9 @@
 For each target rate, writes open-loop traces in FaaSLoad's format (``--users`` × ``--actions``
 traces, Poisson arrivals per trace, seeded, planned over ``--duration-s``) and replays them, in a
 fresh child process, through the loader's real :class:`loader.scheduler.Scheduler`, invoker pool
-(:class:`loader.invoker.InvokerPool`, or :class:`loader.senders.ProcessInvokerPool` with
-``--processes N``), :class:`loader.openwhisk.OpenWhiskClient` and :class:`loader.recorder.Recorder`
-/ :class:`loader.summary.RunStats`, wired as :class:`loader.pipeline.Pipeline` wires them
+(:class:`loader.sending.threads.InvokerPool`, or :class:`loader.sending.processes.ProcessInvokerPool` with
+``--processes N``), :class:`loader.platform.client.OpenWhiskClient` and :class:`loader.storage.recorder.Recorder`
+/ :class:`loader.storage.summary.RunStats`, wired as :class:`loader.pipeline.Pipeline` wires them
 (scheduler thread with a fine timer slack, the pipeline's GIL switch interval, ``--workers``
 invoker threads in all), against nginx answering like OpenWhisk's non-blocking invoke
 (``202 {"activationId": ...}``, see ``bench/_nginx.py``).
@@ -25,8 +25,8 @@ its sender processes.
 
 Before the runs, wrk measures the endpoint alone (POST, keep-alive, ``--wrk-connections``
 connections) for the ratio achieved/wrk.  ``--minutes N`` (default 3, 0 to skip) also replays the
-first N minutes of the bundled Azure Functions 2019 sample (Shahrad et al., USENIX ATC 2020,
-CC-BY) at 1×, converted by ``bench/azure2019_to_traces.py``.
+first N minutes of the Azure Functions 2019 sample committed under ``tests/data/azure2019-sample``
+(Shahrad et al., USENIX ATC 2020, CC-BY) at 1×, converted by ``bench/azure2019_to_traces.py``.
 
 Per run it prints: lateness (sent − planned, as the loader stores it) p50/p99/p99.9/max, the
 achieved rate, invocations later than 5 ms, dropped (planned − sent when the run's time bound
@@ -49,6 +49,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
+
+#: The Azure 2019 sample replayed after the fixed rates (``--azure-data`` overrides it).
+AZURE_DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "azure2019-sample"
 
 _common.use_repo_imports()
 LATE_US = 5_000
@@ -88,6 +91,7 @@ class NullSink:
 
     def __init__(self):
         self.sent_offsets_us = array("q")
+        self.planned_offsets_us = array("q")
         self.items = 0
         self._lock = threading.Lock()
 
@@ -97,6 +101,7 @@ class NullSink:
             self.items += 1
             if offset is not None:
                 self.sent_offsets_us.append(offset)
+                self.planned_offsets_us.append(item.planned_offset_us)
 
     def fire(self) -> int:
         return 0
@@ -112,17 +117,17 @@ class NullTracker:
 
 
 def child(tracedir: Path, apihost: str, workers: int, time_limit_s: float, spin_us: float | None,
-          processes: int = 0) -> dict:
+          processes: int = 0, max_in_flight: int = 10_000, window_s: float = 0.0) -> dict:
     from faasload.clock import RealClock, set_fine_timer_slack
-    from loader.authkeys import parse_key
-    from loader.invoker import InvokerPool
-    from loader.openwhisk import InvokeOutcome, InvokeStatus, OpenWhiskClient
+    from loader.injection.traces import FileTraceSource, list_traces, scan_trace
     from loader.pipeline import SWITCH_INTERVAL_S
-    from loader.recorder import Recorder
+    from loader.platform.client import ClientSettings, InvokeOutcome, InvokeStatus, OpenWhiskClient
+    from loader.platform.keys import parse_key
     from loader.scheduler import Scheduler, offset_us
-    from loader.senders import ClientSettings, ProcessInvokerPool
-    from loader.summary import RunStats
-    from loader.traces import FileTraceSource, list_traces, scan_trace
+    from loader.sending.processes import ProcessInvokerPool
+    from loader.sending.threads import InvokerPool
+    from loader.storage.recorder import Recorder
+    from loader.storage.summary import RunStats
 
     paths, _ = list_traces(tracedir)
     scans = [scan_trace(path) for path in paths]
@@ -139,8 +144,8 @@ def child(tracedir: Path, apihost: str, workers: int, time_limit_s: float, spin_
     stopping = threading.Event()
     start = [clock.monotonic_s()]
     if processes:
-        pool = ProcessInvokerPool(processes, -(-workers // processes), ClientSettings(apihost, timeout_s=10.0), keys,
-                                  recorder, tracker, clock=clock, start_s=lambda: start[0], stopping=stopping)
+        pool = ProcessInvokerPool(processes, ClientSettings(apihost, timeout_s=10.0), keys, recorder, tracker,
+                                  clock=clock, start_s=lambda: start[0], stopping=stopping, max_in_flight=max_in_flight)
     else:
         pool = InvokerPool(workers, OpenWhiskClient(apihost, timeout_s=10.0), keys, recorder, tracker, clock=clock,
                            start_s=lambda: start[0], stopping=stopping)
@@ -154,7 +159,8 @@ def child(tracedir: Path, apihost: str, workers: int, time_limit_s: float, spin_
     if workers:
         pool.start()
     sources = [FileTraceSource(path, incont="in", outcont="out") for path in paths]
-    scheduler = Scheduler(sources, pool.submit if workers else noop_submit, clock=clock, start_s=0.0)
+    scheduler = Scheduler(sources, pool.submit if workers else noop_submit, clock=clock, start_s=0.0,
+                          flush=pool.flush if workers else None)
 
     def schedule() -> None:
         set_fine_timer_slack()
@@ -184,6 +190,9 @@ def child(tracedir: Path, apihost: str, workers: int, time_limit_s: float, spin_
     sys.setswitchinterval(previous_interval)
     lateness = list(stats.lateness_us)
     sent = list(sink.sent_offsets_us)
+    window_us = window_s * 1e6
+    in_window = [s_us - p_us for s_us, p_us in zip(sink.sent_offsets_us, sink.planned_offsets_us) if p_us < window_us]
+    sender_stats = getattr(pool, "sender_stats", [])
     summary = stats.summary()
     span_s = (max(sent) - min(min(sent), 0)) / 1e6 if sent else 0.0
     return {
@@ -196,7 +205,10 @@ def child(tracedir: Path, apihost: str, workers: int, time_limit_s: float, spin_
         "lateness_ms": _common.spread(lateness, scale=1e-3),
         "later_than_5ms": sum(1 for v in lateness if v > LATE_US),
         "max_dispatch_lateness_ms": round(scheduler.stats.max_dispatch_lateness_us / 1000, 3),
-        "workers": workers, "sender_processes": processes,
+        "workers": workers, "sender_processes": processes, "max_in_flight": max_in_flight,
+        "lateness_in_first_window_ms": _common.spread(in_window, scale=1e-3) if window_s else None,
+        "peak_in_flight": sum(s.get("peak_in_flight", 0) for s in sender_stats) if sender_stats else None,
+        "held_back": sum(s.get("held", 0) for s in sender_stats) if sender_stats else None,
         "loader_cpu": _common.cpu_share(_common.total(cpu0), _common.total(cpu1)),
         "scheduler_process_cpu": _common.cpu_share(cpu0[0], cpu1[0]),
         "loader_peak_rss_mb": round(_common.memory_kib()["VmHWM"] / 1024, 1),
@@ -208,10 +220,10 @@ def child(tracedir: Path, apihost: str, workers: int, time_limit_s: float, spin_
 # --------------------------------------------------------------------------- the parent
 
 def run_child(tracedir: Path, apihost: str, workers: int, time_limit_s: float, nginx, spin_us: float | None,
-              processes: int) -> dict:
+              processes: int, max_in_flight: int = 10_000, window_s: float = 0.0) -> dict:
     nginx_before = [_common.cpu_times(pid) for pid in nginx.pids]
     spin = ["--spin-us", str(spin_us)] if spin_us is not None else []
-    spin += ["--processes", str(processes)]
+    spin += ["--processes", str(processes), "--max-in-flight", str(max_in_flight), "--window-s", str(window_s)]
     out = subprocess.run([sys.executable, __file__, "--child", str(tracedir), "--apihost", apihost,
                           "--workers", str(workers), "--time-limit-s", str(time_limit_s), *spin],
                          capture_output=True, text=True, timeout=time_limit_s + 120)
@@ -252,14 +264,55 @@ def goals(rate: float, f: dict) -> dict:
             and (f["achieved_rate_per_s"] or 0) >= 0.99 * f["target_rate_per_s"]}
 
 
+def slow_platform(args, scratch: Path) -> dict:
+    """The open loop under a platform slow to accept: the event-loop senders against the threads."""
+    tracedir = scratch / "slow"
+    tracedir.mkdir()
+    write_traces(tracedir, rate_per_s=args.slow_rate, duration_s=args.slow_duration_s, users=args.users,
+                 actions=args.actions, seed=args.seed)
+    out: dict = {}
+    print(f"slow platform: {args.slow_rate:g}/s over {args.slow_duration_s:g} s; the platform answers "
+          f"{args.slow_delay_ms:g} ms late for its first {args.slow_for_s:g} s")
+    layouts = [(f"event-loop senders ({args.processes} processes, cap {args.max_in_flight})", args.processes,
+                args.workers), ("threads in the scheduler's process (sender_processes: 0, 64 threads)", 0, 64)]
+    for label, processes, workers in layouts:
+        port_file = scratch / "slow.port"
+        port_file.unlink(missing_ok=True)
+        server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("_slow_platform.py")), str(port_file),
+                                   str(args.slow_delay_ms / 1000), str(args.slow_for_s)])
+        try:
+            deadline = time.monotonic() + 10
+            while not port_file.exists() or not port_file.read_text():
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the slow platform did not start")
+                time.sleep(0.01)
+            apihost = f"http://127.0.0.1:{port_file.read_text()}"
+            server_handle = type("Server", (), {"pids": [server.pid]})()
+            figures = run_child(tracedir, apihost, workers, args.slow_duration_s * 3 + 10, server_handle, args.spin_us,
+                                processes, args.max_in_flight, window_s=args.slow_for_s)
+        finally:
+            server.terminate()
+            server.wait(10)
+        lat, window = figures["lateness_ms"], figures["lateness_in_first_window_ms"]
+        met = lat["p99"] is not None and lat["p99"] <= 5 and window["p99"] is not None and window["p99"] <= 5 \
+            and figures["dropped"] == 0
+        figures["goal"] = {"goal": "lateness p99 ≤ 5 ms throughout (whole run and slow window), 0 dropped", "met": met}
+        print(f"  {label}: sent {figures['sent']} of {figures['planned']}, lateness p99 {lat['p99']} ms, max "
+              f"{lat['max']} ms; in the slow window p99 {window['p99']} ms, max {window['max']} ms; peak in flight "
+              f"{figures['peak_in_flight']}; goal: {'met' if met else 'MISSED'}")
+        out[label] = figures
+    shutil.rmtree(tracedir)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rates", default="100,1000,5000", help="target invocations/s, comma-separated")
     parser.add_argument("--duration-s", type=float, default=60.0, help="planned length of each rate's traces")
     parser.add_argument("--minutes", type=int, default=3, help="minutes of the Azure 2019 sample to replay (0: skip)")
     parser.add_argument("--azure-data", type=Path, default=None,
-                        help="directory of the Azure 2019 sample (default: ../shared/data/azure2019-sample next to "
-                             "the repository)")
+                        help="directory of the Azure 2019 sample (default: tests/data/azure2019-sample in the "
+                             "repository)")
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--actions", type=int, default=5)
     from loader.config import InjectionConfig
@@ -274,6 +327,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=defaults.sender_processes,
                         help=f"sender processes (injection:sender_processes, default: the loader's, "
                              f"{defaults.sender_processes}); 0: the invoker threads run in the scheduler's process")
+    parser.add_argument("--max-in-flight", type=int, default=defaults.max_in_flight,
+                        help=f"requests in flight at most (injection:max_in_flight, default {defaults.max_in_flight})")
+    parser.add_argument("--slow-duration-s", type=float, default=30.0,
+                        help="the slow-platform case: planned length (0: skip)")
+    parser.add_argument("--slow-rate", type=float, default=1000.0, help="the slow-platform case: invocations/s")
+    parser.add_argument("--slow-delay-ms", type=float, default=300.0,
+                        help="the slow-platform case: how long the platform delays each 202 at first")
+    parser.add_argument("--slow-for-s", type=float, default=10.0,
+                        help="the slow-platform case: for how long from the first request")
+    parser.add_argument("--window-s", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--wrk-connections", type=int, default=4)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
@@ -281,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit-s", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.child, args.apihost, args.workers, args.time_limit_s, args.spin_us, args.processes)))
+        print(json.dumps(child(args.child, args.apihost, args.workers, args.time_limit_s, args.spin_us, args.processes,
+                               args.max_in_flight, args.window_s)))
         return 0
     import _nginx
     rates = [float(r) for r in args.rates.split(",") if r.strip()]
@@ -300,14 +364,17 @@ def main(argv: list[str] | None = None) -> int:
             tracedir.mkdir()
             write_traces(tracedir, rate_per_s=rate, duration_s=args.duration_s, users=args.users,
                          actions=args.actions, seed=args.seed)
-            figures = run_child(tracedir, nginx.apihost, args.workers, args.duration_s * 1.5 + 10, nginx, args.spin_us, args.processes)
+            figures = run_child(tracedir, nginx.apihost, args.workers, args.duration_s * 1.5 + 10, nginx, args.spin_us,
+                                args.processes, args.max_in_flight)
             show(f"{rate:g}/s", figures, wrk["requests_per_s"])
             figures["goal"] = goals(rate, figures)
             print(f"  goal ({figures['goal']['goal']}): {'met' if figures['goal']['met'] else 'MISSED'}")
             results["runs"][f"{rate:g}"] = figures
             shutil.rmtree(tracedir)
+        if args.slow_duration_s > 0:
+            results["runs"]["slow_platform"] = slow_platform(args, scratch)
         import azure2019_to_traces
-        azure_data = args.azure_data or azure2019_to_traces.DEFAULT_DATA
+        azure_data = args.azure_data or AZURE_DATA
         if args.minutes > 0 and not (azure_data / "invocations.csv").exists():
             print(f"Azure 2019 replay skipped: no {azure_data / 'invocations.csv'} (give --azure-data DIR)")
             results["runs"]["azure2019"] = {"skipped": f"no sample at {azure_data}"}

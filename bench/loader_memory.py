@@ -7,9 +7,9 @@ at most, seeded) under a temporary directory in /tmp, then, in a fresh child pro
 generator's memory does not count), runs what the loader does with them before and while
 injecting:
 
-1. validation: :func:`loader.traces.list_traces` and :func:`loader.traces.scan_trace` on every file
+1. validation: :func:`loader.injection.traces.list_traces` and :func:`loader.injection.traces.scan_trace` on every file
    (the real run refuses to start on a problem, so it reads everything once);
-2. scheduling: one :class:`loader.traces.FileTraceSource` per file merged by the real
+2. scheduling: one :class:`loader.injection.traces.FileTraceSource` per file merged by the real
    :class:`loader.scheduler.Scheduler`, **fast-forwarded on a FakeClock** (``sleep_until`` jumps to
    the next deadline) with a **no-op dispatch** that only counts: no HTTP, no completions, no
    store. What is measured is the reader and the scheduler, not the invoker pool or the
@@ -58,8 +58,8 @@ def child(tracedir: Path) -> dict:
     """Runs in the measured process: validate, then schedule everything on a FakeClock."""
     _common.use_repo_imports()
     from faasload.clock import FakeClock
+    from loader.injection.traces import FileTraceSource, list_traces, scan_trace
     from loader.scheduler import Scheduler
-    from loader.traces import FileTraceSource, list_traces, scan_trace
 
     figures = {"rss_after_imports_kib": _common.memory_kib()["VmRSS"]}
     cpu0 = _common.cpu_times()

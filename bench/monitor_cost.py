@@ -7,7 +7,7 @@ Docker discovery off), creates that many real cgroups nested under this process'
 v1: the same relative path under ``memory`` and ``cpuacct``, below this process's memory cgroup,
 as localwhisk's process backend does; v2: under this process's unified cgroup), puts a sleeping
 process in each, and announces each on the notification socket
-(``{"action": "run", "container": ..., "cgroup": "<path>"}``, CONTRACTS §1).  After a warm-up it
+(``{"action": "run", "container": ..., "cgroup": "<path>"}``, docs/monitor.md).  After a warm-up it
 measures, over ``--duration-s``:
 
 * the monitor's CPU (user+sys from /proc/PID/stat, all threads) as a share of one core;
@@ -45,6 +45,7 @@ import _common  # noqa: E402
 
 _common.use_repo_imports()
 from faasload.cgroup_self import CGROUP_ROOT, memory_cgroup_version, own_cgroup_paths  # noqa: E402
+
 V1_CONTROLLERS = ("memory", "cpuacct")
 #: A tick seemingly earlier than this is a tick late by more than half a period (see period_errors).
 EARLY_TOLERANCE_S = 0.0005

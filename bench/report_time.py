@@ -3,7 +3,7 @@
     python bench/report_time.py [--runs 5000] [--functions 40] [--duration-s 180] [--samples 20]
 
 Writes a synthetic injection experiment (seeded) through the loader's own store
-(:func:`loader.store.write_batch`) into a throwaway embedded PostgreSQL under /tmp: ``--runs``
+(:func:`loader.storage.writer.write_batch`) into a throwaway embedded PostgreSQL under /tmp: ``--runs``
 runs over ``--duration-s`` seconds spread over ``--functions`` functions (Zipf-like shares),
 95% successes with log-normal durations, 5% cold starts, a few throttled, failed and lost runs,
 and ``--samples`` monitor samples per successful run (10 ms apart).  A second experiment with
@@ -30,9 +30,9 @@ import _common
 _common.use_repo_imports()
 
 from faasload import embedded_pg
-from loader import store
-from loader.database import DatabaseConfiguration, create_database
-from loader.records import (
+from loader.storage import experiments, writer
+from loader.storage.database import DatabaseConfiguration, create_database
+from loader.storage.rows import (
     ResourceSample,
     RunKey,
     RunParameters,
@@ -47,7 +47,7 @@ def synthetic_experiment(conn, name: str, *, runs: int, functions: int, duration
     """Write one synthetic injection experiment; its id."""
     rng = random.Random(seed)
     start_epoch_us = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
-    experiment_id = store.ensure_experiment(conn, name=name, mode="injection", description="synthetic (bench)",
+    experiment_id = experiments.ensure_experiment(conn, name=name, mode="injection", description="synthetic (bench)",
                                             config={"injection": {"tracedir": "/bench/synthetic"}})
     weights = [1 / (rank + 1) for rank in range(functions)]
     medians_ms = [rng.uniform(5, 400) for _ in range(functions)]
@@ -96,11 +96,8 @@ def synthetic_experiment(conn, name: str, *, runs: int, functions: int, duration
             ResourceSample(first_us + i * 10_000, peak * (i + 1) // samples, i * 9_000_000, peak // 2)
             for i in range(samples))))
     for offset in range(0, len(items), 2000):
-        store.write_batch(conn, items[offset:offset + 2000])
-    store.end_experiment(conn, experiment_id, {"planned": runs, "issued": runs})
-    with conn, conn.cursor() as cur:
-        cur.execute("UPDATE experiments SET start_epoch_us = %s WHERE experiment_id = %s",
-                    (start_epoch_us, experiment_id))
+        writer.write_batch(conn, items[offset:offset + 2000])
+    experiments.end_experiment(conn, experiment_id, {"planned": runs, "issued": runs}, start_epoch_us)
     return experiment_id
 
 
@@ -127,7 +124,7 @@ def main() -> None:
         admin = DatabaseConfiguration(user=server.user, host=server.host, port=server.port, database="postgres")
         create_database(admin, "bench")
         database = DatabaseConfiguration(user=server.user, host=server.host, port=server.port, database="bench")
-        conn = store.open_store(database)
+        conn = experiments.open_store(database)
         t0 = time.monotonic()
         for index, seed in enumerate((1, 2)):
             synthetic_experiment(conn, f"synthetic-{index + 1}", runs=options.runs, functions=options.functions,

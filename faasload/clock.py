@@ -1,4 +1,4 @@
-"""Clocks: every loop is a ``tick()`` plus an injected clock (STYLE.md rule 2).
+"""Clocks: every loop is a ``tick()`` plus an injected clock, so tests drive it without waiting.
 
 Times are seconds as floats on the clock's own monotonic timeline, except
 :meth:`Clock.epoch_s`, which is wall-clock time for the records.
@@ -13,7 +13,7 @@ from typing import Protocol
 
 _PR_SET_TIMERSLACK = 29
 #: Sleep until this long before a deadline, then spin: ``time.sleep`` oversleeps ~55 µs at
-#: p50 with millisecond tails on these machines (ENVIRONMENT.md).
+#: p50 with millisecond tails (docs/performance.md, Timing facts).
 SPIN_BEFORE_DEADLINE_S = 0.0003
 
 

@@ -1,7 +1,8 @@
 """Find or start a Docker daemon (for localwhisk's Docker backend, the demo and the tests).
 
-On these machines Docker works once ``docker.io`` is installed and ``dockerd`` is started
-with its own data root, the ``vfs`` storage driver and no bridge (ENVIRONMENT.md).
+:func:`start` runs the ``docker.io`` package's ``dockerd`` with its own data and exec roots, the
+``vfs`` storage driver, no iptables rules and no bridge network, so that it needs nothing else
+from the host (its containers use the ``host`` network).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging.config
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 #: INFO to stderr, so that journald captures it under a systemd unit.
 DEFAULT_LOGGING: dict[str, Any] = {

@@ -7,7 +7,7 @@ import signal
 import socket
 import subprocess
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
 class ServiceError(RuntimeError):

@@ -2,10 +2,12 @@
 
 Public helpers, as in the original FaaSLoad README::
 
-    from loader import DatabaseConfiguration, functions
+    from loader import DatabaseConfiguration
+
+    from loader import manifest as functions
     functions.load_to_database(functions.read_functions('manifest.yml'), db_cfg)
 """
 
-from .database import DatabaseConfiguration
+from loader.storage.database import DatabaseConfiguration
 
 __all__ = ["DatabaseConfiguration"]

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from types import ModuleType
 
 from faasload import cli, logsetup
+from loader import config as loader_config
 
-from . import config as loader_config
+#: The module of each mode; each has ``validate(config, source) -> int`` and ``run(config, source) -> int``.
+MODES = {"injection": "loader.injection.mode", "generation": "loader.generation.mode"}
+
+
+def mode_module(config: loader_config.LoaderConfig) -> ModuleType:
+    return importlib.import_module(MODES["generation" if config.generation.enabled else "injection"])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,10 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         config = loader_config.load(args.config, cli.parse_overrides(args.overrides))
         logsetup.apply(config.logging)
-        from . import app  # the daemon proper; nothing runs at import
+        mode = mode_module(config)  # the daemon proper; nothing runs at import
         if args.validate:
-            return app.validate(config, args.config)
-        return app.run(config, args.config)
+            return mode.validate(config, args.config)
+        return mode.run(config, args.config)
 
     return cli.run_main(body, "loader")
 

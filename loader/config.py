@@ -28,16 +28,17 @@ class OpenWhiskConfig:
     tls_verify: bool = option(True, doc="verify the API host's TLS certificate (turn off for self-signed deployments)")
     authkeys: Path = option("~/.config/faasload/authkeys", doc="directory of per-user key files: file `USER` holds `uuid:key`")
     request_timeout_s: float = option(10.0, unit="s", exclusive_minimum=0, doc="timeout of one REST request")
-    invoke_retries: int = option(0, minimum=0, doc="retries of an invocation answered 429, 5xx or a connection error (0: record the failure, never retry)")
-    invoke_retry_backoff_s: float = option(1.0, unit="s", minimum=0, doc="wait before the first retry, doubled at each further retry")
+    invoke_retries: int = option(0, minimum=0, doc="retries of an invocation that provably did not run: answered 429, or 503 with Retry-After, or a connection that could not be opened (never another 5xx: the function may have started); 0: record the failure, never retry")
+    invoke_retry_backoff_s: float = option(1.0, unit="s", minimum=0, doc="bound of the wait before the first retry, doubled at each further retry up to 32 times it; each wait is drawn uniformly below its bound (full jitter)")
     user_events: UserEventsConfig = section(UserEventsConfig, doc="OpenWhisk user events (Kafka)")
 
 
 @dataclass(frozen=True)
 class InjectionConfig:
     tracedir: Path = option("~/faasload/traces", doc="directory of injection traces, one file per user-action, named `USER-ACTION-...`")
-    workers: int = option(64, minimum=1, doc="threads that send the non-blocking invocations, in all (each sender process gets its share)")
-    sender_processes: int = option(2, minimum=0, doc="processes that send the invocations, apart from the scheduler's, sharing the `workers` threads (0: the threads run in the scheduler's process; docs/performance.md compares both)")
+    sender_processes: int = option(2, minimum=0, doc="processes that send the invocations, apart from the scheduler's, each an event loop with as many requests in flight as due (0: `workers` threads in the scheduler's process instead, a closed loop once every thread waits on the platform; docs/injector.md)")
+    max_in_flight: int = option(10000, minimum=1, doc="requests in flight at most, over all sender processes; an invocation due beyond it is sent when an answer frees a place, and its lateness shows the wait")
+    workers: int = option(64, minimum=1, doc="with `sender_processes: 0` only: threads that send the invocations, in the scheduler's process")
     incont: str = option("faasload-inputs", doc="storage container of the input objects, passed to actions as `incont`")
     outcont: str = option("faasload-outputs", doc="storage container of the outputs, passed to actions as `outcont`")
     progress_interval_s: float = option(10.0, unit="s", exclusive_minimum=0, doc="interval of the progress line in the log")

@@ -25,7 +25,7 @@ import pandas as pd
 
 from .config import LoaderConfig
 from .config import load as load_config
-from .database import (
+from .storage.database import (
     DatabaseConfiguration,
     OpenedDatabase,
     is_configured,

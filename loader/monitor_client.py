@@ -1,10 +1,10 @@
-"""The loader's client of the monitor's measurement socket (docs/monitor.md, CONTRACTS.md §2).
+"""The loader's client of the monitor's measurement socket (docs/monitor.md, Measurement socket).
 
 :meth:`MonitorClient.samples_for_activation` never raises on monitor trouble and never takes
 longer than ``timeout_s``: every outcome is a :class:`MonitorAnswer` whose ``status`` goes to
 ``runs.resources_status`` and whose samples go to ``resources``.
 
-Units of the samples (:class:`loader.records.ResourceSample`): ``sampled_at_us`` epoch µs,
+Units of the samples (:class:`loader.storage.rows.ResourceSample`): ``sampled_at_us`` epoch µs,
 ``memory_bytes`` the cgroup's memory usage, ``cpu_ns`` cumulative CPU since the first sample of
 the answer (the last sample before the activation started), ``rss_mapped_bytes`` RSS + mapped
 files.  ``None`` = not measured.
@@ -19,10 +19,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from monitor.protocol import (ActivationAnswer, ActivationQuery, ErrorAnswer, ErrorCode, ProtocolError, Sample,
-                              WindowQuery, encode_query, parse_answer)
-
-from .records import ResourceSample
+from faasload.monitor_protocol import (
+    ActivationAnswer,
+    ActivationQuery,
+    ErrorAnswer,
+    ErrorCode,
+    ProtocolError,
+    Sample,
+    WindowQuery,
+    encode_query,
+    parse_answer,
+)
+from loader.storage.rows import ResourceSample
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +139,7 @@ class MonitorClient:
                 size += len(chunk)
                 if size > MAX_ANSWER_BYTES:
                     raise ProtocolError(f"answer longer than {MAX_ANSWER_BYTES} bytes")
-        except socket.timeout:
+        except TimeoutError:
             raise MonitorDown(f"{self.socket_path}: no answer within {self.timeout_s} s") from None
         except OSError as exc:
             raise MonitorDown(f"{self.socket_path}: {exc}") from None
@@ -145,7 +153,7 @@ class MonitorClient:
 def _remaining(deadline_s: float) -> float:
     remaining = deadline_s - time.monotonic()
     if remaining <= 0:
-        raise socket.timeout()
+        raise TimeoutError()
     return remaining
 
 

@@ -6,10 +6,11 @@ thread once the invocation's terminal row is committed.  :meth:`Pipeline.run` re
 when every source ended and every sent activation is terminal, or after a stop.
 
 Stopping (:meth:`Pipeline.request_stop`, safe in a signal handler: it only sets a
-flag): injection stops at once; queued and never-dispatched invocations are recorded
-``cancelled`` (unless ``record_cancelled`` is off, for a mode that resumes them);
-what was sent is still completed, up to its final deadline.  A second request gives
-up waiting: pending activations end ``lost`` with the reason.
+flag): injection stops at once; invocations queued in the invoker pool are recorded
+``cancelled``, and so are those the scheduler never dispatched unless ``record_cancelled``
+is off (a mode that resumes them); what was sent is still completed, up to its final
+deadline.  A second request gives up waiting: pending activations end ``lost`` with the
+reason.
 """
 
 from __future__ import annotations
@@ -17,28 +18,29 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from faasload.clock import SPIN_BEFORE_DEADLINE_S, Clock, RealClock, set_fine_timer_slack
-
-from .authkeys import UserKey
-from .completions import EventConsumer
-from .config import UserEventsConfig
-from .invoker import InvokerPool
-from .openwhisk import OpenWhiskClient
-from .plan import TraceSource
-from .recorder import DurableSink, OnStored, Recorder
-from .scheduler import Scheduler
-from .senders import ClientSettings, ProcessInvokerPool
-from .store import StoreError, StoreWriter
-from .summary import RunStats
-from .tracker import CompletionTracker, Pending, TrackerSettings
+from loader.completion.resources import query_resources
+from loader.completion.tracker import CompletionTracker, Pending, TrackerSettings
+from loader.completion.user_events import EventConsumer
+from loader.config import UserEventsConfig
+from loader.plan import TraceSource
+from loader.platform.client import OpenWhiskClient
+from loader.platform.keys import UserKey
+from loader.scheduler import Scheduler
+from loader.sending.processes import ProcessInvokerPool
+from loader.sending.threads import InvokerPool
+from loader.storage.recorder import DurableSink, OnStored, Recorder
+from loader.storage.summary import RunStats
+from loader.storage.writer import StoreError, StoreWriter
 
 log = logging.getLogger(__name__)
 
 #: The GIL switch interval while injecting: a busy worker thread delays the scheduler's
-#: wake-up by up to this much (Python's default is 5 ms; ENVIRONMENT.md).
+#: wake-up by up to this much (Python's default is 5 ms; docs/performance.md, Timing facts).
 SWITCH_INTERVAL_S = 0.0005
 SUPERVISE_S = 0.05
 DRAIN_REASON = "the loader was stopped before this invocation's planned time"
@@ -50,6 +52,7 @@ class PipelineSettings:
     workers: int
     tracker: TrackerSettings
     sender_processes: int = 0                # 0: the invoker threads run in this process
+    max_in_flight: int = 10_000             # requests in flight at most, with sender processes
     progress_interval_s: float = 10.0
     late_threshold_us: int = 10_000
     record_cancelled: bool = True
@@ -68,7 +71,8 @@ class Pipeline:
         self.sources = sources
         self.stats = RunStats(settings.late_threshold_us, planned_total)
         self.sink = DurableSink(writer)
-        self.recorder = Recorder(self.sink, experiment_id, self.stats, on_stored=on_stored, monitor=monitor)
+        self.recorder = Recorder(self.sink, experiment_id, self.stats, on_stored=on_stored)
+        self.monitor = monitor
         self.tracker = CompletionTracker(client, settings.tracker, self._complete, clock=self.clock)
         self.stopping = threading.Event()      # stop injecting
         self._halt = threading.Event()         # stop the service threads
@@ -76,9 +80,9 @@ class Pipeline:
         self.start_epoch_s = self.clock.epoch_s()
         if settings.sender_processes:
             self.pool = ProcessInvokerPool(
-                settings.sender_processes, -(-settings.workers // settings.sender_processes),
-                ClientSettings.of(client), keys, self.recorder, self.tracker, clock=self.clock,
-                start_s=lambda: self._start_s, stopping=self.stopping)
+                settings.sender_processes, client.settings, keys, self.recorder, self.tracker, clock=self.clock,
+                start_s=lambda: self._start_s, stopping=self.stopping,
+                max_in_flight=settings.max_in_flight)
         else:
             self.pool = InvokerPool(settings.workers, client, keys, self.recorder, self.tracker, clock=self.clock,
                                     start_s=lambda: self._start_s, stopping=self.stopping)
@@ -96,7 +100,8 @@ class Pipeline:
 
     def _complete(self, pending: Pending, record: dict | None, reason: str | None) -> None:
         try:
-            self.recorder.completed(pending.invocation, pending.activation_id, record, reason)
+            resources = query_resources(self.monitor, pending.activation_id, record)
+            self.recorder.completed(pending.invocation, pending.activation_id, record, reason, resources)
         except StoreError:
             raise
         except Exception as exc:  # a bug must not leave the run pending forever  # noqa: BLE001
@@ -117,7 +122,7 @@ class Pipeline:
                             self.consumer.stats.last_error or "topic missing")
         self.pool.start()
         threads.append(self._thread(self.tracker.run, "completion-tracker", self._halt))
-        self.scheduler = Scheduler(self.sources, self.pool.submit, clock=self.clock, start_s=0.0)
+        self.scheduler = Scheduler(self.sources, self.pool.submit, clock=self.clock, start_s=0.0, flush=self.pool.flush)
         previous_interval = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         try:
@@ -149,6 +154,13 @@ class Pipeline:
                                       "malformed": self.consumer.stats.malformed}
         if self.scheduler is not None and self.scheduler.stats.trace_errors:
             summary["trace_errors"] = list(self.scheduler.stats.trace_errors)
+        if isinstance(self.pool, ProcessInvokerPool) and any(self.pool.sender_stats):
+            stats = self.pool.sender_stats
+            summary["senders"] = {"processes": len(stats), "max_in_flight": self.settings.max_in_flight,
+                                  "peak_in_flight": sum(s.get("peak_in_flight", 0) for s in stats),
+                                  "held_back": sum(s.get("held", 0) for s in stats),
+                                  "retries": sum(s.get("retries", 0) for s in stats),
+                                  "connections_opened": sum(s.get("connections_opened", 0) for s in stats)}
         summary["stopped"] = self.stopped_by_request
         return summary
 

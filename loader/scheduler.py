@@ -2,7 +2,8 @@
 
 The heap holds at most one pending invocation per trace (the next one); when it is
 handed out, the next line of that trace is read.  Due invocations are handed to
-``dispatch`` (the invoker pool's queue) and the scheduler never waits on a
+``dispatch`` (the invoker pool's queue), then ``flush`` once per tick (so a pool can
+send a tick's invocations in one batch), and the scheduler never waits on a
 response.  An invocation that is already late is handed out at once and counted
 late, never dropped.  ``tick()`` does one round; ``run()`` repeats it, sleeping to the
 next deadline on the injected clock.
@@ -13,12 +14,11 @@ from __future__ import annotations
 import heapq
 import logging
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 from faasload.clock import Clock
-
-from .plan import PlannedInvocation, TraceSource
+from loader.plan import PlannedInvocation, TraceSource
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +52,11 @@ class Scheduler:
     """Merge many :class:`TraceSource` on one heap of absolute deadlines."""
 
     def __init__(self, sources: Iterable[TraceSource], dispatch: Callable[[Dispatch], None], *,
-                 clock: Clock, start_s: float):
+                 clock: Clock, start_s: float, flush: Callable[[], None] | None = None):
         self.clock = clock
         self.start_s = start_s
         self.dispatch = dispatch
+        self.flush = flush
         self.stats = SchedulerStats()
         self._sources: list[TraceSource] = []
         self._heap: list[tuple[int, int, PlannedInvocation]] = []
@@ -101,6 +102,8 @@ class Scheduler:
             if item.dispatch_lateness_us > self.stats.max_dispatch_lateness_us:
                 self.stats.max_dispatch_lateness_us = item.dispatch_lateness_us
             self._pull(index)
+        if self.flush is not None:
+            self.flush()
         return self.next_due_s()
 
     def run(self, stop: threading.Event) -> None:

@@ -79,8 +79,8 @@ def admin(args, config) -> int:
 
 
 def serve(config) -> int:
+    from .http.server import ApiServer
     from .platform import Platform
-    from .server import ApiServer
     server = ApiServer((config.server.host, config.server.port), None)
     platform = Platform(config, api_host=server.url)
     server.platform = platform

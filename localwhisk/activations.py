@@ -1,4 +1,5 @@
-"""Activation records (CONTRACT.md §5) and their in-memory store (§4).
+"""Activation records and their in-memory store (docs/openwhisk-contract.md: Activation record,
+Reading activations).
 
 A record is stored only once its activation completed; ``GET`` answers 404 before.
 """

@@ -1,4 +1,5 @@
-"""HTTP Basic authentication with OpenWhisk's ``uuid:key`` credentials (CONTRACT.md §1).
+"""HTTP Basic authentication with OpenWhisk's ``uuid:key`` credentials
+(docs/openwhisk-contract.md, Authentication).
 
 The secret must be exactly 64 characters (``entity/Secret.scala``); anything else fails
 to parse and is answered 401, like an unknown pair.

@@ -3,7 +3,7 @@
 cgroup v1: one directory per controller (``memory``, ``cpuacct``) at the same relative path,
 the memory controller's path of this process as the parent (``/process_api/<id>`` on these
 machines), so that the monitor can join the one path with every controller mount
-(CONTRACTS.md §1). cgroup v2: one directory under this process's unified cgroup.
+(the ``cgroup`` of a notice, docs/monitor.md). cgroup v2: one directory under this process's unified cgroup.
 """
 
 from __future__ import annotations

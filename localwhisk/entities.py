@@ -1,4 +1,5 @@
-"""Actions: the entity, its create/update rules (CONTRACT.md §6) and a persisted store.
+"""Actions: the entity, its create/update rules (docs/openwhisk-contract.md, Creating and reading
+actions) and a persisted store.
 
 Packages are not implemented: an action lives at the namespace root.
 """

@@ -1,4 +1,4 @@
-"""OpenWhisk user events on Kafka (USER_EVENTS.md): ``EventMessage`` JSON, no key.
+"""OpenWhisk user events on Kafka (docs/openwhisk-contract.md, User events): ``EventMessage`` JSON, no key.
 
 Messages are queued and sent by one background thread with kafka-python, so an
 invocation never waits on the broker; a broker that is down loses events (logged).

@@ -1,4 +1,5 @@
-"""Per-namespace invocation throttles, as OpenWhisk's entitlement (CONTRACT.md §7).
+"""Per-namespace invocation throttles, as OpenWhisk's entitlement (docs/openwhisk-contract.md,
+Limits and throttling).
 
 * per minute: a fixed calendar-minute window (``epoch ms // 60000``), counted before the
   check so that rejected requests count too (``RateThrottler``);

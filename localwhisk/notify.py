@@ -1,4 +1,4 @@
-"""Notifications to the FaaSLoad monitor's socket (CONTRACTS.md §1), never blocking for long.
+"""Notifications to the FaaSLoad monitor's socket (docs/monitor.md, Notification socket), never blocking for long.
 
 One JSON object per connection on a UNIX stream socket; connect and send within
 ``connect_timeout_s`` (≤ 50 ms), else drop the message (counted, logged at DEBUG).

@@ -1,7 +1,7 @@
 """The platform: stores, throttles, container pool, invoker, events and notifications, wired.
 
 ``Platform.start()`` builds the backend and starts the background threads;
-``Platform.stop()`` removes every container. The REST layer (:mod:`localwhisk.api`) calls
+``Platform.stop()`` removes every container. The REST layer (:mod:`localwhisk.http.router`) calls
 :meth:`Platform.admit` and :meth:`Platform.invoke`.
 """
 
@@ -13,6 +13,8 @@ import shutil
 import threading
 import uuid
 from pathlib import Path
+
+from faasload import openwhisk_names
 
 from .activations import ActivationStore
 from .backends import Backend, Container
@@ -30,11 +32,8 @@ LOG = logging.getLogger(__name__)
 
 
 def container_name(instance: int, count: int, namespace: str, action: str) -> str:
-    """OpenWhisk's ``ContainerProxy.containerName``: ``wsk<instance>_<n>_<namespace>_<action>``
-    where namespace and action keep only letters, digits and ``_`` (other characters dropped)."""
-    def keep(text: str) -> str:
-        return "".join(c for c in text if c.isalnum() or c == "_")
-    return f"wsk{instance}_{count}_{keep(namespace)}_{keep(action)}"
+    """The name OpenWhisk's invoker ``instance`` gives its ``count``-th container (:mod:`faasload.openwhisk_names`)."""
+    return openwhisk_names.container_name(openwhisk_names.container_prefix(instance), count, namespace, action)
 
 
 def make_backend(config: LocalWhiskConfig, run_dir: Path) -> Backend:

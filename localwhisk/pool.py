@@ -15,8 +15,8 @@ import enum
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from .backends import Backend, Container, ContainerError
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import enum
 import http.client
 import json
-import socket
 from dataclasses import dataclass
 
 
@@ -31,7 +30,7 @@ def post(port: int, path: str, payload: dict, timeout_s: float, host: str = "127
         response = conn.getresponse()
         body = response.read().decode("utf-8", errors="replace")
         return RuntimeAnswer(CallOutcome.ANSWERED, response.status, body)
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         return RuntimeAnswer(CallOutcome.TIMED_OUT)
     except (OSError, http.client.HTTPException):
         return RuntimeAnswer(CallOutcome.CONNECTION_ERROR)

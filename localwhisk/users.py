@@ -3,9 +3,10 @@
 One JSON file, ``<state dir>/subjects.json``, holds
 ``{"subjects": {subject: {"subject", "namespaces": [{"name","uuid","key"}]}},
 "limits": {namespace: {"invocationsPerMinute": n, "concurrentInvocations": n}}}``
-(the shapes of ADMIN.md). Writers take an exclusive ``flock`` and replace the file
-atomically; the server reloads it when its modification time changes, so
-``python -m localwhisk user create`` takes effect on a running server.
+(OpenWhisk's shapes: docs/openwhisk-contract.md, User administration). Writers take an
+exclusive ``flock`` and replace the file atomically; the server reloads it when its
+modification time changes, so ``python -m localwhisk user create`` takes effect on a running
+server.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 OpenWhisk's invoker runs one activation at a time in a container (per-container concurrency 1,
 the default), unpauses the container before the activation and pauses it again ``pauseGrace``
 after.  So the container that ran an activation of (namespace, action) over [start, end] is a
-container named for that (namespace, action) (:mod:`monitor.openwhisk_names`) whose running
+container named for that (namespace, action) (:mod:`faasload.openwhisk_names`) whose running
 stretch (start/unpause to pause/die) contains [start, end].  Stem cells keep their
 ``prewarm_<kind>`` name when handed an action, so they are candidates for every action (or, when
 the query names the runtime kind, for actions of that kind).
@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
-from . import openwhisk_names
-from .protocol import ActivationAnswer, ActivationQuery, ErrorCode, ProtocolError
+from faasload import openwhisk_names
+from faasload.monitor_protocol import ActivationAnswer, ActivationQuery, ErrorCode, ProtocolError
 
 #: Default tolerance around the activation's window (its start and end are whole milliseconds).
 DEFAULT_SLACK_S = 0.002
@@ -65,7 +65,7 @@ def ran_over(intervals: Iterable[tuple[float, float | None]], start_s: float, en
     return False
 
 
-def _named_for(candidate: Candidate, namespace: str, action: str, kind: str | None) -> bool:
+def named_for(candidate: Candidate, namespace: str, action: str, kind: str | None) -> bool:
     return (openwhisk_names.is_container_of(candidate.name, namespace, action)
             or openwhisk_names.is_stem_cell(candidate.name, kind))
 
@@ -74,7 +74,7 @@ def attribute(candidates: Iterable[Candidate], namespace: str, action: str, star
               end_s: float, *, slack_s: float = DEFAULT_SLACK_S, kind: str | None = None) -> Attribution:
     """The container that ran the activation of (namespace, action) over [start_s, end_s]."""
     what = f"{namespace}/{action}"
-    named = [c for c in candidates if _named_for(c, namespace, action, kind)]
+    named = [c for c in candidates if named_for(c, namespace, action, kind)]
     if not named:
         return Attribution(Verdict.MISSING, None,
                            f"no container named for {what} (suffix "

@@ -12,8 +12,9 @@ from collections import deque
 
 import numpy as np
 
+from faasload.monitor_protocol import Sample
+
 from .cgroups import Reading
-from .protocol import Sample
 
 CHUNK_SAMPLES = 1024
 _NONE = -1

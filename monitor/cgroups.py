@@ -65,7 +65,7 @@ def detect_version(root: Path) -> int:
     raise CgroupError(f"{root} holds neither a cgroup v1 memory controller nor a cgroup v2 hierarchy")
 
 
-def make_reader(root: Path, version: int | None = None) -> "CgroupV1Reader | CgroupV2Reader":
+def make_reader(root: Path, version: int | None = None) -> CgroupV1Reader | CgroupV2Reader:
     version = detect_version(root) if version is None else version
     return CgroupV1Reader(root) if version == 1 else CgroupV2Reader(root)
 

@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from faasload.config import ConfigError, load_file, option, section
-
-from .openwhisk_names import DEFAULT_NAME_PATTERN
+from faasload.openwhisk_names import DEFAULT_NAME_PATTERN
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config" / "monitor.yml"
 

@@ -14,9 +14,10 @@ In order of preference:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from .cgroups import CgroupDirs, CgroupError
 

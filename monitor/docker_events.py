@@ -6,7 +6,7 @@ container announced by both is one container; every state change is idempotent):
 * **Docker's event stream** (``start``/``unpause`` → run, ``pause`` → pause, ``die``/``destroy``
   → rm), in its own thread, after a listing of the containers that exist at (re)connection.  Only
   OpenWhisk action containers are followed: their name matches ``name_pattern``
-  (:data:`monitor.openwhisk_names.DEFAULT_NAME_PATTERN`) or they carry one of ``labels``.  State
+  (:data:`faasload.openwhisk_names.DEFAULT_NAME_PATTERN`) or they carry one of ``labels``.  State
   changes are dated with the daemon's own ``timeNano``.  A broken stream is reopened with
   exponential backoff (and the listing redone, so nothing missed in between stays wrong); the
   thread never dies of a Docker error.
@@ -23,15 +23,16 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from faasload.clock import Clock
+from faasload.monitor_protocol import ContainerNotice, Lifecycle
+from faasload.openwhisk_names import DEFAULT_NAME_PATTERN
 
 from .cgroups import CgroupDirs
-from .openwhisk_names import DEFAULT_NAME_PATTERN
-from .protocol import ContainerNotice, Lifecycle
 from .registry import Registry, State
 
 log = logging.getLogger(__name__)

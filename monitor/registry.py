@@ -17,13 +17,21 @@ import threading
 from dataclasses import dataclass, field
 
 from faasload.clock import Clock
+from faasload.monitor_protocol import (
+    ActivationAnswer,
+    ActivationNotice,
+    Boundary,
+    ContainerNotice,
+    ErrorCode,
+    Lifecycle,
+    ProtocolError,
+    Sample,
+)
 
 from .attribution import Candidate
 from .buffer import SampleBuffer
 from .cgroups import CgroupDirs, CgroupError, CgroupHandle
 from .discovery import Discovery
-from .protocol import (ActivationAnswer, ActivationNotice, Boundary, ContainerNotice, ErrorCode,
-                       Lifecycle, ProtocolError, Sample)
 
 log = logging.getLogger(__name__)
 

@@ -17,13 +17,22 @@ import socket
 import stat
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
+
+from faasload.monitor_protocol import (
+    ActivationQuery,
+    ErrorCode,
+    ProtocolError,
+    encode_activation,
+    encode_error,
+    encode_samples,
+    parse_notification,
+    parse_query,
+)
 
 from . import attribution
-from .protocol import (ActivationQuery, ErrorCode, ProtocolError, encode_activation, encode_error, encode_samples,
-                       parse_notification, parse_query)
 from .registry import Registry
 
 log = logging.getLogger(__name__)
@@ -57,7 +66,7 @@ def read_message(conn: socket.socket, max_bytes: int, timeout_s: float) -> tuple
         conn.settimeout(remaining_s)
         try:
             chunk = conn.recv(min(65536, max_bytes + 1 - size))
-        except socket.timeout:
+        except TimeoutError:
             return b"".join(chunks), ReadOutcome.TIMEOUT
         except OSError:
             return b"".join(chunks), ReadOutcome.ERROR

@@ -27,15 +27,15 @@ if str(ROOT) not in sys.path:
 
 from faasload import dockerd, embedded_pg, tansu  # noqa: E402
 from faasload.procs import ServiceError  # noqa: E402
-from loader.database import DatabaseConfiguration, create_database  # noqa: E402
+from loader.storage.database import DatabaseConfiguration, create_database  # noqa: E402
 from tests import cgroup_helpers  # noqa: E402
 
 #: Every module of tests/fixtures/ (localwhisk, monitor, ...) is a plugin of fixtures.
 pytest_plugins = sorted(f"tests.fixtures.{p.stem}" for p in (ROOT / "tests" / "fixtures").glob("*.py")
                         if p.stem != "__init__")
 
-#: kafka-python consumer settings for the Tansu broker: it holds JoinGroup for
-#: session_timeout/2, so the default 45 s would cost ~23 s per join (ENVIRONMENT.md).
+#: kafka-python consumer settings for the Tansu broker: it holds a JoinGroup request for half the
+#: session timeout, so kafka-python's default 45 s costs ~23 s per join (measured; 2 s joins in ~1 s).
 KAFKA_CONSUMER_SETTINGS = {"session_timeout_ms": 2000, "heartbeat_interval_ms": 500}
 
 

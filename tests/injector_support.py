@@ -14,7 +14,7 @@ import psycopg2
 import requests
 import yaml
 
-from loader.authkeys import store_key
+from loader.platform.keys import store_key
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,7 +87,7 @@ class Setup:
         self.config_path.write_text(yaml.safe_dump(config))
         return self.config_path
 
-    def start_loader(self, *args: str) -> "LoaderProcess":
+    def start_loader(self, *args: str) -> LoaderProcess:
         return LoaderProcess(self.root, [sys.executable, "-m", "loader", "--config", str(self.config_path), *args])
 
     def run_loader(self, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess:

@@ -3,7 +3,6 @@ on inputs from the deterministic generator; and their manifest."""
 
 from __future__ import annotations
 
-import io
 import json
 import resource
 import struct
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from actions import inputs
-from loader import functions
+from loader import manifest as functions
 
 ROOT = Path(__file__).resolve().parent.parent
 ACTIONS = ROOT / "actions"

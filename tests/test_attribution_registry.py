@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from faasload.clock import FakeClock
+from faasload.monitor_protocol import ActivationQuery, ContainerNotice, ErrorCode, Lifecycle, ProtocolError
 from monitor import attribution
 from monitor.cgroups import CgroupV2Reader
 from monitor.discovery import Discovery
 from monitor.docker_events import DockerEvents, Recogniser, is_frozen
-from monitor.protocol import ActivationQuery, ContainerNotice, ErrorCode, Lifecycle, ProtocolError
 from monitor.registry import Registry, State
 from monitor.sampler import Sampler
 

@@ -8,7 +8,7 @@ import yaml
 
 from loader.dataset import DatasetError, NoSuchExperiment, open_dataset
 from loader.report.data import percentile
-from loader.summary import percentile as summary_percentile
+from loader.storage.summary import percentile as summary_percentile
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 
 from faasload.clock import RealClock
+from faasload.monitor_protocol import ActivationQuery, ErrorCode, ProtocolError
 from monitor import attribution
 from monitor.cgroups import CgroupError, make_reader
 from monitor.discovery import Discovery, docker_inspector
 from monitor.docker_events import DockerEvents, client_factory
-from monitor.protocol import ActivationQuery, ErrorCode, ProtocolError
 from monitor.registry import Registry, State
 from monitor.sampler import Sampler
 from tests.docker_images import tiny_image

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from loader import genstate, store
-from loader.functions import ParameterSpec, SpecKind
-from loader.gensession import Generation, GenerationError, GenerationSettings
-from loader.gentraces import as_text, below, draw, new_stream, stream_seed
-from loader.records import FunctionRow, RunKey, RunParameters, RunStatus, RunUpdate
+from loader.generation import checkpoint as genstate
+from loader.generation.session import Generation, GenerationError, GenerationSettings
+from loader.generation.traces import as_text, below, draw, stream_seed
+from loader.manifest import ParameterSpec, SpecKind
+from loader.storage import experiments
+from loader.storage import writer as store
+from loader.storage.rows import FunctionRow, RunKey, RunParameters, RunStatus, RunUpdate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,7 +58,7 @@ def run_all(generation: Generation) -> list:
 
 def test_stream_seed_is_stable_and_independent_of_python_hash():
     # SHA-256 of the text: the same in every process (PYTHONHASHSEED does not matter).
-    code = "from loader.gentraces import stream_seed; print(stream_seed(42, 'resize'))"
+    code = "from loader.generation.traces import stream_seed; print(stream_seed(42, 'resize'))"
     outputs = {subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                               env={"PYTHONHASHSEED": str(n), "PATH": "/usr/bin:/bin"}).stdout for n in (1, 2)}
     assert outputs == {f"{stream_seed(42, 'resize')}\n"}
@@ -252,10 +254,10 @@ def store_runs(conn, experiment_id: int, invocations, statuses) -> None:
 
 
 def test_reconcile_drops_unfinished_and_skips_recorded(tmp_path, database):
-    conn = store.open_store(database)
+    conn = experiments.open_store(database)
     try:
         generation = Generation(settings(tmp_path), FUNCTIONS)
-        experiment_id = store.ensure_experiment(conn, name=generation.experiment, mode="generation")
+        experiment_id = experiments.ensure_experiment(conn, name=generation.experiment, mode="generation")
         resize = drain(generation.traces[2])
         S, L, C, P = RunStatus.SUCCESS, RunStatus.LOST, RunStatus.CANCELLED, RunStatus.SENT
         store_runs(conn, experiment_id, resize, [S, S, L, S, C, P, S])

@@ -3,7 +3,6 @@ as a subprocess (``python -m loader``) stopped with SIGTERM and SIGKILL and resu
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import pytest
 import yaml
 
 from actions import inputs
-from loader import functions
+from loader import manifest as functions
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "actions" / "manifest.yml"

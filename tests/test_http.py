@@ -1,4 +1,4 @@
-"""The loader's HTTP/1.1 client (loader/http.py) against a raw TCP server scripted byte by byte."""
+"""The loader's HTTP/1.1 client (loader/platform/http.py) against a raw TCP server scripted byte by byte."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from loader.http import HttpTransport, TransportError
+from loader.platform.http import HttpTransport, TransportError
 
 
 class RawServer:

@@ -97,7 +97,7 @@ def test_a_malformed_trace_is_rejected_before_any_invocation(setup):
     assert result.returncode == 2
     assert f"loader: {bad}:2: WAIT 'soon' is not a non-negative number of seconds" in result.stderr
     assert f"loader: {bad}:3: field 3 'nocolon' is not PARAM:VALUE" in result.stderr
-    assert f"no key file for user 'nobody1'" in result.stderr
+    assert "no key file for user 'nobody1'" in result.stderr
     assert f"action 'missing' unknown to the platform at {setup.localwhisk.apihost} for user '{user}'" in result.stderr
     assert "4 problem(s)" in result.stderr and f"{good}:" not in result.stderr
     assert setup.activation_count(user) == 0

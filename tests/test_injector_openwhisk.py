@@ -8,8 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from faasload.procs import free_tcp_port
-from loader.authkeys import UserKey
-from loader.openwhisk import FetchStatus, InvokeStatus, OpenWhiskClient
+from loader.platform.client import FetchStatus, InvokeStatus, OpenWhiskClient
+from loader.platform.keys import UserKey
 
 USER = UserKey("alice", "23bc46b1-71f6-4ed5-8c54-816aa4f8c502", "secretkey")
 

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from loader.activations import EventError, completion_fields, parse_event
-from loader.completions import EventConsumer
-from loader.records import RunStatus
+from loader.completion.user_events import EventConsumer, EventError, parse_event
+from loader.storage.activation_fields import completion_fields
+from loader.storage.rows import RunStatus
 
 RECORD = {"activationId": "0a1b2c3d4e5f40718293a4b5c6d7e8f9", "namespace": "guest", "name": "hello",
           "start": 1700000000000, "end": 1700000000455, "duration": 455,

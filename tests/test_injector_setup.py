@@ -10,12 +10,13 @@ import pytest
 import requests
 import yaml
 
-from loader import store
-from loader.authkeys import KeyFileError, load_key, store_key
 from loader.plan import PlannedInvocation
-from loader.recorder import DurableSink, Recorder
-from loader.records import RunStatus
-from loader.summary import RunStats
+from loader.platform.keys import KeyFileError, load_key, store_key
+from loader.storage import experiments
+from loader.storage import writer as store
+from loader.storage.recorder import DurableSink, Recorder
+from loader.storage.rows import RunStatus
+from loader.storage.summary import RunStats
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,8 +90,8 @@ def test_systemd_unit_passes_verify():
 
 
 def test_on_stored_fires_only_once_the_terminal_row_is_committed(database):
-    conn = store.open_store(database)
-    experiment_id = store.ensure_experiment(conn, name="durable", mode="injection")
+    conn = experiments.open_store(database)
+    experiment_id = experiments.ensure_experiment(conn, name="durable", mode="injection")
     writer = store.StoreWriter(database, flush_interval_s=0.01).start()
     stored = []
     sink = DurableSink(writer)

@@ -1,12 +1,12 @@
 """The completion tracker: event → fetch now, 404 backoff, polling without events, final deadline."""
 
 from faasload.clock import FakeClock
-from loader.activations import ActivationEvent
-from loader.authkeys import UserKey
-from loader.openwhisk import FetchOutcome, FetchStatus
+from loader.completion.tracker import CompletionTracker, TrackerSettings
+from loader.completion.user_events import ActivationEvent
 from loader.plan import PlannedInvocation
-from loader.records import RunKey
-from loader.tracker import CompletionTracker, TrackerSettings
+from loader.platform.client import FetchOutcome, FetchStatus
+from loader.platform.keys import UserKey
+from loader.storage.rows import RunKey
 
 USER = UserKey("alice", "23bc46b1-71f6-4ed5-8c54-816aa4f8c502", "k")
 SETTINGS = TrackerSettings(event_timeout_s=30.0, poll_interval_s=2.0, record_retry_s=0.05, final_deadline_s=600.0,

@@ -1,6 +1,6 @@
-"""REST contract of localwhisk over real HTTP (CONTRACT.md §1-§7), every endpoint and error path.
+"""REST contract of localwhisk over real HTTP, every endpoint and error path.
 
-Status codes, error texts and JSON fields are the reference's (../shared/reference/openwhisk/).
+Status codes, error texts and JSON fields are OpenWhisk's (docs/openwhisk-contract.md, REST API).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """End to end: user events on a real Kafka-protocol broker and monitor notifications on a real
-UNIX socket, compared with the activation records (issue 3 acceptance, USER_EVENTS.md, CONTRACTS.md §1).
+UNIX socket, compared with the activation records (issue 3 acceptance; docs/openwhisk-contract.md, User events;
+docs/monitor.md, Notification socket).
 """
 
 from __future__ import annotations

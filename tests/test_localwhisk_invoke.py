@@ -1,6 +1,6 @@
 """localwhisk over real HTTP with the process backend: invocation semantics and records.
 
-Compared with CONTRACT.md §3 and §5 (../shared/reference/openwhisk/) and RUNTIME.md.
+Compared with docs/openwhisk-contract.md: Invoking an action, Activation record, Runtime protocol.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def test_blocking_cold_then_warm_records(localwhisk, user):
     assert result["action"].endswith("/hello") and result["action"].startswith("/")
     assert result["api_key"] is None  # provide-api-key: false by default
     assert result["storage"] == str(localwhisk.storage_dir)
-    assert int(result["deadline"]) == record["start"] + 60000  # a string of epoch ms (RUNTIME.md)
+    assert int(result["deadline"]) == record["start"] + 60000  # a string of epoch ms (docs/openwhisk-contract.md)
     assert record["response"]["size"] == len(json.dumps(result, ensure_ascii=False)) + 1  # with the newline
     assert record["duration"] == record["end"] - record["start"]
     assert record["publish"] is False and record["version"] == "0.0.1" and record["name"] == "hello"

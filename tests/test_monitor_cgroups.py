@@ -6,9 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from monitor.cgroups import (CgroupDirs, CgroupError, CgroupV1Reader, CgroupV2Reader, Reading, detect_version,
-                             make_reader)
-from monitor.discovery import DockerContainer, Discovery, proc_cgroup_paths
+from monitor.cgroups import (
+    CgroupDirs,
+    CgroupError,
+    CgroupV1Reader,
+    CgroupV2Reader,
+    Reading,
+    detect_version,
+    make_reader,
+)
+from monitor.discovery import Discovery, DockerContainer, proc_cgroup_paths
 
 DATA = Path(__file__).parent / "fixtures_data"
 V1, V2 = DATA / "cgroup_v1", DATA / "cgroup_v2"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from loader.monitor_client import MonitorAnswer, MonitorClient, ResourcesStatus
-from loader.records import ResourceSample
+from loader.storage.rows import ResourceSample
 
 V2 = Path(__file__).parent / "fixtures_data" / "cgroup_v2"
 DOCKER = "4f1c3a9e0b7d2c8e5a6f1b3d9c0e7a2b4d6f8a1c3e5b7d9f0a2c4e6b8d0f1a3c"

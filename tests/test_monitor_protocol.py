@@ -1,13 +1,30 @@
-"""monitor/protocol.py: every message shape, and the errors bad messages get."""
+"""faasload/monitor_protocol.py: every message shape, and the errors bad messages get."""
 
 import json
 
 import pytest
 
-from monitor.protocol import (ActivationAnswer, ActivationNotice, ActivationQuery, Boundary, ContainerNotice,
-                              ErrorAnswer, ErrorCode, Lifecycle, ProtocolError, Sample, WindowQuery,
-                              encode_activation, encode_error, encode_notice, encode_query, encode_samples,
-                              parse_answer, parse_notification, parse_query)
+from faasload.monitor_protocol import (
+    ActivationAnswer,
+    ActivationNotice,
+    ActivationQuery,
+    Boundary,
+    ContainerNotice,
+    ErrorAnswer,
+    ErrorCode,
+    Lifecycle,
+    ProtocolError,
+    Sample,
+    WindowQuery,
+    encode_activation,
+    encode_error,
+    encode_notice,
+    encode_query,
+    encode_samples,
+    parse_answer,
+    parse_notification,
+    parse_query,
+)
 
 ACT = "0123456789abcdef0123456789abcdef"
 

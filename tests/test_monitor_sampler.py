@@ -6,11 +6,18 @@ from pathlib import Path
 import pytest
 
 from faasload.clock import FakeClock
+from faasload.monitor_protocol import (
+    ActivationNotice,
+    Boundary,
+    ContainerNotice,
+    ErrorCode,
+    Lifecycle,
+    ProtocolError,
+    Sample,
+)
 from monitor.buffer import CHUNK_SAMPLES, SampleBuffer
 from monitor.cgroups import CgroupV2Reader, Reading
 from monitor.discovery import Discovery
-from monitor.protocol import (ActivationNotice, Boundary, ContainerNotice, ErrorCode, Lifecycle, ProtocolError,
-                              Sample)
 from monitor.registry import Registry, State
 from monitor.sampler import VANISHED_AFTER_FAILED_READS, Sampler
 

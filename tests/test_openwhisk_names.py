@@ -1,10 +1,10 @@
-"""OpenWhisk's container naming rule (monitor/openwhisk_names.py)."""
+"""OpenWhisk's container naming rule (faasload/openwhisk_names.py), as localwhisk names and the monitor reads."""
 
 import re
 
 import pytest
 
-from monitor import openwhisk_names as names
+from faasload import openwhisk_names as names
 
 
 @pytest.mark.parametrize("raw, expected", [
@@ -65,3 +65,30 @@ def test_localwhisk_names_containers_as_openwhisk_does(namespace, action):
     expected = names.container_name(names.container_prefix(7), 3, namespace, action)
     assert localwhisk_name(7, 3, namespace, action) == expected
     assert names.is_container_of(expected, namespace, action)
+
+
+#: (namespace, action) pairs as OpenWhisk allows them: ASCII, non-ASCII letters, long names.
+INVOKER_NAMES = [
+    ("guest", "hello"),
+    ("whisk.system", "my-action"),
+    ("café", "résumé"),
+    ("用户", "动作"),
+    ("x\U0001d400y", "a½b"),
+    ("a_b", "c"),
+    ("n" * 256, "a" * 256),
+    ("user-im.age", "re_size-v2"),
+]
+
+
+@pytest.mark.parametrize("namespace, action", INVOKER_NAMES)
+@pytest.mark.parametrize("instance", [0, 13])
+def test_localwhisk_names_are_recognised_by_the_monitor(instance, namespace, action):
+    from localwhisk.platform import container_name
+    from monitor.attribution import Candidate, named_for
+    from monitor.config import MonitorConfig
+
+    name = container_name(instance, 7, namespace, action)
+    assert re.search(MonitorConfig().docker.name_pattern, name), name
+    candidate = Candidate(container="c", name=name, intervals=((0.0, None),))
+    assert named_for(candidate, namespace, action, None)
+    assert not named_for(candidate, namespace + "x", action, None)

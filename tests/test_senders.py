@@ -1,4 +1,4 @@
-"""Sender processes (loader/senders.py) against a real HTTP server: answers, dead senders, stops.
+"""Sender processes (loader/sending/processes.py) against a real HTTP server: answers, dead senders, stops.
 
 The recorder and tracker are fakes that note what the pool reports (this is the unit test of
 the pool); the end-to-end runs with sender processes are in test_injector_e2e.py.
@@ -16,12 +16,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from faasload.clock import FakeClock, RealClock
-from loader.authkeys import UserKey
-from loader.invoker import CANCEL_REASON
-from loader.openwhisk import InvokeStatus
 from loader.plan import PlannedInvocation
+from loader.platform.client import ClientSettings, InvokeStatus
+from loader.platform.keys import UserKey
 from loader.scheduler import Dispatch
-from loader.senders import ClientSettings, ProcessInvokerPool
+from loader.sending.common import CANCEL_REASON
+from loader.sending.processes import ProcessInvokerPool
 
 pytestmark = pytest.mark.timeout(120)
 ALICE = UserKey("alice", "23bc46b1-71f6-4ed5-8c54-816aa4f8c502", "k" * 64)
@@ -31,6 +31,8 @@ class Platform(BaseHTTPRequestHandler):
     """``ok`` → 202 with an id naming the request's object; ``throttle`` → 429; ``slow`` → 202 after 1.5 s."""
 
     protocol_version = "HTTP/1.1"
+    lock = threading.Lock()
+    received: dict[str, int] = {}
 
     def log_message(self, *args):
         pass
@@ -40,10 +42,21 @@ class Platform(BaseHTTPRequestHandler):
         action = self.path.split("/actions/")[1].split("?")[0]
         if action == "slow":
             time.sleep(1.5)
-        status, payload = (429, {"error": "too many"}) if action == "throttle" else \
-            (202, {"activationId": f"id-{body['object']}"})
+        with Platform.lock:
+            Platform.received[action] = Platform.received.get(action, 0) + 1
+        headers = {}
+        if action == "throttle":
+            status, payload = 429, {"error": "too many"}
+        elif action == "fail500":
+            status, payload = 500, {"error": "broken"}
+        elif action == "busy503":
+            status, payload, headers = 503, {"error": "busy"}, {"Retry-After": "0"}
+        else:
+            status, payload = 202, {"activationId": f"id-{body['object']}"}
         data = json.dumps(payload).encode()
         self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -80,9 +93,15 @@ class FakeTracker:
         self.registered.append((key, user, activation_id, sent_s))
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128   # many connections at once (the default backlog of 5 would drop SYNs)
+    daemon_threads = True
+
+
 @pytest.fixture
 def platform():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Platform)
+    Platform.received = {}
+    server = _Server(("127.0.0.1", 0), Platform)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -95,13 +114,20 @@ def _invocation(seq, action="ok", user="alice"):
                              (("object", f"{seq}.jpg"), ("incont", "in")))
 
 
-def _pool(apihost, processes=2, threads=2, stopping=None):
+def _pool(apihost, processes=2, max_in_flight=1000, stopping=None, retries=0):
     recorder, tracker = FakeRecorder(), FakeTracker()
     start_s = time.monotonic()
-    pool = ProcessInvokerPool(processes, threads, ClientSettings(apihost, timeout_s=10.0), {"alice": ALICE},
-                              recorder, tracker, clock=RealClock(spin_s=0.0), start_s=lambda: start_s,
-                              stopping=stopping or threading.Event())
+    settings = ClientSettings(apihost, timeout_s=10.0, invoke_retries=retries, retry_backoff_s=0.01)
+    pool = ProcessInvokerPool(processes, settings, {"alice": ALICE}, recorder, tracker, clock=RealClock(spin_s=0.0),
+                              start_s=lambda: start_s, stopping=stopping or threading.Event(),
+                              max_in_flight=max_in_flight)
     return pool, recorder, tracker, start_s
+
+
+def _submit(pool, *invocations):
+    for invocation in invocations:
+        pool.submit(Dispatch(invocation, 0))
+    pool.flush()
 
 
 def _wait(condition, timeout_s=30.0):
@@ -117,8 +143,7 @@ def test_answers_are_recorded_and_accepted_activations_tracked(platform):
     try:
         before_s = time.monotonic()
         items = [_invocation(n) for n in range(20)] + [_invocation(20, "throttle"), _invocation(21, user="nobody")]
-        for item in items:
-            pool.submit(Dispatch(item, 0))
+        _submit(pool, *items)
         _wait(lambda: recorder.answered() == len(items))
     finally:
         pool.stop()
@@ -137,37 +162,35 @@ def test_answers_are_recorded_and_accepted_activations_tracked(platform):
 
 
 def test_a_dead_sender_loses_nothing_silently(platform):
-    pool, recorder, tracker, _ = _pool(platform, processes=1, threads=2)
+    pool, recorder, tracker, _ = _pool(platform, processes=1)
     pool.start()
     try:
-        pool.submit(Dispatch(_invocation(0, "slow"), 0))
-        pool.submit(Dispatch(_invocation(1, "slow"), 0))
+        _submit(pool, _invocation(0, "slow"), _invocation(1, "slow"))
         time.sleep(0.3)  # both are in the sender's hands
         os.kill(pool.process_ids[0], signal.SIGKILL)
         _wait(lambda: recorder.answered() == 2)
-        pool.submit(Dispatch(_invocation(2), 0))
+        _submit(pool, _invocation(2))
         _wait(lambda: recorder.answered() == 3)
     finally:
         pool.stop()
     reasons = {invocation.seq: outcome.reason for invocation, _, outcome in recorder.sent_rows}
     assert {outcome.status for _, _, outcome in recorder.sent_rows} == {InvokeStatus.CONNECTION_ERROR}
-    assert sorted([reasons[0], reasons[1]]) == [
-        f"sender process 0 (thread {n}) exited (code -9) before reporting this invocation; "
-        "it may or may not have reached the platform" for n in (0, 1)]
+    assert [reasons[0], reasons[1]] == [
+        "sender process 0 exited (code -9) before reporting this invocation; "
+        "it may or may not have reached the platform"] * 2
     assert reasons[2] == "no sender process is running (not sent)"
     assert tracker.registered == []
 
 
-def test_stopping_cancels_what_the_senders_still_queue(platform):
+def test_stopping_cancels_what_the_senders_still_hold_back(platform):
     stopping = threading.Event()
-    pool, recorder, tracker, _ = _pool(platform, processes=1, threads=1, stopping=stopping)
+    pool, recorder, tracker, _ = _pool(platform, processes=1, max_in_flight=1, stopping=stopping)
     pool.start()
-    pool.submit(Dispatch(_invocation(0, "slow"), 0))
-    for seq in (1, 2, 3):  # queued behind the slow one in the only thread's pipe
-        pool.submit(Dispatch(_invocation(seq), 0))
+    _submit(pool, _invocation(0, "slow"))
+    _submit(pool, *(_invocation(seq) for seq in (1, 2, 3)))  # held back by the cap of 1 in flight
     time.sleep(0.3)
     stopping.set()
-    pool.submit(Dispatch(_invocation(4), 0))  # after the stop: never handed to a sender
+    _submit(pool, _invocation(4))  # after the stop: never handed to a sender
     pool.stop()
     assert [(i.seq, o.status) for i, _, o in recorder.sent_rows] == [(0, InvokeStatus.ACCEPTED)]
     assert sorted((i.seq, reason, dispatched) for i, reason, dispatched in recorder.cancelled_rows) == \
@@ -177,5 +200,73 @@ def test_stopping_cancels_what_the_senders_still_queue(platform):
 
 def test_needs_the_real_clock(platform):
     with pytest.raises(ValueError, match="sender processes need the real clock"):
-        ProcessInvokerPool(1, 1, ClientSettings(platform), {}, FakeRecorder(), FakeTracker(), clock=FakeClock(),
+        ProcessInvokerPool(1, ClientSettings(platform), {}, FakeRecorder(), FakeTracker(), clock=FakeClock(),
                            start_s=lambda: 0.0, stopping=threading.Event())
+
+
+def test_a_slow_platform_delays_no_later_send(platform):
+    """An open loop: requests waiting on slow answers hold no sender back (no thread per request)."""
+    pool, recorder, _, start_s = _pool(platform, processes=1)
+    pool.start()
+    try:
+        _submit(pool, *(_invocation(seq, "slow") for seq in range(30)))
+        time.sleep(0.2)
+        submitted_s = time.monotonic()
+        _submit(pool, *(_invocation(seq) for seq in range(30, 40)))
+        _wait(lambda: len([r for r in recorder.sent_rows if r[0].seq >= 30]) == 10)
+        fast_done_s = time.monotonic()
+        _wait(lambda: recorder.answered() == 40)
+    finally:
+        pool.stop()
+    assert fast_done_s - submitted_s < 1.0, "the fast invocations waited for the slow answers"
+    sent = {i.seq: offset_us for i, offset_us, _ in recorder.sent_rows}
+    assert all(sent[seq] <= (submitted_s - start_s + 0.5) * 1e6 for seq in range(30, 40))
+    assert all(o.status is InvokeStatus.ACCEPTED for _, _, o in recorder.sent_rows)
+    assert pool.sender_stats[0]["peak_in_flight"] >= 31
+
+
+def test_the_in_flight_cap_holds_back_and_sends_later(platform):
+    pool, recorder, _, _ = _pool(platform, processes=1, max_in_flight=2)
+    pool.start()
+    try:
+        _submit(pool, *(_invocation(seq, "slow") for seq in range(4)))
+        _wait(lambda: recorder.answered() == 4)
+    finally:
+        pool.stop()
+    assert sorted(i.seq for i, _, o in recorder.sent_rows if o.status is InvokeStatus.ACCEPTED) == [0, 1, 2, 3]
+    stats = pool.sender_stats[0]
+    assert (stats["peak_in_flight"], stats["held"]) == (2, 2)
+    offsets = sorted(offset_us for _, offset_us, _ in recorder.sent_rows)
+    assert offsets[2] - offsets[1] >= 1_000_000, "the held-back invocations went out before a place was free"
+
+
+def test_retries_only_what_provably_did_not_run(platform):
+    pool, recorder, _, _ = _pool(platform, processes=1, retries=2)
+    pool.start()
+    try:
+        _submit(pool, _invocation(0, "throttle"), _invocation(1, "fail500"), _invocation(2, "busy503"))
+        _wait(lambda: recorder.answered() == 3)
+    finally:
+        pool.stop()
+    outcomes = {i.seq: o for i, _, o in recorder.sent_rows}
+    assert (outcomes[0].status, outcomes[0].attempts) == (InvokeStatus.THROTTLED, 3)
+    assert (outcomes[1].status, outcomes[1].http_status, outcomes[1].attempts) == (InvokeStatus.HTTP_ERROR, 500, 1)
+    assert (outcomes[2].http_status, outcomes[2].attempts) == (503, 3)
+    assert Platform.received == {"throttle": 3, "fail500": 1, "busy503": 3}
+
+
+def test_a_refused_connection_is_retried_then_recorded():
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    pool, recorder, _, _ = _pool(f"http://127.0.0.1:{port}", processes=1, retries=1)
+    pool.start()
+    try:
+        _submit(pool, _invocation(0))
+        _wait(lambda: recorder.answered() == 1)
+    finally:
+        pool.stop()
+    (_, _, outcome), = recorder.sent_rows
+    assert (outcome.status, outcome.attempts) == (InvokeStatus.CONNECTION_ERROR, 2)
+    assert "ConnectionRefusedError" in outcome.reason

@@ -1,14 +1,13 @@
 """The dataset store against a real PostgreSQL: schema, idempotent batches, the writer thread."""
 
-import threading
 
-import psycopg2
 import pytest
 
 from loader import DatabaseConfiguration
-from loader import schema, store
-from loader.database import DatabaseError
-from loader.records import ResourceSample, RunKey, RunParameters, RunResources, RunStatus, RunUpdate
+from loader.storage import experiments, schema
+from loader.storage import writer as store
+from loader.storage.database import DatabaseError
+from loader.storage.rows import ResourceSample, RunKey, RunParameters, RunResources, RunStatus, RunUpdate
 
 
 def _count(conn, table):
@@ -30,7 +29,7 @@ def _batch(experiment_id, n=3):
 
 
 def test_migrations_are_idempotent(database):
-    conn = store.open_store(database)
+    conn = experiments.open_store(database)
     assert schema.current_version(conn) == schema.MIGRATIONS[-1][0]
     assert schema.migrate(conn) == []
     with conn.cursor() as cur:
@@ -39,8 +38,8 @@ def test_migrations_are_idempotent(database):
 
 
 def test_same_batch_twice_leaves_one_copy_of_each_row(database):
-    conn = store.open_store(database)
-    experiment_id = store.ensure_experiment(conn, name="e1", mode="injection")
+    conn = experiments.open_store(database)
+    experiment_id = experiments.ensure_experiment(conn, name="e1", mode="injection")
     batch = _batch(experiment_id)
     store.write_batch(conn, batch)
     store.write_batch(conn, batch)
@@ -48,8 +47,8 @@ def test_same_batch_twice_leaves_one_copy_of_each_row(database):
 
 
 def test_terminal_status_is_never_overwritten_and_fields_merge(database):
-    conn = store.open_store(database)
-    experiment_id = store.ensure_experiment(conn, name="e1", mode="injection")
+    conn = experiments.open_store(database)
+    experiment_id = experiments.ensure_experiment(conn, name="e1", mode="injection")
     key = RunKey(experiment_id, "t", 0)
     done = RunUpdate(key, "u", "a", 0, RunStatus.SUCCESS, duration_ms=12, cold_start=True)
     late_sent = RunUpdate(key, "u", "a", 0, RunStatus.SENT, activation_id="a" * 32)
@@ -62,26 +61,26 @@ def test_terminal_status_is_never_overwritten_and_fields_merge(database):
 
 
 def test_children_of_unknown_runs_are_an_error_not_silence(database):
-    conn = store.open_store(database)
-    experiment_id = store.ensure_experiment(conn, name="e1", mode="injection")
+    conn = experiments.open_store(database)
+    experiment_id = experiments.ensure_experiment(conn, name="e1", mode="injection")
     with pytest.raises(store.StoreError, match="never written"):
         store.write_batch(conn, [RunParameters(RunKey(experiment_id, "t", 9), (("a", "1"),))])
 
 
 def test_experiments_live_side_by_side(database):
-    conn = store.open_store(database)
-    first = store.ensure_experiment(conn, name="e1", mode="injection")
-    second = store.ensure_experiment(conn, name="e2", mode="injection")
+    conn = experiments.open_store(database)
+    first = experiments.ensure_experiment(conn, name="e1", mode="injection")
+    second = experiments.ensure_experiment(conn, name="e2", mode="injection")
     store.write_batch(conn, _batch(first) + _batch(second))
     assert first != second and _count(conn, "runs") == 6
-    assert store.ensure_experiment(conn, name="e1", mode="injection") == first
+    assert experiments.ensure_experiment(conn, name="e1", mode="injection") == first
     with pytest.raises(store.StoreError, match="mode"):
-        store.ensure_experiment(conn, name="e1", mode="generation")
+        experiments.ensure_experiment(conn, name="e1", mode="generation")
 
 
 def test_writer_batches_and_flushes(database):
-    conn = store.open_store(database)
-    experiment_id = store.ensure_experiment(conn, name="e1", mode="injection")
+    conn = experiments.open_store(database)
+    experiment_id = experiments.ensure_experiment(conn, name="e1", mode="injection")
     writer = store.StoreWriter(database, batch_size=4, flush_interval_s=0.05).start()
     for item in _batch(experiment_id, n=10):
         writer.write(item)
@@ -91,8 +90,8 @@ def test_writer_batches_and_flushes(database):
 
 
 def test_writer_retries_through_a_database_outage(database, pg_cluster):
-    conn = store.open_store(database)
-    experiment_id = store.ensure_experiment(conn, name="e1", mode="injection")
+    conn = experiments.open_store(database)
+    experiment_id = experiments.ensure_experiment(conn, name="e1", mode="injection")
     conn.close()
     writer = store.StoreWriter(database, flush_interval_s=0.01, retry_interval_s=0.2).start()
     pg_cluster.stop(mode="fast")  # a restart, as an operator would do it
@@ -109,7 +108,7 @@ def test_writer_retries_through_a_database_outage(database, pg_cluster):
 
 
 def test_fatal_errors_surface(database):
-    store.open_store(database)
+    experiments.open_store(database)
     writer = store.StoreWriter(database, flush_interval_s=0.01).start()
     writer.write(RunParameters(RunKey(424242, "t", 0), (("a", "1"),)))
     with pytest.raises(store.StoreError):
@@ -126,3 +125,32 @@ def test_database_configuration_as_in_original_readme():
     cfg = DatabaseConfiguration(user="faasload", password="secret", database="faasload")
     assert cfg.connect_kwargs() == {"user": "faasload", "dbname": "faasload", "port": 5432, "password": "secret"}
     assert "secret" not in DatabaseConfiguration(dsn="host=h password=secret dbname=d").describe()
+
+
+def test_database_status_constraint_equals_the_run_status_enum(database):
+    """Fails when RunStatus gains or loses a member without a migration re-deriving the constraint."""
+    conn = experiments.open_store(database)
+    assert schema.status_constraint_values(conn) == {status.value for status in RunStatus}
+    experiment_id = experiments.ensure_experiment(conn, name="e-status", mode="injection")
+    with pytest.raises(Exception, match=schema.STATUS_CONSTRAINT):
+        with conn, conn.cursor() as cur:
+            cur.execute("INSERT INTO runs (experiment_id, trace_name, seq, user_name, action_name, "
+                        "planned_offset_us, status) VALUES (%s, 't', 0, 'u', 'a', 0, 'finished')", (experiment_id,))
+
+
+def test_docs_status_table_is_the_enum():
+    from pathlib import Path
+
+    from loader.storage.rows import status_table
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "dataset.md").read_text()
+    assert status_table() in docs
+
+
+def test_summary_counts_errors_from_the_enum():
+    from loader.storage.summary import RunStats
+    stats = RunStats(late_threshold_us=10_000)
+    for status in RunStatus:
+        if status.terminal:
+            stats.record_terminal("a", status)
+    assert stats.errors == sum(1 for status in RunStatus if status.error)
+    assert stats.summary()["statuses"].keys() == {s.value for s in RunStatus if s.terminal}

@@ -4,8 +4,15 @@ import tracemalloc
 
 import pytest
 
-from loader.traces import (FileTraceSource, TraceError, list_traces, parse_line, parse_name, parse_wait_us,
-                           scan_trace)
+from loader.injection.traces import (
+    FileTraceSource,
+    TraceError,
+    list_traces,
+    parse_line,
+    parse_name,
+    parse_wait_us,
+    scan_trace,
+)
 
 
 def _trace(tmp_path, name, text):

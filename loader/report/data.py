@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..dataset import Dataset, Experiment
+from ..storage.summary import percentile as summary_percentile
 from ..verdict import Fidelity, Thresholds, Verdict, fidelity_from_counts, judge
 
 MIB = 2**20
@@ -51,10 +52,8 @@ def percentile(values: np.ndarray | pd.Series, q: float) -> float | None:
 
     The loader's summary uses the same definition, so the numbers agree.
     """
-    array = np.asarray(pd.Series(values).dropna(), dtype="float64")
-    if array.size == 0:
-        return None
-    return float(np.percentile(array, q, method="inverted_cdf"))
+    value = summary_percentile(np.asarray(pd.Series(values).dropna(), dtype="float64"), q / 100)
+    return None if value is None else float(value)
 
 
 def floats(series: pd.Series) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""The dataset in PostgreSQL: the only package of the loader that runs SQL."""

@@ -2,7 +2,7 @@
 
 * Image: built locally (no registry) with ``docker import`` of a tiny rootfs holding only the
   merged-usr links and empty directories; containers run the host's ``/usr/bin/python3``
-  with ``/usr`` and ``/etc`` bind-mounted read-only (ENVIRONMENT.md).
+  with ``/usr`` and ``/etc`` bind-mounted read-only (no image registry needs to be reachable).
 * ``--memory`` = ``--memory-swap`` = the action's memory, network ``host`` (the proxy listens
   on a free localhost port and writes it to a bind-mounted file), the storage directory
   bind-mounted at the same path.
@@ -64,7 +64,7 @@ def _find_cgroup(container_id: str, cgroup_root: Path = Path("/sys/fs/cgroup")) 
 
 
 class DockerContainer:
-    def __init__(self, backend: "DockerBackend", container_id: str, name: str, workdir: Path):
+    def __init__(self, backend: DockerBackend, container_id: str, name: str, workdir: Path):
         self.backend = backend
         self.id = container_id
         self.name = name

@@ -1,4 +1,4 @@
-"""The in-container runtime proxy: OpenWhisk's action protocol (RUNTIME.md) over HTTP.
+"""The in-container runtime proxy: OpenWhisk's action protocol (docs/openwhisk-contract.md) over HTTP.
 
 Run as ``/usr/bin/python3 proxy.py --port-file FILE`` (standard library only: it runs
 under the system Python inside containers). It listens on a free localhost port and

@@ -1,0 +1,307 @@
+"""The monitor's socket protocol (docs/monitor.md: Notification socket, Measurement socket), shared by every party.
+
+Both sockets carry one JSON object per connection.  This module turns raw bytes into frozen
+records and back; it does no I/O.  The loader's client, localwhisk's notifier and the invoker
+wrappers import it from here.
+
+* Notification socket: :class:`ContainerNotice` (``run``/``rm``/``pause``/``resume``) and
+  :class:`ActivationNotice` (``activation_start``/``activation_end``).
+* Measurement socket: :class:`WindowQuery` and :class:`ActivationQuery`; answers are a JSON list
+  of samples, an activation object, or an error object with a :class:`ErrorCode`.
+
+Parsing raises :class:`ProtocolError`, whose text says what was wrong with the message.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+ACTIVATION_ID = re.compile(r"^[0-9a-f]{32}$")
+#: A container id or name: what Docker and localwhisk use (no slashes, no spaces).
+CONTAINER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}$")
+
+
+class ErrorCode(str, enum.Enum):
+    BAD_REQUEST = "bad_request"
+    UNKNOWN_CONTAINER = "unknown_container"
+    UNKNOWN_ACTIVATION = "unknown_activation"
+    AMBIGUOUS = "ambiguous"
+    TOO_LARGE = "too_large"
+
+
+class ProtocolError(ValueError):
+    """A message that does not follow the protocol; ``code`` is what the monitor answers."""
+
+    def __init__(self, message: str, code: ErrorCode = ErrorCode.BAD_REQUEST):
+        super().__init__(message)
+        self.code = code
+
+
+class Lifecycle(str, enum.Enum):
+    RUN = "run"
+    RM = "rm"
+    PAUSE = "pause"
+    RESUME = "resume"
+
+
+class Boundary(str, enum.Enum):
+    START = "activation_start"
+    END = "activation_end"
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerNotice:
+    """A container changed state.  ``cgroup`` is where its cgroup lives, when the sender knows:
+    one path inside the hierarchy (joined with every v1 controller mount, or the v2 root) as
+    ``(("", path),)``, or one path per v1 controller as ``(("memory", p1), ("cpuacct", p2))``."""
+
+    action: Lifecycle
+    container: str
+    cgroup: tuple[tuple[str, str], ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ActivationNotice:
+    """An activation started or ended in a container, at ``date_s`` (epoch seconds)."""
+
+    boundary: Boundary
+    container: str
+    activation: str
+    date_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class WindowQuery:
+    container: str
+    start_s: float
+    end_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class ActivationQuery:
+    """By activation id; the optional fields are hints for attribution without notices (issue 8)."""
+
+    activation: str
+    namespace: str | None = None
+    action: str | None = None
+    start_ms: int | None = None
+    end_ms: int | None = None
+    kind: str | None = None          # the runtime kind (``python:3.11``): narrows stem-cell candidates
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One sample as answered: epoch seconds, memory usage bytes, CPU ns (relative to the first
+    sample of the answer), RSS + mapped file bytes.  ``None`` = not measured."""
+
+    date_s: float
+    memory_bytes: int | None
+    cpu_ns: int | None
+    rss_mapped_bytes: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ActivationAnswer:
+    activation: str
+    container: str
+    start_s: float | None
+    end_s: float | None
+    samples: tuple[Sample, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorAnswer:
+    code: ErrorCode
+    error: str
+
+
+# --------------------------------------------------------------------------- decoding helpers
+
+def _decode_object(raw: bytes) -> dict[str, Any]:
+    text = raw.strip()
+    if not text:
+        raise ProtocolError("empty message")
+    try:
+        value = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(f"not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ProtocolError(f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _string(message: Mapping[str, Any], key: str, pattern: re.Pattern | None = None) -> str:
+    value = message.get(key)
+    if not isinstance(value, str):
+        raise ProtocolError(f"'{key}' must be a string, got {_show(value)}")
+    if pattern is not None and not pattern.match(value):
+        raise ProtocolError(f"'{key}' is not a valid {key} id: {_show(value)}")
+    return value
+
+
+def _number(message: Mapping[str, Any], key: str) -> float:
+    value = message.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ProtocolError(f"'{key}' must be a number (epoch seconds), got {_show(value)}")
+    return float(value)
+
+
+def _optional(message: Mapping[str, Any], key: str, kind: type) -> Any:
+    value = message.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise ProtocolError(f"'{key}' must be {'an integer' if kind is int else 'a string'}, got {_show(value)}")
+    return value
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, bytes) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _unknown_keys(message: Mapping[str, Any], allowed: set[str]) -> None:
+    extra = sorted(set(message) - allowed)
+    if extra:
+        raise ProtocolError(f"unknown key(s) {', '.join(map(repr, extra))}")
+
+
+def _cgroup_hint(value: Any) -> tuple[tuple[str, str], ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value.startswith("/"):
+        return (("", value),)
+    if isinstance(value, dict) and value and all(
+            isinstance(k, str) and isinstance(v, str) and v.startswith("/") for k, v in value.items()):
+        return tuple(sorted(value.items()))
+    raise ProtocolError("'cgroup' must be an absolute path inside the cgroup hierarchy, or a "
+                        f"mapping of controller to such a path, got {_show(value)}")
+
+
+# --------------------------------------------------------------------------- notifications
+
+def parse_notification(raw: bytes) -> ContainerNotice | ActivationNotice:
+    """Parse one message of the notification socket."""
+    message = _decode_object(raw)
+    action = message.get("action")
+    if action in {a.value for a in Lifecycle}:
+        _unknown_keys(message, {"action", "container", "cgroup"})
+        return ContainerNotice(Lifecycle(action), _string(message, "container", CONTAINER_ID),
+                               _cgroup_hint(message.get("cgroup")))
+    if action in {b.value for b in Boundary}:
+        _unknown_keys(message, {"action", "container", "activation", "date"})
+        return ActivationNotice(Boundary(action), _string(message, "container", CONTAINER_ID),
+                                _string(message, "activation", ACTIVATION_ID), _number(message, "date"))
+    known = ", ".join([a.value for a in Lifecycle] + [b.value for b in Boundary])
+    raise ProtocolError(f"'action' must be one of {known}, got {_show(action)}")
+
+
+def encode_notice(notice: ContainerNotice | ActivationNotice) -> bytes:
+    """The wire form of a notice (what senders write, newline-terminated)."""
+    if isinstance(notice, ContainerNotice):
+        message: dict[str, Any] = {"action": notice.action.value, "container": notice.container}
+        if notice.cgroup is not None:
+            hint = dict(notice.cgroup)
+            message["cgroup"] = hint[""] if list(hint) == [""] else hint
+    else:
+        message = {"action": notice.boundary.value, "container": notice.container,
+                   "activation": notice.activation, "date": notice.date_s}
+    return json.dumps(message).encode() + b"\n"
+
+
+# --------------------------------------------------------------------------- queries
+
+def parse_query(raw: bytes) -> WindowQuery | ActivationQuery:
+    """Parse one request of the measurement socket."""
+    message = _decode_object(raw)
+    if "activation" in message:
+        _unknown_keys(message, {"activation", "namespace", "action", "start_ms", "end_ms", "kind"})
+        return ActivationQuery(_string(message, "activation", ACTIVATION_ID),
+                               _optional(message, "namespace", str), _optional(message, "action", str),
+                               _optional(message, "start_ms", int), _optional(message, "end_ms", int),
+                               _optional(message, "kind", str))
+    if "container" in message:
+        _unknown_keys(message, {"container", "start", "end"})
+        query = WindowQuery(_string(message, "container", CONTAINER_ID),
+                            _number(message, "start"), _number(message, "end"))
+        if query.end_s < query.start_s:
+            raise ProtocolError(f"'end' ({query.end_s}) is before 'start' ({query.start_s})")
+        return query
+    raise ProtocolError("a query needs 'activation', or 'container' with 'start' and 'end'")
+
+
+def encode_query(query: WindowQuery | ActivationQuery) -> bytes:
+    if isinstance(query, WindowQuery):
+        message: dict[str, Any] = {"container": query.container, "start": query.start_s, "end": query.end_s}
+    else:
+        message = {"activation": query.activation}
+        for key in ("namespace", "action", "start_ms", "end_ms", "kind"):
+            if getattr(query, key) is not None:
+                message[key] = getattr(query, key)
+    return json.dumps(message).encode() + b"\n"
+
+
+# --------------------------------------------------------------------------- answers
+
+def sample_to_json(sample: Sample) -> dict[str, Any]:
+    return {"date": sample.date_s, "memory": sample.memory_bytes, "cpu": sample.cpu_ns,
+            "rss_mapped": sample.rss_mapped_bytes}
+
+
+def encode_samples(samples: tuple[Sample, ...] | list[Sample]) -> bytes:
+    return json.dumps([sample_to_json(s) for s in samples]).encode()
+
+
+def encode_activation(answer: ActivationAnswer) -> bytes:
+    return json.dumps({"activation": answer.activation, "container": answer.container,
+                       "start": answer.start_s, "end": answer.end_s,
+                       "samples": [sample_to_json(s) for s in answer.samples]}).encode()
+
+
+def encode_error(code: ErrorCode, text: str) -> bytes:
+    return json.dumps({"error": text, "code": code.value}).encode()
+
+
+def _sample_from_json(item: Any) -> Sample:
+    if not isinstance(item, dict):
+        raise ProtocolError(f"a sample must be an object, got {_show(item)}")
+    values = []
+    for key in ("memory", "cpu", "rss_mapped"):
+        value = item.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ProtocolError(f"sample '{key}' must be an integer or null, got {_show(value)}")
+        values.append(value)
+    return Sample(_number(item, "date"), *values)
+
+
+def parse_answer(raw: bytes) -> tuple[Sample, ...] | ActivationAnswer | ErrorAnswer:
+    """Parse the monitor's answer (for clients)."""
+    text = raw.strip()
+    try:
+        value = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(f"answer is not valid JSON: {exc}") from None
+    if isinstance(value, list):
+        return tuple(_sample_from_json(item) for item in value)
+    if not isinstance(value, dict):
+        raise ProtocolError(f"answer must be a list or an object, got {_show(value)}")
+    if "error" in value:
+        try:
+            code = ErrorCode(value.get("code"))
+        except ValueError:
+            raise ProtocolError(f"unknown error code {_show(value.get('code'))}") from None
+        return ErrorAnswer(code, str(value["error"]))
+    samples = value.get("samples")
+    if not isinstance(samples, list):
+        raise ProtocolError("activation answer without a 'samples' list")
+    start, end = value.get("start"), value.get("end")
+    return ActivationAnswer(_string(value, "activation"), _string(value, "container"),
+                            None if start is None else _number(value, "start"),
+                            None if end is None else _number(value, "end"),
+                            tuple(_sample_from_json(item) for item in samples))

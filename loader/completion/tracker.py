@@ -1,0 +1,255 @@
+"""The activations this run started and is waiting for, and when to fetch their records.
+
+Every sent activation is *pending* until its record is fetched or its final deadline
+passes.  A user event makes the record due at once (retried while 404 with a backoff
+from ``record_retry_s`` doubling up to ``poll_interval_s``); without an event, the
+record is polled every ``poll_interval_s`` from ``event_timeout_s`` after sending.
+After ``final_deadline_s`` the run ends ``lost`` with the reason.  Fetches run on a
+few long-lived threads; ``tick()`` only decides what is due.  Events may arrive before the
+invoker registered the activation (a fast action): they are kept for a while.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from faasload.clock import Clock
+from faasload.retry import Backoff
+from loader.completion.user_events import ActivationEvent
+from loader.plan import PlannedInvocation
+from loader.platform.client import FetchOutcome, FetchStatus, OpenWhiskClient
+from loader.platform.keys import UserKey
+from loader.storage.rows import RunKey
+
+log = logging.getLogger(__name__)
+
+#: How long an event for an unknown activation is kept, in case its invoke answer is late.
+EARLY_EVENT_KEEP_S = 120.0
+EARLY_EVENT_MAX = 100_000
+
+
+@dataclass(frozen=True)
+class TrackerSettings:
+    event_timeout_s: float
+    poll_interval_s: float
+    record_retry_s: float
+    final_deadline_s: float
+    workers: int
+
+
+@dataclass(eq=False)
+class Pending:
+    """One sent activation waiting for its record."""
+
+    invocation: PlannedInvocation
+    key: RunKey
+    user: UserKey
+    activation_id: str
+    sent_s: float
+    deadline_s: float
+    record_retries: int = 0   # fetches answered 404 after the event
+    event_seen: bool = False
+    in_flight: bool = False
+    generation: int = 0
+    fetches: int = 0
+    last_answer: str | None = None
+
+
+#: ``complete(pending, record)``: record is the activation record, or None when lost (with a reason).
+Complete = Callable[[Pending, dict | None, str | None], None]
+
+
+class FetchThreads:
+    """Long-lived fetch threads on one queue, with the ``submit``/``shutdown`` of an executor.
+
+    A ``ThreadPoolExecutor`` future per fetch (its Future, Condition and thread-count
+    semaphore) took a quarter of the completion path's GIL time at 5,000 completions/s.
+    """
+
+    def __init__(self, count: int, name: str):
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._run, name=f"{name}-{n}", daemon=True) for n in range(count)]
+        for thread in self._threads:
+            thread.start()
+
+    def _run(self) -> None:
+        while (job := self._queue.get()) is not None:
+            function, args = job
+            function(*args)
+
+    def submit(self, function: Callable, *args) -> None:
+        self._queue.put((function, args))
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        """Stop the threads once the queued fetches are done."""
+        for _ in self._threads:
+            self._queue.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
+
+
+class CompletionTracker:
+    def __init__(self, client: OpenWhiskClient, settings: TrackerSettings, complete: Complete, *, clock: Clock,
+                 executor=None):
+        self.client = client
+        self.settings = settings
+        self.complete = complete
+        self.clock = clock
+        self.events_matched = 0
+        self.lost = 0
+        self._pending: dict[str, Pending] = {}
+        self._early: dict[str, float] = {}
+        self._heap: list[tuple[float, int, str, int]] = []
+        self._counter = 0
+        self._lock = threading.Lock()
+        self.wake = threading.Event()
+        self._executor = executor or FetchThreads(settings.workers, "completion")
+        self._record_backoff = Backoff(settings.record_retry_s, max(settings.record_retry_s, settings.poll_interval_s))
+
+    # ------------------------------------------------------------------ inputs (any thread)
+
+    def register(self, invocation: PlannedInvocation, key: RunKey, user: UserKey, activation_id: str,
+                 sent_s: float) -> None:
+        s = self.settings
+        pending = Pending(invocation, key, user, activation_id, sent_s, sent_s + s.final_deadline_s)
+        with self._lock:
+            self._pending[activation_id] = pending
+            if self._early.pop(activation_id, None) is not None:
+                pending.event_seen = True
+                self.events_matched += 1
+                self._schedule(pending, self.clock.monotonic_s())
+            else:
+                self._schedule(pending, sent_s + s.event_timeout_s)
+        self.wake.set()
+
+    def on_event(self, event: ActivationEvent) -> None:
+        with self._lock:
+            pending = self._pending.get(event.activation_id)
+            if pending is None:
+                if len(self._early) < EARLY_EVENT_MAX:
+                    self._early[event.activation_id] = self.clock.monotonic_s()
+                return
+            if pending.event_seen:
+                return
+            pending.event_seen = True
+            self.events_matched += 1
+            if not pending.in_flight:
+                self._schedule(pending, self.clock.monotonic_s())
+        self.wake.set()
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    # ------------------------------------------------------------------ the loop
+
+    def _schedule(self, pending: Pending, due_s: float) -> None:
+        pending.generation += 1
+        self._counter += 1
+        heapq.heappush(self._heap, (min(due_s, pending.deadline_s), self._counter, pending.activation_id,
+                                    pending.generation))
+
+    def tick(self) -> float | None:
+        """Start the fetches that are due; return the next due time (None: nothing scheduled)."""
+        now_s = self.clock.monotonic_s()
+        due: list[Pending] = []
+        with self._lock:
+            while self._heap and self._heap[0][0] <= now_s:
+                _, _, activation_id, generation = heapq.heappop(self._heap)
+                pending = self._pending.get(activation_id)
+                if pending is None or pending.generation != generation or pending.in_flight:
+                    continue
+                pending.in_flight = True
+                due.append(pending)
+            if self._early:
+                self._forget_early(now_s)
+        for pending in due:
+            self._executor.submit(self._fetch, pending)
+        with self._lock:
+            return self._heap[0][0] if self._heap else None
+
+    def _forget_early(self, now_s: float) -> None:
+        stale = [a for a, seen_s in self._early.items() if now_s - seen_s > EARLY_EVENT_KEEP_S]
+        for activation_id in stale:
+            del self._early[activation_id]
+
+    def run(self, stop: threading.Event, *, idle_s: float = 0.1) -> None:
+        """Tick until ``stop`` is set, waking on new work."""
+        while not stop.is_set():
+            next_s = self.tick()
+            now_s = self.clock.monotonic_s()
+            until_s = now_s + idle_s if next_s is None else min(next_s, now_s + idle_s)
+            self.wake.clear()
+            self.clock.sleep_until(until_s, self.wake)
+
+    # ------------------------------------------------------------------ fetching (pool threads)
+
+    def _fetch(self, pending: Pending) -> None:
+        try:
+            outcome = self.client.get_activation(pending.user, pending.activation_id)
+        except Exception as exc:  # never let a pool thread die silently  # noqa: BLE001
+            log.exception("fetching activation %s failed", pending.activation_id)
+            outcome = FetchOutcome(FetchStatus.ERROR, reason=f"{type(exc).__name__}: {exc}")
+        self._handle(pending, outcome)
+
+    def _handle(self, pending: Pending, outcome: FetchOutcome) -> None:
+        now_s = self.clock.monotonic_s()
+        with self._lock:
+            if self._pending.get(pending.activation_id) is not pending:
+                return  # given up meanwhile (the run was stopped)
+            pending.in_flight = False
+            pending.fetches += 1
+            if outcome.status is FetchStatus.FOUND:
+                del self._pending[pending.activation_id]
+                finished, record, reason = True, outcome.record, None
+            elif now_s >= pending.deadline_s:
+                del self._pending[pending.activation_id]
+                self.lost += 1
+                finished, record, reason = True, None, self._lost_reason(pending, outcome)
+            else:
+                finished = False
+                pending.last_answer = outcome.reason
+                if outcome.status is FetchStatus.ERROR:
+                    log.debug("activation %s: %s; retrying", pending.activation_id, outcome.reason)
+                if pending.event_seen:
+                    pending.record_retries += 1
+                    self._schedule(pending, now_s + self._record_backoff.delay_s(pending.record_retries))
+                else:
+                    self._schedule(pending, now_s + self.settings.poll_interval_s)
+        if finished:
+            self._complete(pending, record, reason)
+        else:
+            self.wake.set()
+
+    def _lost_reason(self, pending: Pending, outcome: FetchOutcome) -> str:
+        seen = "received" if pending.event_seen else "not received"
+        return (f"no activation record {self.settings.final_deadline_s:g} s after sending "
+                f"(user event {seen}; {pending.fetches} fetches; last answer: {outcome.reason})")
+
+    def _complete(self, pending: Pending, record: dict | None, reason: str | None) -> None:
+        try:
+            self.complete(pending, record, reason)
+        except Exception:  # noqa: BLE001
+            log.exception("recording the completion of activation %s failed", pending.activation_id)
+
+    # ------------------------------------------------------------------ stopping
+
+    def give_up(self, reason: str) -> int:
+        """End every pending activation now as lost with ``reason``; return how many."""
+        with self._lock:
+            abandoned = list(self._pending.values())
+            self._pending.clear()
+            self._heap.clear()
+            self.lost += len(abandoned)
+        for pending in abandoned:
+            self._complete(pending, None, reason)
+        return len(abandoned)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=False)

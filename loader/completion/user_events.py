@@ -1,0 +1,200 @@
+"""OpenWhisk user events from Kafka: which activations have completed.
+
+:class:`EventConsumer` reads the user-events topic (default ``events``) with a manual
+assignment of all its partitions, positioned at their end offsets when the run starts
+(no consumer group, so nothing depends on group coordination or on a broker's
+quirks).  Each ``Activation`` event is handed to ``on_event``; other event types are
+counted and ignored; a malformed message is logged and counted, never fatal.  When the
+broker goes away, the consumer keeps retrying while the completion tracker polls the
+activation records instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+#: Malformed messages logged at WARNING before switching to DEBUG.
+MALFORMED_WARNINGS = 10
+
+
+class EventError(ValueError):
+    """A Kafka message that is not a well-formed user event."""
+
+
+@dataclass(frozen=True, slots=True)
+class ActivationEvent:
+    """The part of an ``Activation`` user event the loader uses."""
+
+    activation_id: str
+    status_code: int | None
+    namespace: str | None
+
+
+def parse_event(value: bytes | str) -> ActivationEvent | None:
+    """An ``Activation`` event, None for other event types; :class:`EventError` if malformed."""
+    try:
+        message = json.loads(value)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise EventError(f"not JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise EventError(f"not a JSON object but {type(message).__name__}")
+    event_type = message.get("eventType")
+    if not isinstance(event_type, str):
+        raise EventError("no eventType")
+    if event_type != "Activation":
+        return None
+    body = message.get("body")
+    if not isinstance(body, dict):
+        raise EventError("Activation event without a body object")
+    activation_id = body.get("activationId")
+    if not isinstance(activation_id, str) or not activation_id:
+        raise EventError("Activation event without body.activationId")
+    status_code = body.get("statusCode")
+    namespace = message.get("namespace")
+    return ActivationEvent(activation_id, status_code if isinstance(status_code, int) else None,
+                           namespace if isinstance(namespace, str) else None)
+
+
+@dataclass
+class ConsumerStats:
+    messages: int = 0
+    activation_events: int = 0
+    other_events: int = 0
+    malformed: int = 0
+    errors: int = 0
+    last_error: str | None = None
+
+
+def _default_factory(**settings):
+    from kafka import KafkaConsumer  # imported when a consumer is built, not at import time
+    return KafkaConsumer(**settings)
+
+
+class EventConsumer:
+    """A thread that turns Kafka records into ``on_event`` calls; ``tick()`` is one poll."""
+
+    def __init__(self, bootstrap_servers: list[str], topic: str, on_event: Callable[[ActivationEvent], None], *,
+                 poll_timeout_s: float = 0.2, retry_s: float = 1.0, consumer_factory=_default_factory):
+        self.bootstrap_servers = list(bootstrap_servers)
+        self.topic = topic
+        self.on_event = on_event
+        self.poll_timeout_s = poll_timeout_s
+        self.retry_s = retry_s
+        self.stats = ConsumerStats()
+        self._factory = consumer_factory
+        self._consumer = None
+        self._assigned = threading.Event()
+        self._ready = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._topic_existed_at_start: bool | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> EventConsumer:
+        kafka_log = logging.getLogger("kafka")
+        if kafka_log.level == logging.NOTSET:  # kafka-python's INFO is chatty; a configured level wins
+            kafka_log.setLevel(logging.WARNING)
+        self._thread = threading.Thread(target=self._run, name="user-events", daemon=True)
+        self._thread.start()
+        return self
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        """Whether, within ``timeout_s``, the consumer is positioned on every partition, or knows
+        that the topic does not exist yet (it will then read it from its beginning)."""
+        return self._ready.wait(timeout_s)
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10.0)
+        if self._consumer is not None:
+            try:
+                self._consumer.close()
+            except Exception:  # closing a consumer of a dead broker may fail; nothing to keep  # noqa: BLE001
+                pass
+            self._consumer = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not self.tick():
+                self._stop.wait(self.retry_s)
+
+    # ------------------------------------------------------------------ one round
+
+    def tick(self) -> bool:
+        """Connect, assign or poll once; False when the broker could not be used (retry later)."""
+        try:
+            if self._consumer is None:
+                self._consumer = self._factory(
+                    bootstrap_servers=self.bootstrap_servers, group_id=None, enable_auto_commit=False,
+                    auto_offset_reset="earliest", client_id="faasload-loader")
+            if not self._assigned.is_set():
+                return self._assign()
+            batches = self._consumer.poll(timeout_ms=int(self.poll_timeout_s * 1000))
+        except Exception as exc:  # kafka-python raises many types; the loader must go on  # noqa: BLE001
+            self._note_error(exc)
+            return False
+        for records in batches.values():
+            for record in records:
+                self.handle(record.value)
+        return True
+
+    def _assign(self) -> bool:
+        from kafka import TopicPartition
+        partitions = self._consumer.partitions_for_topic(self.topic)
+        if not partitions:
+            if self._topic_existed_at_start is None:
+                self._topic_existed_at_start = False
+                log.info("user-events topic %r does not exist yet on %s: it will be read from its beginning "
+                         "once created", self.topic, ",".join(self.bootstrap_servers))
+                self._ready.set()
+            return False
+        assignment = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        self._consumer.assign(assignment)
+        if self._topic_existed_at_start is False:
+            self._consumer.seek_to_beginning(*assignment)  # created after the start: every record is new
+        else:
+            for partition, offset in self._consumer.end_offsets(assignment).items():
+                self._consumer.seek(partition, offset)
+        self._assigned.set()
+        self._ready.set()
+        log.info("reading user events from topic %r (%d partitions) on %s", self.topic, len(assignment),
+                 ",".join(self.bootstrap_servers))
+        return True
+
+    def _note_error(self, exc: Exception) -> None:
+        text = f"{type(exc).__name__}: {exc}"
+        self.stats.errors += 1
+        if text != self.stats.last_error:
+            log.warning("user events unavailable (%s); retrying every %.1f s, completions are polled meanwhile",
+                        text, self.retry_s)
+        self.stats.last_error = text
+
+    def handle(self, value: bytes | None) -> None:
+        """One Kafka record's value."""
+        self.stats.messages += 1
+        try:
+            if value is None:
+                raise EventError("empty message")
+            event = parse_event(value)
+        except EventError as exc:
+            self.stats.malformed += 1
+            level = logging.WARNING if self.stats.malformed <= MALFORMED_WARNINGS else logging.DEBUG
+            log.log(level, "ignoring a malformed user event (%d so far): %s", self.stats.malformed, exc)
+            return
+        if event is None:
+            self.stats.other_events += 1
+            return
+        self.stats.activation_events += 1
+        self.on_event(event)

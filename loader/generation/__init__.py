@@ -1,0 +1,1 @@
+"""Generator mode: every function on every input with random valid parameters, checkpointed."""

@@ -1,0 +1,1 @@
+"""Injector mode: replay a directory of traces (one file per user-action)."""

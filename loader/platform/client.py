@@ -1,0 +1,239 @@
+"""The OpenWhisk REST client of the loader: invoke (non-blocking), fetch records, check actions.
+
+Keep-alive connections through :mod:`loader.platform.http` (one connection per thread, a tenth of
+``requests``' CPU per call), TLS verification from the configuration,
+Basic authentication with the invoking user's key; proxies and ``.netrc`` from the
+environment never interfere.  Outcomes are typed records; nothing here raises on an HTTP
+or network problem.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import functools
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from faasload.retry import Backoff
+from loader.config import OpenWhiskConfig
+from loader.platform.http import HttpTransport, Response, TransportError
+from loader.platform.keys import UserKey
+
+
+class InvokeStatus(enum.Enum):
+    ACCEPTED = "accepted"                  # 202 (or 200) with an activation id
+    THROTTLED = "throttled"                # 429
+    HTTP_ERROR = "http_error"              # any other status
+    CONNECTION_ERROR = "connection_error"  # no HTTP answer
+
+
+@dataclass(frozen=True, slots=True)
+class InvokeOutcome:
+    status: InvokeStatus
+    attempts: int
+    activation_id: str | None = None
+    http_status: int | None = None
+    reason: str | None = None
+
+
+class FetchStatus(enum.Enum):
+    FOUND = "found"
+    NOT_FOUND = "not_found"   # 404: not stored yet (or never will be)
+    ERROR = "error"           # another status or a network error
+
+
+@dataclass(frozen=True, slots=True)
+class FetchOutcome:
+    status: FetchStatus
+    record: dict | None = None
+    http_status: int | None = None
+    reason: str | None = None
+
+
+def _retryable(outcome: InvokeOutcome) -> bool:
+    return (outcome.status in (InvokeStatus.THROTTLED, InvokeStatus.CONNECTION_ERROR)
+            or (outcome.http_status is not None and outcome.http_status >= 500))
+
+
+def _json(response: Response) -> Any:
+    """The body as JSON; raises ValueError when it is not."""
+    return json.loads(response.body)
+
+
+def _error_text(response: Response) -> str:
+    try:
+        body = _json(response)
+        if isinstance(body, dict) and "error" in body:
+            return f"HTTP {response.status}: {body['error']}"
+    except ValueError:
+        pass
+    text = response.body.decode("utf-8", "replace").strip().replace("\n", " ")
+    return f"HTTP {response.status}: {text[:200]}" if text else f"HTTP {response.status}"
+
+
+def _network_text(exc: TransportError) -> str:
+    return str(exc)[:300] or type(exc).__name__
+
+
+@functools.lru_cache(maxsize=65536)
+def _basic_auth(uuid: str, key: str) -> str:
+    return "Basic " + base64.b64encode(f"{uuid}:{key}".encode()).decode("ascii")
+
+
+def invoke_outcome(response: Response, attempts: int = 1) -> InvokeOutcome:
+    """What an answer to a non-blocking invoke means."""
+    status = response.status
+    if status in (200, 202):
+        try:
+            activation_id = _json(response).get("activationId") or response.headers.get("x-openwhisk-activation-id")
+        except (ValueError, AttributeError):
+            activation_id = response.headers.get("x-openwhisk-activation-id")
+        if activation_id:
+            return InvokeOutcome(InvokeStatus.ACCEPTED, attempts, activation_id=activation_id, http_status=status)
+        return InvokeOutcome(InvokeStatus.HTTP_ERROR, attempts, http_status=status,
+                             reason=f"HTTP {status} without an activation id")
+    if status == 429:
+        return InvokeOutcome(InvokeStatus.THROTTLED, attempts, http_status=status, reason=_error_text(response))
+    return InvokeOutcome(InvokeStatus.HTTP_ERROR, attempts, http_status=status, reason=_error_text(response))
+
+
+def action_path(action: str) -> str:
+    """``name`` or ``package/name`` as a URL path, each segment quoted."""
+    return "/".join(quote(part, safe="") for part in action.split("/"))
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSettings:
+    """Everything an :class:`OpenWhiskClient` is built from (picklable: sender processes build their own).
+
+    :meth:`of_config` is the one place a client's settings come from the configuration.
+    """
+
+    apihost: str
+    tls_verify: bool = True
+    timeout_s: float = 10.0
+    invoke_retries: int = 0
+    retry_backoff_s: float = 1.0
+
+    @classmethod
+    def of_config(cls, section: OpenWhiskConfig) -> ClientSettings:
+        return cls(section.apihost, section.tls_verify, section.request_timeout_s, section.invoke_retries,
+                   section.invoke_retry_backoff_s)
+
+    def client(self) -> OpenWhiskClient:
+        return OpenWhiskClient(self.apihost, tls_verify=self.tls_verify, timeout_s=self.timeout_s,
+                               invoke_retries=self.invoke_retries, retry_backoff_s=self.retry_backoff_s)
+
+
+def make_client(section: OpenWhiskConfig) -> OpenWhiskClient:
+    """The client of the configuration's ``openwhisk`` section (with its timeout and retry settings)."""
+    return ClientSettings.of_config(section).client()
+
+
+class OpenWhiskClient:
+    """REST calls to one API host; safe to share between threads (a connection per thread)."""
+
+    def __init__(self, apihost: str, *, tls_verify: bool = True, timeout_s: float = 10.0,
+                 invoke_retries: int = 0, retry_backoff_s: float = 1.0,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.apihost = apihost.rstrip("/")
+        self.base_url = self.apihost + "/api/v1/namespaces/_"
+        self.tls_verify = tls_verify
+        self.timeout_s = timeout_s
+        self.invoke_retries = invoke_retries
+        self.retry_backoff_s = retry_backoff_s
+        #: Doubling from ``retry_backoff_s`` with full jitter, capped at 32 times it.
+        self.backoff = Backoff(retry_backoff_s, retry_backoff_s * 32, full_jitter=True, max_retries=invoke_retries)
+        self._sleep = sleep
+        self._transport = HttpTransport(self.base_url, tls_verify=tls_verify, timeout_s=timeout_s)
+
+    @property
+    def settings(self) -> ClientSettings:
+        return ClientSettings(self.apihost, self.tls_verify, self.timeout_s, self.invoke_retries, self.retry_backoff_s)
+
+    def _headers(self, user: UserKey, body: Any) -> tuple[dict[str, str], bytes | None]:
+        headers = {"Authorization": _basic_auth(user.uuid, user.key), "Accept": "application/json"}
+        if body is None:
+            return headers, None
+        headers["Content-Type"] = "application/json"
+        return headers, json.dumps(body).encode()
+
+    def _request(self, method: str, user: UserKey, path: str, *, query: dict[str, str] | None = None,
+                 body: Any = None) -> Response:
+        """Raises :class:`TransportError` when no HTTP answer came."""
+        headers, data = self._headers(user, body)
+        return self._transport.request(method, path, query=query, body=data, headers=headers)
+
+    # ------------------------------------------------------------------ invoke
+
+    def invoke_request(self, user: UserKey, action: str, parameters: dict[str, Any]) -> bytes:
+        """The bytes of one non-blocking invoke (for senders with their own sockets)."""
+        headers, data = self._headers(user, parameters)
+        return self._transport.encode_request("POST", f"/actions/{action_path(action)}", query={"blocking": "false"},
+                                              body=data, headers=headers)
+
+    def invoke_once(self, user: UserKey, action: str, parameters: dict[str, Any]) -> InvokeOutcome:
+        """One non-blocking POST; the outcome says what the platform answered."""
+        try:
+            response = self._request("POST", user, f"/actions/{action_path(action)}",
+                                     query={"blocking": "false"}, body=parameters)
+        except TransportError as exc:
+            return InvokeOutcome(InvokeStatus.CONNECTION_ERROR, 1, reason=_network_text(exc))
+        return invoke_outcome(response)
+
+    def invoke(self, user: UserKey, action: str, parameters: dict[str, Any],
+               *, give_up: Callable[[], bool] = lambda: False) -> InvokeOutcome:
+        """Invoke, retrying 429, 5xx and connection errors ``invoke_retries`` times (:attr:`backoff`).
+
+        ``give_up()`` is checked before each retry (the loader is stopping).
+        """
+        attempts = 0
+        while True:
+            outcome = self.invoke_once(user, action, parameters)
+            attempts += 1
+            if outcome.status is InvokeStatus.ACCEPTED or not _retryable(outcome) \
+                    or self.backoff.gives_up(attempts) or give_up():
+                return InvokeOutcome(outcome.status, attempts, outcome.activation_id, outcome.http_status,
+                                     outcome.reason)
+            self._sleep(self.backoff.delay_s(attempts))
+
+    # ------------------------------------------------------------------ records and actions
+
+    def get_activation(self, user: UserKey, activation_id: str) -> FetchOutcome:
+        return self._fetch(user, f"/activations/{quote(activation_id, safe='')}")
+
+    def get_action(self, user: UserKey, action: str) -> FetchOutcome:
+        return self._fetch(user, f"/actions/{action_path(action)}", query={"code": "false"})
+
+    def put(self, user: UserKey, path: str, body: dict) -> tuple[int | None, str]:
+        """``PUT path?overwrite=true`` (create or update an entity): (HTTP status or None, error text)."""
+        try:
+            response = self._request("PUT", user, path, query={"overwrite": "true"}, body=body)
+        except TransportError as exc:
+            return None, _network_text(exc)
+        return response.status, "" if response.status == 200 else _error_text(response)
+
+    def _fetch(self, user: UserKey, path: str, *, query: dict[str, str] | None = None) -> FetchOutcome:
+        try:
+            response = self._request("GET", user, path, query=query)
+        except TransportError as exc:
+            return FetchOutcome(FetchStatus.ERROR, reason=_network_text(exc))
+        if response.status == 200:
+            try:
+                record = _json(response)
+            except ValueError:
+                return FetchOutcome(FetchStatus.ERROR, http_status=200, reason="HTTP 200 with a body that is not JSON")
+            if not isinstance(record, dict):
+                return FetchOutcome(FetchStatus.ERROR, http_status=200, reason="HTTP 200 with a body that is not an object")
+            return FetchOutcome(FetchStatus.FOUND, record=record, http_status=200)
+        if response.status == 404:
+            return FetchOutcome(FetchStatus.NOT_FOUND, http_status=404, reason=_error_text(response))
+        return FetchOutcome(FetchStatus.ERROR, http_status=response.status, reason=_error_text(response))
+
+    def close(self) -> None:
+        self._transport.close()

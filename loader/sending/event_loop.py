@@ -1,0 +1,374 @@
+"""The inside of a sender process: non-blocking invokes on an event loop, as many in flight as due.
+
+A thread per request in flight turns the open loop into a closed one when the platform is
+slow to accept (a cold-start storm, an overloaded controller): once every thread waits on
+an answer, later invocations wait for a thread and the loader measures itself, not the
+trace (coordinated omission).  Here one asyncio loop per sender process writes each
+request on a keep-alive connection of its own pool the moment it arrives, opening another
+connection when every open one is busy, up to ``max_in_flight`` requests in flight; what
+the cap holds back is sent as soon as an answer frees a connection, and its lateness says
+so.  Answers are parsed incrementally (:mod:`loader.platform.http_parse`) and sent back to
+the scheduler's process in batches.
+
+Retries (``invoke_retries`` > 0) are rescheduled on the loop, never slept, and only for
+what provably did not run: a connection that could not be opened (nothing was sent), 429,
+and 503 with ``Retry-After``.  A 5xx after the body went out is recorded as it is: the
+platform may have started the function, so sending it again could run it twice.
+
+Messages from the parent: a list of ``(ticket, user, action, parameters)``, or None to end
+once everything in flight is answered.  Answers: a list of
+``(ticket, sent_s, status, attempts, activation_id, http_status, reason)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import resource
+import signal
+import ssl
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from faasload.retry import Backoff
+from loader.platform.client import ClientSettings, InvokeOutcome, InvokeStatus, invoke_outcome
+from loader.platform.http import Response, TransportError
+from loader.platform.http_parse import finish_at_eof, parse_response
+from loader.platform.keys import UserKey
+
+log = logging.getLogger(__name__)
+
+CANCELLED = "cancelled"
+READY = "ready"
+#: How often requests in flight are checked against their timeout.
+SWEEP_S = 0.05
+
+
+@dataclass(slots=True)
+class _Request:
+    ticket: int
+    data: bytes
+    attempts: int = 0
+    sent_s: float | None = None
+    deadline_s: float = 0.0
+    connection: _Connection | None = None
+    answered: bool = False
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection carrying one request at a time."""
+
+    def __init__(self, owner: LoopInvoker):
+        self.owner = owner
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.request: _Request | None = None
+        self.closed = False
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.request is None:  # an answer nobody asked for: the server is confused; drop it
+            self.abort()
+            return
+        try:
+            found = parse_response(self.buffer, "POST")
+        except TransportError as exc:
+            self.owner.failed(self, self.request, str(exc))
+            return
+        if found is not None:
+            response, keep = found
+            self.owner.answered(self, self.request, response, keep)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        request, self.request = self.request, None
+        if request is None or request.answered:
+            self.owner.forget(self)
+            return
+        try:
+            response = finish_at_eof(self.buffer, "POST")
+        except TransportError as error:
+            self.owner.failed(self, request, str(error) if exc is None else f"{type(exc).__name__}: {exc}")
+            return
+        self.owner.answered(self, request, response, False)
+
+    def send(self, request: _Request) -> None:
+        self.request = request
+        request.connection = self
+        assert self.transport is not None
+        self.transport.write(request.data)
+
+    def abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+
+@dataclass
+class LoopStats:
+    sent: int = 0
+    answered: int = 0
+    connections_opened: int = 0
+    peak_in_flight: int = 0
+    peak_waiting: int = 0
+    retries: int = 0
+    held: int = 0   # requests that waited for the in-flight cap
+
+
+class LoopInvoker:
+    """Sends requests on an asyncio loop; ``answer(ticket, sent_s, outcome)`` for each one."""
+
+    def __init__(self, settings: ClientSettings, keys: dict[str, UserKey], answer, *, max_in_flight: int):
+        self.settings = settings
+        self.keys = keys
+        self.answer = answer
+        self.max_in_flight = max_in_flight
+        self.client = settings.client()   # builds the request bytes; its sockets are never used
+        transport = self.client._transport
+        self.host, self.port = transport.host, transport.port
+        self.ssl: ssl.SSLContext | None = transport._ssl_context
+        self.timeout_s = settings.timeout_s
+        self.backoff = Backoff(settings.retry_backoff_s, max(settings.retry_backoff_s, 32 * settings.retry_backoff_s),
+                               full_jitter=True, max_retries=settings.invoke_retries)
+        self.idle: list[_Connection] = []
+        self.in_flight = 0
+        self.waiting: collections.deque[_Request] = collections.deque()
+        self.timeouts: collections.deque[_Request] = collections.deque()   # in send order: same timeout for all
+        self.stats = LoopStats()
+        self.stopping = False   # no more retries: the run is stopping
+        self.loop = asyncio.get_running_loop()
+
+    # ------------------------------------------------------------------ requests in
+
+    def submit(self, ticket: int, user_name: str, action: str, parameters: Any) -> None:
+        data = self.client.invoke_request(self.keys[user_name], action, dict(parameters))
+        request = _Request(ticket, data)
+        if self.in_flight >= self.max_in_flight:
+            self.stats.held += 1
+            self.waiting.append(request)
+            self.stats.peak_waiting = max(self.stats.peak_waiting, len(self.waiting))
+            return
+        self._start(request)
+
+    def cancel_waiting(self) -> None:
+        while self.waiting:
+            request = self.waiting.popleft()
+            self.answer(request.ticket, None, None)
+
+    def _start(self, request: _Request) -> None:
+        self.in_flight += 1
+        self.stats.peak_in_flight = max(self.stats.peak_in_flight, self.in_flight)
+        self._send(request)
+
+    def _send(self, request: _Request) -> None:
+        request.attempts += 1
+        if request.sent_s is None:  # the first attempt: what lateness measures
+            request.sent_s = time.monotonic()
+        while self.idle:
+            connection = self.idle.pop()
+            if not connection.closed:
+                self._write(connection, request)
+                return
+        self.loop.create_task(self._open_and_send(request))
+
+    async def _open_and_send(self, request: _Request) -> None:
+        try:
+            _, connection = await asyncio.wait_for(self.loop.create_connection(
+                lambda: _Connection(self), self.host, self.port, ssl=self.ssl,
+                server_hostname=self.host if self.ssl else None), self.timeout_s)
+        except (TimeoutError, OSError, ssl.SSLError) as exc:
+            # Nothing was sent: always safe to retry.
+            reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            if not self._retry(request, InvokeOutcome(InvokeStatus.CONNECTION_ERROR, request.attempts,
+                                                      reason=reason), not_sent=True):
+                self._finish(request, InvokeOutcome(InvokeStatus.CONNECTION_ERROR, request.attempts, reason=reason))
+            return
+        self.stats.connections_opened += 1
+        self._write(connection, request)
+
+    def _write(self, connection: _Connection, request: _Request) -> None:
+        request.deadline_s = time.monotonic() + self.timeout_s
+        request.answered = False
+        self.timeouts.append(request)
+        self.stats.sent += 1
+        connection.send(request)
+
+    # ------------------------------------------------------------------ answers in
+
+    def answered(self, connection: _Connection, request: _Request, response: Response, keep: bool) -> None:
+        request.answered = True
+        connection.request = None
+        if keep and not connection.closed:
+            self.idle.append(connection)
+        else:
+            connection.abort()
+        outcome = invoke_outcome(response, request.attempts)
+        if not self._retry(request, outcome, retry_after=_retry_after_s(response)):
+            self._finish(request, outcome)
+
+    def failed(self, connection: _Connection, request: _Request, reason: str) -> None:
+        request.answered = True
+        connection.request = None
+        connection.abort()
+        self._finish(request, InvokeOutcome(InvokeStatus.CONNECTION_ERROR, request.attempts, reason=reason))
+
+    def forget(self, connection: _Connection) -> None:
+        """An idle connection closed by the server: it is skipped when popped from ``idle``."""
+
+    def _retry(self, request: _Request, outcome: InvokeOutcome, *, not_sent: bool = False,
+               retry_after: float | None = None) -> bool:
+        """Reschedule ``request`` when it provably did not run and retries are left."""
+        provably_not_run = not_sent or outcome.http_status == 429 or (
+            outcome.http_status == 503 and retry_after is not None)
+        if not provably_not_run or self.backoff.gives_up(request.attempts) or self.stopping:
+            return False
+        delay_s = max(self.backoff.delay_s(request.attempts), retry_after or 0.0)
+        self.stats.retries += 1
+        self.loop.call_later(delay_s, self._send, request)
+        return True
+
+    def _finish(self, request: _Request, outcome: InvokeOutcome) -> None:
+        self.in_flight -= 1
+        self.stats.answered += 1
+        self.answer(request.ticket, request.sent_s, outcome)
+        if self.waiting and self.in_flight < self.max_in_flight:
+            self._start(self.waiting.popleft())
+
+    def sweep(self) -> None:
+        """Fail the requests in flight past their timeout (their connection is dropped)."""
+        now_s = time.monotonic()
+        while self.timeouts and (self.timeouts[0].answered or self.timeouts[0].deadline_s <= now_s):
+            request = self.timeouts.popleft()
+            if request.answered or request.connection is None or request.connection.request is not request:
+                continue
+            connection = request.connection
+            request.answered = True
+            connection.request = None
+            connection.abort()
+            self._finish(request, InvokeOutcome(InvokeStatus.CONNECTION_ERROR, request.attempts,
+                                                reason=f"TimeoutError: no answer within {self.timeout_s:g} s"))
+
+    @property
+    def busy(self) -> bool:
+        return self.in_flight > 0 or bool(self.waiting)
+
+    def close(self) -> None:
+        for connection in self.idle:
+            connection.abort()
+        self.idle.clear()
+
+
+def _retry_after_s(response: Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return 0.0  # an HTTP date: retry after the backoff
+
+
+# ---------------------------------------------------------------------- the process
+
+def raise_file_limit(wanted: int) -> int:
+    """Raise this process's open-file limit towards ``wanted`` (one descriptor per connection)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = min(hard, max(soft, wanted)) if hard != resource.RLIM_INFINITY else max(soft, wanted)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return target
+
+
+def sender_main(number: int, settings: ClientSettings, keys: dict[str, UserKey], conn, cancel, log_level: int,
+                max_in_flight: int) -> None:
+    """A sender process: one event loop, its connections, one pipe to the scheduler's process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # stops come from the parent, through the pipe
+    logging.basicConfig(level=log_level, format=f"%(asctime)s faasload-sender-{number}[{os.getpid()}] "
+                                                "%(levelname)s %(name)s: %(message)s")
+    limit = raise_file_limit(max_in_flight + 64)
+    if limit < max_in_flight + 64:
+        log.warning("open-file limit %d: at most ~%d requests in flight in this sender", limit, limit - 64)
+        max_in_flight = max(1, limit - 64)
+    asyncio.run(_serve(settings, keys, conn, cancel, max_in_flight))
+
+
+async def _serve(settings: ClientSettings, keys: dict[str, UserKey], conn, cancel, max_in_flight: int) -> None:
+    loop = asyncio.get_running_loop()
+    outgoing: list[tuple] = []
+    flush_scheduled = False
+
+    def flush() -> None:
+        nonlocal flush_scheduled
+        flush_scheduled = False
+        if outgoing:
+            batch = outgoing[:]
+            outgoing.clear()
+            try:
+                conn.send(batch)
+            except (OSError, ValueError):  # the parent is gone
+                done.set()
+
+    def answer(ticket: int, sent_s: float | None, outcome: InvokeOutcome | None) -> None:
+        nonlocal flush_scheduled
+        if outcome is None:
+            outgoing.append((ticket, None, CANCELLED, 0, None, None, None))
+        else:
+            outgoing.append((ticket, sent_s, outcome.status.value, outcome.attempts, outcome.activation_id,
+                             outcome.http_status, outcome.reason))
+        if not flush_scheduled:
+            flush_scheduled = True
+            loop.call_soon(flush)
+
+    invoker = LoopInvoker(settings, keys, answer, max_in_flight=max_in_flight)
+    done = asyncio.Event()
+    ending = False
+
+    def readable() -> None:
+        nonlocal ending
+        try:
+            while conn.poll():
+                message = conn.recv()
+                if message is None:
+                    ending = True
+                    loop.remove_reader(conn.fileno())
+                    break
+                cancelled = cancel.is_set()
+                for ticket, user_name, action, parameters in message:
+                    if cancelled:
+                        answer(ticket, None, None)
+                    else:
+                        invoker.submit(ticket, user_name, action, parameters)
+        except (EOFError, OSError):  # the parent is gone
+            ending = True
+            loop.remove_reader(conn.fileno())
+        if ending and not invoker.busy:
+            done.set()
+
+    async def sweeper() -> None:
+        while not done.is_set():
+            await asyncio.sleep(SWEEP_S)
+            if cancel.is_set():
+                invoker.stopping = True
+                invoker.cancel_waiting()
+            invoker.sweep()
+            if ending and not invoker.busy:
+                done.set()
+
+    conn.send(READY)
+    loop.add_reader(conn.fileno(), readable)
+    sweep_task = loop.create_task(sweeper())
+    await done.wait()
+    flush()
+    sweep_task.cancel()
+    invoker.close()
+    try:
+        conn.send(("stats", asdict(invoker.stats)))
+    except (OSError, ValueError):
+        pass
+    conn.close()

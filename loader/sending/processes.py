@@ -1,0 +1,252 @@
+"""Sender processes: the non-blocking invokes sent from other interpreters than the scheduler's.
+
+In one interpreter, the scheduler thread, the senders and the completion path take turns on
+one GIL; at 5,000 invocations/s on two cores the scheduler itself fell seconds behind
+(docs/performance.md).  Here the scheduler's process only hands each due invocation to one
+of ``processes`` sender processes (the one with the fewest requests in flight): the
+scheduler's :meth:`~ProcessInvokerPool.submit` appends it to that process's batch and
+:meth:`~ProcessInvokerPool.flush`, at the end of each scheduler tick, writes each batch to
+its pipe in one message.  Each sender process runs an event loop
+(:mod:`loader.sending.event_loop`) that sends every request at once on a connection of its
+own, so requests in flight are bounded by ``max_in_flight``, not by threads, and a slow
+platform delays no later send.  A thread of the scheduler's process records the answers,
+which come back in batches, (the same rows as the threaded pool) and hands the accepted
+activations to the completion tracker.
+
+Nothing is lost: an invocation handed to a sender that dies before answering is recorded
+``connection_error`` with that reason (it may or may not have reached the platform); with
+no sender left, invocations are recorded failed without being sent.  Once the run is
+stopping, what a sender still holds back comes back ``cancelled``.  Times cross processes
+as ``time.monotonic()`` (one system-wide clock), so this pool needs the real clock.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import multiprocessing
+import multiprocessing.connection
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+from faasload.clock import Clock, RealClock
+from loader.completion.tracker import CompletionTracker
+from loader.plan import PlannedInvocation
+from loader.platform.client import ClientSettings, InvokeOutcome, InvokeStatus
+from loader.platform.keys import UserKey
+from loader.scheduler import Dispatch, offset_us
+from loader.sending.common import CANCEL_REASON, no_key_reason, record_outcome, record_unsent
+from loader.sending.event_loop import CANCELLED, READY, sender_main
+from loader.storage.recorder import Recorder
+
+log = logging.getLogger(__name__)
+
+#: How often the result thread looks at the stop flag (to cancel what the senders still hold back).
+WATCH_S = 0.05
+START_TIMEOUT_S = 60.0
+
+
+class _Lane:
+    """The parent's end of one sender process: its pipe, what it holds, the batch to write."""
+
+    def __init__(self, process, number: int, conn):
+        self.process = process
+        self.number = number
+        self.conn = conn
+        self.in_flight: dict[int, tuple[PlannedInvocation, UserKey]] = {}
+        self.batch: list[tuple] = []
+        self.alive = True
+        self.stats: dict = {}
+
+    @property
+    def name(self) -> str:
+        return f"sender process {self.number}"
+
+
+class ProcessInvokerPool:
+    """The :class:`~loader.sending.common.InvokerPool` of sender processes, each an event loop."""
+
+    def __init__(self, processes: int, client: ClientSettings, keys: Mapping[str, UserKey],
+                 recorder: Recorder, tracker: CompletionTracker, *, clock: Clock, start_s: Callable[[], float],
+                 stopping: threading.Event, max_in_flight: int = 10_000):
+        if processes < 1 or max_in_flight < 1:
+            raise ValueError("a process pool needs at least one process and one request in flight")
+        if not isinstance(clock, RealClock):
+            raise ValueError("sender processes need the real clock (times cross processes as time.monotonic())")
+        self.processes = processes
+        self.max_in_flight = max_in_flight
+        self.client = client
+        self.keys = dict(keys)
+        self.recorder = recorder
+        self.tracker = tracker
+        self.clock = clock
+        self.start_s = start_s
+        self.stopping = stopping
+        self._context = multiprocessing.get_context("spawn")
+        self._cancel = self._context.Event()
+        self._lanes: list[_Lane] = []
+        self._lock = threading.Lock()   # the lanes' in_flight, between the scheduler and the results thread
+        self._tickets = itertools.count()
+        self._results_thread: threading.Thread | None = None
+        self.process_ids: list[int] = []
+
+    # ------------------------------------------------------------------ the scheduler's side
+
+    def start(self) -> None:
+        share = -(-self.max_in_flight // self.processes)
+        for number in range(self.processes):
+            ours, theirs = self._context.Pipe(duplex=True)
+            process = self._context.Process(
+                target=sender_main, name=f"faasload-sender-{number}", daemon=True,
+                args=(number, self.client, self.keys, theirs, self._cancel,
+                      logging.getLogger().getEffectiveLevel(), share))
+            process.start()
+            theirs.close()
+            self.process_ids.append(process.pid)
+            self._lanes.append(_Lane(process, number, ours))
+        for lane in self._lanes:  # a spawned interpreter needs ~0.3 s of imports: wait, or the first
+            self._await_ready(lane)  # invocations of the run would queue behind them
+        self._results_thread = threading.Thread(target=self._collect, name="sender-results", daemon=True)
+        self._results_thread.start()
+
+    def _await_ready(self, lane: _Lane) -> None:
+        deadline_s = time.monotonic() + START_TIMEOUT_S
+        while not lane.conn.poll(0.1):
+            if not lane.process.is_alive() or time.monotonic() > deadline_s:
+                self._cancel.set()
+                for other in self._lanes:
+                    other.process.kill()
+                raise RuntimeError(f"{lane.name} did not start (exit code {lane.process.exitcode}); "
+                                   "its error, if any, is in the log above")
+        if lane.conn.recv() != READY:
+            raise RuntimeError(f"{lane.name} sent something else than its ready message")
+
+    def submit(self, item: Dispatch) -> None:
+        """The scheduler's dispatch: onto the batch of the least busy sender; never waits on a response."""
+        self.recorder.dispatched()
+        invocation = item.invocation
+        if self.stopping.is_set():
+            self.recorder.cancelled(invocation, CANCEL_REASON, dispatched=True)
+            return
+        user = self.keys.get(invocation.user)
+        if user is None:
+            self._fail(invocation, no_key_reason(invocation), InvokeStatus.HTTP_ERROR)
+            return
+        with self._lock:
+            live = [lane for lane in self._lanes if lane.alive]
+            if not live:
+                lane = None
+            else:
+                lane = min(live, key=lambda candidate: len(candidate.in_flight))
+                ticket = next(self._tickets)
+                lane.in_flight[ticket] = (invocation, user)
+                lane.batch.append((ticket, invocation.user, invocation.action, invocation.parameters))
+        if lane is None:
+            self._fail(invocation, "no sender process is running (not sent)")
+
+    def flush(self) -> None:
+        """Write each sender's batch in one pipe message (the scheduler calls it after each tick)."""
+        for lane in self._lanes:
+            if not lane.batch:
+                continue
+            batch, lane.batch = lane.batch, []
+            try:
+                lane.conn.send(batch)
+            except (OSError, ValueError):  # the sender died: record what this batch held
+                for ticket, *_ in batch:
+                    with self._lock:
+                        held = lane.in_flight.pop(ticket, None)
+                    if held is not None:
+                        self._fail(held[0], f"{lane.name} is gone (not sent)")
+
+    @property
+    def in_flight(self) -> int:
+        return sum(len(lane.in_flight) for lane in self._lanes)
+
+    @property
+    def sender_stats(self) -> list[dict]:
+        """What each sender reported when it ended (peak in flight, connections opened, retries...)."""
+        return [lane.stats for lane in self._lanes]
+
+    def stop(self) -> None:
+        """Let the senders finish what they hold, collect every answer, end the processes."""
+        self.flush()
+        if self.stopping.is_set():
+            self._cancel.set()
+        for lane in self._lanes:
+            try:
+                lane.conn.send(None)
+            except (OSError, ValueError):
+                pass
+        if self._results_thread is not None:
+            self._results_thread.join(60.0 + self.client.timeout_s)
+        for process in (lane.process for lane in self._lanes):
+            process.join(5.0)
+            if process.is_alive():
+                log.error("%s did not stop; terminating it", process.name)
+                process.terminate()
+                process.join(5.0)
+        for lane in self._lanes:
+            self._lose_in_flight(lane, "the loader stopped before {lane} answered")
+            lane.conn.close()
+
+    # ------------------------------------------------------------------ the answers
+
+    def _collect(self) -> None:
+        """The results thread: record each answer; notice dead senders; pass the stop flag on."""
+        open_conns = {lane.conn: lane for lane in self._lanes}
+        while open_conns:
+            if self.stopping.is_set() and not self._cancel.is_set():
+                self._cancel.set()
+            for conn in multiprocessing.connection.wait(list(open_conns), WATCH_S):
+                lane = open_conns[conn]
+                try:
+                    message = conn.recv()
+                except (EOFError, OSError):
+                    del open_conns[conn]
+                    self._lane_ended(lane)
+                    continue
+                if isinstance(message, tuple) and message and message[0] == "stats":
+                    lane.stats = message[1]
+                    continue
+                for answer in message:
+                    self._record(lane, answer)
+
+    def _record(self, lane: _Lane, answer: tuple) -> None:
+        ticket, sent_s, status, attempts, activation_id, http_status, reason = answer
+        with self._lock:
+            held = lane.in_flight.pop(ticket, None)
+        if held is None:
+            log.error("%s answered an unknown ticket %d", lane.name, ticket)
+            return
+        invocation, user = held
+        try:
+            if status == CANCELLED:
+                self.recorder.cancelled(invocation, CANCEL_REASON, dispatched=True)
+                return
+            outcome = InvokeOutcome(InvokeStatus(status), attempts, activation_id, http_status, reason)
+            record_outcome(self.recorder, self.tracker, invocation, user, sent_s, self.start_s(), outcome)
+        except Exception:  # the store failed for good: the pipeline's supervisor reports it
+            log.exception("recording the answer for %s #%d failed", invocation.trace_name, invocation.seq)
+
+    def _lane_ended(self, lane: _Lane) -> None:
+        lane.alive = False
+        lane.process.join(1.0)
+        code = lane.process.exitcode
+        if lane.in_flight or code not in (0, None):
+            log.error("%s ended (exit code %s) with %d invocations unanswered", lane.name, code, len(lane.in_flight))
+        self._lose_in_flight(lane, f"{{lane}} exited (code {code}) before reporting this invocation; "
+                                   "it may or may not have reached the platform")
+
+    def _lose_in_flight(self, lane: _Lane, reason: str) -> None:
+        while True:
+            with self._lock:
+                if not lane.in_flight:
+                    return
+                _, (invocation, _user) = lane.in_flight.popitem()
+            self._fail(invocation, reason.format(lane=lane.name))
+
+    def _fail(self, invocation: PlannedInvocation, reason: str,
+              status: InvokeStatus = InvokeStatus.CONNECTION_ERROR) -> None:
+        record_unsent(self.recorder, invocation, offset_us(self.clock, self.start_s()), reason, status)

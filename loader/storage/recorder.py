@@ -1,0 +1,163 @@
+"""What the pipeline writes for each invocation, and the durability callbacks.
+
+Every planned invocation gets one ``runs`` row: a ``sent`` update with its parameters
+when the platform accepted it, then exactly one terminal update (completed from the
+activation record, failed at invoke, lost, or cancelled).  All writes go through one
+:class:`DurableSink`, which tells the mode (``on_stored``) when an invocation's terminal
+row has been committed: the generator checkpoints only then.  A pure mapping from facts
+to rows: the completion side (:mod:`loader.completion.resources`) asks the monitor.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from collections.abc import Callable
+
+from loader.monitor_client import MonitorAnswer
+from loader.plan import PlannedInvocation
+from loader.platform.client import InvokeOutcome, InvokeStatus
+from loader.storage.activation_fields import completion_fields
+from loader.storage.rows import RunKey, RunParameters, RunResources, RunStatus, RunUpdate
+from loader.storage.summary import RunStats
+from loader.storage.writer import StoreWriter
+
+log = logging.getLogger(__name__)
+
+OnStored = Callable[[PlannedInvocation, RunStatus], None]
+
+_INVOKE_STATUS = {InvokeStatus.THROTTLED: RunStatus.THROTTLED, InvokeStatus.HTTP_ERROR: RunStatus.HTTP_ERROR,
+                  InvokeStatus.CONNECTION_ERROR: RunStatus.CONNECTION_ERROR}
+
+
+class DurableSink:
+    """A :class:`StoreWriter` front that calls back once an item is committed.
+
+    The writer commits items in the order they were written (one FIFO queue, one
+    thread, whole batches), so the n-th item written through this sink is durable
+    once the writer's ``items_written`` reached its number.  Callbacks run in the
+    thread that calls :meth:`fire` (the pipeline's main loop).
+    """
+
+    def __init__(self, writer: StoreWriter):
+        self.writer = writer
+        self._lock = threading.Lock()
+        self._written = writer.stats.items_written + writer.pending
+        self._callbacks: collections.deque = collections.deque()
+
+    def write(self, item, on_committed: Callable[[], None] | None = None) -> None:
+        with self._lock:
+            self.writer.write(item)
+            self._written += 1
+            if on_committed is not None:
+                self._callbacks.append((self._written, on_committed))
+
+    def fire(self) -> int:
+        """Call the callbacks of every committed item; return how many ran."""
+        committed = self.writer.stats.items_written
+        fired = 0
+        while True:
+            with self._lock:
+                if not self._callbacks or self._callbacks[0][0] > committed:
+                    return fired
+                _, callback = self._callbacks.popleft()
+            try:
+                callback()
+            except Exception:  # a mode's callback must not stop the recording  # noqa: BLE001
+                log.exception("on_stored callback failed")
+            fired += 1
+
+
+class Recorder:
+    """Builds and writes the rows of one experiment's runs."""
+
+    def __init__(self, sink: DurableSink, experiment_id: int, stats: RunStats, *,
+                 on_stored: OnStored | None = None):
+        self.sink = sink
+        self.experiment_id = experiment_id
+        self.stats = stats
+        self.on_stored = on_stored
+        self._outstanding = 0
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def key(self, invocation: PlannedInvocation) -> RunKey:
+        return RunKey(self.experiment_id, invocation.trace_name, invocation.seq)
+
+    def dispatched(self) -> None:
+        """An invocation left the scheduler: it is outstanding until its terminal row is written."""
+        with self._lock:
+            self._outstanding += 1
+
+    @property
+    def outstanding(self) -> int:
+        return self._outstanding
+
+    def _base(self, invocation: PlannedInvocation, status: RunStatus, **fields) -> RunUpdate:
+        return RunUpdate(self.key(invocation), invocation.user, invocation.action, invocation.planned_offset_us,
+                         status, input_object=invocation.input_object, **fields)
+
+    def _terminal(self, invocation: PlannedInvocation, status: RunStatus, items: list, *,
+                  outstanding: bool = True, **stats) -> None:
+        callback = None
+        if self.on_stored is not None:
+            on_stored = self.on_stored
+            def callback():
+                on_stored(invocation, status)
+        for item in items[:-1]:
+            self.sink.write(item)
+        self.sink.write(items[-1], callback)
+        self.stats.record_terminal(invocation.action, status, **stats)
+        if outstanding:
+            with self._lock:
+                self._outstanding -= 1
+
+    # ------------------------------------------------------------------ the facts
+
+    def sent(self, invocation: PlannedInvocation, sent_offset_us: int, outcome: InvokeOutcome) -> None:
+        """The invoke answer: ``sent`` with the activation id, or a terminal invoke failure."""
+        lateness_us = sent_offset_us - invocation.planned_offset_us
+        self.stats.record_sent(lateness_us)
+        common = dict(sent_offset_us=sent_offset_us, lateness_us=lateness_us,
+                      invoke_http_status=outcome.http_status, invoke_attempts=outcome.attempts)
+        parameters = RunParameters(self.key(invocation), invocation.parameters)
+        if outcome.status is InvokeStatus.ACCEPTED:
+            self.sink.write(self._base(invocation, RunStatus.SENT, activation_id=outcome.activation_id, **common))
+            self.sink.write(parameters)
+            return
+        status = _INVOKE_STATUS[outcome.status]
+        update = self._base(invocation, status, status_reason=outcome.reason, **common)
+        self._terminal(invocation, status, [update, parameters])
+
+    def cancelled(self, invocation: PlannedInvocation, reason: str, *, dispatched: bool) -> None:
+        """Never sent: the run was stopped first."""
+        update = self._base(invocation, RunStatus.CANCELLED, status_reason=reason)
+        self._terminal(invocation, RunStatus.CANCELLED, [update, RunParameters(self.key(invocation),
+                                                                              invocation.parameters)],
+                       outstanding=dispatched)
+
+    def completed(self, invocation: PlannedInvocation, activation_id: str, record: dict | None,
+                  reason: str | None, resources: MonitorAnswer | None = None) -> None:
+        """The activation record (or None: lost with ``reason``) and the monitor's answer for it (None: not asked)."""
+        if record is None:
+            update = self._base(invocation, RunStatus.LOST, status_reason=reason, activation_id=activation_id)
+            self._terminal(invocation, RunStatus.LOST, [update])
+            return
+        fields = completion_fields(record)
+        items, peak = [], None
+        if resources is not None:
+            fields["resources_status"] = resources.status.value
+            if resources.reason:
+                fields["resources_reason"] = resources.reason
+            if resources.samples:
+                items.append(RunResources(self.key(invocation), tuple(resources.samples)))
+                memory = [s.memory_bytes for s in resources.samples if s.memory_bytes is not None]
+                peak = max(memory) if memory else None
+        status = fields.pop("status")
+        update = self._base(invocation, status, activation_id=activation_id, **fields)
+        self._terminal(invocation, status, [update] + items, duration_ms=fields["duration_ms"],
+                       wait_time_ms=fields["wait_time_ms"], cold_start=fields["cold_start"],
+                       peak_memory_bytes=peak, has_record=True,
+                       resources_status=fields.get("resources_status"))

@@ -1,0 +1,172 @@
+"""The dataset schema, as versioned migrations applied idempotently.
+
+Every table and column is documented in ``docs/dataset.md``.  A migration is applied
+once and recorded in ``schema_migrations``; all the migrations a database lacks run in
+one transaction, so a failure applies none of them.  Applying the list again does
+nothing.  To change the schema, append a migration; never edit one that has shipped.
+
+The statuses a ``runs`` row may hold come from :class:`~loader.storage.rows.RunStatus`:
+adding a member needs a migration that calls :func:`status_constraint_sql` again (a test
+compares the database's constraint with the enum).
+"""
+
+from __future__ import annotations
+
+import re
+
+import psycopg2.extensions
+
+from loader.storage.rows import RunStatus
+
+#: Terminal statuses of a run, as stored.
+TERMINAL_STATUSES = tuple(status.value for status in RunStatus if status.terminal)
+#: The name of the CHECK constraint on ``runs.status``.
+STATUS_CONSTRAINT = "runs_status_check"
+
+
+def status_constraint_sql() -> str:
+    """(Re)create the CHECK constraint of ``runs.status`` from :class:`RunStatus`."""
+    values = ", ".join(f"'{status.value}'" for status in RunStatus)
+    return (f"ALTER TABLE runs DROP CONSTRAINT IF EXISTS {STATUS_CONSTRAINT};\n"
+            f"ALTER TABLE runs ADD CONSTRAINT {STATUS_CONSTRAINT} CHECK (status IN ({values}));\n")
+
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (1, "initial dataset schema", """
+CREATE TABLE functions (
+    function_id      serial PRIMARY KEY,
+    name             text NOT NULL UNIQUE,
+    package          text,
+    runtime          text,
+    image            text,
+    code_path        text,
+    main             text,
+    memory_mb        integer,
+    timeout_ms       integer,
+    log_size_mb      integer,
+    concurrency      integer,
+    input_kind       text CHECK (input_kind IN ('image', 'audio', 'video')),
+    parameter_specs  jsonb NOT NULL DEFAULT '[]'::jsonb,
+    manifest_path    text,
+    registered_at    timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE experiments (
+    experiment_id    serial PRIMARY KEY,
+    name             text NOT NULL UNIQUE,
+    mode             text NOT NULL CHECK (mode IN ('injection', 'generation')),
+    description      text NOT NULL DEFAULT '',
+    started_at       timestamptz NOT NULL DEFAULT now(),
+    start_epoch_us   bigint,
+    ended_at         timestamptz,
+    seed             bigint,
+    config           jsonb,
+    summary          jsonb
+);
+
+CREATE TABLE runs (
+    run_id               bigserial PRIMARY KEY,
+    experiment_id        integer NOT NULL REFERENCES experiments ON DELETE CASCADE,
+    trace_name           text NOT NULL,
+    seq                  integer NOT NULL CHECK (seq >= 0),
+    user_name            text NOT NULL,
+    action_name          text NOT NULL,
+    input_object         text,
+    planned_offset_us    bigint NOT NULL,
+    sent_offset_us       bigint,
+    lateness_us          bigint,
+    status               text NOT NULL CHECK (status IN ('planned', 'sent', 'success', 'application_error',
+                             'developer_error', 'internal_error', 'throttled', 'http_error',
+                             'connection_error', 'lost', 'cancelled')),
+    status_reason        text,
+    invoke_http_status   integer,
+    invoke_attempts      integer,
+    activation_id        text,
+    start_ms             bigint,
+    end_ms               bigint,
+    duration_ms          integer,
+    wait_time_ms         integer,
+    init_time_ms         integer,
+    cold_start           boolean,
+    kind                 text,
+    memory_limit_mb      integer,
+    response_size_bytes  integer,
+    output_size_bytes    bigint,
+    extract_ms           double precision,
+    transform_ms         double precision,
+    load_ms              double precision,
+    result_error         text,
+    resources_status     text,
+    UNIQUE (experiment_id, trace_name, seq)
+);
+CREATE INDEX runs_activation_id ON runs (activation_id);
+CREATE INDEX runs_experiment_action ON runs (experiment_id, action_name);
+
+CREATE TABLE parameters (
+    run_id   bigint NOT NULL REFERENCES runs ON DELETE CASCADE,
+    name     text NOT NULL,
+    value    text NOT NULL,
+    PRIMARY KEY (run_id, name)
+);
+
+CREATE TABLE resources (
+    run_id            bigint NOT NULL REFERENCES runs ON DELETE CASCADE,
+    sampled_at_us     bigint NOT NULL,
+    memory_bytes      bigint,
+    rss_mapped_bytes  bigint,
+    cpu_ns            bigint,
+    PRIMARY KEY (run_id, sampled_at_us)
+);
+"""),
+    (2, "runs.resources_reason: why an activation has no or partial resources", """
+ALTER TABLE runs ADD COLUMN resources_reason text;
+"""),
+    (3, "runs.status: the CHECK constraint derived from RunStatus", status_constraint_sql()),
+]
+
+_BOOKKEEPING = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version      integer PRIMARY KEY,
+    description  text NOT NULL,
+    applied_at   timestamptz NOT NULL DEFAULT now()
+)"""
+
+
+def migrate(conn: psycopg2.extensions.connection) -> list[int]:
+    """Apply the migrations not yet applied; return their versions.
+
+    Safe against concurrent loaders: an advisory lock serialises them.
+    """
+    applied_now = []
+    with conn:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(726353)")
+            cur.execute(_BOOKKEEPING)
+            cur.execute("SELECT version FROM schema_migrations")
+            done = {row[0] for row in cur.fetchall()}
+            for version, description, sql in MIGRATIONS:
+                if version in done:
+                    continue
+                cur.execute(sql)
+                cur.execute("INSERT INTO schema_migrations (version, description) VALUES (%s, %s)",
+                            (version, description))
+                applied_now.append(version)
+    return applied_now
+
+
+def status_constraint_values(conn: psycopg2.extensions.connection) -> set[str]:
+    """The statuses the database's ``runs.status`` constraint allows (read back from the catalog)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'runs'::regclass "
+                    "AND contype = 'c' AND conname = %s", (STATUS_CONSTRAINT,))
+        row = cur.fetchone()
+    conn.commit()
+    if row is None:
+        return set()
+    return set(re.findall(r"'([a-z_]+)'::text", row[0]))
+
+
+def current_version(conn: psycopg2.extensions.connection) -> int:
+    with conn.cursor() as cur:
+        cur.execute("SELECT coalesce(max(version), 0) FROM schema_migrations")
+        return cur.fetchone()[0]

@@ -1,0 +1,272 @@
+"""The batched writer of runs, their parameters and their resources.
+
+All run data goes through :class:`StoreWriter`: one thread, batches in transactions,
+idempotent upserts on natural keys, so a batch retried after a lost connection
+never duplicates a row.  :func:`write_batch` is the synchronous core.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+import psycopg2
+import psycopg2.extensions
+import psycopg2.extras
+
+from loader.storage import schema
+from loader.storage.database import DatabaseConfiguration, DatabaseError, StoreError
+from loader.storage.rows import RUN_COLUMNS, RunKey, RunParameters, RunResources, RunStatus, RunUpdate
+
+log = logging.getLogger(__name__)
+
+Item = RunUpdate | RunParameters | RunResources
+_RETRYABLE = (psycopg2.OperationalError, psycopg2.InterfaceError, DatabaseError)
+
+
+# --------------------------------------------------------------------------- batch writing
+
+_TERMINAL_SQL = ", ".join(f"'{s}'" for s in schema.TERMINAL_STATUSES)
+
+
+def _run_upsert_sql() -> str:
+    key = {"experiment_id", "trace_name", "seq"}
+    sets = []
+    for column in RUN_COLUMNS:
+        if column in key:
+            continue
+        if column == "status":
+            sets.append(f"status = CASE WHEN runs.status IN ({_TERMINAL_SQL}) THEN runs.status ELSE EXCLUDED.status END")
+        else:
+            sets.append(f"{column} = COALESCE(EXCLUDED.{column}, runs.{column})")
+    return (f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES %s "
+            f"ON CONFLICT (experiment_id, trace_name, seq) DO UPDATE SET {', '.join(sets)}")
+
+
+_RUN_UPSERT = _run_upsert_sql()
+
+
+def _merge(old: RunUpdate, new: RunUpdate) -> RunUpdate:
+    """Two updates of one run in one batch, merged as the database would apply them in order."""
+    values = {}
+    for column in RUN_COLUMNS[3:]:
+        new_value, old_value = getattr(new, column), getattr(old, column)
+        if column == "status":
+            values[column] = old_value if old_value.terminal else new_value
+        else:
+            values[column] = new_value if new_value is not None else old_value
+    return RunUpdate(key=old.key, **values)
+
+
+def _run_row(update: RunUpdate) -> tuple:
+    key = update.key
+    row = [key.experiment_id, key.trace_name, key.seq]
+    for column in RUN_COLUMNS[3:]:
+        value = getattr(update, column)
+        row.append(value.value if isinstance(value, RunStatus) else value)
+    return tuple(row)
+
+
+def write_batch(conn, items: list[Item]) -> None:
+    """Write a batch in one transaction: runs first, then parameters and resources.
+
+    Idempotent: writing the same batch again changes nothing.  Parameters and
+    resources must refer to runs already stored or in the same batch.
+    """
+    runs: dict[RunKey, RunUpdate] = {}
+    params: list[RunParameters] = []
+    resources: list[RunResources] = []
+    for item in items:
+        if isinstance(item, RunUpdate):
+            runs[item.key] = _merge(runs[item.key], item) if item.key in runs else item
+        elif isinstance(item, RunParameters):
+            params.append(item)
+        elif isinstance(item, RunResources):
+            resources.append(item)
+        else:
+            raise TypeError(f"cannot store {type(item).__name__}")
+    with conn, conn.cursor() as cur:
+        if runs:
+            psycopg2.extras.execute_values(cur, _RUN_UPSERT, [_run_row(u) for u in runs.values()], page_size=1000)
+        children = [p.key for p in params] + [r.key for r in resources]
+        if not children:
+            return
+        ids = _run_ids(cur, set(children))
+        param_rows = [(ids[p.key], name, value) for p in params for name, value in p.values]
+        if param_rows:
+            psycopg2.extras.execute_values(
+                cur, "INSERT INTO parameters (run_id, name, value) VALUES %s ON CONFLICT DO NOTHING",
+                param_rows, page_size=1000)
+        sample_rows = [(ids[r.key], s.sampled_at_us, s.memory_bytes, s.rss_mapped_bytes, s.cpu_ns)
+                       for r in resources for s in r.samples]
+        if sample_rows:
+            psycopg2.extras.execute_values(
+                cur, "INSERT INTO resources (run_id, sampled_at_us, memory_bytes, rss_mapped_bytes, cpu_ns) "
+                     "VALUES %s ON CONFLICT DO NOTHING", sample_rows, page_size=1000)
+
+
+def _run_ids(cur, keys: set[RunKey]) -> dict[RunKey, int]:
+    rows = [(k.experiment_id, k.trace_name, k.seq) for k in keys]
+    found = psycopg2.extras.execute_values(
+        cur, "SELECT r.run_id, r.experiment_id, r.trace_name, r.seq FROM runs r "
+             "JOIN (VALUES %s) AS k(experiment_id, trace_name, seq) "
+             "ON r.experiment_id = k.experiment_id AND r.trace_name = k.trace_name AND r.seq = k.seq",
+        rows, template="(%s::integer, %s::text, %s::integer)", fetch=True)
+    ids = {RunKey(e, t, s): run_id for run_id, e, t, s in found}
+    missing = keys - ids.keys()
+    if missing:
+        raise StoreError(f"parameters or resources for runs never written: {sorted(missing, key=str)[:5]}")
+    return ids
+
+
+# --------------------------------------------------------------------------- the writer thread
+
+@dataclass
+class WriterStats:
+    items_written: int = 0
+    batches_written: int = 0
+    batches_retried: int = 0
+    last_error: str | None = None
+    outage_s: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+class StoreWriter:
+    """One thread that writes items in batched transactions, retrying through outages.
+
+    ``write()`` never blocks on the database.  A connection failure keeps the batch
+    and retries it every ``retry_interval_s`` (idempotent, so nothing doubles); any
+    other failure is fatal and re-raised by the next ``write``/``flush``/``close``.
+    """
+
+    def __init__(self, config: DatabaseConfiguration, *, batch_size: int = 500,
+                 flush_interval_s: float = 0.5, retry_interval_s: float = 1.0):
+        self.config = config
+        self.batch_size = batch_size
+        self.flush_interval_s = flush_interval_s
+        self.retry_interval_s = retry_interval_s
+        self.stats = WriterStats()
+        self._queue: queue.Queue[Item | None] = queue.Queue()
+        self._pending = 0
+        self._pending_lock = threading.Condition()
+        self._failure: BaseException | None = None
+        self._closing = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._conn = None
+
+    def start(self) -> StoreWriter:
+        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+        self._thread.start()
+        return self
+
+    def write(self, item: Item) -> None:
+        self._raise_failure()
+        with self._pending_lock:
+            self._pending += 1
+        self._queue.put(item)
+
+    def flush(self, timeout_s: float | None = None) -> bool:
+        """Wait until everything written so far is committed; False on timeout."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        with self._pending_lock:
+            while self._pending and self._failure is None:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._pending_lock.wait(remaining if remaining is not None else 1.0)
+        self._raise_failure()
+        return True
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def close(self, timeout_s: float = 60.0) -> None:
+        """Flush, then stop; raises :class:`StoreError` if rows could not be written in time."""
+        flushed = self.flush(timeout_s)
+        self._closing.set()
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join(5.0)
+        if self._conn is not None:
+            self._conn.close()
+        self._raise_failure()
+        if not flushed:
+            raise StoreError(f"{self._pending} items not written after {timeout_s:.0f} s "
+                             f"(last error: {self.stats.last_error})")
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise StoreError(f"store writer failed: {self._failure}") from self._failure
+
+    def _next_batch(self) -> list[Item] | None:
+        try:
+            first = self._queue.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        if first is None:
+            return None
+        batch = [first]
+        deadline = time.monotonic() + self.flush_interval_s
+        while len(batch) < self.batch_size:
+            remaining = deadline - time.monotonic()
+            try:
+                item = self._queue.get(timeout=max(0.0, remaining)) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self._queue.put(None)
+                break
+            batch.append(item)
+        return batch
+
+    def _run(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            if not batch:
+                continue
+            try:
+                self._write_with_retry(batch)
+            except BaseException as exc:  # fatal: surface to the caller, never swallow
+                log.error("store writer stopped: %s", exc)
+                self._failure = exc
+                with self._pending_lock:
+                    self._pending_lock.notify_all()
+                return
+            with self._pending_lock:
+                self._pending -= len(batch)
+                self._pending_lock.notify_all()
+            self.stats.items_written += len(batch)
+            self.stats.batches_written += 1
+
+    def _write_with_retry(self, batch: list[Item]) -> None:
+        outage_start = None
+        while True:
+            try:
+                if self._conn is None or self._conn.closed:
+                    self._conn = self.config.connect()
+                write_batch(self._conn, batch)
+                if outage_start is not None:
+                    self.stats.outage_s += time.monotonic() - outage_start
+                    log.warning("database reachable again; batch of %d written after %.1f s",
+                                len(batch), time.monotonic() - outage_start)
+                return
+            except _RETRYABLE as exc:
+                self.stats.batches_retried += 1
+                self.stats.last_error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                if outage_start is None:
+                    outage_start = time.monotonic()
+                    log.warning("database write failed (%s); keeping %d items and retrying every %.1f s",
+                                self.stats.last_error, len(batch), self.retry_interval_s)
+                if self._conn is not None:
+                    try:
+                        self._conn.close()
+                    except psycopg2.Error:
+                        pass
+                    self._conn = None
+                time.sleep(self.retry_interval_s)
