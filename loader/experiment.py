@@ -29,6 +29,7 @@ from loader.storage import experiments
 from loader.storage import writer as store
 from loader.storage.database import StoreUnavailable, open_database
 from loader.storage.recorder import OnStored
+from loader.verdict import Thresholds, fidelity_from_summary, judge
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,9 @@ def run_experiment(config: LoaderConfig, spec: ExperimentSpec) -> dict:
         log.info("experiment %r (id %d) in %s", name, experiment_id, opened.config.describe())
         summary = _run_pipeline(config, spec, opened.config, experiment_id)
         summary["experiment"] = {"id": experiment_id, "name": name}
+        if spec.mode == "injection":  # did the run reproduce its trace? (loader/verdict.py)
+            summary["verdict"] = judge(fidelity_from_summary(summary),
+                                       Thresholds.of_config(config.injection.fail_on)).as_dict()
         _finish_experiment(opened.config, experiment_id, summary, config.database.retry_interval_s)
     finally:
         opened.close()

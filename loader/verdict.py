@@ -5,18 +5,19 @@ were issued, the lateness p99 and maximum, and the shares of planned invocations
 were throttled, failed or lost.  :func:`judge` compares it with :class:`Thresholds`
 (``injection:fail_on`` in the configuration, docs/configuration.md); every threshold
 breached is named.  The loader stores the verdict in ``experiments.summary`` and exits
-with :data:`EXIT_BREACHED` when one is breached; ``loader.report`` shows it first.
+with ``faasload.cli.EXIT_BREACHED`` (3) when one is breached; ``loader.report`` shows it first.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-#: The loader's exit status when the run did not reproduce its trace within the thresholds.
-EXIT_BREACHED = 3
+from loader.config import FailOnConfig
+from loader.storage.rows import RunStatus
 
-#: Statuses counted in the error share: the activation failed, or its invoke did (not 429).
-ERROR_STATUSES = ("application_error", "developer_error", "internal_error", "http_error", "connection_error")
+#: Statuses counted in the error share: the activation failed, or its invoke did (429 and lost
+#: have their own shares).
+ERROR_STATUSES = tuple(s.value for s in RunStatus if s.error and s not in (RunStatus.THROTTLED, RunStatus.LOST))
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,16 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
 
+def fidelity_from_summary(summary: dict) -> Fidelity:
+    """Fidelity from the loader's end-of-run summary (:mod:`loader.storage.summary`)."""
+    lateness = summary.get("lateness_ms") or {}
+    planned = summary.get("planned")
+    statuses = summary.get("statuses") or {}
+    return fidelity_from_counts(planned=sum(statuses.values()) if planned is None else planned,
+                                issued=summary.get("issued", 0), statuses=statuses,
+                                lateness_p99_ms=lateness.get("p99"), lateness_max_ms=lateness.get("max"))
+
+
 def fidelity_from_counts(*, planned: int, issued: int, statuses: dict[str, int], lateness_p99_ms: float | None,
                          lateness_max_ms: float | None) -> Fidelity:
     """Fidelity from status counts (``status -> runs``) and lateness figures."""
@@ -77,6 +88,10 @@ class Thresholds:
     throttled_share: float | None = None     # at most
     error_share: float | None = None         # at most
     lost_share: float | None = None          # at most
+
+    @classmethod
+    def of_config(cls, section: FailOnConfig) -> Thresholds:
+        return cls(**{f.name: getattr(section, f.name) for f in fields(cls)})
 
     @property
     def any(self) -> bool:
@@ -116,15 +131,27 @@ class Verdict:
                              for b in self.breaches]}
 
     def text(self) -> str:
-        if not self.thresholds.any:
-            return "verdict: no thresholds (injection:fail_on) to judge against"
-        if self.reproduced:
-            return "verdict: reproduced the trace within injection:fail_on"
-        return "verdict: did NOT reproduce the trace: " + "; ".join(b.text for b in self.breaches)
+        return describe(self.as_dict())
+
+
+def breached(verdict: dict) -> bool:
+    """Whether a verdict (as stored in ``experiments.summary``) names a breached threshold."""
+    return bool(verdict.get("thresholds")) and not verdict.get("reproduced")
+
+
+def describe(verdict: dict) -> str:
+    """A verdict (as stored in ``experiments.summary``) in one line."""
+    if not verdict.get("thresholds"):
+        return "verdict: no thresholds (injection:fail_on) to judge against"
+    if verdict.get("reproduced"):
+        return "verdict: reproduced the trace within injection:fail_on"
+    return "verdict: did NOT reproduce the trace: " + "; ".join(b["text"] for b in verdict.get("breaches", []))
 
 
 def judge(fidelity: Fidelity, thresholds: Thresholds) -> Verdict:
-    """Compare every figure with its threshold; a figure not measured breaches its threshold."""
+    """Compare every figure with its threshold.  A share of nothing planned breaches nothing;
+    an issued share or a lateness that cannot be measured although invocations were planned
+    breaches its threshold (nothing was sent)."""
     measured = {"issued_share": fidelity.issued_share, "lateness_p99_ms": fidelity.lateness_p99_ms,
                 "lateness_max_ms": fidelity.lateness_max_ms, "throttled_share": fidelity.throttled_share,
                 "error_share": fidelity.error_share, "lost_share": fidelity.lost_share}
@@ -133,11 +160,12 @@ def judge(fidelity: Fidelity, thresholds: Thresholds) -> Verdict:
         threshold = getattr(thresholds, key)
         if threshold is None:
             continue
-        if key == "issued_share":
-            breached = value is None or value < threshold
+        if value is None:
+            breached = fidelity.planned > 0 and key in ("issued_share", "lateness_p99_ms", "lateness_max_ms")
+        elif key == "issued_share":
+            breached = value < threshold
         else:
-            breached = (value is None and key.startswith("lateness") and fidelity.issued > 0) or (
-                value is not None and value > threshold)
+            breached = value > threshold
         if breached:
             breaches.append(Breach(key, None if value is None else round(value, 6), threshold))
     return Verdict(fidelity, thresholds, tuple(breaches))

@@ -11,7 +11,7 @@ import pytest
 from loader.export import _csv_field
 from loader.report import tables
 from loader.report.data import measured_fidelity, percentile, thresholds_of, top_groups
-from loader.verdict import EXIT_BREACHED, Fidelity, Thresholds, judge
+from loader.verdict import ERROR_STATUSES, Fidelity, Thresholds, fidelity_from_summary, judge
 
 
 def test_percentile_is_nearest_rank():
@@ -78,7 +78,16 @@ def test_fidelity_and_verdict():
     assert judge(fidelity, Thresholds()).text() == "verdict: no thresholds (injection:fail_on) to judge against"
     unsent = Fidelity(planned=10, issued=9, lateness_p99_ms=1.0, lateness_max_ms=2.0, throttled=0, errors=0, lost=0)
     assert judge(unsent, Thresholds(issued_share=1)).breaches[0].text == "issued_share 0.9 (fail_on: at least 1)"
-    assert EXIT_BREACHED == 3
+    assert ERROR_STATUSES == ("application_error", "developer_error", "internal_error", "http_error",
+                              "connection_error")
+    summary = {"planned": 20, "issued": 19, "statuses": {"success": 17, "throttled": 2},
+               "lateness_ms": {"p50": 0.2, "p90": 0.5, "p99": 3.5, "max": 9.0, "mean": 0.4}}
+    from_summary = fidelity_from_summary(summary)
+    assert (from_summary.issued_share, from_summary.throttled_share, from_summary.lateness_p99_ms) == (0.95, 0.1, 3.5)
+    nothing_sent = Fidelity(planned=5, issued=0, lateness_p99_ms=None, lateness_max_ms=None, throttled=0, errors=0,
+                            lost=0)
+    assert [b.key for b in judge(nothing_sent, Thresholds(lateness_p99_ms=5, lost_share=0)).breaches] == [
+        "lateness_p99_ms"]
     assert thresholds_of({"injection": {"fail_on": {"lateness_p99_ms": 5, "throttled_share": 0}}}) == \
         Thresholds(lateness_p99_ms=5.0, throttled_share=0.0)
     assert thresholds_of(None) == Thresholds()
