@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from faasload import cli
+from loader import verdict
 from loader.config import LoaderConfig
 from loader.experiment import ExperimentSpec, make_client, run_experiment
 from loader.injection import limits
@@ -20,7 +21,6 @@ from loader.injection.traces import FileTraceSource, TraceScan, list_traces, sca
 from loader.platform.check import check_actions
 from loader.platform.client import OpenWhiskClient
 from loader.platform.keys import KeyFileError, UserKey, load_key
-from loader import verdict
 from loader.storage.summary import format_summary
 
 log = logging.getLogger(__name__)
