@@ -46,6 +46,7 @@ class ExperimentSpec:
     sources: Iterable[TraceSource]
     keys: Mapping[str, UserKey]
     planned_total: int | None = None
+    planned_duration_s: float | None = None  # the last planned offset (the live progress line's total)
     on_stored: OnStored | None = None
     record_cancelled: bool = True            # the generator resumes unsent invocations instead
     reuse_experiment: bool = False           # the generator resumes into its experiment
@@ -162,7 +163,8 @@ def _run_pipeline(config: LoaderConfig, spec: ExperimentSpec, database, experime
                         experiment_id=experiment_id,
                         settings=pipeline_settings(config, record_cancelled=spec.record_cancelled),
                         user_events=config.openwhisk.user_events, monitor=open_monitor(config),
-                        on_stored=spec.on_stored, planned_total=spec.planned_total)
+                        on_stored=spec.on_stored, planned_total=spec.planned_total,
+                        planned_duration_s=spec.planned_duration_s)
     try:
         with _Signals(pipeline):
             summary = pipeline.run()

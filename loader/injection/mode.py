@@ -108,7 +108,8 @@ def run(config: LoaderConfig, source: str | Path) -> int:
     sources = [FileTraceSource(t.path, incont=config.injection.incont, outcont=config.injection.outcont)
                for t in plan.traces]
     summary = run_experiment(config, ExperimentSpec(mode="injection", sources=sources, keys=plan.keys,
-                                                    planned_total=plan.invocations))
+                                                    planned_total=plan.invocations,
+                                                    planned_duration_s=plan.duration_s))
     print(f"experiment {summary['experiment']['name']!r} (id {summary['experiment']['id']})")
     print(format_summary(summary))
     print(verdict.describe(summary["verdict"]))
