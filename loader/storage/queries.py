@@ -123,3 +123,16 @@ def resource_usage(conn: psycopg2.extensions.connection, experiment_id: int) -> 
         FROM resources s JOIN runs r USING (run_id) WHERE r.experiment_id = %s
         GROUP BY s.run_id ORDER BY s.run_id""", (experiment_id,))
 
+
+
+def summary_rows(conn: psycopg2.extensions.connection, experiment_id: int) -> Rows:
+    """What the end-of-run summary counts, per run of the experiment, by run id: action, status,
+    lateness, record fields, monitor status and peak memory."""
+    return _fetch(conn, """
+        SELECT r.action_name, r.status, r.lateness_us, r.duration_ms, r.wait_time_ms, r.cold_start,
+               (r.start_ms IS NOT NULL OR r.end_ms IS NOT NULL) AS has_record, r.resources_status,
+               u.peak_memory_bytes
+        FROM runs r
+        LEFT JOIN (SELECT run_id, max(memory_bytes) AS peak_memory_bytes FROM resources GROUP BY run_id) u
+               USING (run_id)
+        WHERE r.experiment_id = %s ORDER BY r.run_id""", (experiment_id,))
