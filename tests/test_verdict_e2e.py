@@ -4,6 +4,7 @@ with the verdict stored in ``experiments.summary``; a faithful replay exits 0.""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import uuid
@@ -53,6 +54,16 @@ def test_a_replay_over_the_default_limits_is_listed_then_exits_3(default_limits)
     text = f"throttled_share {share:g} (fail_on: at most 0)"
     assert f"verdict: did NOT reproduce the trace: {text}" in result.stdout
     assert result.stderr.rstrip().endswith(f"loader: did NOT reproduce the trace: {text}")
+
+    # with durations recorded by that run, the concurrency estimate uses them (echo takes ms plus
+    # its cold starts and waits, not its 60 s timeout)
+    again = setup.run_loader("--validate")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[1] == lines[1]
+    for line in again.stdout.splitlines()[2:-1]:
+        peak = int(re.match(rf"user {user!r}: up to (\d+) of its invocations may run at once \(each lasting the "
+                            rf"p99 duration recorded for its action\), over its limit of 30 concurrent$", line)[1])
+        assert peak < planned
 
     # the report shows the stored verdict first
     name = summary["experiment"]["name"]

@@ -83,7 +83,7 @@ def validate(config: LoaderConfig, source: str | Path) -> int:
           f"{len(plan.keys)} users, {len({t.name.action for t in plan.traces})} actions")
     client = make_client(config)
     try:
-        over = limits.over_limits(client, plan.keys, plan.traces)
+        over = limits.over_limits(client, plan.keys, plan.traces, limits.recorded_durations_ms(config.database))
     finally:
         client.close()
     for line in over:

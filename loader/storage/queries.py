@@ -136,3 +136,13 @@ def summary_rows(conn: psycopg2.extensions.connection, experiment_id: int) -> Ro
         LEFT JOIN (SELECT run_id, max(memory_bytes) AS peak_memory_bytes FROM resources GROUP BY run_id) u
                USING (run_id)
         WHERE r.experiment_id = %s ORDER BY r.run_id""", (experiment_id,))
+
+
+def recorded_durations(conn: psycopg2.extensions.connection) -> Rows:
+    """Per (user, action) with activation records in any experiment: the p99 (nearest rank) of
+    the platform's duration plus the wait, in ms, and how many records it is taken from."""
+    return _fetch(conn, """
+        SELECT user_name, action_name,
+               percentile_disc(0.99) WITHIN GROUP (ORDER BY duration_ms + coalesce(wait_time_ms, 0)) AS p99_ms,
+               count(*) AS records
+        FROM runs WHERE duration_ms IS NOT NULL GROUP BY user_name, action_name ORDER BY user_name, action_name""")
