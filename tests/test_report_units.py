@@ -10,7 +10,7 @@ import pytest
 
 from loader.export import _csv_field
 from loader.report import tables
-from loader.report.data import measured_fidelity, percentile, thresholds_of, top_groups
+from loader.report.data import function_labels, measured_fidelity, percentile, thresholds_of, top_groups
 from loader.verdict import ERROR_STATUSES, Fidelity, Thresholds, fidelity_from_summary, judge
 
 
@@ -115,3 +115,14 @@ def test_distribution_tests_are_seeded():
                                           "2026-01-01T00:00:00.123456+00:00")])
 def test_csv_fields_keep_null_empty_text_and_exact_numbers_apart(value, text):
     assert _csv_field(value) == text
+
+
+def test_function_labels_by_pair_trace_or_action():
+    runs = pd.DataFrame({"user_name": pd.array(["u1", "u1", "u2"], dtype="string"),
+                         "action_name": pd.array(["echo", "echo", "echo"], dtype="string"),
+                         "trace_name": pd.array(["u1-echo-azA", "u1-echo-azB", "u2-echo-azC"], dtype="string")})
+    assert function_labels(runs, "function").tolist() == ["u1/echo", "u1/echo", "u2/echo"]
+    assert function_labels(runs, "trace").tolist() == ["u1-echo-azA", "u1-echo-azB", "u2-echo-azC"]
+    assert function_labels(runs, "action").tolist() == ["echo"] * 3
+    with pytest.raises(ValueError, match="group_by must be 'function', 'trace' or 'action', not 'user'"):
+        function_labels(runs, "user")

@@ -26,8 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--top", type=int, default=ReportOptions.top, metavar="N",
                         help=f"functions drawn apart, the most invoked first; the rest are grouped "
                              f"(default: {ReportOptions.top})")
-    parser.add_argument("--group-by", choices=("function", "action"), default=ReportOptions.group_by,
-                        help="what a function is: a user/action pair (default) or an action whoever invoked it")
+    parser.add_argument("--group-by", choices=("function", "trace", "action"), default=ReportOptions.group_by,
+                        help="what a function is: a user/action pair (default), a trace file (one replayed "
+                             "function each, when several share a user and action), or an action whoever invoked it")
     parser.add_argument("--activation", dest="activations", action="append", default=[], metavar="ID",
                         help="an activation id for the resource timeline (repeatable; default: the highest peak "
                              "memory, the longest and the median duration)")

@@ -113,7 +113,7 @@ def write_report(dataset: Dataset, refs: list[str | int], out_dir: Path,
         body.append(_experiment_section(data, out_dir, f"e{number}_" if several else "", anchor, written))
         toc.append((anchor, f"Experiment {data.label}"))
     title = "FaaSLoad report: " + ", ".join(e.label for e in experiments)
-    functions = "user/action pairs" if options.group_by == "function" else "actions"
+    functions = {"function": "user/action pairs", "trace": "trace files", "action": "actions"}[options.group_by]
     footer = ("Made by python -m loader.report. Percentiles are nearest-rank "
               f"(a value that occurred). Functions are {functions}; the {options.top} most invoked are drawn apart.")
     index = out_dir / "index.html"

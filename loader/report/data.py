@@ -28,7 +28,7 @@ DEFAULT_TIMELINE_ACTIVATIONS = 3
 @dataclass(frozen=True)
 class ReportOptions:
     top: int = 8                                  # functions drawn apart; the rest are grouped
-    group_by: str = "function"                    # "function" (user/action) or "action"
+    group_by: str = "function"                    # "function" (user/action), "trace" (file) or "action"
     activations: tuple[str, ...] = ()             # activation ids of the resource timeline
 
 
@@ -64,8 +64,10 @@ def floats(series: pd.Series) -> np.ndarray:
 def function_labels(runs: pd.DataFrame, group_by: str) -> pd.Series:
     if group_by == "action":
         return runs["action_name"].astype("string")
+    if group_by == "trace":
+        return runs["trace_name"].astype("string")
     if group_by != "function":
-        raise ValueError(f"group_by must be 'function' or 'action', not {group_by!r}")
+        raise ValueError(f"group_by must be 'function', 'trace' or 'action', not {group_by!r}")
     return (runs["user_name"] + "/" + runs["action_name"]).astype("string")
 
 
