@@ -111,7 +111,7 @@ class Dataset:
     def __init__(self, database: DatabaseConfiguration, opened: OpenedDatabase | None = None):
         self.database = database
         self._opened = opened
-        self._conn = None
+        self._conn: Any = None   # a psycopg2 connection, opened on first use
 
     # ------------------------------------------------------------------ life cycle
 
