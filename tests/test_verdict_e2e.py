@@ -75,6 +75,8 @@ def test_a_replay_over_the_default_limits_is_listed_then_exits_3(default_limits)
     assert f'<div class="verdict bad">Did NOT reproduce the trace: {text}</div>' in page
     assert page.index("verdict bad") < page.index("<h3>Configuration and provenance</h3>")
     assert "Verdict stored by the loader at the end of the run." in page
+    assert "No resource samples: the monitor was off for this experiment (monitor:enabled)." in page
+    assert page.count("<img ") == 5  # no empty resource figures
 
 
 def test_a_faithful_replay_is_judged_reproduced(default_limits):

@@ -22,19 +22,35 @@ class Report:
 
 
 def _groups_note(data: ExperimentData) -> str:
-    """Which functions are drawn apart, and which the "other" group holds."""
+    """Which functions are drawn apart, and which the "other" group holds (folded when long)."""
     apart = [g for g in data.groups if not g.startswith("other (")]
-    text = f"Drawn apart: {', '.join(apart) or 'none'}."
-    if len(apart) < len(data.groups):
-        rest = sorted(set(data.runs["function"]) - set(apart))
-        text += f" {data.groups[-1]}: {', '.join(rest)}."
-    return f'<p class="note">{escape(text)}</p>'
+    note = f'<p class="note">Drawn apart: {escape(", ".join(apart) or "none")}.'
+    if len(apart) == len(data.groups):
+        return note + "</p>"
+    rest = ", ".join(sorted(set(data.runs["function"]) - set(apart)))
+    if len(rest) <= 300:
+        return note + f" {escape(data.groups[-1])}: {escape(rest)}.</p>"
+    return note + f'</p><details class="note"><summary>{escape(data.groups[-1])}</summary>{escape(rest)}</details>'
+
+
+def _resources_note(data: ExperimentData) -> str:
+    """Why an experiment has no resource samples at all."""
+    if not ((data.experiment.config or {}).get("monitor") or {}).get("enabled", True):
+        return '<p class="note">No resource samples: the monitor was off for this experiment (monitor:enabled).</p>'
+    statuses = data.runs["resources_status"].value_counts()
+    told = ", ".join(f"{status} {count}" for status, count in sorted(statuses.items())) or "nothing"
+    return (f'<p class="note">No resource samples in any activation; what the monitor answered: '
+            f'{escape(told)} (runs.resources_status, docs/monitor.md).</p>')
 
 
 def _experiment_section(data: ExperimentData, out_dir: Path, prefix: str, anchor: str,
                         written: list[Path]) -> str:
     drawn = {}
+    sampled = bool(data.runs["samples"].fillna(0).gt(0).any())
     for stem, draw in figures.EXPERIMENT_FIGURES:
+        if stem in figures.RESOURCE_FIGURES and not sampled:
+            drawn[stem] = ""
+            continue
         saved = draw(data, out_dir, prefix + stem)
         written += [out_dir / f"{saved.name}.png", out_dir / f"{saved.name}.svg"]
         drawn[stem] = html.figure_html(saved)
@@ -58,7 +74,7 @@ def _experiment_section(data: ExperimentData, out_dir: Path, prefix: str, anchor
         "<h3>Latency and platform times</h3>", _groups_note(data), drawn["latency_cdfs"],
         "<h3>Statuses and cold starts</h3>", drawn["statuses"], html.table_html(tables.status_table(data.runs)),
         drawn["cold_starts"],
-        "<h3>Resources</h3>", drawn["resources"], drawn["timeline"],
+        "<h3>Resources</h3>", drawn["resources"] or _resources_note(data), drawn["timeline"],
         "<h3>Per function</h3>",
         (f'<p class="note">Times in ms (nearest-rank percentiles), peak memory in MiB, CPU time in ms; also in '
          f'<a href="{escape(functions_csv.name)}">{escape(functions_csv.name)}</a>.</p>'),

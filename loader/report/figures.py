@@ -223,6 +223,8 @@ def timeline(data: ExperimentData, directory: Path, name: str) -> SavedFigure:
                 "peak memory, the longest and the median duration): container memory and cumulative CPU time.")
 
 
+#: The figures drawn only when some activation has resource samples.
+RESOURCE_FIGURES = ("resources", "timeline")
 #: The figures of one experiment, in report order: (file name stem, function).
 EXPERIMENT_FIGURES = (("rate", rate), ("lateness", lateness), ("latency_cdfs", latency_cdfs),
                       ("cold_starts", cold_starts), ("statuses", statuses), ("resources", resources),

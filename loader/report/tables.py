@@ -29,6 +29,10 @@ def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None or np.isnan(value) else round(float(value), digits)
 
 
+def _short(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+
 def function_table(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per function, most invoked first: invocations, success share, cold starts,
     p50/p95/p99 of each time (ms), peak memory (MiB), CPU time (ms)."""
@@ -185,7 +189,7 @@ def distribution_tests(experiments: list[ExperimentData]) -> pd.DataFrame:
                 test = scipy_stats.ks_2samp(a, b)
                 row.update({"median base": _round(float(np.median(a))), "median": _round(float(np.median(b))),
                             "Δ median": _round(float(np.median(b) - np.median(a))),
-                            "Δ median 95% CI": f"[{low:.3g}, {high:.3g}]",
+                            "Δ median 95% CI": f"[{_short(low)}, {_short(high)}]",
                             "KS D": _round(float(test.statistic), 3), "KS p": float(f"{test.pvalue:.3g}")})
             rows.append(row)
     table = pd.DataFrame(rows)
