@@ -144,7 +144,7 @@ def cold_starts(data: ExperimentData, directory: Path, name: str) -> SavedFigure
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("sent time (s from the start)")
         ax.set_ylabel("cold-start share")
-        ax.legend(loc="upper right")
+        ax.legend(loc="best")
         ax.grid(True, alpha=0.3)
     return save(figure, directory, name, "Cold starts over time",
                 f"Share of activations (with a record) that were cold starts, per {bin_label(width)} bin of sent time.")

@@ -100,9 +100,10 @@ def function_display(table: pd.DataFrame) -> pd.DataFrame:
     for column, label in TIMES:
         for q in PERCENTILES:
             columns[(f"{label} (ms)", f"p{q}")] = table[f"{column[:-3]}_p{q}_ms"]
-    columns[("peak memory (MiB)", "p50")] = table["peak_memory_p50_mib"]
-    columns[("peak memory (MiB)", "max")] = table["peak_memory_max_mib"]
-    columns[("CPU time (ms)", "p50")] = table["cpu_p50_ms"]
+    if table["peak_memory_max_mib"].notna().any() or table["cpu_p50_ms"].notna().any():  # else no samples
+        columns[("peak memory (MiB)", "p50")] = table["peak_memory_p50_mib"]
+        columns[("peak memory (MiB)", "max")] = table["peak_memory_max_mib"]
+        columns[("CPU time (ms)", "p50")] = table["cpu_p50_ms"]
     shown = pd.DataFrame({k: list(v) for k, v in columns.items()})
     shown.columns = pd.MultiIndex.from_tuples(columns.keys())
     return shown
