@@ -37,6 +37,16 @@ class OpenWhiskConfig:
 
 
 @dataclass(frozen=True)
+class FailOnConfig:
+    issued_share: float | None = option(None, minimum=0, maximum=1, doc="the run fails (exit 3) when it issued a smaller share of its planned invocations (1: all of them; null: not checked)")
+    lateness_p99_ms: float | None = option(None, unit="ms", minimum=0, doc="the run fails when the p99 of its lateness (sent − planned) is above this (null: not checked)")
+    lateness_max_ms: float | None = option(None, unit="ms", minimum=0, doc="the run fails when its largest lateness is above this (null: not checked)")
+    throttled_share: float | None = option(None, minimum=0, maximum=1, doc="the run fails when a larger share of its planned invocations was throttled (429; 0: none may be; null: not checked)")
+    error_share: float | None = option(None, minimum=0, maximum=1, doc="the run fails when a larger share of its planned invocations failed: application, developer or internal errors, HTTP errors other than 429, connection errors (null: not checked)")
+    lost_share: float | None = option(None, minimum=0, maximum=1, doc="the run fails when a larger share of its planned invocations was lost (no activation record; null: not checked)")
+
+
+@dataclass(frozen=True)
 class InjectionConfig:
     tracedir: Path = option("~/faasload/traces", doc="directory of injection traces, one file per user-action, named `USER-ACTION-...`")
     sender_processes: int = option(2, minimum=0, doc="processes that send the invocations, apart from the scheduler's, each an event loop with as many requests in flight as due (0: `workers` threads in the scheduler's process instead, a closed loop once every thread waits on the platform; docs/injector.md)")
@@ -46,6 +56,7 @@ class InjectionConfig:
     outcont: str = option("faasload-outputs", doc="storage container of the outputs, passed to actions as `outcont`")
     progress_interval_s: float = option(10.0, unit="s", exclusive_minimum=0, doc="interval of the progress line in the log")
     late_threshold_ms: float = option(10.0, unit="ms", minimum=0, doc="an invocation sent more than this after its planned time counts as late in the progress line and summary (its lateness is stored either way)")
+    fail_on: FailOnConfig = section(FailOnConfig, doc="thresholds of the verdict on whether the run reproduced its trace (docs/injector.md); one breached makes the loader exit 3")
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,8 @@ from loader.storage import writer as store
 from loader.storage.database import StoreUnavailable, open_database
 from loader.storage.dsn import mask_dsn
 from loader.storage.recorder import OnStored
+from loader.storage.whole_summary import whole_experiment_summary
+from loader.verdict import Thresholds, fidelity_from_summary, judge
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,8 @@ class ExperimentSpec:
     sources: Iterable[TraceSource]
     keys: Mapping[str, UserKey]
     planned_total: int | None = None
+    planned_duration_s: float | None = None  # the last planned offset (the live progress line's total)
+    experiment_planned_total: int | None = None  # a resumed generation: planned over all its sessions
     on_stored: OnStored | None = None
     record_cancelled: bool = True            # the generator resumes unsent invocations instead
     reuse_experiment: bool = False           # the generator resumes into its experiment
@@ -145,7 +149,14 @@ def run_experiment(config: LoaderConfig, spec: ExperimentSpec) -> dict:
             conn.close()
         log.info("experiment %r (id %d) in %s", name, experiment_id, opened.config.describe())
         summary = _run_pipeline(config, spec, opened.config, experiment_id)
+        if spec.experiment_planned_total is not None:  # the stored summary covers every session
+            summary = whole_experiment_summary(opened.config, experiment_id, summary,
+                                               late_threshold_us=round(config.injection.late_threshold_ms * 1000),
+                                               planned_total=spec.experiment_planned_total)
         summary["experiment"] = {"id": experiment_id, "name": name}
+        if spec.mode == "injection":  # did the run reproduce its trace? (loader/verdict.py)
+            summary["verdict"] = judge(fidelity_from_summary(summary),
+                                       Thresholds.of_config(config.injection.fail_on)).as_dict()
         _finish_experiment(opened.config, experiment_id, summary, config.database.retry_interval_s)
     finally:
         opened.close()
@@ -162,7 +173,8 @@ def _run_pipeline(config: LoaderConfig, spec: ExperimentSpec, database, experime
                         experiment_id=experiment_id,
                         settings=pipeline_settings(config, record_cancelled=spec.record_cancelled),
                         user_events=config.openwhisk.user_events, monitor=open_monitor(config),
-                        on_stored=spec.on_stored, planned_total=spec.planned_total)
+                        on_stored=spec.on_stored, planned_total=spec.planned_total,
+                        planned_duration_s=spec.planned_duration_s)
     try:
         with _Signals(pipeline):
             summary = pipeline.run()

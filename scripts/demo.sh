@@ -6,7 +6,8 @@
 #   3. creates the users of the bundled traces (demo/traces) on localwhisk, stores their keys,
 #      deploys the example actions (actions/manifest.yml) into their namespaces, writes the inputs;
 #   4. runs `python -m loader` on the traces (about a minute) with the embedded PostgreSQL;
-#   5. prints the summary and example queries on the dataset; stops everything it started
+#   5. prints the summary and example queries on the dataset, writes the experiment's HTML report
+#      (python -m loader.report) in the state directory's report/; stops everything it started
 #      (scripts/stack.sh down: by pid, also on failure or Ctrl-C).
 # State (keys, localwhisk, the dataset in pgdata, logs) stays in the state directory: .state/demo
 # in the repository (gitignored), or /var/lib/faasload/demo as root when the repository is in a
@@ -99,7 +100,8 @@ say "checking the traces, keys and actions (python -m loader --validate)"
 "$PY" -m loader "${loader_args[@]}" --validate
 
 say "injecting demo/traces (python -m loader; progress every 5 s; Ctrl-C stops cleanly)"
-"$PY" -m loader "${loader_args[@]}" 2> >(tee "$LOGS/loader.log" >&2)
+"$PY" -m loader "${loader_args[@]}" 2> >(tee "$LOGS/loader.log" >&2) | tee -i "$LOGS/loader.out"
+experiment_id=$(sed -n "s/^experiment '.*' (id \([0-9]*\))$/\1/p" "$LOGS/loader.out")
 
 say "the dataset (embedded PostgreSQL in $STATE/pgdata)"
 "$PY" -m demo.tools queries "$ROOT/demo/loader.yml"
@@ -107,8 +109,12 @@ say "the dataset (embedded PostgreSQL in $STATE/pgdata)"
 say "checking that every invocation succeeded"
 "$PY" -m demo.tools check-success "$ROOT/demo/loader.yml"
 
+say "the experiment's report (python -m loader.report $experiment_id --out $STATE/report)"
+"$PY" -m loader.report "$experiment_id" --config "$ROOT/demo/loader.yml" --out "$STATE/report"
+
 cat <<EOF
 
-More: scripts/demo.sh --psql opens psql on this dataset; docs/dataset.md lists every column and
-more queries; logs of this run are in $LOGS.
+More: open $STATE/report/index.html in a browser (docs/report.md); scripts/demo.sh --psql opens
+psql on this dataset; docs/dataset.md lists every column, more queries and the pandas API; logs of
+this run are in $LOGS.
 EOF

@@ -2,7 +2,7 @@
 # Set up FaaSLoad on a Debian 12 or Ubuntu 24.04 machine: the system packages it uses (as root),
 # and a virtual environment holding exactly Pipfile.lock's packages and FaaSLoad itself.
 #
-#   scripts/setup.sh [--no-dev] [VENV_DIR]
+#   scripts/setup.sh [--no-dev] [--tests] [VENV_DIR]
 #
 # VENV_DIR: the environment (default $FAASLOAD_VENV, else .venv in the repository; a relative
 # path is relative to the current directory). The other scripts find it the same way.
@@ -12,7 +12,8 @@
 #   installed outside VENV_DIR.
 # * System packages, as root, when missing: python3-venv (to create the environment), docker.io
 #   (localwhisk's Docker backend) and systemd (systemd-analyze, for the unit checks). Not root:
-#   they are skipped with a message (python3-venv is then needed already).
+#   they are skipped with a message (python3-venv is then needed already). With --tests, also
+#   what only the tests need: Chromium and a font (to open the HTML report as a person would).
 # * Python packages: every version and hash of Pipfile.lock ([packages] and, unless --no-dev,
 #   [dev-packages]) with `pip install --require-hashes`, then FaaSLoad itself as an editable
 #   install (`python -m loader` from any directory; console scripts faasload-loader,
@@ -27,12 +28,14 @@ fail() { printf 'setup: %s\n' "$*" >&2; exit 1; }
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 dev=1
+for_tests=0
 venv_arg=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --no-dev) dev=0; shift ;;
+        --tests) for_tests=1; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-        -*) fail "unknown option $1 (usage: scripts/setup.sh [--no-dev] [VENV_DIR])" ;;
+        -*) fail "unknown option $1 (usage: scripts/setup.sh [--no-dev] [--tests] [VENV_DIR])" ;;
         *) [ -z "$venv_arg" ] || fail "one VENV_DIR only"; venv_arg=$1; shift ;;
     esac
 done
@@ -72,6 +75,9 @@ if ! "$BASE_PY" -c 'import ensurepip, venv' >/dev/null 2>&1; then
 fi
 command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+if [ -n "$for_tests" ] && ! command -v chromium >/dev/null 2>&1; then
+    need_apt+=(chromium fonts-dejavu-core)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$is_root" -eq 1 ] && command -v apt-get >/dev/null 2>&1; then
         log "installing ${need_apt[*]} (apt-get)"

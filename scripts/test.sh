@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Set up a fresh machine (scripts/setup.sh: system packages and the virtual environment .venv),
+# Set up a fresh machine (scripts/setup.sh --tests: system packages, Chromium for the report test, and the virtual
+# environment .venv),
 # start a Docker daemon if none is reachable (as root, with docker.io), and run the whole test
 # suite with the environment's pytest against real services. Arguments go to pytest; test paths
 # are relative to the current directory. Exit status is pytest's.
 set -euo pipefail
 source "$(dirname "$0")/_env.sh"
-"$FAASLOAD_ROOT/scripts/setup.sh" "$FAASLOAD_VENV"
+"$FAASLOAD_ROOT/scripts/setup.sh" --tests "$FAASLOAD_VENV"
 require_python
 
 started_dockerd=""

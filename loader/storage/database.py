@@ -81,6 +81,11 @@ class DatabaseConfiguration:
             raise DatabaseError(f"cannot connect to PostgreSQL ({self.describe()}): {reason}") from None
 
 
+def embedded_datadir(section: DatabaseSection) -> Path:
+    """The embedded server's data directory: ``database:embedded_datadir``, else the default."""
+    return Path(section.embedded_datadir or embedded_pg.default_datadir()).resolve()
+
+
 def is_configured(section: DatabaseSection) -> bool:
     """A server is configured when a DSN or a host is given; otherwise the loader embeds one."""
     return bool(section.dsn or section.host)
@@ -107,7 +112,7 @@ def open_database(section: DatabaseSection) -> OpenedDatabase:
     """
     if is_configured(section):
         return OpenedDatabase(DatabaseConfiguration.from_section(section))
-    datadir = Path(section.embedded_datadir or embedded_pg.default_datadir()).resolve()  # the server runs in it
+    datadir = embedded_datadir(section)  # the server runs in it
     log.info("no database configured: starting an embedded PostgreSQL server in %s", datadir)
     server = embedded_pg.start_cluster(datadir)
     create_database(DatabaseConfiguration(user=server.user, host=server.host, port=server.port,
