@@ -20,7 +20,8 @@ def _path(storage, container, name):
 
 
 def _parse_ppm(data):
-    fields, pos = [], 0
+    fields: list[bytes] = []
+    pos = 0
     while len(fields) < 4:
         while data[pos:pos + 1].isspace():
             pos += 1

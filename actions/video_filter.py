@@ -44,7 +44,7 @@ def _parse_avi(data):
                 _, width, height, _, bits = struct.unpack_from("<IiiHH", data, offset)
             elif fourcc[2:] in (b"db", b"dc"):
                 frames.append((offset, data[offset:offset + size]))
-    if width is None or bits != 24:
+    if width is None or height is None or bits != 24:
         raise ValueError("expected a video stream of 24-bit uncompressed frames")
     frames.sort()
     return width, abs(height), [frame for _, frame in frames]

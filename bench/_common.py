@@ -146,11 +146,3 @@ def ensure_packages(binaries: dict[str, str]) -> None:
     if subprocess.run(command, env=env, stdout=subprocess.DEVNULL).returncode != 0:
         subprocess.run(["apt-get", "update"], env=env, stdout=subprocess.DEVNULL, check=True)
         subprocess.run(command, env=env, stdout=subprocess.DEVNULL, check=True)
-
-
-def ensure_pip(module: str, package: str) -> None:
-    """``pip install`` ``package`` when ``module`` cannot be imported (bench-only dependencies)."""
-    try:
-        __import__(module)
-    except ImportError:
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", package], check=True)

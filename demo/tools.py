@@ -1,14 +1,20 @@
 """Small helpers of ``scripts/demo.sh``: readiness waits, and the dataset queries it shows.
 
 ``python -m demo.tools free-port`` | ``wait-file PATH SECONDS [PID]`` | ``wait-http URL SECONDS [PID]`` |
-``wait-socket PATH SECONDS [PID]`` | ``queries DATADIR [DATABASE]`` | ``psql DATADIR [DATABASE]``
+``wait-socket PATH SECONDS [PID]`` | ``queries LOADER_CONFIG`` | ``check-success LOADER_CONFIG`` |
+``state-dir DEFAULT``
+
+``queries`` runs the example queries with psql on the database of a loader configuration
+(``python -m loader.psql`` opens it interactively); ``check-success`` exits 0 only when the
+newest experiment planned invocations and every one has a ``runs`` row with status
+``success``; ``state-dir`` prints DEFAULT, or as root
+``/var/lib/faasload/demo`` when the embedded PostgreSQL's user could not reach DEFAULT.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,6 +23,9 @@ import requests
 
 from faasload import embedded_pg
 from faasload.procs import free_tcp_port
+from loader import config as loader_config
+from loader.psql import run_psql
+from loader.storage.database import open_database
 
 #: What the demo shows of the dataset (docs/dataset.md has more).
 QUERIES = [
@@ -50,10 +59,10 @@ def _wait(ready, seconds: float, pid: int | None, what: str) -> int:
             try:
                 os.kill(pid, 0)
             except ProcessLookupError:
-                print(f"demo: {what}: the process {pid} exited", file=sys.stderr)
+                print(f"{what}: the process {pid} exited", file=sys.stderr)
                 return 1
         if time.monotonic() > deadline:
-            print(f"demo: {what} not ready after {seconds:.0f} s", file=sys.stderr)
+            print(f"{what} not ready after {seconds:.0f} s", file=sys.stderr)
             return 1
         time.sleep(0.05)
     return 0
@@ -77,22 +86,45 @@ def _socket_ready(path: str) -> bool:
             return False
 
 
-def _psql(datadir: str, database: str, args: list[str]) -> int:
-    server = embedded_pg.start_cluster(Path(datadir).resolve())
-    try:
-        psql = embedded_pg.bin_dir() / "psql"
-        env = dict(os.environ, PAGER="cat")
-        return subprocess.call([str(psql), "-h", server.host, "-p", str(server.port), "-U", server.user,
-                                "-d", database, *args], env=env)
-    finally:
-        server.stop()
-
-
-def queries(datadir: str, database: str) -> int:
-    args = []
+def queries(loader_config_path: str) -> int:
+    args = ["-X", "-P", "footer=off"]
     for title, sql in QUERIES:
         args += ["-c", f"\\echo '-- {title}'", "-c", " ".join(sql.split())]
-    return _psql(datadir, database, ["-X", "-P", "footer=off", *args])
+    config = loader_config.load(loader_config_path)
+    return run_psql(config.database, args)
+
+
+def check_success(loader_config_path: str) -> int:
+    """0 when every planned invocation of the newest experiment succeeded, else 1 with the counts."""
+    opened = open_database(loader_config.load(loader_config_path).database)
+    try:
+        conn = opened.config.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT experiment_id, summary->'planned' FROM experiments ORDER BY experiment_id DESC LIMIT 1")
+                row = cur.fetchone()
+                if row is None:
+                    print("no experiment in the dataset", file=sys.stderr)
+                    return 1
+                experiment, planned = row
+                cur.execute("SELECT status, count(*) FROM runs WHERE experiment_id = %s GROUP BY status ORDER BY status",
+                            (experiment,))
+                statuses = dict(cur.fetchall())
+        finally:
+            conn.close()
+    finally:
+        opened.close()
+    shown = ", ".join(f"{status} {count}" for status, count in statuses.items()) or "no runs"
+    if planned and statuses == {"success": planned}:
+        print(f"experiment {experiment}: all {planned} planned invocations succeeded")
+        return 0
+    print(f"experiment {experiment}: {planned} planned, runs: {shown}: not every invocation succeeded", file=sys.stderr)
+    return 1
+
+
+def state_dir(default: str) -> Path:
+    path = Path(default).resolve()
+    return path if embedded_pg.service_user_reaches(path) else embedded_pg.SHARED_INSTALL_DIR / "demo"
 
 
 def main(argv: list[str]) -> int:
@@ -108,9 +140,12 @@ def main(argv: list[str]) -> int:
     if command == "wait-socket":
         return _wait(lambda: _socket_ready(rest[0]), float(rest[1]), pid, rest[0])
     if command == "queries":
-        return queries(rest[0], rest[1] if len(rest) > 1 else "faasload")
-    if command == "psql":
-        return _psql(rest[0], rest[1] if len(rest) > 1 else "faasload", [])
+        return queries(rest[0])
+    if command == "check-success":
+        return check_success(rest[0])
+    if command == "state-dir":
+        print(state_dir(rest[0]))
+        return 0
     print(__doc__, file=sys.stderr)
     return 2
 

@@ -18,6 +18,7 @@ from .errors import Failure
 EXIT_OK = 0
 EXIT_FAILURE = 1       # the run failed (a service unreachable, a store error, ...)
 EXIT_CONFIG = 2        # bad command line or configuration; nothing was started
+EXIT_BREACHED = 3      # the run ended but did not reproduce its trace (injection:fail_on, loader/verdict.py)
 EXIT_INTERRUPTED = 130
 
 

@@ -12,7 +12,8 @@ file is parsed once, at the edge, into that tree:
 * a float must be finite (no ``.nan``, ``.inf``); a duration in seconds (``unit="s"``)
   is at most :data:`MAX_DURATION_S` unless its option says otherwise; an option's
   ``check`` refuses what its type allows but its meaning does not (a malformed URL);
-* values of fields typed :class:`pathlib.Path` expand ``~`` and ``$VARS``.
+* values of fields typed :class:`pathlib.Path` expand ``~`` and ``$VARS`` (an unset variable
+  is an error naming the key).
 
 The same schema renders the reference table of ``docs/configuration.md``
 (:func:`render_table`), and a test checks the document against it.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -100,9 +102,16 @@ def _copy(value: Any) -> Any:
     return value
 
 
+_UNSET_VARIABLE = re.compile(r"\$(\w+|\{\w+\})")
+
+
 def expand_path(value: str) -> Path:
-    """Expand ``~`` and environment variables in a path."""
-    return Path(os.path.expandvars(os.path.expanduser(value)))
+    """Expand ``~`` and environment variables in a path; raise ``ValueError`` naming an unset one."""
+    expanded = os.path.expandvars(os.path.expanduser(value))
+    unset = _UNSET_VARIABLE.search(expanded)
+    if unset:
+        raise ValueError(f"environment variable {unset.group(1).strip('{}')} is not set (in {value!r})")
+    return Path(expanded)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -234,7 +243,10 @@ def _convert(hint: Any, raw: Any, source: str, keypath: str) -> Any:
     if hint is Path:
         if not isinstance(raw, str) or not raw:
             raise ConfigError(source, keypath, f"expected a path, got {_show(raw)}")
-        return expand_path(raw)
+        try:
+            return expand_path(raw)
+        except ValueError as exc:
+            raise ConfigError(source, keypath, str(exc)) from None
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return parse(hint, raw, source, keypath)
     raise TypeError(f"unsupported configuration type {hint!r} at {keypath}")

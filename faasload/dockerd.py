@@ -3,6 +3,10 @@
 :func:`start` runs the ``docker.io`` package's ``dockerd`` with its own data and exec roots, the
 ``vfs`` storage driver, no iptables rules and no bridge network, so that it needs nothing else
 from the host (its containers use the ``host`` network).
+
+``python -m faasload.dockerd ensure ROOT`` prints the URL of a daemon that answers
+(``$DOCKER_HOST``, else ``/var/run/docker.sock``), or starts one under ROOT and prints its URL
+and pid (for the caller to stop it): ``unix:///path [PID]``. Exit 1 with the reason otherwise.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,3 +69,23 @@ def start(root: Path, *, timeout_s: float = 30.0) -> Dockerd:
     wait_until(lambda: ping(base_url), timeout_s=timeout_s, what="dockerd", process=process,
                log_path=str(log), poll_s=0.1)
     return Dockerd(base_url, process.pid)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[0] != "ensure":
+        print("usage: python -m faasload.dockerd ensure ROOT", file=sys.stderr)
+        return 2
+    if ping(default_base_url()):
+        print(default_base_url())
+        return 0
+    try:
+        started = start(Path(argv[1]))
+    except ServiceError as exc:
+        print(f"dockerd: {exc}", file=sys.stderr)
+        return 1
+    print(started.base_url, started.pid)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

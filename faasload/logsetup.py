@@ -1,5 +1,11 @@
 """The ``logging`` configuration section, applied with :func:`logging.config.dictConfig`.
 
+Defaults: INFO and above to stderr; kafka-python's own INFO chatter (connections, metadata,
+group coordination) lowered to WARNING unless the section configures the ``kafka`` logger.
+Under systemd, when stderr is the journal (``$JOURNAL_STREAM`` names it), every line carries
+its syslog priority as a ``<N>`` prefix, which journald strips and stores, so that
+``journalctl -p warning`` finds the warnings; the timestamp is then left to the journal.
+
 :func:`check` is the section's ``option`` check: the levels and the shape of the parts
 users change are refused at load with their key; :func:`apply` names the section for
 whatever else ``dictConfig`` refuses.
@@ -7,7 +13,10 @@ whatever else ``dictConfig`` refuses.
 
 from __future__ import annotations
 
+import logging
 import logging.config
+import os
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,27 +28,70 @@ DEFAULT_LOGGING: dict[str, Any] = {
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "journal": {"()": "faasload.logsetup.JournalFormatter", "format": "%(levelname)s %(name)s: %(message)s"},
     },
     "handlers": {
         "stderr": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": "plain"},
+    },
+    "loggers": {
+        "kafka": {"level": "WARNING"},
     },
     "root": {"level": "INFO", "handlers": ["stderr"]},
 }
 
 
-def merged(user: Mapping[str, Any] | None) -> dict[str, Any]:
+def syslog_priority(levelno: int) -> int:
+    """The syslog priority of a logging level (2 critical, 3 error, 4 warning, 6 info, 7 debug)."""
+    if levelno >= logging.CRITICAL:
+        return 2
+    if levelno >= logging.ERROR:
+        return 3
+    if levelno >= logging.WARNING:
+        return 4
+    if levelno >= logging.INFO:
+        return 6
+    return 7
+
+
+class JournalFormatter(logging.Formatter):
+    """Every line of a record (a traceback too) prefixed with its syslog priority, ``<4>...``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"<{syslog_priority(record.levelno)}>"
+        return "\n".join(prefix + line for line in super().format(record).split("\n"))
+
+
+def stderr_is_journal(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether stderr is the journal's stream: ``$JOURNAL_STREAM`` holds its ``device:inode``.
+
+    systemd sets the variable for a unit whose output goes to the journal; comparing with stderr
+    itself keeps a child whose stderr was redirected elsewhere from writing prefixes.
+    """
+    device, _, inode = environ.get("JOURNAL_STREAM", "").partition(":")
+    if not (device.isdigit() and inode.isdigit()):
+        return False
+    try:
+        stat = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (stat.st_dev, stat.st_ino) == (int(device), int(inode))
+
+
+def merged(user: Mapping[str, Any] | None, *, journal: bool = False) -> dict[str, Any]:
     """The defaults with the user's section merged over them, key by key.
 
-    So ``logging: {root: {level: DEBUG}}`` only switches verbosity.
+    So ``logging: {root: {level: DEBUG}}`` only switches verbosity. ``journal`` makes the
+    default stderr handler write priority-prefixed lines (:class:`JournalFormatter`).
     """
-    return _merge(DEFAULT_LOGGING, user or {})
+    base = _merge(DEFAULT_LOGGING, {"handlers": {"stderr": {"formatter": "journal"}}}) if journal else DEFAULT_LOGGING
+    return _merge(base, user or {})
 
 
 def apply(user: Mapping[str, Any] | None, source: str = "") -> None:
     """Configure logging from the user's section (merged over the defaults); :class:`ConfigError` naming
     ``source`` and the ``logging`` key when ``dictConfig`` refuses it."""
     try:
-        logging.config.dictConfig(merged(user))
+        logging.config.dictConfig(merged(user, journal=stderr_is_journal()))
     except (ValueError, TypeError, AttributeError, ImportError) as exc:
         raise ConfigError(source, "logging", str(exc).strip()) from None
 

@@ -22,9 +22,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-ACTIVATION_ID = re.compile(r"^[0-9a-f]{32}$")
+#: Whole-string patterns (``\Z``, not ``$``, which also matches before a trailing newline).
+ACTIVATION_ID = re.compile(r"\A[0-9a-f]{32}\Z")
 #: A container id or name: what Docker and localwhisk use (no slashes, no spaces).
-CONTAINER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}$")
+CONTAINER_ID = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}\Z")
 
 
 class ErrorCode(str, enum.Enum):
@@ -140,7 +141,7 @@ def _string(message: Mapping[str, Any], key: str, pattern: re.Pattern | None = N
     value = message.get(key)
     if not isinstance(value, str):
         raise ProtocolError(f"'{key}' must be a string, got {_show(value)}")
-    if pattern is not None and not pattern.match(value):
+    if pattern is not None and not pattern.fullmatch(value):
         raise ProtocolError(f"'{key}' is not a valid {key} id: {_show(value)}")
     return value
 
@@ -172,15 +173,21 @@ def _unknown_keys(message: Mapping[str, Any], allowed: set[str]) -> None:
         raise ProtocolError(f"unknown key(s) {', '.join(map(repr, extra))}")
 
 
+def _cgroup_path(value: Any) -> bool:
+    """An absolute path that stays inside the hierarchy on its face (no ``..``, no NUL); the
+    monitor still resolves it and refuses symlinks out (monitor/cgroups.py)."""
+    return (isinstance(value, str) and value.startswith("/") and "\0" not in value
+            and ".." not in value.split("/"))
+
+
 def _cgroup_hint(value: Any) -> tuple[tuple[str, str], ...] | None:
     if value is None:
         return None
-    if isinstance(value, str) and value.startswith("/"):
+    if _cgroup_path(value):
         return (("", value),)
-    if isinstance(value, dict) and value and all(
-            isinstance(k, str) and isinstance(v, str) and v.startswith("/") for k, v in value.items()):
+    if isinstance(value, dict) and value and all(isinstance(k, str) and _cgroup_path(v) for k, v in value.items()):
         return tuple(sorted(value.items()))
-    raise ProtocolError("'cgroup' must be an absolute path inside the cgroup hierarchy, or a "
+    raise ProtocolError("'cgroup' must be an absolute path inside the cgroup hierarchy (without '..'), or a "
                         f"mapping of controller to such a path, got {_show(value)}")
 
 

@@ -65,7 +65,7 @@ def prewarm_suffix(kind: str) -> str:
     return action_suffix(PREWARM_NAMESPACE, kind)
 
 
-_HEAD = re.compile(r"^wsk[\w.\-]*_[0-9]+$")
+_HEAD = re.compile(r"\Awsk[\w.\-]*_[0-9]+\Z")
 
 
 def _ends_with(name: str, suffix: str) -> bool:

@@ -44,7 +44,7 @@ def available_schemas():
 def render_yaml(schema: type, filename: str, description: str) -> str:
     lines = [f"# {filename}: configuration of {description}.",
              "# Generated from the schema by `python -m faasload.render_config`; every key is shown",
-             "# at its default. Reference: docs/configuration.md. Paths expand ~ and $VARS.", ""]
+             "# at its default. Reference: docs/configuration.md. Paths expand ~ and $VARS (unset: an error).", ""]
     lines += _yaml_lines(schema, 0)
     return "\n".join(lines) + "\n"
 

@@ -6,14 +6,16 @@ test keeps the document and this schema in agreement.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from faasload import logsetup
+from faasload import logsetup, resources
 from faasload.config import ConfigError, check_http_url, load_file, option, section
+from loader.storage.dsn import mask_dsn
 
-DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config" / "loader.yml"
+DEFAULT_PATH = resources.example_config("loader.yml")
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,16 @@ class OpenWhiskConfig:
 
 
 @dataclass(frozen=True)
+class FailOnConfig:
+    issued_share: float | None = option(None, minimum=0, maximum=1, doc="the run fails (exit 3) when it issued a smaller share of its planned invocations (1: all of them; null: not checked)")
+    lateness_p99_ms: float | None = option(None, unit="ms", minimum=0, doc="the run fails when the p99 of its lateness (sent − planned) is above this (null: not checked)")
+    lateness_max_ms: float | None = option(None, unit="ms", minimum=0, doc="the run fails when its largest lateness is above this (null: not checked)")
+    throttled_share: float | None = option(None, minimum=0, maximum=1, doc="the run fails when a larger share of its planned invocations was throttled (429; 0: none may be; null: not checked)")
+    error_share: float | None = option(None, minimum=0, maximum=1, doc="the run fails when a larger share of its planned invocations failed: application, developer or internal errors, HTTP errors other than 429, connection errors (null: not checked)")
+    lost_share: float | None = option(None, minimum=0, maximum=1, doc="the run fails when a larger share of its planned invocations was lost (no activation record; null: not checked)")
+
+
+@dataclass(frozen=True)
 class InjectionConfig:
     tracedir: Path = option("~/faasload/traces", doc="directory of injection traces, one file per user-action, named `USER-ACTION-...`")
     sender_processes: int = option(2, minimum=0, doc="processes that send the invocations, apart from the scheduler's, each an event loop with as many requests in flight as due (0: `workers` threads in the scheduler's process instead, a closed loop once every thread waits on the platform; docs/injector.md)")
@@ -44,6 +56,7 @@ class InjectionConfig:
     outcont: str = option("faasload-outputs", doc="storage container of the outputs, passed to actions as `outcont`")
     progress_interval_s: float = option(10.0, unit="s", exclusive_minimum=0, doc="interval of the progress line in the log")
     late_threshold_ms: float = option(10.0, unit="ms", minimum=0, doc="an invocation sent more than this after its planned time counts as late in the progress line and summary (its lateness is stored either way)")
+    fail_on: FailOnConfig = section(FailOnConfig, doc="thresholds of the verdict on whether the run reproduced its trace (docs/injector.md); one breached makes the loader exit 3")
 
 
 @dataclass(frozen=True)
@@ -73,16 +86,22 @@ class GenerationConfig:
 
 @dataclass(frozen=True)
 class DatabaseSection:
-    dsn: str | None = option(None, doc="libpq connection string; overrides the keys below")
+    dsn: str | None = option(None, doc="libpq connection string or URI; overrides the keys below (a password in it is shown as `***` in logs, messages and `experiments.config`)")
     host: str | None = option(None, doc="server host or socket directory; with `dsn` and `host` both null, an embedded server is started")
     port: int = option(5432, minimum=1, maximum=65535, doc="server port")
     user: str = option("faasload", doc="database user")
     password: str | None = option(None, doc="password (prefer `~/.pgpass`)")
     database: str = option("faasload", doc="database name")
-    embedded_datadir: Path = option("~/.local/state/faasload/pgdata", doc="data directory of the embedded server")
+    embedded_datadir: Path | None = option(None, doc="data directory of the embedded server (null: `~/.local/state/faasload/pgdata`; as root `/var/lib/faasload/pgdata`, since the server then runs as an unprivileged user, which cannot reach `/root`)")
     batch_size: int = option(500, minimum=1, doc="rows per write transaction, at most")
     flush_interval_s: float = option(0.5, unit="s", exclusive_minimum=0, doc="longest time a written row waits before its transaction")
     retry_interval_s: float = option(1.0, unit="s", exclusive_minimum=0, doc="wait before retrying a failed write transaction (the batch is kept)")
+
+    def __repr__(self) -> str:  # never show the password, alone or inside the DSN
+        shown = dataclasses.replace(self, dsn=mask_dsn(self.dsn) if self.dsn else self.dsn,
+                                    password="***" if self.password is not None else None)
+        fields = ", ".join(f"{f.name}={getattr(shown, f.name)!r}" for f in dataclasses.fields(self))
+        return f"DatabaseSection({fields})"
 
 
 @dataclass(frozen=True)
@@ -108,7 +127,7 @@ class LoaderConfig:
     monitor: MonitorClientConfig = section(MonitorClientConfig, doc="the resource monitor")
     experiment: ExperimentConfig = section(ExperimentConfig, doc="the experiment record")
     statedir: Path = option("~/.local/state/faasload", doc="state directory (embedded database, logs of started services)")
-    logging: dict[str, Any] = option({}, doc="`logging.config.dictConfig` mapping merged over the default (INFO to stderr); `logging:root:level` switches verbosity", check=logsetup.check)
+    logging: dict[str, Any] = option({}, doc="`logging.config.dictConfig` mapping merged over the default (INFO to stderr, the `kafka` logger at WARNING, syslog priority prefixes when stderr is the journal); `logging:root:level` switches verbosity", check=logsetup.check)
 
 
 def load(path: str | Path = DEFAULT_PATH, overrides: dict[str, Any] | None = None) -> LoaderConfig:

@@ -31,8 +31,11 @@ from loader.platform.keys import UserKey
 from loader.storage import experiments
 from loader.storage import writer as store
 from loader.storage.database import StoreUnavailable, open_database
+from loader.storage.dsn import mask_dsn
 from loader.storage.recorder import OnStored
 from loader.storage.rows import ExperimentRow, ExperimentState
+from loader.storage.whole_summary import whole_experiment_summary
+from loader.verdict import Thresholds, fidelity_from_summary, judge
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,8 @@ class ExperimentSpec:
     sources: Iterable[TraceSource]
     keys: Mapping[str, UserKey]
     planned_total: int | None = None
+    planned_duration_s: float | None = None  # the last planned offset (the live progress line's total)
+    experiment_planned_total: int | None = None  # a resumed generation: planned over all its sessions
     on_stored: OnStored | None = None
     record_cancelled: bool = True            # the generator resumes unsent invocations instead
     reuse_experiment: bool = False           # the generator resumes into its experiment
@@ -89,10 +94,13 @@ def open_monitor(config: LoaderConfig):
 
 
 def config_snapshot(config: LoaderConfig) -> dict:
-    """The configuration as JSON, without the database password."""
+    """The configuration as JSON, without the database password (alone or inside the DSN)."""
     data = json.loads(json.dumps(dataclasses.asdict(config), default=str))
-    if data.get("database", {}).get("password") is not None:
-        data["database"]["password"] = "***"
+    database = data.get("database", {})
+    if database.get("password") is not None:
+        database["password"] = "***"
+    if database.get("dsn"):
+        database["dsn"] = mask_dsn(database["dsn"])
     return data
 
 
@@ -176,7 +184,14 @@ def run_experiment(config: LoaderConfig, spec: ExperimentSpec) -> dict:
             except BaseException as exc:
                 _store_stopped(opened.config, experiment_id, name, exc)
                 raise
+            if spec.experiment_planned_total is not None:  # the stored summary covers every session
+                summary = whole_experiment_summary(opened.config, experiment_id, summary,
+                                                   late_threshold_us=round(config.injection.late_threshold_ms * 1000),
+                                                   planned_total=spec.experiment_planned_total)
             summary["experiment"] = {"id": experiment_id, "name": name}
+            if spec.mode == "injection":  # did the run reproduce its trace? (loader/verdict.py)
+                summary["verdict"] = judge(fidelity_from_summary(summary),
+                                           Thresholds.of_config(config.injection.fail_on)).as_dict()
             state = final_state(summary)
             summary["state"] = state.value
             _finish_experiment(opened.config, experiment_id, summary, config.database.retry_interval_s, state)
@@ -210,6 +225,7 @@ def _run_pipeline(config: LoaderConfig, spec: ExperimentSpec, database, experime
                         settings=pipeline_settings(config, record_cancelled=spec.record_cancelled),
                         user_events=config.openwhisk.user_events, monitor=open_monitor(config),
                         on_stored=spec.on_stored, planned_total=spec.planned_total,
+                        planned_duration_s=spec.planned_duration_s,
                         on_started=lambda epoch_s: lease.mark_started(experiment_id, round(epoch_s * 1_000_000)))
     try:
         with _Signals(pipeline):

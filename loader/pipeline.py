@@ -37,6 +37,7 @@ from loader.config import UserEventsConfig
 from loader.plan import TraceSource
 from loader.platform.client import OpenWhiskClient
 from loader.platform.keys import UserKey
+from loader.progress import LiveProgress
 from loader.scheduler import Scheduler
 from loader.sending import common
 from loader.sending.processes import ProcessInvokerPool
@@ -77,13 +78,15 @@ class Pipeline:
                  writer: StoreWriter, experiment_id: int, settings: PipelineSettings,
                  user_events: UserEventsConfig | None, monitor: Any = None, on_stored: OnStored | None = None,
                  planned_total: int | None = None, clock: Clock | None = None,
-                 on_started: Callable[[float], None] | None = None):
+                 planned_duration_s: float | None = None, on_started: Callable[[float], None] | None = None):
         # With sender processes the scheduler has its interpreter nearly to itself: spinning
         # before each deadline (to win the GIL from invoker threads) would only burn a core.
         self.clock = clock or RealClock(spin_s=0.0 if settings.sender_processes else SPIN_BEFORE_DEADLINE_S)
         self.settings = settings
         self.sources = sources
         self.stats = RunStats(settings.late_threshold_us, planned_total)
+        self.planned_duration_s = planned_duration_s
+        self.live: LiveProgress | None = None   # the in-place progress line, when stderr is a terminal
         self.sink = DurableSink(writer)
         self.recorder = Recorder(self.sink, experiment_id, self.stats, on_stored=on_stored,
                                  record_unsent=settings.record_cancelled)
@@ -152,8 +155,11 @@ class Pipeline:
             self.start_epoch_s = self.clock.epoch_s()
             scheduler.start_s = self._start_s
             scheduler_thread = self._thread(self._schedule, "scheduler", scheduler)
+            self.live = LiveProgress.on_terminal(self.stats, self.planned_duration_s)
             self._supervise(scheduler_thread)
         finally:
+            if self.live is not None:
+                self.live.close()
             sys.setswitchinterval(previous_interval)
             self._halt.set()
             self.stopping.set()
@@ -227,7 +233,9 @@ class Pipeline:
             self.sink.fire()
             self.sink.writer.flush(timeout_s=0)  # raises StoreError if the writer failed for good
             now_s = self.clock.monotonic_s()
-            if now_s >= next_progress_s:
+            if self.live is not None:
+                self.live.tick(now_s - self._start_s, self.tracker.pending_count)
+            elif now_s >= next_progress_s:
                 log.info("%s", self.stats.progress_line(self.tracker.pending_count))
                 next_progress_s += self.settings.progress_interval_s
             if not scheduler_thread.is_alive() and self.recorder.outstanding == 0:

@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from faasload import cli, logsetup
 
@@ -78,9 +79,34 @@ def admin(args, config) -> int:
     return cli.EXIT_OK
 
 
+def write_apihost(path: Path, url: str) -> None:
+    """``url`` into ``path`` atomically (a reader sees the whole line or no file)."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as stream:
+            stream.write(url + "\n")
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def remove_apihost(path: Path, url: str | None = None) -> None:
+    """Remove ``path`` (only if it still holds ``url``, when given: never another instance's)."""
+    try:
+        if url is None or path.read_text(encoding="utf-8").strip() == url:
+            path.unlink()
+    except FileNotFoundError:
+        pass
+
+
 def serve(config) -> int:
     from .http.server import ApiServer
     from .platform import Platform
+    apihost_file = config.state.dir / "apihost"
+    remove_apihost(apihost_file)  # a killed instance's URL must never be read as this one's
     server = ApiServer((config.server.host, config.server.port), None)
     platform = Platform(config, api_host=server.url)
     server.platform = platform
@@ -90,15 +116,13 @@ def serve(config) -> int:
     platform.start()
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="http", daemon=True)
     thread.start()
-    apihost_file = config.state.dir / "apihost"
-    tmp = apihost_file.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(server.url + "\n")
-    os.replace(tmp, apihost_file)
     assert platform.backend is not None, "Platform.start() sets the backend"
-    LOG.info("serving the OpenWhisk API on %s (backend %s)", server.url, platform.backend.name)
     try:
+        write_apihost(apihost_file, server.url)
+        LOG.info("serving the OpenWhisk API on %s (backend %s)", server.url, platform.backend.name)
         stop.wait()
     finally:
+        remove_apihost(apihost_file, server.url)  # first: the URL stops being advertised
         LOG.info("stopping: removing containers")
         server.shutdown()
         server.server_close()

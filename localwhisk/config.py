@@ -7,14 +7,17 @@ OpenWhisk has one; see docs/localwhisk.md.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from faasload import logsetup
-from faasload.config import load_file, option, section
+from faasload import logsetup, resources
+from faasload.config import ConfigError, load_file, option, section
 
-DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config" / "localwhisk.yml"
+DEFAULT_PATH = resources.example_config("localwhisk.yml")
+#: Debian's ``nobody:nogroup``: the Docker actions' user when localwhisk runs as root.
+NOBODY = (65534, 65534)
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,9 @@ class ContainersConfig:
     log_wait_s: float = option(2.0, unit="s", minimum=0, doc="longest wait after a /run for the log sentinel on stdout and stderr")
     cgroups: bool = option(True, doc="process backend: confine each container in its own cgroup with the action's memory limit (a warning at start-up when cgroups are not writable)")
     python: str = option("/usr/bin/python3", doc="Python interpreter running the runtime proxy and the actions (inside Docker containers too, with /usr bind-mounted)")
+    docker_user: str = option("", doc="`UID:GID` (numbers, UID not 0) that Docker actions run as; empty: localwhisk's own when it is not root, else 65534:65534 (nobody). Storage directories actions write to must be writable by it")
+    docker_network: str = option("bridge", doc="Docker network of an action annotated `network: true` (OpenWhisk's invoker uses `bridge`); other actions have none (`none`: loopback only)")
+    pids_limit: int = option(1024, minimum=1, doc="most processes and threads in one Docker action container (`--pids-limit`)")
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,7 @@ class LimitsConfig:
     std_action_duration_ms: int = option(60000, unit="ms", minimum=1, doc="default action time limit")
     max_action_logs_mb: int = option(10, unit="MB", minimum=0, doc="largest (and default) action log limit")
     max_blocking_wait_ms: int = option(60000, unit="ms", minimum=1, doc="longest wait of a blocking invocation (and largest `timeout` parameter)")
-    max_payload_bytes: int = option(1048576, unit="bytes", minimum=1, doc="largest action result; a longer one is an application error")
+    max_payload_bytes: int = option(1048576, unit="bytes", minimum=1, doc="largest invocation payload (413 beyond, as OpenWhisk's `whisk.activation.payload.max`) and largest action result (a longer one is an application error)")
 
 
 @dataclass(frozen=True)
@@ -93,9 +99,34 @@ class LocalWhiskConfig:
     runtimes: RuntimesConfig = section(RuntimesConfig, doc="action kinds")
     events: EventsConfig = section(EventsConfig, doc="user events to Kafka")
     monitor: MonitorNotifyConfig = section(MonitorNotifyConfig, doc="notifications to the FaaSLoad monitor")
-    logging: dict[str, Any] = option({}, doc="`logging.config.dictConfig` mapping merged over the default (INFO to stderr)", check=logsetup.check)
+    logging: dict[str, Any] = option({}, doc="`logging.config.dictConfig` mapping merged over the default (INFO to stderr, the `kafka` logger at WARNING, syslog priority prefixes when stderr is the journal)", check=logsetup.check)
 
 
 def load(path: str | Path = DEFAULT_PATH, overrides: dict[str, Any] | None = None) -> LocalWhiskConfig:
     """Load and validate ``config/localwhisk.yml`` (or ``path``)."""
-    return load_file(LocalWhiskConfig, path, overrides=overrides)
+    config = load_file(LocalWhiskConfig, path, overrides=overrides)
+    if config.containers.docker_user:
+        try:
+            parse_user(config.containers.docker_user)
+        except ValueError as exc:
+            raise ConfigError(str(path), "containers:docker_user", str(exc)) from None
+    return config
+
+
+def parse_user(text: str) -> tuple[int, int]:
+    """``UID:GID`` as numbers; raises ValueError for root or anything else."""
+    uid_text, sep, gid_text = text.partition(":")
+    if not (sep and uid_text.isdigit() and gid_text.isdigit()):
+        raise ValueError(f"expected `UID:GID` (numbers), got {text!r}")
+    if int(uid_text) == 0:
+        raise ValueError("actions must not run as root (UID 0)")
+    return int(uid_text), int(gid_text)
+
+
+def docker_user(configured: str) -> tuple[int, int]:
+    """The UID and GID of Docker actions: ``containers:docker_user``, else ours unless we are root."""
+    if configured:
+        return parse_user(configured)
+    if os.geteuid() != 0:
+        return os.geteuid(), os.getegid()
+    return NOBODY

@@ -16,11 +16,21 @@ from pathlib import Path
 from typing import Any
 
 from .config import LimitsConfig, RuntimesConfig
-from .errors import ALREADY_EXISTS, ENTITY_NAME_ILLEGAL, EXEC_UNDEFINED, ApiError, unsupported_runtime
+from .errors import (
+    ALREADY_EXISTS,
+    ENTITY_NAME_ILLEGAL,
+    EXEC_UNDEFINED,
+    ApiError,
+    entity_too_big,
+    unsupported_runtime,
+)
 
 ENTITY_NAME_RE = re.compile(r"\A([\w]|[\w][\w@ .-]{0,254}[\w@.-])\Z")
 _BASE64_RE = re.compile(r"^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{2}==)?$")
 CONCURRENCY_MAX = 1
+#: OpenWhisk's size limits of an action's fields (``Parameters.sizeLimit``, ``Exec.sizeLimit``).
+PARAMETERS_MAX_BYTES = 1024 * 1024
+EXEC_MAX_BYTES = 48 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +104,33 @@ def is_binary_code(code: str) -> bool:
 
 
 # --------------------------------------------------------------------------- create / update
+
+def check_entity_sizes(body: dict[str, Any]) -> None:
+    """413 when ``exec``, ``parameters`` or ``annotations`` of a ``PUT`` is over OpenWhisk's limit.
+
+    Sizes as OpenWhisk counts them: the code and entry point bytes; for parameters and
+    annotations, each key's bytes plus the bytes of its value's compact JSON.
+    """
+    exec_body = body.get("exec")
+    if isinstance(exec_body, dict) and isinstance(exec_body.get("code"), str):
+        main = exec_body.get("main")
+        size = _utf8_size(exec_body["code"]) + (_utf8_size(main) if isinstance(main, str) else 0)
+        if size > EXEC_MAX_BYTES:
+            raise ApiError(413, entity_too_big("exec", size, EXEC_MAX_BYTES))
+    for field in ("parameters", "annotations"):
+        pairs = body.get(field)
+        if not isinstance(pairs, list):
+            continue
+        size = sum(_utf8_size(p["key"]) + _utf8_size(json.dumps(p.get("value"), ensure_ascii=False,
+                                                                 separators=(",", ":")))
+                   for p in pairs if isinstance(p, dict) and isinstance(p.get("key"), str))
+        if size > PARAMETERS_MAX_BYTES:
+            raise ApiError(413, entity_too_big(field, size, PARAMETERS_MAX_BYTES))
+
+
+def _utf8_size(text: str) -> int:
+    return len(text.encode("utf-8", errors="surrogatepass"))
+
 
 def build_action(namespace: str, name: str, body: dict[str, Any], existing: Action | None, *,
                  overwrite: bool, limits: LimitsConfig, runtimes: RuntimesConfig, now_ms: int) -> Action:

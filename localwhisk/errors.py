@@ -70,6 +70,16 @@ def truncated_response(length: int, maximum: int) -> str:
     return f"The action produced a response that exceeded the allowed length: {length} > {maximum} bytes."
 
 
+def entity_too_big(field: str, size_bytes: int, limit_bytes: int) -> str:
+    """413 text for a request, or a field of it (``parameters``, ``annotations``, ``exec``), over its limit."""
+    return f"{field} larger than allowed: {size_bytes} > {limit_bytes} bytes."
+
+
+def feature_not_implemented(feature: str) -> str:
+    """501 text of the OpenWhisk routes localwhisk does not implement (docs/localwhisk.md)."""
+    return f"{feature} are not implemented by localwhisk, which serves actions and activations only."
+
+
 def truncate_logs(limit_bytes: int) -> str:
     return f"Logs were truncated because the total bytes size exceeds the limit of {limit_bytes} bytes."
 

@@ -124,7 +124,8 @@ class Invoker:
         key = (job.identity.namespace, action.path, action.version, action.updated_ms)
         try:
             pooled, cold = self.pool.acquire(key, action.limits.memory_mb, lambda: self.container_name(job),
-                                             self.container_env, time.monotonic() + self.pool_wait_s)
+                                             self.container_env, time.monotonic() + self.pool_wait_s,
+                                             network=_truthy(action.annotation("network")))
         except Exception as exc:  # noqa: BLE001 (no container: a whisk internal error, as OpenWhisk)
             LOG.warning("activation %s: no container: %s", job.activation_id, exc)
             t_ms = now_ms()
@@ -156,7 +157,8 @@ class Invoker:
         timeout_s = action.limits.timeout_ms / 1000
         oom_before = container.oom_kills()
         if cold:
-            init = post(container.port, "/init", {"value": self._init_value(action, context)}, timeout_s)
+            init = post(container.port, "/init", {"value": self._init_value(action, context)}, timeout_s,
+                        socket_path=container.socket_path)
             extra["initTime"] = now_ms() - start_ms
             if init.outcome is CallOutcome.TIMED_OUT:
                 extra["timeout"] = True
@@ -164,7 +166,8 @@ class Invoker:
                     errors.timed_out_activation(action.limits.timeout_ms, init=True)))
             if init.outcome is not CallOutcome.ANSWERED or init.status != 200:
                 return self._oom_or(container, oom_before, init_failure(init))
-        run = post(container.port, "/run", dict(context, value=self._run_params(job)), timeout_s)
+        run = post(container.port, "/run", dict(context, value=self._run_params(job)), timeout_s,
+                   socket_path=container.socket_path)
         if run.outcome is CallOutcome.TIMED_OUT:
             extra["timeout"] = True
             return ActivationResponse(StatusCode.DEVELOPER_ERROR, _error_result(

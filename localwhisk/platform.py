@@ -43,9 +43,11 @@ def make_backend(config: LocalWhiskConfig, run_dir: Path) -> Backend:
         url = cfg.docker_url or dockerd.default_base_url()
         if dockerd.ping(url):
             from .backends.docker import DockerBackend
-            return DockerBackend(url, run_dir, storage_dir=config.storage.dir, image=cfg.image,
+            from .config import docker_user
+            return DockerBackend(url, storage_dir=config.storage.dir, image=cfg.image,
                                  python=cfg.python, start_timeout_s=cfg.start_timeout_s,
-                                 instance=config.server.instance)
+                                 instance=config.server.instance, user=docker_user(cfg.docker_user),
+                                 network=cfg.docker_network, pids_limit=cfg.pids_limit)
         if cfg.backend == "docker":
             raise RuntimeError(f"containers:backend is docker but no Docker daemon answers at {url}")
         LOG.info("no Docker daemon at %s: using the process backend", url)

@@ -63,8 +63,9 @@ class ContainerPool:
     # ------------------------------------------------------------------ activations
 
     def acquire(self, key: tuple, memory_mb: int, name: Callable[[], str], env: dict[str, str],
-                deadline_s: float) -> tuple[Pooled, bool]:
-        """A container for ``key``: ``(pooled, cold)``; resumes a paused one; may wait for memory."""
+                deadline_s: float, network: bool = False) -> tuple[Pooled, bool]:
+        """A container for ``key``: ``(pooled, cold)``; resumes a paused one; may wait for memory.
+        ``network``: a new container gets a network (the action asked for it)."""
         evicted: list[Pooled] = []
         with self._cond:
             while True:
@@ -103,7 +104,7 @@ class ContainerPool:
             warm.activations += 1
             return warm, False
         try:
-            container = self.backend.create(name(), memory_mb, env)
+            container = self.backend.create(name(), memory_mb, env, network)
         except Exception:
             with self._cond:
                 self.used_mb -= memory_mb

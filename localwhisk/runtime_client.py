@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import http.client
 import json
+import socket
 from dataclasses import dataclass
 
 
@@ -21,10 +22,31 @@ class RuntimeAnswer:
     body: str = ""
 
 
-def post(port: int, path: str, payload: dict, timeout_s: float, host: str = "127.0.0.1") -> RuntimeAnswer:
-    """One request on a fresh connection; never raises."""
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over the UNIX socket of a Docker container's proxy (containers have no network)."""
+
+    def __init__(self, path: str, timeout: float):
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def post(port: int, path: str, payload: dict, timeout_s: float, host: str = "127.0.0.1",
+         socket_path: str | None = None) -> RuntimeAnswer:
+    """One request on a fresh connection (to ``socket_path`` when given, else ``host:port``); never raises."""
     data = json.dumps(payload).encode()
-    conn = http.client.HTTPConnection(host, port, timeout=max(timeout_s, 0.001))
+    timeout = max(timeout_s, 0.001)
+    conn = (_UnixConnection(socket_path, timeout) if socket_path
+            else http.client.HTTPConnection(host, port, timeout=timeout))
     try:
         conn.request("POST", path, body=data, headers={"Content-Type": "application/json"})
         response = conn.getresponse()

@@ -3,17 +3,16 @@
 One JSON file, ``<state dir>/subjects.json``, holds
 ``{"subjects": {subject: {"subject", "namespaces": [{"name","uuid","key"}]}},
 "limits": {namespace: {"invocationsPerMinute": n, "concurrentInvocations": n}}}``
-(OpenWhisk's shapes: docs/openwhisk-contract.md, User administration). Writers take an
-exclusive ``flock`` and replace the file atomically; the server reloads it when its
-modification time changes, so ``python -m localwhisk user create`` takes effect on a running
-server.
+(OpenWhisk's shapes: docs/openwhisk-contract.md, User administration). It holds every user's
+key: it is created 0600 from its first byte. Writers take an exclusive ``flock`` and replace the
+file atomically; the server reloads it when its modification time changes, so
+``python -m localwhisk user create`` takes effect on a running server.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
-import os
 import secrets
 import string
 import threading
@@ -21,6 +20,8 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from faasload.private_file import write_private
 
 #: The preinstalled guest key (OpenWhisk ``ansible/files/auth.guest``).
 GUEST_SUBJECT = "guest"
@@ -113,12 +114,7 @@ class UserStore:
             fcntl.flock(lock, fcntl.LOCK_EX)
             data = self._read()
             yield data
-            tmp = self.path.with_suffix(f".tmp{os.getpid()}")
-            with open(tmp, "w", encoding="utf-8") as stream:
-                json.dump(data, stream, indent=1, sort_keys=True)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(tmp, self.path)
+            write_private(self.path, json.dumps(data, indent=1, sort_keys=True).encode())
 
     def create(self, subject: str, *, namespace: str | None = None, authkey: str | None = None) -> Identity:
         """``wskadmin user create``: a new subject (or a new namespace of one); its identity."""

@@ -5,6 +5,10 @@ A container's cgroup is a :class:`CgroupDirs` (one directory per v1 controller, 
 directory twice on v2); :meth:`open` keeps the files open and every :meth:`CgroupHandle.read`
 re-reads them with ``os.pread`` (0.3 µs instead of 5.5 µs for open/read/close).
 
+Paths come from clients (a notice's ``cgroup``): :meth:`dirs` resolves them and refuses any that
+leads outside the hierarchy (``..``, a symlink out), and only regular files are opened (with
+``O_NONBLOCK``, so that a FIFO planted in a fixture or a writable tree cannot block the opener).
+
 What is read (all in bytes or ns; ``None`` = the read failed, never 0):
 
 ==============  =========================================  ===================================
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -102,12 +107,42 @@ def _stat_fields(fd: int | None, keys: tuple[bytes, ...]) -> list[int | None]:
     return values
 
 
-def _open(path: Path) -> int | None:
+class NotRegularFile(OSError):
+    """A cgroup "file" that is a FIFO, a device, a directory...: never read."""
+
+
+def open_regular(path: Path) -> int:
+    """A read-only descriptor of the regular file ``path``; never blocks, even on a FIFO."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     try:
-        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        regular = False
+    if not regular:
+        os.close(fd)
+        raise NotRegularFile(f"{path} is not a regular file")
+    return fd
+
+
+def _open(path: Path) -> int | None:
+    """A descriptor of the regular file ``path``, or None (logged)."""
+    try:
+        return open_regular(path)
+    except NotRegularFile as exc:
+        log.warning("%s: not read (its values will be null)", exc)
     except OSError as exc:
         log.warning("cannot open %s: %s (its values will be null)", path, exc.strerror)
-        return None
+    return None
+
+
+def confined(mount: Path, path: str) -> Path:
+    """``mount`` joined with the cgroup ``path``, resolved; :class:`CgroupError` when the result
+    is not ``mount`` or below it (``..`` or a symlink leading out of the hierarchy)."""
+    base = os.path.realpath(mount)
+    resolved = os.path.realpath(os.path.join(base, path.lstrip("/")))
+    if resolved != base and not resolved.startswith(base.rstrip("/") + "/"):
+        raise CgroupError(f"cgroup path {path!r} leads outside the cgroup hierarchy {mount} (to {resolved})")
+    return Path(resolved)
 
 
 class CgroupHandle:
@@ -172,7 +207,7 @@ class CgroupV1Reader:
         cpu = paths.get("cpuacct", paths.get("cpu", paths.get("")))
         if memory is None or cpu is None:
             raise CgroupError(f"cgroup paths {paths} name neither 'memory' and 'cpuacct' nor one shared path")
-        return CgroupDirs(self.root / "memory" / memory.lstrip("/"), self.root / "cpuacct" / cpu.lstrip("/"))
+        return CgroupDirs(confined(self.root / "memory", memory), confined(self.root / "cpuacct", cpu))
 
     def open(self, dirs: CgroupDirs) -> CgroupHandle:
         return CgroupHandle(dirs, dirs.memory / "memory.usage_in_bytes", dirs.memory / "memory.stat",
@@ -192,7 +227,7 @@ class CgroupV2Reader:
         path = paths.get("")
         if path is None:
             raise CgroupError(f"cgroup paths {paths} have no unified (v2) path")
-        directory = self.root / path.lstrip("/")
+        directory = confined(self.root, path)
         return CgroupDirs(directory, directory)
 
     def open(self, dirs: CgroupDirs) -> CgroupHandle:

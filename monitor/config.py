@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from faasload import logsetup
+from faasload import logsetup, resources
 from faasload.config import ConfigError, load_file, option, section
 from faasload.openwhisk_names import DEFAULT_NAME_PATTERN
 
-DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config" / "monitor.yml"
+DEFAULT_PATH = resources.example_config("monitor.yml")
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,8 @@ class SocketsConfig:
     measurement: Path = option("/run/wdm/meas", doc="UNIX socket answering measurement queries")
     mode: int = option(0o660, minimum=0, maximum=0o777, doc="permission bits of both sockets (octal in YAML: `0660`)")
     max_message_bytes: int = option(65536, minimum=64, doc="longest accepted message; longer ones are logged and dropped")
-    read_timeout_s: float = option(2.0, unit="s", exclusive_minimum=0, doc="a client that sends no complete message within this time is dropped")
+    read_timeout_s: float = option(2.0, unit="s", exclusive_minimum=0, doc="a connection without a complete message this long after it was accepted is dropped (idle connections hold no worker meanwhile)")
+    max_pending_per_client: int = option(64, minimum=1, doc="connections one client process (by pid) may hold open without a complete message; opening more closes its oldest")
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class MonitorConfig:
     sampling: SamplingConfig = section(SamplingConfig, doc="cgroup sampling")
     discovery: DiscoveryConfig = section(DiscoveryConfig, doc="finding a container's cgroup")
     docker: DockerConfig = section(DockerConfig, doc="Docker-events discovery and attribution without notices (issue 8)")
-    logging: dict[str, Any] = option({}, doc="`logging.config.dictConfig` mapping merged over the default (INFO to stderr); `logging:root:level` switches verbosity", check=logsetup.check)
+    logging: dict[str, Any] = option({}, doc="`logging.config.dictConfig` mapping merged over the default (INFO to stderr, the `kafka` logger at WARNING, syslog priority prefixes when stderr is the journal); `logging:root:level` switches verbosity", check=logsetup.check)
 
 
 def load(path: str | Path = DEFAULT_PATH, overrides: dict[str, Any] | None = None) -> MonitorConfig:

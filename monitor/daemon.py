@@ -51,7 +51,7 @@ class Monitor:
         sockets = config.sockets
         self.servers = tuple(
             MessageServer(name, path, handler, mode=sockets.mode, max_message_bytes=sockets.max_message_bytes,
-                          read_timeout_s=sockets.read_timeout_s)
+                          read_timeout_s=sockets.read_timeout_s, max_pending_per_client=sockets.max_pending_per_client)
             for name, path, handler in (("notification", sockets.notification, self.handlers.notification),
                                         ("measurement", sockets.measurement, self.handlers.query)))
         self._sampler_stop = threading.Event()

@@ -32,7 +32,7 @@ from faasload.clock import Clock
 from faasload.monitor_protocol import ContainerNotice, Lifecycle
 from faasload.openwhisk_names import DEFAULT_NAME_PATTERN
 
-from .cgroups import CgroupDirs
+from .cgroups import CgroupDirs, open_regular
 from .registry import Registry, State
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ class FreezerWatch:
                 if entry.dirs is None:
                     continue
                 try:
-                    watched.fd = os.open(freezer_file(self.registry.reader, entry.dirs), os.O_RDONLY | os.O_CLOEXEC)
+                    watched.fd = open_regular(freezer_file(self.registry.reader, entry.dirs))
                 except (OSError, ValueError) as exc:
                     log.debug("container %s: no freezer state (%s)", container, exc)
                     continue

@@ -3,6 +3,8 @@
 Notices (from the socket, and later from Docker events) go through :meth:`Registry.apply`,
 dispatched by a table of named handlers.  The sampler reads :attr:`Registry.running`, a tuple
 rebuilt on every state change, so it never takes the registry lock.  Queries copy samples out.
+Discovery (paths, Docker's API, opening the cgroup files) runs outside the lock: a slow or
+stuck discovery of one container never delays notices and queries of the others.
 
 Retention: a removed container's samples stay queryable ``retention_s`` after ``rm``; a live
 container's samples older than ``maxage_s`` are dropped; activation bindings go with their
@@ -124,23 +126,35 @@ class Registry:
                 entry.handle = None
         else:
             entry.removed_at_s = None
+        self._refresh_running()
+
+    def _refresh_running(self) -> None:
         self.running = tuple(c for c in self.containers.values()
                              if c.state is State.RUNNING and c.handle is not None)
 
-    def _resolve(self, entry: Container) -> None:
-        if entry.handle is not None:
-            return
+    def _resolve(self, entry: Container, hint: tuple[tuple[str, str], ...] | None) -> None:
+        """Find and open the cgroup of ``entry``, without the lock; install it under the lock
+        unless the entry changed meanwhile (removed, resolved by another notice, new hint)."""
         try:
-            entry.dirs = self.discovery.resolve(entry.id, entry.hint)
+            dirs = self.discovery.resolve(entry.id, hint)
+            handle = self.reader.open(dirs)
         except (CgroupError, OSError) as exc:
-            if entry.resolve_error != str(exc):
-                log.warning("container %s: %s; retrying for %.0f s", entry.id, exc, RESOLVE_GIVE_UP_S)
-            entry.resolve_error = str(exc)
+            with self._lock:
+                if entry.resolve_error != str(exc):
+                    log.warning("container %s: %s; retrying for %.0f s", entry.id, exc, RESOLVE_GIVE_UP_S)
+                entry.resolve_error = str(exc)
             return
-        entry.handle = self.reader.open(entry.dirs)
-        entry.resolve_error = None
+        with self._lock:
+            current = (self.containers.get(entry.id) is entry and entry.state is not State.REMOVED
+                       and entry.handle is None and entry.hint == hint)
+            if current:
+                entry.dirs, entry.handle, entry.resolve_error = dirs, handle, None
+                self._refresh_running()
+        if not current:
+            handle.close()
+            return
         log.info("container %s: sampling %s", entry.id,
-                 entry.dirs.memory if entry.dirs.memory == entry.dirs.cpu else f"{entry.dirs.memory} and {entry.dirs.cpu}")
+                 dirs.memory if dirs.memory == dirs.cpu else f"{dirs.memory} and {dirs.cpu}")
 
     def on_run(self, notice: ContainerNotice, at_s: float | None = None) -> None:
         with self._lock:
@@ -156,8 +170,10 @@ class Registry:
             if entry.handle is None:
                 entry.resolving_since_s = self.clock.epoch_s()
             entry.failed_reads = 0
-            self._resolve(entry)
             self._set_state(entry, State.RUNNING, at_s)
+            unresolved, hint = entry.handle is None, entry.hint
+        if unresolved:
+            self._resolve(entry, hint)
 
     def on_pause(self, notice: ContainerNotice, at_s: float | None = None) -> None:
         with self._lock:
@@ -254,6 +270,7 @@ class Registry:
     def housekeeping(self) -> None:
         """Expire removed containers and old bindings, evict old samples, retry discovery."""
         now = self.clock.epoch_s()
+        retry: list[tuple[Container, tuple[tuple[str, str], ...] | None]] = []
         with self._lock:
             for entry in list(self.containers.values()):
                 removed_at_s = entry.removed_at_s  # set with State.REMOVED
@@ -268,13 +285,14 @@ class Registry:
                         log.warning("container %s: giving up, no cgroup (%s)", entry.id, entry.resolve_error)
                         self._set_state(entry, State.REMOVED)
                     else:
-                        self._resolve(entry)
-                        self._set_state(entry, State.RUNNING)
+                        retry.append((entry, entry.hint))
             horizon = now - self.maxage_s - self.retention_s
             for activation, binding in list(self.bindings.items()):
                 gone = all(c not in self.containers for c in binding.containers)
                 if binding.bound_at_s < horizon or (gone and binding.bound_at_s < now - self.retention_s):
                     del self.bindings[activation]
+        for entry, hint in retry:
+            self._resolve(entry, hint)
 
     def close(self) -> None:
         with self._lock:

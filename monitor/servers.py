@@ -1,10 +1,14 @@
 """The two UNIX socket servers: notifications in, measurements out (docs/monitor.md).
 
-One :class:`MessageServer` per socket: an accept thread hands each connection to a small pool
-of worker threads, which read one message (until ``\\n``, end of stream, ``max_message_bytes``
-or ``read_timeout_s``), call the socket's handler and send its answer, if any.  A bad message is
-logged and dropped (the measurement socket answers an error object); the server keeps serving.
-An empty connection (connect then close) is a readiness probe and is ignored.
+One :class:`MessageServer` per socket.  Its I/O thread accepts connections and reads each
+message without blocking (until ``\\n``, end of stream, ``max_message_bytes`` or
+``read_timeout_s`` after the connection was accepted); only a complete message goes to a small
+pool of worker threads, which call the socket's handler and send its answer, if any.  So an
+idle or slow client holds no worker: 40 idle connections do not delay a query.  One client
+(a process, by its pid from ``SO_PEERCRED``) may hold at most ``max_pending_per_client``
+connections without a complete message; opening more closes its oldest.  A bad message is
+logged and dropped (the measurement socket answers an error object); the server keeps
+serving.  An empty connection (connect then close) is a readiness probe and is ignored.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ import os
 import selectors
 import socket
 import stat
+import struct
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from faasload.errors import Failure
@@ -40,8 +46,10 @@ log = logging.getLogger(__name__)
 
 ACCEPT_POLL_S = 0.2
 WORKERS_PER_SOCKET = 8
+RECV_BYTES = 65536
 #: How long an activation query may wait for the first sample after the activation's end.
 TRAILING_SAMPLE_WAIT_RESOLUTIONS = 2.5
+_UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
 class ServerError(Failure):
@@ -55,33 +63,40 @@ class ReadOutcome(enum.Enum):
     ERROR = "error"          # the connection failed
 
 
-def read_message(conn: socket.socket, max_bytes: int, timeout_s: float) -> tuple[bytes, ReadOutcome]:
-    """Read one message: up to the first newline, or to end of stream."""
-    deadline = time.monotonic() + timeout_s
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        remaining_s = deadline - time.monotonic()
-        if remaining_s <= 0:
-            return b"".join(chunks), ReadOutcome.TIMEOUT
-        conn.settimeout(remaining_s)
-        try:
-            chunk = conn.recv(min(65536, max_bytes + 1 - size))
-        except TimeoutError:
-            return b"".join(chunks), ReadOutcome.TIMEOUT
-        except OSError:
-            return b"".join(chunks), ReadOutcome.ERROR
+@dataclass(eq=False)
+class Pending:
+    """A connection whose message is still being read."""
+
+    sock: socket.socket
+    client: int            # the peer's pid (0 when unknown)
+    deadline_s: float      # monotonic
+    chunks: list[bytes] = field(default_factory=list)
+    size: int = 0
+
+    def feed(self, chunk: bytes, max_bytes: int) -> ReadOutcome | None:
+        """Add received bytes; the outcome once the message is complete (or too large)."""
         if not chunk:
-            return b"".join(chunks), ReadOutcome.COMPLETE
+            return ReadOutcome.COMPLETE
         newline = chunk.find(b"\n")
         if newline >= 0:
-            chunks.append(chunk[:newline])
-            size += newline
-            return b"".join(chunks), (ReadOutcome.COMPLETE if size <= max_bytes else ReadOutcome.TOO_LARGE)
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > max_bytes:
-            return b"".join(chunks), ReadOutcome.TOO_LARGE
+            self.chunks.append(chunk[:newline])
+            self.size += newline
+            return ReadOutcome.COMPLETE if self.size <= max_bytes else ReadOutcome.TOO_LARGE
+        self.chunks.append(chunk)
+        self.size += len(chunk)
+        return ReadOutcome.TOO_LARGE if self.size > max_bytes else None
+
+    def message(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+def peer_pid(conn: socket.socket) -> int:
+    """The pid of the process at the other end of a UNIX socket (0 when unknown)."""
+    try:
+        pid, _, _ = _UCRED.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
+    except (OSError, AttributeError, struct.error):
+        return 0
+    return pid
 
 
 def _drain(conn: socket.socket, limit_bytes: int = 1 << 20, timeout_s: float = 0.2) -> None:
@@ -128,21 +143,25 @@ def prepare_socket_path(path: Path) -> None:
 
 
 class MessageServer:
-    """One UNIX socket, one message per connection; ``handler(raw) -> answer bytes | None``."""
+    """One UNIX socket, one message per connection; ``handler(raw, outcome) -> answer bytes | None``."""
 
     def __init__(self, name: str, path: Path, handler: Callable[[bytes, ReadOutcome], bytes | None], *,
-                 mode: int, max_message_bytes: int, read_timeout_s: float):
+                 mode: int, max_message_bytes: int, read_timeout_s: float, max_pending_per_client: int = 64):
         self.name = name
         self.path = Path(path)
         self.handler = handler
         self.mode = mode
         self.max_message_bytes = max_message_bytes
         self.read_timeout_s = read_timeout_s
+        self.max_pending_per_client = max_pending_per_client
         self.connections = 0
+        self.evicted = 0
         self._sock: socket.socket | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._pending: dict[socket.socket, Pending] = {}   # in accept order
+        self._warned_clients: set[int] = set()
 
     def start(self) -> None:
         prepare_socket_path(self.path)
@@ -154,32 +173,97 @@ class MessageServer:
         except OSError as exc:
             sock.close()
             raise ServerError(f"cannot listen on {self.path}: {exc.strerror or exc}") from None
+        sock.setblocking(False)
         self._sock = sock
         self._pool = ThreadPoolExecutor(WORKERS_PER_SOCKET, thread_name_prefix=f"{self.name}-conn")
-        self._thread = threading.Thread(target=self._accept_loop, args=(sock, self._pool), name=f"{self.name}-accept",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._io_loop, name=f"{self.name}-io", daemon=True)
         self._thread.start()
         log.info("%s socket listening on %s (mode %04o)", self.name, self.path, self.mode)
 
-    def _accept_loop(self, sock: socket.socket, pool: ThreadPoolExecutor) -> None:
-        with selectors.DefaultSelector() as selector:
-            selector.register(sock, selectors.EVENT_READ)
-            while not self._stop.is_set():
-                if not selector.select(ACCEPT_POLL_S):
-                    continue
-                try:
-                    conn, _ = sock.accept()
-                except OSError:
-                    continue
-                self.connections += 1
-                pool.submit(self._serve, conn)
+    # ------------------------------------------------------------------ the I/O thread
 
-    def _serve(self, conn: socket.socket) -> None:
+    def _io_loop(self) -> None:
+        listener = self._sock
+        assert listener is not None, "start() first"
+        with selectors.DefaultSelector() as selector:
+            selector.register(listener, selectors.EVENT_READ)
+            try:
+                while not self._stop.is_set():
+                    timeout_s = ACCEPT_POLL_S
+                    if self._pending:
+                        oldest = min(p.deadline_s for p in self._pending.values())
+                        timeout_s = max(0.0, min(timeout_s, oldest - time.monotonic()))
+                    for key, _ in selector.select(timeout_s):
+                        if key.fileobj is listener:
+                            self._accept(selector, listener)
+                        else:
+                            self._receive(selector, key.data)
+                    self._expire(selector)
+            finally:
+                for pending in list(self._pending.values()):
+                    pending.sock.close()
+                self._pending.clear()
+
+    def _accept(self, selector: selectors.BaseSelector, listener: socket.socket) -> None:
         try:
-            started_s = time.monotonic()
-            raw, outcome = read_message(conn, self.max_message_bytes, self.read_timeout_s)
-            log.debug("%s: %d bytes, %s after %.1f ms", self.name, len(raw), outcome.value,
-                      (time.monotonic() - started_s) * 1000)
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        self.connections += 1
+        conn.setblocking(False)
+        pending = Pending(conn, peer_pid(conn), time.monotonic() + self.read_timeout_s)
+        held = [p for p in self._pending.values() if p.client == pending.client]
+        if pending.client and len(held) >= self.max_pending_per_client:
+            oldest = held[0]
+            self.evicted += 1
+            if pending.client not in self._warned_clients:
+                self._warned_clients.add(pending.client)
+                log.warning("%s: client pid %d holds more than %d connections without a complete message "
+                            "(sockets:max_pending_per_client): closing its oldest ones", self.name,
+                            pending.client, self.max_pending_per_client)
+            self._forget(selector, oldest)
+            oldest.sock.close()
+        self._pending[conn] = pending
+        selector.register(conn, selectors.EVENT_READ, pending)
+
+    def _receive(self, selector: selectors.BaseSelector, pending: Pending) -> None:
+        try:
+            chunk = pending.sock.recv(min(RECV_BYTES, self.max_message_bytes + 1 - pending.size))
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._finish(selector, pending, ReadOutcome.ERROR)
+            return
+        outcome = pending.feed(chunk, self.max_message_bytes)
+        if outcome is not None:
+            self._finish(selector, pending, outcome)
+
+    def _expire(self, selector: selectors.BaseSelector) -> None:
+        now_s = time.monotonic()
+        for pending in [p for p in self._pending.values() if p.deadline_s <= now_s]:
+            self._finish(selector, pending, ReadOutcome.TIMEOUT)
+
+    def _forget(self, selector: selectors.BaseSelector, pending: Pending) -> None:
+        selector.unregister(pending.sock)
+        del self._pending[pending.sock]
+        if pending.client in self._warned_clients and not any(
+                p.client == pending.client for p in self._pending.values()):
+            self._warned_clients.discard(pending.client)
+
+    def _finish(self, selector: selectors.BaseSelector, pending: Pending, outcome: ReadOutcome) -> None:
+        self._forget(selector, pending)
+        pending.sock.setblocking(True)
+        assert self._pool is not None, "start() first"
+        try:
+            self._pool.submit(self._serve, pending.sock, pending.message(), outcome)
+        except RuntimeError:  # the pool is shutting down
+            pending.sock.close()
+
+    # ------------------------------------------------------------------ the workers
+
+    def _serve(self, conn: socket.socket, raw: bytes, outcome: ReadOutcome) -> None:
+        try:
+            log.debug("%s: %d bytes, %s", self.name, len(raw), outcome.value)
             try:
                 answer = self.handler(raw, outcome)
             except Exception:  # a handler bug must not stop the server  # noqa: BLE001

@@ -10,16 +10,10 @@
 #       how to store the keys (python -m loader.deploy store-key USER UUID:KEY).
 #   --user NAME (repeatable) replaces the traces' users.
 # See docs/injector.md. Exit status: 0 when every user has a key.
+# Relative paths are relative to the current directory; FaaSLoad runs in the environment of
+# scripts/setup.sh ($FAASLOAD_VENV, default .venv of the repository).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
-config_args=()
-command_args=()
-while [ $# -gt 0 ]; do
-    case "$1" in
-        -c|--config|--set) config_args+=("$1" "$2"); shift 2 ;;
-        --config=*|--set=*) config_args+=("$1"); shift ;;
-        *) command_args+=("$1"); shift ;;
-    esac
-done
+source "$(dirname "$0")/_env.sh"
+require_python
+split_config_args "$@"
 exec "$PY" -m loader.deploy "${config_args[@]}" users "${command_args[@]}"

@@ -1,145 +1,120 @@
 #!/usr/bin/env bash
-# FaaSLoad demo, one command on a fresh Debian 12 machine (as root):
-#   1. scripts/setup.sh (system and Python dependencies);
-#   2. starts a Kafka-protocol broker (Tansu), localwhisk (user events on, monitor notifications on)
-#      and the monitor, each on a free port / in .state/demo/run;
+# FaaSLoad demo, one command on a fresh Debian 12 or Ubuntu 24.04 machine (as root):
+#   1. scripts/setup.sh (system packages, and the virtual environment .venv);
+#   2. scripts/stack.sh up: a Kafka-protocol broker (Tansu), the monitor and localwhisk (user
+#      events on, monitor notifications on), each on a free port / in the state directory;
 #   3. creates the users of the bundled traces (demo/traces) on localwhisk, stores their keys,
 #      deploys the example actions (actions/manifest.yml) into their namespaces, writes the inputs;
 #   4. runs `python -m loader` on the traces (about a minute) with the embedded PostgreSQL;
-#   5. prints the summary and example queries on the dataset; stops everything it started (by pid,
-#      also on failure or Ctrl-C).
-# State (keys, localwhisk, the dataset in .state/demo/pgdata, logs) stays under .state/demo
-# (gitignored); the dataset accumulates one experiment per demo run.
+#   5. prints the summary and example queries on the dataset, writes the experiment's HTML report
+#      (python -m loader.report) in the state directory's report/; stops everything it started
+#      (scripts/stack.sh down: by pid, also on failure or Ctrl-C).
+# State (keys, localwhisk, the dataset in pgdata, logs) stays in the state directory: .state/demo
+# in the repository (gitignored), or /var/lib/faasload/demo as root when the repository is in a
+# directory the embedded PostgreSQL's unprivileged user cannot reach (e.g. /root). The dataset
+# accumulates one experiment per demo run. Exit status: 0 when every invocation succeeded.
 #
 #   scripts/demo.sh            run the demo
 #   scripts/demo.sh --docker   localwhisk runs actions in Docker containers instead of processes
-#   scripts/demo.sh --psql     open psql on the demo's dataset (starts and stops its PostgreSQL)
-# Environment: FAASLOAD_DEMO_SKIP_SETUP=1 skips step 1; PYTHON picks the interpreter.
+#                              (starts a Docker daemon when none answers; needs docker.io)
+#   scripts/demo.sh --psql     open psql on the demo's dataset (python -m loader.psql)
+# Environment: FAASLOAD_DEMO_SKIP_SETUP=1 skips step 1; FAASLOAD_DEMO_STATE sets the state
+# directory; FAASLOAD_VENV the environment (default .venv); PYTHON the interpreter setup.sh uses.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT=$PWD
-PY=${PYTHON:-python3}
-export FAASLOAD_DEMO_ROOT=$ROOT
-export FAASLOAD_DEMO_STATE=${FAASLOAD_DEMO_STATE:-$ROOT/.state/demo}
-STATE=$FAASLOAD_DEMO_STATE
-LOGS=$STATE/logs
-backend=process
+source "$(dirname "$0")/_env.sh"
+ROOT=$FAASLOAD_ROOT
+backend=()
 
 say() { printf '\n== %s\n' "$*"; }
 fail() { printf 'demo: %s\n' "$*" >&2; exit 1; }
 
+mode=run
 case "${1:-}" in
-    --psql) exec "$PY" -m demo.tools psql "$STATE/pgdata" ;;
-    --docker) backend=docker ;;
+    --psql) mode=psql ;;
+    --docker) backend=(--docker) ;;
     "") ;;
     *) fail "unknown option $1 (use --docker or --psql)" ;;
 esac
 
-if [ "${FAASLOAD_DEMO_SKIP_SETUP:-0}" != 1 ]; then
-    say "setting up the machine (scripts/setup.sh)"
-    scripts/setup.sh
+if [ "$mode" = run ] && [ "${FAASLOAD_DEMO_SKIP_SETUP:-0}" != 1 ]; then
+    say "setting up the machine (scripts/setup.sh $FAASLOAD_VENV)"
+    "$ROOT/scripts/setup.sh" "$FAASLOAD_VENV"
+fi
+require_python
+
+export FAASLOAD_DEMO_ROOT=$ROOT
+export FAASLOAD_DEMO_STATE=${FAASLOAD_DEMO_STATE:-$("$PY" -m demo.tools state-dir "$ROOT/.state/demo")}
+STATE=$FAASLOAD_DEMO_STATE
+LOGS=$STATE/logs
+if [ "$mode" = psql ]; then
+    exec "$PY" -m loader.psql --config "$ROOT/demo/loader.yml"
 fi
 
-# ---------------------------------------------------------------- services, stopped by pid on exit
-pids=()
-names=()
+stack() { "$ROOT/scripts/stack.sh" "$@" --state "$STATE"; }
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
-    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-        local pid=${pids[i]}
-        if kill -0 "$pid" 2>/dev/null; then
-            kill -TERM "$pid" 2>/dev/null || true
-            for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-            kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-            printf 'demo: stopped %s (pid %s)\n' "${names[i]}" "$pid"
-        fi
-    done
+    stack down || true
     if [ "$status" -ne 0 ]; then
         printf 'demo: failed (exit %s); logs in %s\n' "$status" "$LOGS" >&2
     fi
     exit "$status"
 }
+
+# The embedded PostgreSQL runs as an unprivileged user when we are root: every directory above
+# its data must be traversable.
+rm -rf "$STATE/authkeys" "$STATE/storage"
+mkdir -p "$STATE"
+chmod 755 "$STATE"
+[ "$STATE" = "$ROOT/.state/demo" ] && chmod 755 "$ROOT/.state"
+
+say "starting a Kafka-protocol broker (Tansu), the monitor and localwhisk (scripts/stack.sh up)"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# Each service in its own session: a Ctrl-C reaches the loader (which then finishes recording)
-# and not the services it still needs; cleanup stops them afterwards.
-start() {  # start NAME LOGFILE COMMAND...
-    local name=$1 log=$2
-    shift 2
-    setsid "$@" >"$log" 2>&1 </dev/null &
-    pids+=($!)
-    names+=("$name")
-    LAST_PID=$!
-}
-
-# The embedded PostgreSQL runs as an unprivileged user: every directory above its data must be
-# traversable (.state lives in the repository, never under /root).
-rm -rf "$STATE/localwhisk" "$STATE/authkeys" "$STATE/run" "$STATE/storage" "$LOGS"
-mkdir -p "$STATE" "$LOGS" "$STATE/run"
-chmod 755 "$ROOT/.state" "$STATE"
-
-say "starting a Kafka-protocol broker (Tansu)"
-broker_port=$("$PY" -m demo.tools free-port)
-broker_bin=$("$PY" -c 'from faasload.tansu import broker_binary; print(broker_binary())')
-start tansu "$LOGS/tansu.log" "$broker_bin" broker --listener-url "tcp://127.0.0.1:$broker_port" \
-    --advertised-listener-url "tcp://127.0.0.1:$broker_port" --storage-engine memory://tansu/
-"$PY" -c "import sys; from faasload.procs import wait_until, tcp_accepts; wait_until(lambda: tcp_accepts('127.0.0.1', $broker_port), timeout_s=20, what='broker')" \
-    || fail "the broker did not start (log: $LOGS/tansu.log)"
-echo "broker on 127.0.0.1:$broker_port"
-
+stack up "${backend[@]}"
+# shellcheck source=/dev/null
+source "$STATE/stack.env"
 monitor_on=false
-lw_monitor=()
-if "$PY" -c 'import monitor.daemon' 2>/dev/null; then
-    say "starting the monitor"
-    start monitor "$LOGS/monitor.log" "$PY" -m monitor --config demo/monitor.yml
-    "$PY" -m demo.tools wait-socket "$STATE/run/meas" 30 "$LAST_PID" \
-        && "$PY" -m demo.tools wait-socket "$STATE/run/notif" 10 "$LAST_PID" \
-        || fail "the monitor did not start (log: $LOGS/monitor.log)"
-    monitor_on=true
-    lw_monitor=(--set "monitor:notification_socket=$STATE/run/notif")
-    echo "monitor sockets in $STATE/run"
-else
-    echo "demo: the monitor is not available in this checkout: resources will not be recorded"
-fi
+[ -n "$MEASUREMENT_SOCKET" ] && monitor_on=true
 
-say "starting localwhisk ($backend backend, user events on)"
-start localwhisk "$LOGS/localwhisk.log" "$PY" -m localwhisk --config demo/localwhisk.yml \
-    --set "events:bootstrap_servers=[\"127.0.0.1:$broker_port\"]" --set "containers:backend=$backend" \
-    "${lw_monitor[@]}"
-"$PY" -m demo.tools wait-file "$STATE/localwhisk/apihost" 60 "$LAST_PID" \
-    || fail "localwhisk did not start (log: $LOGS/localwhisk.log)"
-apihost=$(cat "$STATE/localwhisk/apihost")
-"$PY" -m demo.tools wait-http "$apihost/api/v1" 30 "$LAST_PID" || fail "localwhisk does not answer at $apihost"
-echo "localwhisk at $apihost"
-
-loader_args=(--config demo/loader.yml --set "openwhisk:apihost=$apihost"
-             --set "openwhisk:user_events:bootstrap_servers=[\"127.0.0.1:$broker_port\"]"
+loader_args=(--config "$ROOT/demo/loader.yml" --set "openwhisk:apihost=$APIHOST"
+             --set "openwhisk:user_events:bootstrap_servers=[\"$BROKER\"]"
              --set "monitor:enabled=$monitor_on")
 
 say "creating the traces' users and storing their keys (scripts/create_users.sh)"
-scripts/create_users.sh "${loader_args[@]}" --localwhisk-arg=--config=demo/localwhisk.yml
+"$ROOT/scripts/create_users.sh" "${loader_args[@]}" "--localwhisk-arg=--set=state:dir=$LOCALWHISK_STATE"
 
 say "deploying the example actions into each user's namespace (scripts/deploy_actions.sh)"
-scripts/deploy_actions.sh "${loader_args[@]}" --manifest actions/manifest.yml
+"$ROOT/scripts/deploy_actions.sh" "${loader_args[@]}" --manifest "$ROOT/actions/manifest.yml"
 
 say "writing the inputs into localwhisk's storage"
-"$PY" -m actions.inputs --out "$STATE/storage/faasload-inputs" --image 5 --audio 5 --video 5 >/dev/null
-mkdir -p "$STATE/storage/faasload-outputs"
-ls "$STATE/storage/faasload-inputs" | tr '\n' ' '; echo
+"$PY" -m actions.inputs --out "$STORAGE_DIR/faasload-inputs" --image 5 --audio 5 --video 5 >/dev/null
+mkdir -p "$STORAGE_DIR/faasload-outputs"
+if [ "${backend[0]:-}" = --docker ] && [ "$(id -u)" = 0 ]; then
+    # Docker actions run as nobody (65534) when localwhisk runs as root (containers:docker_user)
+    chown 65534:65534 "$STORAGE_DIR/faasload-outputs"
+fi
+ls "$STORAGE_DIR/faasload-inputs" | tr '\n' ' '; echo
 
 say "checking the traces, keys and actions (python -m loader --validate)"
 "$PY" -m loader "${loader_args[@]}" --validate
 
 say "injecting demo/traces (python -m loader; progress every 5 s; Ctrl-C stops cleanly)"
-"$PY" -m loader "${loader_args[@]}" 2> >(tee "$LOGS/loader.log" >&2)
+"$PY" -m loader "${loader_args[@]}" 2> >(tee "$LOGS/loader.log" >&2) | tee -i "$LOGS/loader.out"
+experiment_id=$(sed -n "s/^experiment '.*' (id \([0-9]*\))$/\1/p" "$LOGS/loader.out")
 
 say "the dataset (embedded PostgreSQL in $STATE/pgdata)"
-"$PY" -m demo.tools queries "$STATE/pgdata"
+"$PY" -m demo.tools queries "$ROOT/demo/loader.yml"
+
+say "checking that every invocation succeeded"
+"$PY" -m demo.tools check-success "$ROOT/demo/loader.yml"
+
+say "the experiment's report (python -m loader.report $experiment_id --out $STATE/report)"
+"$PY" -m loader.report "$experiment_id" --config "$ROOT/demo/loader.yml" --out "$STATE/report"
 
 cat <<EOF
 
-More: scripts/demo.sh --psql opens psql on this dataset; docs/dataset.md lists every column and
-more queries; logs of this run are in $LOGS.
+More: open $STATE/report/index.html in a browser (docs/report.md); scripts/demo.sh --psql opens
+psql on this dataset; docs/dataset.md lists every column, more queries and the pandas API; logs of
+this run are in $LOGS.
 EOF

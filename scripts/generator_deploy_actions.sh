@@ -4,18 +4,17 @@
 # REST PUT /api/v1/namespaces/_/actions/NAME?overwrite=true with the code file named by
 # the manifest the function came from, its runtime and limits.
 #
-#   scripts/generator_deploy_actions.sh [--config config/loader.yml]
+#   scripts/generator_deploy_actions.sh [--config config/loader.yml] [--set KEY=VALUE]...
 #
 # Run scripts/generator_create_users.sh first. See docs/generator.md.
+# Relative paths are relative to the current directory; FaaSLoad runs in the environment of
+# scripts/setup.sh ($FAASLOAD_VENV, default .venv of the repository).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
-config=()
-while [ $# -gt 0 ]; do
-    case "$1" in
-        -c|--config) config=(--config "$2"); shift 2 ;;
-        --config=*) config=("$1"); shift ;;
-        *) echo "generator_deploy_actions.sh: unknown argument: $1" >&2; exit 2 ;;
-    esac
-done
-exec "$PY" -m loader.gendeploy "${config[@]}" actions
+source "$(dirname "$0")/_env.sh"
+require_python
+split_config_args "$@"
+if [ ${#command_args[@]} -gt 0 ]; then
+    echo "generator_deploy_actions.sh: unknown argument: ${command_args[0]}" >&2
+    exit 2
+fi
+exec "$PY" -m loader.gendeploy "${config_args[@]}" actions

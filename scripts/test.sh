@@ -1,20 +1,36 @@
 #!/usr/bin/env bash
-# Set up a fresh machine (scripts/setup.sh), start a Docker daemon if none is reachable,
-# and run the whole test suite against real services. Exit status is pytest's.
+# Set up a fresh machine (scripts/setup.sh --tests: system packages, Chromium for the report test, and the virtual
+# environment .venv),
+# start a Docker daemon if none is reachable (as root, with docker.io), and run the whole test
+# suite with the environment's pytest against real services. Arguments go to pytest; test paths
+# are relative to the current directory. Exit status is pytest's.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-scripts/setup.sh
-PY=${PYTHON:-python3}
+source "$(dirname "$0")/_env.sh"
+"$FAASLOAD_ROOT/scripts/setup.sh" --tests "$FAASLOAD_VENV"
+require_python
 
 started_dockerd=""
 if command -v dockerd >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
-    if ! DOCKER_HOST=${DOCKER_HOST:-} "$PY" -c 'import sys; from faasload import dockerd; sys.exit(0 if dockerd.ping(dockerd.default_base_url()) else 1)'; then
-        root=/tmp/faasload-ci-dockerd
-        export DOCKER_HOST=$("$PY" -c "from pathlib import Path; from faasload import dockerd; print(dockerd.start(Path('$root')).base_url)")
-        started_dockerd=$root/dockerd.pid
+    read -r docker_url docker_pid < <("$PY" -m faasload.dockerd ensure /tmp/faasload-ci-dockerd) || true
+    if [ -n "${docker_url:-}" ]; then
+        export DOCKER_HOST=$docker_url
+        started_dockerd=${docker_pid:-}
+    else
+        echo "test: no Docker daemon: the Docker tests will be skipped" >&2
     fi
 fi
-stop_dockerd() { [ -n "$started_dockerd" ] && [ -f "$started_dockerd" ] && kill "$(cat "$started_dockerd")" 2>/dev/null || true; }
+stop_dockerd() {
+    if [ -n "$started_dockerd" ]; then
+        kill "$started_dockerd" 2>/dev/null || true
+        for _ in $(seq 1 200); do kill -0 "$started_dockerd" 2>/dev/null || break; sleep 0.1; done
+    fi
+}
 trap stop_dockerd EXIT
 
-"$PY" -m pytest "$@"
+# pytest runs from the repository (its configuration, tests/); paths given here are made absolute.
+args=()
+for arg in "$@"; do
+    if [ -e "${arg%%::*}" ]; then args+=("$(realpath "${arg%%::*}")${arg#"${arg%%::*}"}"); else args+=("$arg"); fi
+done
+cd "$FAASLOAD_ROOT"
+"$PY" -m pytest "${args[@]}"

@@ -118,6 +118,13 @@ def test_paths_expand_home_and_variables(tmp_path, monkeypatch):
     assert cfg.openwhisk.authkeys == Path(os.path.expanduser("~/keys"))
 
 
+def test_an_unset_variable_in_a_path_names_the_key(tmp_path, monkeypatch):
+    monkeypatch.delenv("FL_UNSET", raising=False)
+    path = _write(tmp_path, "injection:\n  tracedir: ${FL_UNSET}/t\n")
+    with pytest.raises(ConfigError, match=rf"{path}: injection:tracedir: environment variable FL_UNSET is not set"):
+        loader_config.load(path)
+
+
 def test_missing_authkeys_directory_is_reported(tmp_path):
     path = _write(tmp_path, f"openwhisk:\n  authkeys: {tmp_path}/nokeys\ninjection:\n  tracedir: {tmp_path}\n")
     cfg = loader_config.load(path)

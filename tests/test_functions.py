@@ -194,12 +194,12 @@ def test_command_writes_functions(tmp_path, database: DatabaseConfiguration):
     config = tmp_path / "loader.yml"
     config.write_text(yaml.safe_dump({"database": {"host": database.host, "port": database.port,
                                                    "user": database.user, "database": database.database}}))
-    done = subprocess.run([sys.executable, "-m", "loader.manifest", str(path), "--config", str(config)],
+    done = subprocess.run([sys.executable, "-m", "loader.functions", str(path), "--config", str(config)],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "3 functions written" in done.stdout and "gain, probe, resize" in done.stdout
     bad = write(tmp_path, "packages: {p: {actions: {a: {function: a.py, limits: {timeout: -1}}}}}", "bad.yml")
-    done = subprocess.run([sys.executable, "-m", "loader.manifest", str(bad), "--config", str(config)],
+    done = subprocess.run([sys.executable, "-m", "loader.functions", str(bad), "--config", str(config)],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert f"{bad}: packages:p:actions:a:limits:timeout: expected an integer >= 1" in done.stderr

@@ -175,6 +175,11 @@ def test_generation_resumed_after_sigterms_and_sigkill_equals_uninterrupted(setu
     resumed = setup.dataset("resumed")
     assert [r[:5] + r[6:] for r in resumed] == [r[:5] + r[6:] for r in expected]   # keys, inputs, parameters
     assert {row[5] for row in resumed} == {"success"}
+    # The stored summary covers every session; the last session's own counts are under "session".
+    (summary,) = setup.query("SELECT summary FROM experiments WHERE name = 'resumed'")[0]
+    assert (summary["planned"], summary["issued"], summary["statuses"]) == (PLANNED, PLANNED, {"success": PLANNED})
+    assert sum(f["runs"] for f in summary["functions"].values()) == PLANNED
+    assert 0 < summary["session"]["statuses"]["success"] < PLANNED and summary["stopped"] is False
     # Nothing left to do: a further start says so and sends nothing.
     again = setup.loader(config)
     output = finish(again)

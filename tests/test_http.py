@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import ssl
@@ -197,3 +198,43 @@ def test_https_with_and_without_verification(tmp_path):
             HttpTransport(f"https://127.0.0.1:{raw.port}").request("GET", "/")
     finally:
         raw.close()
+
+
+@pytest.fixture
+def many_descriptors():
+    """This process holds more than 1024 descriptors, so new sockets get numbers above 1023
+    (where ``select()`` fails): the soft RLIMIT_NOFILE is raised for the test, then restored."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 1200
+    if hard != resource.RLIM_INFINITY and hard < wanted + 64:
+        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is too low to hold {wanted} descriptors")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted + 64), hard))
+    held = []
+    try:
+        while len(held) < wanted:
+            held.append(os.open("/dev/null", os.O_RDONLY))
+        yield max(held)
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_keep_alive_above_descriptor_1023(server, many_descriptors):
+    assert many_descriptors > 1024
+    answer = b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\n{}"
+    server.script = [[answer] for _ in range(20)] + [[answer, "close"], [answer]]
+    transport = _transport(server)
+    try:
+        for _ in range(20):
+            assert transport.request("POST", "/invoke", body=b"{}").status == 202
+        assert transport._local.conn.sock.fileno() > 1023
+        assert server.connections == 1  # 20 requests, one kept-alive connection
+        # a connection the server closed while idle is still seen as closed (and replaced) there
+        assert transport.request("POST", "/invoke", body=b"{}").status == 202
+        time.sleep(0.05)
+        assert transport.request("POST", "/invoke", body=b"{}").status == 202
+        assert server.connections == 2
+    finally:
+        transport.close()

@@ -67,7 +67,7 @@ def test_docker_cold_warm_pause_and_names(localwhisk_factory, docker_api, sink):
     container_id = containers[0]["Id"]
     info = docker_api.inspect_container(container_id)
     assert info["HostConfig"]["Memory"] == 128 * 1024 * 1024
-    assert info["HostConfig"]["NetworkMode"] == "host"
+    assert info["HostConfig"]["NetworkMode"] == "none"  # no network unless the action asks (docs/localwhisk.md)
     _wait(lambda: docker_api.inspect_container(container_id)["State"]["Paused"])  # paused after the grace
     warm = requests.post(whisk.url("actions/hello-world?blocking=true"), auth=_auth(key), timeout=60)
     assert warm.status_code == 200

@@ -182,6 +182,7 @@ def test_log_buffer_splits_at_sentinels():
 class _FakeContainer:
     def __init__(self, n):
         self.id, self.name, self.port, self.cgroup, self.logs = f"c{n}", f"c{n}", 0, None, LogBuffer()
+        self.socket_path = None
         self.paused = self.destroyed = False
 
     def pause(self):
@@ -200,7 +201,7 @@ class _FakeBackend:
     def __init__(self):
         self.created = []
 
-    def create(self, name, memory_mb, env):
+    def create(self, name, memory_mb, env, network=False):
         self.created.append(_FakeContainer(len(self.created)))
         return self.created[-1]
 
@@ -245,7 +246,7 @@ def test_pool_run_arriving_during_a_pause_waits_and_resumes_the_same_container()
             super().pause()
 
     backend = _FakeBackend()
-    backend.create = lambda name, memory_mb, env: backend.created.append(SlowPause(len(backend.created))) \
+    backend.create = lambda name, memory_mb, env, network=False: backend.created.append(SlowPause(len(backend.created))) \
         or backend.created[-1]
     now = [100.0]
     pool = ContainerPool(backend, capacity_mb=512, keepalive_s=600, pause_grace_s=0.05, notify=lambda *a: None,

@@ -113,9 +113,6 @@ class EventConsumer:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> EventConsumer:
-        kafka_log = logging.getLogger("kafka")
-        if kafka_log.level == logging.NOTSET:  # kafka-python's INFO is chatty; a configured level wins
-            kafka_log.setLevel(logging.WARNING)
         self._thread = threading.Thread(target=self._run, name="user-events", daemon=True)
         self._thread.start()
         return self

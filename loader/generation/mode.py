@@ -126,6 +126,7 @@ def run(config: LoaderConfig, source: str | Path) -> int:
              len(generation.traces), generation.experiment)
     named = dataclasses.replace(config, experiment=dataclasses.replace(config.experiment, name=generation.experiment))
     spec = ExperimentSpec(mode="generation", sources=generation.traces, keys=plan.keys, planned_total=remaining,
+                          experiment_planned_total=generation.planned,
                           on_stored=generation.on_stored, record_cancelled=False, reuse_experiment=True,
                           seed=config.generation.seed)
     reason = "error"

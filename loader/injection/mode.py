@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from faasload import cli
+from loader import verdict
 from loader.config import LoaderConfig
 from loader.experiment import ExperimentSpec, exit_code, make_client, run_experiment
+from loader.injection import limits
 from loader.injection.traces import FileTraceSource, TraceScan, list_traces, scan_trace
 from loader.platform.check import check_actions
 from loader.platform.client import OpenWhiskClient
@@ -79,6 +81,16 @@ def validate(config: LoaderConfig, source: str | Path) -> int:
         return cli.EXIT_CONFIG
     print(f"ok: {len(plan.traces)} traces, {plan.invocations} invocations over {plan.duration_s:.3f} s, "
           f"{len(plan.keys)} users, {len({t.name.action for t in plan.traces})} actions")
+    client = make_client(config)
+    try:
+        over = limits.over_limits(client, plan.keys, plan.traces, limits.recorded_durations_ms(config.database))
+    finally:
+        client.close()
+    for line in over:
+        print(line)
+    if over:
+        print(f"{len(over)} user limit(s) exceeded or unknown: the run would be throttled and not reproduce its "
+              f"trace (raise them: wskadmin limits set, or python -m localwhisk limits set)")
     return cli.EXIT_OK
 
 
@@ -96,8 +108,13 @@ def run(config: LoaderConfig, source: str | Path) -> int:
     sources = [FileTraceSource.of_scan(t, incont=config.injection.incont, outcont=config.injection.outcont)
                for t in plan.traces]
     summary = run_experiment(config, ExperimentSpec(mode="injection", sources=sources, keys=plan.keys,
-                                                    planned_total=plan.invocations))
+                                                    planned_total=plan.invocations,
+                                                    planned_duration_s=plan.duration_s))
     print(f"experiment {summary['experiment']['name']!r} (id {summary['experiment']['id']})")
     print(format_summary(summary))
-    return exit_code(summary)
-
+    print(verdict.describe(summary["verdict"]))
+    code = exit_code(summary)   # a trace that ended early or an internal failure: 1, before any verdict
+    if code == cli.EXIT_OK and verdict.breached(summary["verdict"]):
+        print(f"loader: {verdict.describe(summary['verdict']).removeprefix('verdict: ')}", file=sys.stderr)
+        return cli.EXIT_BREACHED
+    return code

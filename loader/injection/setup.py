@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from faasload import cli
+from faasload import cli, resources
 from loader import config as loader_config
 from loader.injection.traces import list_traces, parse_name
 from loader.platform.client import make_client
@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="argument passed to `python -m localwhisk` before `user create` (e.g. --config=FILE)")
     users.set_defaults(handler=_users)
     actions = commands.add_parser("actions", help="deploy manifest actions into each user's namespace")
-    actions.add_argument("--manifest", type=Path, default=Path(__file__).resolve().parents[2] / "actions" / "manifest.yml")
+    actions.add_argument("--manifest", type=Path, default=resources.example_actions_manifest())
     actions.add_argument("--user", action="append", default=[], help="deploy every manifest action for this user")
     actions.add_argument("--all", action="store_true", help="deploy every manifest action for each trace user")
     actions.set_defaults(handler=_actions)

@@ -213,6 +213,10 @@ class OpenWhiskClient:
     def get_action(self, user: UserKey, action: str) -> FetchOutcome:
         return self._fetch(user, f"/actions/{action_path(action)}", query={"code": "false"})
 
+    def get_limits(self, user: UserKey) -> FetchOutcome:
+        """The user's effective limits (``invocationsPerMinute``, ``concurrentInvocations``, ...)."""
+        return self._fetch(user, "/limits")
+
     def put(self, user: UserKey, path: str, body: dict) -> tuple[int | None, str]:
         """``PUT path?overwrite=true`` (create or update an entity): (HTTP status or None, error text)."""
         try:

@@ -9,8 +9,8 @@ OpenWhisk answers (status line, headers, a body framed by ``Content-Length``, ch
 transfer coding, or the end of the connection) and nothing more (no 100-continue, no
 redirects, no compression, no proxies).
 
-Before reusing an idle connection, it checks (as urllib3 does) whether the server closed it
-meanwhile, and reconnects.  When the close races the request anyway (nothing came back on a
+Before reusing an idle connection, it checks (as urllib3 does, with ``poll``: ``select`` fails
+on descriptors above 1023) whether the server closed it meanwhile, and reconnects.  When the close races the request anyway (nothing came back on a
 reused connection), idempotent requests (GET, HEAD, PUT, DELETE) are sent once more on a new
 connection; an invoke (POST) fails as a connection error rather than risk a duplicate.
 Network failures and malformed answers raise :class:`TransportError` (:class:`NotSent` when
@@ -285,9 +285,14 @@ def _read_chunked(conn: _Connection) -> bytes:
 
 
 def _dropped(sock: socket.socket) -> bool:
-    """Whether an idle keep-alive socket was closed by the peer (readable while idle means EOF)."""
+    """Whether an idle keep-alive socket was closed by the peer (readable while idle means EOF).
+
+    ``poll``, not ``select``: ``select`` cannot watch descriptors above 1023, and a loader holding
+    many files would take every connection for closed (keep-alive silently off).
+    """
+    poller = select.poll()
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError):
         return True
-    return bool(readable)

@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from faasload.private_file import write_private
+
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
@@ -57,13 +59,11 @@ def load_key(authkeys: Path, user: str) -> UserKey:
 
 
 def store_key(authkeys: Path, user: str, credentials: str) -> Path:
-    """Write ``uuid:key`` for ``user`` (mode 0600, directory 0700), after checking its shape."""
+    """Write ``uuid:key`` for ``user`` (mode 0600 from the first byte, directory 0700), after
+    checking its shape."""
     parse_key(credentials, user, f"credentials of {user}")
     directory = Path(authkeys)
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = key_path(directory, user)
-    tmp = path.with_name(f".{user}.tmp")
-    tmp.write_text(credentials.strip() + "\n", encoding="utf-8")
-    tmp.chmod(0o600)
-    tmp.replace(path)
+    write_private(path, (credentials.strip() + "\n").encode("utf-8"))
     return path

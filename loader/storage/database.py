@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg2
@@ -12,6 +12,10 @@ import psycopg2.extensions
 from faasload import embedded_pg
 from faasload.errors import Failure
 from loader.config import DatabaseSection
+from loader.storage.dsn import mask_dsn, scrub
+
+__all__ = ["DatabaseConfiguration", "DatabaseError", "OpenedDatabase", "StoreError", "StoreUnavailable",
+           "create_database", "is_configured", "mask_dsn", "open_database"]
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +38,16 @@ class DatabaseConfiguration:
 
         DatabaseConfiguration(user='faasload', password='secret', database='faasload')
 
-    ``dsn`` (a libpq connection string or URI) overrides the other fields.
+    ``dsn`` (a libpq connection string or URI) overrides the other fields.  The password,
+    alone or inside the DSN, never shows: not in ``repr``, :meth:`describe` or errors.
     """
 
     user: str = "faasload"
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     database: str = "faasload"
     host: str | None = None
     port: int = 5432
-    dsn: str | None = None
+    dsn: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_section(cls, section: DatabaseSection) -> DatabaseConfiguration:
@@ -62,16 +67,24 @@ class DatabaseConfiguration:
     def describe(self) -> str:
         """Where the server is, without the password."""
         if self.dsn:
-            return "dsn " + " ".join(p for p in self.dsn.split() if not p.startswith("password="))
+            return "dsn " + mask_dsn(self.dsn)
         return f"{self.user}@{self.host or 'localhost'}:{self.port}/{self.database}"
 
     def connect(self, *, timeout_s: float = 10.0) -> psycopg2.extensions.connection:
-        """A new connection; raises :class:`DatabaseError` naming the server."""
+        """A new connection; raises :class:`DatabaseError` naming the server (never its password)."""
         try:
             return psycopg2.connect(connect_timeout=max(1, int(timeout_s)), **self.connect_kwargs())
-        except psycopg2.OperationalError as exc:
+        except (psycopg2.OperationalError, psycopg2.ProgrammingError) as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            for secret in (self.dsn, self.password):
+                if secret:
+                    reason = scrub(reason, self.dsn) if secret is self.dsn else reason.replace(secret, "***")
             raise DatabaseError(f"cannot connect to PostgreSQL ({self.describe()}): {reason}") from None
+
+
+def embedded_datadir(section: DatabaseSection) -> Path:
+    """The embedded server's data directory: ``database:embedded_datadir``, else the default."""
+    return Path(section.embedded_datadir or embedded_pg.default_datadir()).resolve()
 
 
 def is_configured(section: DatabaseSection) -> bool:
@@ -100,7 +113,7 @@ def open_database(section: DatabaseSection) -> OpenedDatabase:
     """
     if is_configured(section):
         return OpenedDatabase(DatabaseConfiguration.from_section(section))
-    datadir = Path(section.embedded_datadir).resolve()  # the server runs in its data directory
+    datadir = embedded_datadir(section)  # the server runs in it
     log.info("no database configured: starting an embedded PostgreSQL server in %s", datadir)
     server = embedded_pg.start_cluster(datadir)
     create_database(DatabaseConfiguration(user=server.user, host=server.host, port=server.port,

@@ -7,13 +7,16 @@ up to the proxy's sentinel, as OpenWhisk's invoker reads ``docker logs``.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
 
 SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"
 STREAMS = ("stdout", "stderr")
@@ -98,7 +101,8 @@ class Container(Protocol):
 
     id: str            # Docker's full id, or localwhisk's id of a process container
     name: str          # wsk<instance>_<n>_<namespace>_<action>
-    port: int          # the runtime proxy's localhost port
+    port: int          # the runtime proxy's localhost port (process backend)
+    socket_path: str | None  # the runtime proxy's UNIX socket (Docker backend: no network needed)
     cgroup: str | None  # the cgroup path for monitor notifications, when known
     logs: LogBuffer
 
@@ -114,23 +118,45 @@ class Backend(Protocol):
     supports_pause: bool
     warning: str | None  # said once at start-up (e.g. no memory limits)
 
-    def create(self, name: str, memory_mb: int, env: dict[str, str]) -> Container: ...
+    def create(self, name: str, memory_mb: int, env: dict[str, str], network: bool = False) -> Container:
+        """A new container; ``network``: the action asked for a network (else it gets none where
+        the backend can isolate it)."""
+        ...
+
     def close(self) -> None: ...
 
 
 def wait_for_port_file(path: Path, deadline_s: float, alive) -> int:
-    """The port the proxy wrote to ``path``; raises :class:`ContainerError` on exit or timeout.
-
-    ``alive()`` (maybe a Docker API call) is asked at most every 50 ms.
-    """
-    next_alive_check_s = time.monotonic() + 0.05
-    while True:
+    """The port the proxy wrote to ``path``; raises :class:`ContainerError` on exit or timeout."""
+    def port() -> int | None:
         try:
             text = path.read_text()
-            if text:
-                return int(text)
         except FileNotFoundError:
-            pass
+            return None
+        return int(text) if text else None
+    return _wait_ready(port, deadline_s, alive)
+
+
+def wait_for_socket(path: Path, deadline_s: float, alive) -> None:
+    """Until the proxy accepts connections on the UNIX socket ``path``; raises like :func:`wait_for_port_file`."""
+    def accepts() -> bool | None:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(path))
+            except OSError:
+                return None
+        return True
+    _wait_ready(accepts, deadline_s, alive)
+
+
+def _wait_ready(probe: Callable[[], T | None], deadline_s: float, alive) -> T:
+    """``probe()``'s first value other than None; ``alive()`` (maybe a Docker API call) is asked
+    at most every 50 ms."""
+    next_alive_check_s = time.monotonic() + 0.05
+    while True:
+        value = probe()
+        if value is not None:
+            return value
         now_s = time.monotonic()
         if now_s >= next_alive_check_s:
             next_alive_check_s = now_s + 0.05

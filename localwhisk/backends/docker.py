@@ -3,9 +3,13 @@
 * Image: built locally (no registry) with ``docker import`` of a tiny rootfs holding only the
   merged-usr links and empty directories; containers run the host's ``/usr/bin/python3``
   with ``/usr`` and ``/etc`` bind-mounted read-only (no image registry needs to be reachable).
-* ``--memory`` = ``--memory-swap`` = the action's memory, network ``host`` (the proxy listens
-  on a free localhost port and writes it to a bind-mounted file), the storage directory
-  bind-mounted at the same path.
+* ``--memory`` = ``--memory-swap`` = the action's memory; the storage directory bind-mounted
+  at the same path.
+* Isolated as OpenWhisk isolates actions, and more: a non-root user (``containers:docker_user``),
+  ``--cap-drop ALL``, ``no-new-privileges``, ``--pids-limit``, and no network (``none``)
+  unless the action is annotated ``network: true`` (then ``containers:docker_network``).  The
+  proxy therefore listens on a UNIX socket in a private directory bind-mounted from the host
+  (``/tmp/localwhisk-sockets-*/<n>``, short enough for a socket path, owned by the action's user).
 * Names as OpenWhisk's invoker gives them (``wsk<instance>_<n>_<namespace>_<action>``); at
   start-up, leftover localwhisk containers with this instance's prefix are removed, as the
   invoker does.
@@ -15,18 +19,22 @@
 from __future__ import annotations
 
 import io
+import itertools
 import logging
+import os
 import shutil
 import tarfile
+import tempfile
 import threading
 import time
 from pathlib import Path
 
-from . import ContainerError, LogBuffer, pump_lines, wait_for_port_file
+from . import ContainerError, LogBuffer, pump_lines, wait_for_socket
 
 LOG = logging.getLogger(__name__)
 RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime"
 LABEL = "localwhisk"
+SOCKET_NAME = "proxy.sock"
 _CGROUP_CANDIDATES = ("/docker/{id}", "/system.slice/docker-{id}.scope")
 
 
@@ -69,6 +77,7 @@ class DockerContainer:
         self.id = container_id
         self.name = name
         self.port = 0
+        self.socket_path: str | None = str(workdir / SOCKET_NAME)
         self.workdir = workdir
         self.logs = LogBuffer()
         self.cgroup, self._memory_dir = _find_cgroup(container_id)
@@ -136,20 +145,26 @@ class DockerBackend:
     name = "docker"
     supports_pause = True
 
-    def __init__(self, base_url: str, run_dir: Path, *, storage_dir: Path, image: str, python: str,
-                 start_timeout_s: float, instance: int = 0):
+    def __init__(self, base_url: str, *, storage_dir: Path, image: str, python: str, start_timeout_s: float,
+                 instance: int = 0, user: tuple[int, int] = (65534, 65534), network: str = "bridge",
+                 pids_limit: int = 1024):
         import docker
         self.base_url = base_url
         self.api = docker.APIClient(base_url=base_url, timeout=60, max_pool_size=64)
-        self.run_dir = run_dir
         self.storage_dir = storage_dir
         self.image = image
         self.python = python
         self.start_timeout_s = start_timeout_s
         self.prefix = f"wsk{instance}_"
+        self.user = user
+        self.network = network
+        self.pids_limit = pids_limit
         self.warning: str | None = None
+        self._counter = itertools.count(1)
         self._ensure_image()
         self._remove_leftovers()
+        # a short private root for the proxies' sockets (a socket path has at most 107 bytes)
+        self.run_dir = Path(tempfile.mkdtemp(prefix="localwhisk-sockets-", dir="/tmp"))
 
     def _ensure_image(self) -> None:
         if self.api.images(name=self.image):
@@ -178,22 +193,35 @@ class DockerBackend:
                 binds[text] = {"bind": text, "mode": mode}
         return binds
 
-    def create(self, name: str, memory_mb: int, env: dict[str, str]) -> DockerContainer:
-        workdir = self.run_dir / name
-        workdir.mkdir(parents=True)
-        port_file = workdir / "port"
-        host_config = self.api.create_host_config(network_mode="host", mem_limit=f"{memory_mb}m",
-                                                  memswap_limit=f"{memory_mb}m", binds=self._binds(workdir))
+    def _workdir(self) -> Path:
+        """A fresh directory for one container's socket, 0700 and owned by the action's user."""
+        workdir = self.run_dir / str(next(self._counter))
+        workdir.mkdir(mode=0o700)
+        uid, gid = self.user
+        if (os.geteuid(), os.getegid()) != (uid, gid):
+            os.chown(workdir, uid, gid)  # as root; a non-root localwhisk runs actions as itself
+        return workdir
+
+    def create(self, name: str, memory_mb: int, env: dict[str, str], network: bool = False) -> DockerContainer:
+        workdir = self._workdir()
+        socket_path = workdir / SOCKET_NAME
+        host_config = self.api.create_host_config(
+            network_mode=self.network if network else "none", mem_limit=f"{memory_mb}m",
+            memswap_limit=f"{memory_mb}m", binds=self._binds(workdir), cap_drop=["ALL"],
+            security_opt=["no-new-privileges:true"], pids_limit=self.pids_limit)
+        uid, gid = self.user
         try:
             created = self.api.create_container(
-                self.image, [self.python, str(RUNTIME_DIR / "proxy.py"), "--port-file", str(port_file)],
-                name=name, environment=env, host_config=host_config, labels={LABEL: "1"}, working_dir="/tmp")
+                self.image, [self.python, str(RUNTIME_DIR / "proxy.py"), "--socket", str(socket_path)],
+                name=name, environment=dict(env, HOME="/tmp"), host_config=host_config, labels={LABEL: "1"},
+                working_dir="/tmp", user=f"{uid}:{gid}")
             self.api.start(created["Id"])
         except Exception as exc:  # noqa: BLE001
+            shutil.rmtree(workdir, ignore_errors=True)
             raise ContainerError(f"cannot start container {name}: {exc}") from exc
         container = DockerContainer(self, created["Id"], name, workdir)
         try:
-            container.port = wait_for_port_file(port_file, time.monotonic() + self.start_timeout_s, container.alive)
+            wait_for_socket(socket_path, time.monotonic() + self.start_timeout_s, container.alive)
         except Exception:
             container.destroy()
             raise
@@ -201,3 +229,4 @@ class DockerBackend:
 
     def close(self) -> None:
         self.api.close()
+        shutil.rmtree(self.run_dir, ignore_errors=True)

@@ -32,6 +32,7 @@ class ProcessContainer:
         self.name = name
         self.process = process
         self.port = 0
+        self.socket_path: str | None = None
         self.cgroup_obj = cgroup
         self.cgroup = cgroup.path if cgroup else None
         self.workdir = workdir
@@ -97,7 +98,8 @@ class ProcessBackend:
         else:
             self.warning = "action processes run WITHOUT memory limits (containers:cgroups is false)"
 
-    def create(self, name: str, memory_mb: int, env: dict[str, str]) -> ProcessContainer:
+    def create(self, name: str, memory_mb: int, env: dict[str, str], network: bool = False) -> ProcessContainer:
+        """A proxy process; ``network`` changes nothing (processes share the host's network)."""
         with self._lock:
             self._counter += 1
             cid = f"localwhisk-{os.getpid()}-{self._counter}"

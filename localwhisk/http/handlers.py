@@ -9,7 +9,7 @@ from typing import Any
 from localwhisk import errors
 from localwhisk.activations import ACTIVATION_ID_RE, StatusCode
 from localwhisk.auth import REALM_HEADER, AuthStatus, authenticate
-from localwhisk.entities import build_action, check_entity_name
+from localwhisk.entities import build_action, check_entity_name, check_entity_sizes
 from localwhisk.errors import ApiError
 from localwhisk.http import messages
 from localwhisk.invoker import now_ms
@@ -168,6 +168,7 @@ def put_action(platform, request, ns, name):
     check_entity_name(name)
     overwrite = query_bool(request, "overwrite", False)
     body = request_object(request)
+    check_entity_sizes(body)
     existing = platform.actions.get(identity.namespace, name)
     action = build_action(identity.namespace, name, body, existing, overwrite=overwrite,
                           limits=platform.config.limits, runtimes=platform.config.runtimes, now_ms=now_ms())
@@ -187,6 +188,9 @@ def invoke_action(platform, request, ns, name):
     identity = authorize(platform, request, ns, name)
     platform.admit(identity)  # entitlement (429) comes before the action is looked up
     try:
+        limit = platform.config.limits.max_payload_bytes
+        if len(request.body) > limit:  # OpenWhisk checks the size before it reads the payload
+            raise ApiError(413, errors.entity_too_big("Request", len(request.body), limit))
         blocking = query_bool(request, "blocking", False)
         result_only = query_bool(request, "result", False)
         wait_ms = _blocking_timeout(request, platform.config.limits.max_blocking_wait_ms)

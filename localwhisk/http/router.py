@@ -10,7 +10,7 @@ import re
 import urllib.parse
 from collections.abc import Callable
 
-from localwhisk.errors import ROUTE_NOT_FOUND, ApiError
+from localwhisk.errors import ROUTE_NOT_FOUND, ApiError, feature_not_implemented
 from localwhisk.http import handlers as h
 from localwhisk.http.messages import Request, Response, error_response
 
@@ -34,6 +34,15 @@ _TABLE: list[tuple[str, dict[str, Callable[..., Response]]]] = [
 ]
 ROUTES: list[tuple[re.Pattern, dict[str, Callable[..., Response]]]] = [(re.compile(p + r"\Z"), m) for p, m in _TABLE]
 
+#: OpenWhisk routes localwhisk does not implement: every method answers 501 naming the feature
+#: (creates included), rather than a 404 that reads as "this entity does not exist".
+UNIMPLEMENTED: list[tuple[re.Pattern, str]] = [(re.compile(p + r"(?:/.*)?\Z", re.DOTALL), f) for p, f in [
+    (rf"/api/v1/namespaces/{_NS}/triggers", "Triggers"),
+    (rf"/api/v1/namespaces/{_NS}/rules", "Rules"),
+    (rf"/api/v1/namespaces/{_NS}/packages", "Packages"),
+    (r"/api/v1/web", "Web actions"),
+]]
+
 
 def dispatch(platform, request: Request) -> Response:
     """Route one request; every response carries ``X-Request-ID``."""
@@ -52,9 +61,14 @@ def _route(platform, request: Request) -> Response:
         if match is None:
             continue
         handler = methods.get(request.method)
+        if handler is None and request.method == "HEAD":
+            handler = methods.get("GET")  # the server sends the head of the GET's answer
         if handler is None:
             allowed = ", ".join(methods)
             raise ApiError(405, f"HTTP method not allowed, supported methods: {allowed}", (("Allow", allowed),))
         groups = {k: urllib.parse.unquote(v) for k, v in match.groupdict().items()}
         return handler(platform, request, **groups)
+    for pattern, feature in UNIMPLEMENTED:
+        if pattern.match(path):
+            raise ApiError(501, feature_not_implemented(feature))
     raise ApiError(404, ROUTE_NOT_FOUND)

@@ -2,7 +2,8 @@
 
 Run as ``/usr/bin/python3 proxy.py --port-file FILE`` (standard library only: it runs
 under the system Python inside containers). It listens on a free localhost port and
-writes it to FILE, then serves ``POST /init`` and ``POST /run`` like the ActionLoop proxy:
+writes it to FILE, or with ``--socket PATH`` on a UNIX socket (Docker containers, which
+have no network), then serves ``POST /init`` and ``POST /run`` like the ActionLoop proxy:
 
 * ``/init`` unpacks the code (source text, or a base64 zip with ``__main__.py``) and starts
   one long-lived child (``launcher.py``) that acknowledges on its answer pipe;
@@ -19,6 +20,7 @@ import base64
 import io
 import json
 import os
+import socketserver
 import subprocess
 import sys
 import tempfile
@@ -171,20 +173,41 @@ def _watch_parent(parent_pid: int) -> None:
     os._exit(1)
 
 
+class UnixHandler(Handler):
+    disable_nagle_algorithm = False  # no TCP options on a UNIX socket
+
+    def address_string(self) -> str:
+        return "unix"
+
+
+class UnixHTTPServer(socketserver.UnixStreamServer):
+    def __init__(self, path: str, handler):
+        try:
+            os.unlink(path)  # a socket left by an earlier proxy in this directory
+        except FileNotFoundError:
+            pass
+        super().__init__(path, handler)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="OpenWhisk-style action runtime proxy")
-    parser.add_argument("--port-file", required=True)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--port-file", help="listen on a free TCP port of --host and write it to this file")
+    where.add_argument("--socket", help="listen on this UNIX socket instead")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--parent-pid", type=int, default=0,
                         help="exit when this process (localwhisk's process backend) is gone")
     args = parser.parse_args()
     if args.parent_pid:
         threading.Thread(target=_watch_parent, args=(args.parent_pid,), daemon=True).start()
-    server = HTTPServer((args.host, 0), Handler)
-    tmp = args.port_file + ".tmp"
-    with open(tmp, "w") as stream:
-        stream.write(str(server.server_address[1]))
-    os.replace(tmp, args.port_file)
+    if args.socket:
+        server: socketserver.BaseServer = UnixHTTPServer(args.socket, UnixHandler)
+    else:
+        server = HTTPServer((args.host, 0), Handler)
+        tmp = args.port_file + ".tmp"
+        with open(tmp, "w") as stream:
+            stream.write(str(server.server_address[1]))
+        os.replace(tmp, args.port_file)
     server.serve_forever()
     return 0
 
