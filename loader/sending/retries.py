@@ -104,12 +104,13 @@ class Retries:
         return next_s
 
     def run(self, halt: threading.Event, *, idle_s: float = 0.1) -> None:
-        """Tick until ``halt`` is set, waking on new retries."""
+        """Tick until ``halt`` is set, waking on new retries (a plain wait: a retry needs no spin to its
+        deadline, and a spinning thread would hold the GIL the scheduler's thread needs)."""
         while not halt.is_set():
             self.wake.clear()
             next_s = self.tick()
             now_s = self.clock.monotonic_s()
-            self.clock.sleep_until(now_s + idle_s if next_s is None else min(next_s, now_s + idle_s), self.wake)
+            self.wake.wait(idle_s if next_s is None else max(0.0, min(next_s - now_s, idle_s)))
 
     def flush(self) -> int:
         """Give up every waiting retry now (the run stops); return how many."""
