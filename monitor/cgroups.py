@@ -29,13 +29,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from faasload.errors import Failure
+
 log = logging.getLogger(__name__)
 
 #: Large enough for memory.stat of any kernel so far (about 1.5 KiB).
 _STAT_BUFFER_BYTES = 16384
 
 
-class CgroupError(RuntimeError):
+class CgroupError(Failure):
     """The cgroup hierarchy is missing or has no memory/CPU accounting."""
 
 

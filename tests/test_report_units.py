@@ -79,7 +79,7 @@ def test_fidelity_and_verdict():
     unsent = Fidelity(planned=10, issued=9, lateness_p99_ms=1.0, lateness_max_ms=2.0, throttled=0, errors=0, lost=0)
     assert judge(unsent, Thresholds(issued_share=1)).breaches[0].text == "issued_share 0.9 (fail_on: at least 1)"
     assert ERROR_STATUSES == ("application_error", "developer_error", "internal_error", "http_error",
-                              "connection_error")
+                              "connection_error", "store_error")
     summary = {"planned": 20, "issued": 19, "statuses": {"success": 17, "throttled": 2},
                "lateness_ms": {"p50": 0.2, "p90": 0.5, "p99": 3.5, "max": 9.0, "mean": 0.4}}
     from_summary = fidelity_from_summary(summary)
@@ -126,3 +126,10 @@ def test_function_labels_by_pair_trace_or_action():
     assert function_labels(runs, "action").tolist() == ["echo"] * 3
     with pytest.raises(ValueError, match="group_by must be 'function', 'trace' or 'action', not 'user'"):
         function_labels(runs, "user")
+
+
+def test_every_run_status_has_a_color_in_the_report():
+    """A status without a color would vanish from the status figure (store_error came after the report)."""
+    from loader.report.plotting import STATUS_COLORS
+    from loader.storage.rows import RunStatus
+    assert set(STATUS_COLORS) == {status.value for status in RunStatus}

@@ -27,7 +27,7 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 STATUS_COLORS = {"success": "#2ca02c", "application_error": "#ff7f0e", "developer_error": "#d62728",
                  "internal_error": "#8c564b", "throttled": "#9467bd", "http_error": "#e377c2",
                  "connection_error": "#17becf", "lost": "#000000", "cancelled": "#bcbd22", "sent": "#7f7f7f",
-                 "planned": "#c7c7c7"}
+                 "planned": "#c7c7c7", "store_error": "#393b79"}
 
 
 @dataclass(frozen=True)
