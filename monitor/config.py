@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from faasload.config import ConfigError, load_file, option, section
+from faasload.monitor_tcp import parse_host_port
 from faasload.openwhisk_names import DEFAULT_NAME_PATTERN
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config" / "monitor.yml"
@@ -23,6 +24,8 @@ class SocketsConfig:
     mode: int = option(0o660, minimum=0, maximum=0o777, doc="permission bits of both sockets (octal in YAML: `0660`)")
     max_message_bytes: int = option(65536, minimum=64, doc="longest accepted message; longer ones are logged and dropped")
     read_timeout_s: float = option(2.0, unit="s", exclusive_minimum=0, doc="a client that sends no complete message within this time is dropped")
+    measurement_tcp: str = option("", doc="also answer measurement queries over TCP at `HOST:PORT` (loaders on other hosts, docs/scale-out.md); empty: UNIX socket only")
+    token_file: Path | None = option(None, doc="file (mode 0600) holding the token a TCP client must send first (`python -m faasload.token_file PATH` writes one); required with `measurement_tcp`")
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,20 @@ def load(path: str | Path = DEFAULT_PATH, overrides: dict[str, Any] | None = Non
     """Load and validate ``config/monitor.yml`` (or ``path``)."""
     config = load_file(MonitorConfig, path, overrides=overrides)
     _check_docker(config.docker, str(path))
+    _check_tcp(config.sockets, str(path))
     return config
+
+
+def _check_tcp(sockets: SocketsConfig, source: str) -> None:
+    if not sockets.measurement_tcp:
+        return
+    try:
+        parse_host_port(sockets.measurement_tcp)
+    except ValueError as exc:
+        raise ConfigError(source, "sockets:measurement_tcp", str(exc)) from None
+    if sockets.token_file is None:
+        raise ConfigError(source, "sockets:token_file", "required with sockets:measurement_tcp: the monitor answers "
+                                                        "TCP clients only with a shared token")
 
 
 def _check_docker(docker: DockerConfig, source: str) -> None:
