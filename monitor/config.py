@@ -24,7 +24,7 @@ class SocketsConfig:
     mode: int = option(0o660, minimum=0, maximum=0o777, doc="permission bits of both sockets (octal in YAML: `0660`)")
     max_message_bytes: int = option(65536, minimum=64, doc="longest accepted message; longer ones are logged and dropped")
     read_timeout_s: float = option(2.0, unit="s", exclusive_minimum=0, doc="a client that sends no complete message within this time is dropped")
-    measurement_tcp: str = option("", doc="also answer measurement queries over TCP at `HOST:PORT` (loaders on other hosts, docs/scale-out.md); empty: UNIX socket only")
+    measurement_tcp: str = option("", doc="also answer measurement queries over TCP at `HOST:PORT` (loaders on other hosts, docs/scale-out.md; port 0: any free port, named in the log); empty: UNIX socket only")
     token_file: Path | None = option(None, doc="file (mode 0600) holding the token a TCP client must send first (`python -m faasload.token_file PATH` writes one); required with `measurement_tcp`")
 
 
@@ -74,7 +74,7 @@ def _check_tcp(sockets: SocketsConfig, source: str) -> None:
     if not sockets.measurement_tcp:
         return
     try:
-        parse_host_port(sockets.measurement_tcp)
+        parse_host_port(sockets.measurement_tcp, any_port=True)
     except ValueError as exc:
         raise ConfigError(source, "sockets:measurement_tcp", str(exc)) from None
     if sockets.token_file is None:

@@ -102,7 +102,7 @@ class Monitor:
 
 def _tcp_server(sockets, handlers: Handlers) -> TcpMeasurementServer:
     """The measurement socket over TCP (sockets:measurement_tcp), behind the token of sockets:token_file."""
-    host, port = parse_host_port(sockets.measurement_tcp)
+    host, port = parse_host_port(sockets.measurement_tcp, any_port=True)
     try:
         token = read_token(sockets.token_file)
     except TokenFileError as exc:

@@ -97,8 +97,9 @@ class Membership:
                           clock_rtt_us=offset.rtt_us, start_delay_s=settings.start_delay_s)
             try:
                 if offset.exceeds(settings.max_clock_offset_us):
-                    reason = (f"this host's clock is {offset.offset_us / -1000:+.1f} ms from the database server's "
-                              f"(± {offset.rtt_us / 2000:.1f} ms), beyond cluster:max_clock_offset_ms "
+                    ahead = "ahead of" if offset.offset_us < 0 else "behind"
+                    reason = (f"this host's clock is {abs(offset.offset_us) / 1000:.1f} ms {ahead} the database "
+                              f"server's (± {offset.rtt_us / 2000:.1f} ms), beyond cluster:max_clock_offset_ms "
                               f"({settings.max_clock_offset_us / 1000:g} ms): synchronise the clocks (chrony, NTP)")
                     shards.join(conn, experiment_id, state="failed", reason=reason, **common)
                     raise ClusterError(reason)
