@@ -97,10 +97,11 @@ class TcpMonitorClient(MonitorClient):
 
 
 def client_for(endpoint: Endpoint, token: str | None, timeout_s: float) -> MonitorClient:
-    if endpoint.tcp:
+    if endpoint.host is not None and endpoint.port is not None:
         if token is None:
             raise EndpointError(f"{endpoint.url}: a tcp:// endpoint needs monitor:token_file")
         return TcpMonitorClient(endpoint.host, endpoint.port, token, timeout_s)
+    assert endpoint.path is not None
     return MonitorClient(endpoint.path, timeout_s)
 
 
@@ -116,7 +117,7 @@ class MonitorRouter:
 
     def samples_for_activation(self, activation_id: str, *, source: str | None = None, **hints) -> MonitorAnswer:
         client = self.clients.get(source) if source is not None else None
-        if client is not None:
+        if source is not None and client is not None:
             self.asked[source] += 1
             return client.samples_for_activation(activation_id, **hints)
         if source is not None and source not in self._warned:

@@ -95,22 +95,22 @@ class Platform:
         self.users.seed_guest()
         self.config.storage.dir.mkdir(parents=True, exist_ok=True)
         self._run_dir.mkdir(parents=True, exist_ok=True)
-        shared = None
+        backend: Backend | None = None
         for host in self.hosts:
             # Docker: one backend per invoker (it removes leftovers of its own name prefix); processes: one
-            if shared is None or shared.name == "docker":
+            if backend is None or backend.name == "docker":
                 backend = make_backend(self.config, self._run_dir / host.name, host.instance)
                 if getattr(backend, "warning", None):
-                    LOG.warning("%s", backend.warning)
-                shared = backend
-            host.backend = shared
-            self._start_invoker(host)
-        LOG.info("container backend: %s; invokers: %s", self.backend.name, ", ".join(h.name for h in self.hosts))
+                    LOG.warning("%s", getattr(backend, "warning"))
+            self._start_invoker(host, backend)
+        LOG.info("container backend: %s; invokers: %s", backend.name if backend else "none",
+                 ", ".join(h.name for h in self.hosts))
         self.events.start()
 
-    def _start_invoker(self, host: InvokerHost) -> None:
+    def _start_invoker(self, host: InvokerHost, backend: Backend) -> None:
         cfg = self.config.containers
-        host.pool = ContainerPool(host.backend, capacity_mb=cfg.user_memory_mb, keepalive_s=cfg.keepalive_s,
+        host.backend = backend
+        host.pool = ContainerPool(backend, capacity_mb=cfg.user_memory_mb, keepalive_s=cfg.keepalive_s,
                                   pause_grace_s=cfg.pause_grace_s,
                                   notify=functools.partial(self._notify_container, host))
         env = {"FAASLOAD_STORAGE": str(self.config.storage.dir), "__OW_API_HOST": self.api_host}
@@ -158,8 +158,10 @@ class Platform:
                received_ms: int) -> str:
         """Start an admitted activation; its id."""
         activation_id = uuid.uuid4().hex
-        host = self.hosts[home_invoker(identity.namespace, action.path, len(self.hosts))]
-        host.invoker.submit(Job(activation_id, transaction_id, identity, action, params, received_ms))
+        invoker = self.hosts[home_invoker(identity.namespace, action.path, len(self.hosts))].invoker
+        if invoker is None:
+            raise RuntimeError("the platform is not started")
+        invoker.submit(Job(activation_id, transaction_id, identity, action, params, received_ms))
         return activation_id
 
     def _done(self, job: Job) -> None:

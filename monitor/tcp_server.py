@@ -105,17 +105,19 @@ class TcpMeasurementServer:
                  *self.address)
 
     def _accept_loop(self) -> None:
+        sock, pool = self._sock, self._pool
+        assert sock is not None and pool is not None
         with selectors.DefaultSelector() as selector:
-            selector.register(self._sock, selectors.EVENT_READ)
+            selector.register(sock, selectors.EVENT_READ)
             while not self._stop.is_set():
                 if not selector.select(ACCEPT_POLL_S):
                     continue
                 try:
-                    conn, peer = self._sock.accept()
+                    conn, peer = sock.accept()
                 except OSError:
                     continue
                 self.connections += 1
-                self._pool.submit(self._serve, conn, peer)
+                pool.submit(self._serve, conn, peer)
 
     def _serve(self, conn: socket.socket, peer) -> None:
         try:

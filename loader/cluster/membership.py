@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from faasload.clock import Clock
 from loader.cluster import clock_offset
@@ -92,9 +93,10 @@ class Membership:
         conn = database.connect()
         try:
             offset = clock_offset.measure(lambda: shards.server_epoch_us(conn), clock.epoch_s)
-            common = dict(shard=settings.shard.index, shards=settings.shard.count, host=settings.host,
-                          pid=os.getpid(), planned=planned, clock_offset_us=offset.offset_us,
-                          clock_rtt_us=offset.rtt_us, start_delay_s=settings.start_delay_s)
+            common: dict[str, Any] = dict(
+                shard=settings.shard.index, shards=settings.shard.count, host=settings.host, pid=os.getpid(),
+                planned=planned, clock_offset_us=offset.offset_us, clock_rtt_us=offset.rtt_us,
+                start_delay_s=settings.start_delay_s)
             try:
                 if offset.exceeds(settings.max_clock_offset_us):
                     ahead = "ahead of" if offset.offset_us < 0 else "behind"

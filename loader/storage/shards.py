@@ -49,7 +49,7 @@ class ShardRow:
     @property
     def start_lag_us(self) -> int | None:
         """When this shard's scheduler started, on the database server's clock, minus the agreed start."""
-        if None in (self.started_epoch_us, self.start_at_us, self.clock_offset_us):
+        if self.started_epoch_us is None or self.start_at_us is None or self.clock_offset_us is None:
             return None
         return self.started_epoch_us + self.clock_offset_us - self.start_at_us
 
@@ -61,11 +61,11 @@ _COLUMNS = """shard, shards, host, pid,
     extract(epoch FROM clock_timestamp() - heartbeat_at)::float8, summary"""
 
 
-def _row(values) -> ShardRow:
-    *head, summary = values
-    if isinstance(summary, str):
-        summary = json.loads(summary)
-    return ShardRow(*head, summary)
+def _row(values: tuple) -> ShardRow:
+    fields = list(values)
+    if isinstance(fields[-1], str):
+        fields[-1] = json.loads(fields[-1])
+    return ShardRow(*fields)
 
 
 def server_epoch_us(conn) -> int:
