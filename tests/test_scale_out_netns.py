@@ -265,6 +265,12 @@ def test_three_shards_two_invokers_every_invocation_once_with_its_monitor(hosts)
     for shard in run.processes:
         assert "experiment (every shard):" in _text(run, shard, "out")
         assert "statuses: success 48" in _text(run, shard, "out")
+    with hosts.net.inside("ld1"):   # the aggregate on read, from a loader's host
+        status = subprocess.run([sys.executable, "-m", "loader.cluster", "status", "--config",
+                                 str(run.directory / "loader1.yml")], cwd=ROOT, capture_output=True, text=True,
+                                timeout=120)
+    assert status.returncode == 0, status.stderr
+    assert "statuses: success 48" in status.stdout and "shard 3 on ld3: finished, 16 issued of 16" in status.stdout
 
 
 def _completed(run: Run, traces: list[str]) -> int:
