@@ -12,8 +12,10 @@ coordination (``shards`` table, agreed start ``cluster:start_delay_s`` ahead).  
 like OpenWhisk (``bench/_nginx.py``: 202 + activation id, a fixed record).  The monitor is off.
 
 Per shard it prints: planned, issued, achieved rate, lateness (sent − planned, from the ``runs``
-rows) p50/p99/p99.9/max, invocations later than 5 ms, loader CPU (the loader and its sender
-processes, % of one core); per run: the start lag of each shard (its scheduler's start, on the
+rows) p50/p99/p99.9/max, invocations later than 5 ms, the loader's CPU over its whole life (its
+process and its sender processes, from ``wait4``: checks, injection, completions, the end) and
+that CPU per issued invocation (the sizing figure: 1,000 / ms per invocation = invocations/s per
+core, when the lateness shows the loader kept up); per run: the start lag of each shard (its scheduler's start, on the
 database server's clock, minus the agreed start), the spread between shards, the measured
 clock offsets, nginx's CPU and the machine's load average.  Every shard shares this machine's
 two cores with nginx, PostgreSQL and the broker: the figures are the *combined* capacity of one
@@ -77,13 +79,25 @@ def write_traces(tracedir: Path, authkeys: Path, users: list[str], *, actions: i
     return planned
 
 
-def process_tree(pid: int) -> list[int]:
-    """The process and its children (the sender processes)."""
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return [pid]
-    return [pid] + [int(c) for c in children]
+def wait_all(processes: dict[int, subprocess.Popen], deadline_s: float) -> dict[int, tuple[float, float]]:
+    """Wait for every loader; per shard (CPU s of the loader and of the children it reaped, i.e. its
+    sender processes, from wait4's rusage; when it ended, monotonic)."""
+    usage: dict[int, tuple[float, float]] = {}
+    while len(usage) < len(processes) and time.monotonic() < deadline_s:
+        for shard, process in processes.items():
+            if shard in usage:
+                continue
+            pid, status, rusage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                process.returncode = os.waitstatus_to_exitcode(status)
+                usage[shard] = (round(rusage.ru_utime + rusage.ru_stime, 3), time.monotonic())
+        time.sleep(0.1)
+    for shard, process in processes.items():
+        if shard not in usage:
+            os.killpg(process.pid, 9)
+            process.wait()
+            usage[shard] = (float("nan"), time.monotonic())
+    return usage
 
 
 def cpu_of(pids: list[int]) -> _common.CpuTimes:
@@ -108,7 +122,7 @@ def run_rate(args, rate: float, services: dict, work: Path) -> dict:
     users = shard_users(args.shards, args.users, tag)
     planned = {k: write_traces(tracedir, authkeys, names, actions=args.actions, rate_per_s=rate,
                                duration_s=args.duration_s, rng=rng) for k, names in users.items()}
-    processes, trees, cpu0 = {}, {}, {}
+    processes, started_s = {}, {}
     nginx_cpu0 = cpu_of(services["nginx"].pids)
     for shard in range(1, args.shards + 1):
         config = {
@@ -127,34 +141,21 @@ def run_rate(args, rate: float, services: dict, work: Path) -> dict:
         path = directory / f"loader{shard}.yml"
         path.write_text(yaml.safe_dump(config))
         out = open(directory / f"loader{shard}.out", "wb")
+        started_s[shard] = time.monotonic()
         processes[shard] = subprocess.Popen([sys.executable, "-m", "loader", "--config", str(path),
                                              "--shard", f"{shard}/{args.shards}"], cwd=_common.ROOT, stdout=out,
                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             start_new_session=True)
     load0 = os.getloadavg()[0]
-    time.sleep(args.start_delay_s)   # the sender processes exist once the shards start
-    for shard, process in processes.items():
-        trees[shard] = process_tree(process.pid)
-        cpu0[shard] = cpu_of(trees[shard])
-    cpu1 = dict(cpu0)
-    deadline_s = time.monotonic() + args.duration_s + 300
-    while any(p.poll() is None for p in processes.values()) and time.monotonic() < deadline_s:
-        for shard, process in processes.items():
-            if process.poll() is None:
-                cpu1[shard] = cpu_of(trees[shard])   # the last reading before the process ends
-        time.sleep(0.2)
-    for process in processes.values():
-        if process.poll() is None:
-            os.killpg(process.pid, 9)
-            process.wait()
+    usage = wait_all(processes, time.monotonic() + args.duration_s + args.start_delay_s + 300)
     nginx_cpu1 = cpu_of(services["nginx"].pids)
     codes = {shard: process.returncode for shard, process in processes.items()}
-    return collect(services["pg"], f"bench-scale-out-{tag}", planned, codes, cpu0, cpu1, shard_of, args.shards,
+    return collect(services["pg"], f"bench-scale-out-{tag}", planned, codes, usage, started_s, shard_of, args.shards,
                    nginx=_common.cpu_share(nginx_cpu0, nginx_cpu1), load=(load0, os.getloadavg()[0]), rate=rate,
                    directory=directory)
 
 
-def collect(pg, name: str, planned: dict, codes: dict, cpu0: dict, cpu1: dict, shard_of, shards: int, *,
+def collect(pg, name: str, planned: dict, codes: dict, usage: dict, started_s: dict, shard_of, shards: int, *,
             nginx: dict, load: tuple, rate: float, directory: Path) -> dict:
     import psycopg2
     conn = psycopg2.connect(host=pg.host, port=pg.port, user=pg.user, dbname="postgres")
@@ -179,7 +180,8 @@ def collect(pg, name: str, planned: dict, codes: dict, cpu0: dict, cpu1: dict, s
             "later_than_5ms": sum(1 for v in lateness if v > LATE_US),
             "statuses": info.get("statuses"), "start_lag_ms": info.get("start_lag_ms"),
             "clock_offset_ms": info.get("clock_offset_ms"),
-            "loader_cpu": _common.cpu_share(cpu0[shard], cpu1[shard]),
+            "loader_cpu_s": usage[shard][0], "loader_lifetime_s": round(usage[shard][1] - started_s[shard], 1),
+            "loader_cpu_ms_per_invocation": round(usage[shard][0] * 1000 / len(mine), 3) if mine else None,
         }
         if codes[shard] != 0:
             per_shard[shard]["output_tail"] = (directory / f"loader{shard}.out").read_text(errors="replace")[-1500:]
@@ -196,11 +198,11 @@ def show(figures: dict) -> None:
           f"nginx {figures['nginx_cpu']['pct_of_one_core']}% of a core")
     for shard, s in figures["shards"].items():
         late = s["lateness_ms"]
-        cpu = s["loader_cpu"] or {}
         print(f"  shard {shard}: exit {s['exit_code']}, {s['issued']}/{s['planned']} issued, "
               f"{s['achieved_rate_per_s']}/s, lateness p50 {late['p50']} p99 {late['p99']} p99.9 {late['p999']} "
               f"max {late['max']} ms, > 5 ms: {s['later_than_5ms']}, start lag {s['start_lag_ms']} ms, "
-              f"loader CPU {cpu.get('pct_of_one_core')}% of a core")
+              f"loader CPU {s['loader_cpu_s']} s in {s['loader_lifetime_s']} s "
+              f"({s['loader_cpu_ms_per_invocation']} ms per invocation)")
         if "output_tail" in s:
             print("    " + s["output_tail"].replace("\n", "\n    "))
 

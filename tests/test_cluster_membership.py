@@ -182,3 +182,27 @@ def test_a_dead_shard_is_reaped_and_the_last_live_shard_writes_the_aggregate(dat
         conn.close()
         for membership in joined.values():
             membership.close()
+
+
+def test_shards_ending_together_return_the_same_aggregate_computed_once(database, experiment):
+    joined, errors = _join_all(database, experiment, 2)
+    assert not errors
+    for membership in joined.values():
+        membership.wait_for_start()
+        membership.track(lambda: (0, 0, time.time()))
+    results: dict[int, dict] = {}
+
+    def finish(index: int) -> None:
+        results[index] = joined[index].finish({"stopped": False}, late_threshold_us=10_000)
+
+    threads = [threading.Thread(target=finish, args=(i,)) for i in joined]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert results[1] == results[2] and [s["state"] for s in results[1]["shards"]] == ["finished", "finished"]
+        assert results[1]["planned"] == 30 and results[1]["issued"] == 0
+    finally:
+        for membership in joined.values():
+            membership.close()

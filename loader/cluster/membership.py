@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 WAIT_POLL_S = 0.2
 WAIT_LOG_EVERY_S = 10.0
+#: Longest wait for the aggregate that another shard claimed (it reads every run once).
+AGGREGATE_WAIT_S = 300.0
 
 #: ``progress()`` → (issued, completed, epoch s when the scheduler started or None).
 Progress = Callable[[], tuple[int, int, float | None]]
@@ -242,7 +244,7 @@ class Membership:
         if outcome == "wait":
             return None, rows
         if outcome == "done":
-            return shards.read_summary(self._conn, self.experiment_id) or {}, rows
+            return self._read_aggregate(rows), rows
         reap(self._conn, self.experiment_id, rows)
         summary = aggregate(self._conn, self.experiment_id,
                             shards.read_shards(self._conn, self.experiment_id, self.settings.dead_after_s),
@@ -250,6 +252,20 @@ class Membership:
         shards.store_aggregate(self._conn, self.experiment_id, summary, self.start_at_us)
         log.info("shard %s wrote the experiment's aggregate (every shard has ended)", self.shard)
         return summary, rows
+
+    def _read_aggregate(self, rows: list[ShardRow]) -> dict:
+        """The aggregate another shard claimed: stored once it has computed it (or computed here when
+        that shard died while computing it)."""
+        deadline_s = time.monotonic() + max(AGGREGATE_WAIT_S, 2 * self.settings.dead_after_s)
+        while time.monotonic() < deadline_s:
+            summary = shards.read_summary(self._conn, self.experiment_id)
+            if summary is not None and "shards" in summary:
+                return summary
+            time.sleep(WAIT_POLL_S)
+        log.warning("the shard that claimed the experiment's aggregate did not store it: computed here (not stored)")
+        return aggregate(self._conn, self.experiment_id,
+                         shards.read_shards(self._conn, self.experiment_id, self.settings.dead_after_s),
+                         _threshold_of(rows))
 
     def close(self) -> None:
         self._stop_heartbeat()
