@@ -51,3 +51,21 @@ def test_shard_designations():
     for bad in ("0/3", "4/3", "3", "a/b", "1/0", "-1/2"):
         with pytest.raises(ShardError, match="I/N|1 <= I <= N"):
             parse_shard(bad)
+
+
+def test_shard_configuration_errors_name_the_key(tmp_path, capsys):
+    from loader.__main__ import main
+    config = tmp_path / "loader.yml"
+    config.write_text("experiment:\n  name: null\n")
+    assert main(["--config", str(config), "--shard", "2/3", "--validate"]) == 2
+    assert "experiment:name: shards of one experiment need the same experiment:name" in capsys.readouterr().err
+    assert main(["--config", str(config), "--shard", "4/3"]) == 2
+    assert "--shard: shard 4/3: expected I/N with 1 <= I <= N" in capsys.readouterr().err
+    assert main(["--config", str(config), "--shard", "two"]) == 2
+    assert "'two' is not I/N (shard I of N, 1-based, e.g. 2/3)" in capsys.readouterr().err
+    config.write_text("experiment:\n  name: x\ncluster:\n  shard: 3\n  shards: 2\n")
+    assert main(["--config", str(config), "--validate"]) == 2
+    assert "cluster:shard: shard 3 of 2: must be 1 to cluster:shards" in capsys.readouterr().err
+    config.write_text("experiment:\n  name: x\ngeneration:\n  enabled: true\n")
+    assert main(["--config", str(config), "--shard", "1/2", "--validate"]) == 2
+    assert "cluster:shards: generator mode runs on one loader" in capsys.readouterr().err
