@@ -57,3 +57,24 @@ def test_two_invokers_each_with_its_source_containers_and_monitor(localwhisk_fac
         assert mine["activation"] == activation and mine["samples"], mine   # its invoker's monitor sampled it
         assert other.get("code") == "unknown_activation", other             # the other monitor never saw it
     assert "invokers: invoker0, invoker1" in platform.log_text()
+
+
+def test_invoker_names_container_names_and_configuration(tmp_path):
+    from types import SimpleNamespace
+
+    from localwhisk import config as lw_config
+    from localwhisk.platform import Platform
+    path = tmp_path / "localwhisk.yml"
+    path.write_text(f"invokers: 3\nserver:\n  instance: 4\nstate:\n  dir: {tmp_path}/state\n")
+    platform = Platform(lw_config.load(path))
+    assert [h.name for h in platform.hosts] == ["invoker4", "invoker5", "invoker6"]
+    job = SimpleNamespace(identity=SimpleNamespace(namespace="ns"), action=SimpleNamespace(name="act"))
+    assert platform._container_name(platform.hosts[1], job) == "wsk5_1_ns_act"
+    assert platform._container_name(platform.hosts[1], job) == "wsk5_2_ns_act"
+    assert platform._container_name(platform.hosts[0], job) == "wsk4_1_ns_act"
+    homes = {home_invoker("ns", f"ns/a{n}", 3) for n in range(50)}
+    assert homes == {0, 1, 2} and home_invoker("ns", "ns/a1", 3) == home_invoker("ns", "ns/a1", 3)
+    path.write_text("invokers: 2\nmonitor:\n  notification_sockets:\n    invoker2: /run/x\n")
+    with pytest.raises(lw_config.ConfigError, match=r"monitor:notification_sockets:invoker2: no such invoker "
+                                                    r"\(the invokers are invoker0, invoker1\)"):
+        lw_config.load(path)
