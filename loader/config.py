@@ -103,7 +103,7 @@ class ClusterConfig:
     shard: int = option(1, minimum=1, doc="this loader's shard, 1 to `shards` (`--shard I/N` sets both); it replays the traces of the users that hash to it (docs/scale-out.md)")
     shards: int = option(1, minimum=1, doc="loaders (shards) of the experiment; 1: not sharded")
     host: str = option("", doc="this shard's name in the `shards` table (empty: the host name)")
-    start_delay_s: float = option(5.0, unit="s", exclusive_minimum=0, doc="when the last shard has joined, the run starts this long after the database server's clock")
+    start_delay_s: float = option(5.0, unit="s", exclusive_minimum=0, doc="the run starts this long after the last shard joined (on the database server's clock)")
     join_timeout_s: float = option(600.0, unit="s", exclusive_minimum=0, doc="longest wait for every shard to join; beyond it this shard gives up (state `failed`)")
     heartbeat_interval_s: float = option(2.0, unit="s", exclusive_minimum=0, doc="interval of the shard's heartbeat (and progress counts) in the `shards` table")
     dead_after_s: float = option(15.0, unit="s", exclusive_minimum=0, doc="a shard whose heartbeat is older than this is `dead`: its unfinished runs become `lost` when the others finish")
