@@ -8,7 +8,9 @@ import sys
 from types import ModuleType
 
 from faasload import cli, logsetup
+from faasload.config import ConfigError
 from loader import config as loader_config
+from loader.cluster.shard import ShardError, parse_shard
 
 #: The module of each mode; each has ``validate(config, source) -> int`` and ``run(config, source) -> int``.
 MODES = {"injection": "loader.injection.mode", "generation": "loader.generation.mode"}
@@ -28,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--validate", "--dry-run", dest="validate", action="store_true",
                         help="check the configuration, traces, user keys and actions, report every problem, "
                              "invoke nothing; exit 0 if all is well, 2 otherwise")
+    parser.add_argument("--shard", metavar="I/N",
+                        help="run shard I of N (1-based) of the experiment: the traces of the users that hash to I "
+                             "(sets cluster:shard and cluster:shards; docs/scale-out.md)")
     return parser
 
 
@@ -35,7 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def body() -> int:
-        config = loader_config.load(args.config, cli.parse_overrides(args.overrides))
+        overrides = cli.parse_overrides(args.overrides)
+        if args.shard is not None:
+            try:
+                shard = parse_shard(args.shard)
+            except ShardError as exc:
+                raise ConfigError("--shard", "", str(exc)) from None
+            overrides.update({"cluster:shard": shard.index, "cluster:shards": shard.count})
+        config = loader_config.load(args.config, overrides)
         logsetup.apply(config.logging)
         mode = mode_module(config)  # the daemon proper; nothing runs at import
         if args.validate:

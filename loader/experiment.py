@@ -17,7 +17,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from faasload.clock import RealClock
+from faasload.config import ConfigError
 from faasload.retry import Backoff
+from faasload.token_file import TokenFileError
+from loader.cluster.membership import ClusterSettings, Membership
 from loader.completion.tracker import TrackerSettings
 from loader.config import LoaderConfig
 from loader.pipeline import Pipeline, PipelineSettings
@@ -77,6 +81,14 @@ def open_monitor(config: LoaderConfig):
     if not config.monitor.enabled:
         log.info("monitor disabled (monitor:enabled is false): resources are not recorded")
         return None
+    if config.monitor.endpoints:
+        from loader.monitor_endpoints import open_monitors
+        log.info("resources from the monitors of %s", ", ".join(f"{invoker} at {url}" for invoker, url
+                                                               in sorted(config.monitor.endpoints.items())))
+        try:
+            return open_monitors(config.monitor.endpoints, config.monitor.token_file, config.monitor.timeout_s)
+        except TokenFileError as exc:
+            raise ConfigError("monitor:token_file", "", str(exc)) from None
     try:
         from loader.monitor_client import MonitorClient
     except ImportError:
@@ -109,7 +121,7 @@ def _prepare_experiment(conn, config: LoaderConfig, spec: ExperimentSpec) -> tup
     name = experiment_name(config, spec.mode)
     experiment_id = experiments.ensure_experiment(conn, name=name, mode=spec.mode, description=config.experiment.description,
                                             seed=spec.seed, config=config_snapshot(config))
-    if not spec.reuse_experiment:
+    if not spec.reuse_experiment and config.cluster.shards == 1:  # shards join through the shards table
         existing = experiments.count_runs(conn, experiment_id)
         if existing:
             raise ExperimentError(f"experiment {name!r} already holds {existing} runs: choose another "
@@ -141,6 +153,7 @@ class _Signals:
 def run_experiment(config: LoaderConfig, spec: ExperimentSpec) -> dict:
     """Record one experiment; return its summary (also stored and logged)."""
     opened = open_database(config.database)
+    membership = None
     try:
         conn = experiments.open_store(opened.config)
         try:
@@ -148,24 +161,41 @@ def run_experiment(config: LoaderConfig, spec: ExperimentSpec) -> dict:
         finally:
             conn.close()
         log.info("experiment %r (id %d) in %s", name, experiment_id, opened.config.describe())
-        summary = _run_pipeline(config, spec, opened.config, experiment_id)
+        if config.cluster.shards > 1:
+            membership = Membership.join(opened.config, experiment_id, ClusterSettings.of_config(config.cluster),
+                                         planned=spec.planned_total or 0, clock=RealClock())
+        summary = _run_pipeline(config, spec, opened.config, experiment_id, membership)
         if spec.experiment_planned_total is not None:  # the stored summary covers every session
             summary = whole_experiment_summary(opened.config, experiment_id, summary,
                                                late_threshold_us=round(config.injection.late_threshold_ms * 1000),
                                                planned_total=spec.experiment_planned_total)
         summary["experiment"] = {"id": experiment_id, "name": name}
-        if spec.mode == "injection":  # did the run reproduce its trace? (loader/verdict.py)
-            summary["verdict"] = judge(fidelity_from_summary(summary),
-                                       Thresholds.of_config(config.injection.fail_on)).as_dict()
-        _finish_experiment(opened.config, experiment_id, summary, config.database.retry_interval_s)
+        thresholds = Thresholds.of_config(config.injection.fail_on)
+        if membership is None:
+            if spec.mode == "injection":  # did the run reproduce its trace? (loader/verdict.py)
+                summary["verdict"] = judge(fidelity_from_summary(summary), thresholds).as_dict()
+            _finish_experiment(opened.config, experiment_id, summary, config.database.retry_interval_s)
+        else:
+            summary["shard"] = str(membership.shard)
+            summary["cluster"] = membership.finish(summary, round(config.injection.late_threshold_ms * 1000))
+            if spec.mode == "injection":  # the experiment's verdict: over every shard's runs
+                summary["verdict"] = judge(fidelity_from_summary(summary["cluster"]), thresholds).as_dict()
+    except BaseException as exc:
+        if membership is not None:
+            membership.abandon(exc)
+        raise
     finally:
+        if membership is not None:
+            membership.close()
         opened.close()
     log.info("experiment %r ended: %s", name,
              ", ".join(f"{status} {n}" for status, n in summary["statuses"].items()) or "nothing run")
     return summary
 
 
-def _run_pipeline(config: LoaderConfig, spec: ExperimentSpec, database, experiment_id: int) -> dict:
+def _run_pipeline(config: LoaderConfig, spec: ExperimentSpec, database, experiment_id: int,
+                  membership: Membership | None = None) -> dict:
+    start_at_s = membership.wait_for_start() if membership is not None else None
     db = config.database
     writer = store.StoreWriter(database, batch_size=db.batch_size, flush_interval_s=db.flush_interval_s,
                                retry_interval_s=db.retry_interval_s).start()
@@ -175,9 +205,12 @@ def _run_pipeline(config: LoaderConfig, spec: ExperimentSpec, database, experime
                         user_events=config.openwhisk.user_events, monitor=open_monitor(config),
                         on_stored=spec.on_stored, planned_total=spec.planned_total,
                         planned_duration_s=spec.planned_duration_s)
+    if membership is not None:
+        stats = pipeline.stats
+        membership.track(lambda: (stats.issued, stats.completed, pipeline.started_epoch_s))
     try:
         with _Signals(pipeline):
-            summary = pipeline.run()
+            summary = pipeline.run(start_at_s)
     finally:
         writer.close()
     summary["start_epoch_us"] = round(pipeline.start_epoch_s * 1_000_000)
