@@ -4,7 +4,7 @@
 
 Data: the Azure Functions Trace 2019 (Shahrad et al., "Serverless in the Wild: Characterizing
 and Optimizing the Serverless Workload at a Large Cloud Provider", USENIX ATC 2020; CC-BY),
-here the 250-function × 150-minute sample bundled in ``../shared/data/azure2019-sample``
+here the 250-function × 150-minute sample committed under ``tests/data/azure2019-sample``
 (``invocations.csv``, ``durations.csv``, ``memory.csv``).
 
 Mapping (one FaaSLoad trace per Azure function):

@@ -8,7 +8,9 @@ import sys
 from types import ModuleType
 
 from faasload import cli, logsetup
+from faasload.config import ConfigError
 from loader import config as loader_config
+from loader.cluster.shard import ShardError, parse_shard
 
 #: The module of each mode; each has ``validate(config, source) -> int`` and ``run(config, source) -> int``.
 MODES = {"injection": "loader.injection.mode", "generation": "loader.generation.mode"}
@@ -32,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="complete an experiment whose loader died (SIGKILL, power cut): fetch the records of "
                              "its runs left 'sent', mark the rest 'lost', count the invocations never sent, store "
                              "it 'crashed', then exit (every start does this for experiments left running)")
+    parser.add_argument("--shard", metavar="I/N",
+                        help="run shard I of N (1-based) of the experiment: the traces of the users that hash to I "
+                             "(sets cluster:shard and cluster:shards; docs/scale-out.md)")
     return parser
 
 
@@ -39,7 +44,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def body() -> int:
-        config = loader_config.load(args.config, cli.parse_overrides(args.overrides))
+        overrides = cli.parse_overrides(args.overrides)
+        if args.shard is not None:
+            try:
+                shard = parse_shard(args.shard)
+            except ShardError as exc:
+                raise ConfigError("--shard", "", str(exc)) from None
+            overrides.update({"cluster:shard": shard.index, "cluster:shards": shard.count})
+        config = loader_config.load(args.config, overrides)
         logsetup.apply(config.logging, str(args.config))
         mode = mode_module(config)  # the daemon proper; nothing runs at import
         if args.validate:

@@ -109,12 +109,26 @@ class MonitorClientConfig:
     enabled: bool = option(True, doc="fetch each activation's samples from the monitor into `resources`")
     measurement_socket: Path = option("/run/wdm/meas", doc="the monitor's measurement socket")
     timeout_s: float = option(2.0, unit="s", exclusive_minimum=0, doc="timeout of one query to the monitor")
+    endpoints: dict[str, str] = option({}, doc="one monitor per invoker host: invoker name (the user event's `source`, e.g. `invoker0`) -> `unix:///path` or `tcp://host:port` (docs/scale-out.md); empty: the one monitor at `measurement_socket`")
+    token_file: Path | None = option(None, doc="file (mode 0600) holding the token the monitors' TCP sockets require (`sockets:token_file` of the monitors); needed by `tcp://` endpoints")
 
 
 @dataclass(frozen=True)
 class ExperimentConfig:
     name: str | None = option(None, doc="name of the experiment in the `experiments` table (null: mode and start time)")
     description: str = option("", doc="free text stored with the experiment")
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    shard: int = option(1, minimum=1, doc="this loader's shard, 1 to `shards` (`--shard I/N` sets both); it replays the traces of the users that hash to it (docs/scale-out.md)")
+    shards: int = option(1, minimum=1, doc="loaders (shards) of the experiment; 1: not sharded")
+    host: str = option("", doc="this shard's name in the `shards` table (empty: the host name)")
+    start_delay_s: float = option(5.0, unit="s", exclusive_minimum=0, doc="the run starts this long after the last shard joined (on the database server's clock)")
+    join_timeout_s: float = option(600.0, unit="s", exclusive_minimum=0, doc="longest wait for every shard to join; beyond it this shard gives up (state `failed`)")
+    heartbeat_interval_s: float = option(2.0, unit="s", exclusive_minimum=0, doc="interval of the shard's heartbeat (and progress counts) in the `shards` table")
+    dead_after_s: float = option(15.0, unit="s", exclusive_minimum=0, doc="a shard whose heartbeat is older than this is `dead`: its unfinished runs become `lost` when the others finish")
+    max_clock_offset_ms: float = option(50.0, unit="ms", minimum=0, doc="refuse to start when this host's clock is further than this from the database server's (synchronise the clocks, e.g. with chrony)")
 
 
 @dataclass(frozen=True)
@@ -126,13 +140,45 @@ class LoaderConfig:
     database: DatabaseSection = section(DatabaseSection, doc="PostgreSQL")
     monitor: MonitorClientConfig = section(MonitorClientConfig, doc="the resource monitor")
     experiment: ExperimentConfig = section(ExperimentConfig, doc="the experiment record")
+    cluster: ClusterConfig = section(ClusterConfig, doc="several loaders (shards) in one experiment (docs/scale-out.md)")
     statedir: Path = option("~/.local/state/faasload", doc="state directory (embedded database, logs of started services)")
     logging: dict[str, Any] = option({}, doc="`logging.config.dictConfig` mapping merged over the default (INFO to stderr, the `kafka` logger at WARNING, syslog priority prefixes when stderr is the journal); `logging:root:level` switches verbosity", check=logsetup.check)
 
 
 def load(path: str | Path = DEFAULT_PATH, overrides: dict[str, Any] | None = None) -> LoaderConfig:
     """Load and validate ``config/loader.yml`` (or ``path``)."""
-    return load_file(LoaderConfig, path, overrides=overrides)
+    config = load_file(LoaderConfig, path, overrides=overrides)
+    _check_cluster(config, str(path))
+    _check_monitor(config.monitor, str(path))
+    return config
+
+
+def _check_cluster(config: LoaderConfig, source: str) -> None:
+    cluster = config.cluster
+    if cluster.shard > cluster.shards:
+        raise ConfigError(source, "cluster:shard", f"shard {cluster.shard} of {cluster.shards}: must be 1 to cluster:shards")
+    if cluster.shards == 1:
+        return
+    if config.generation.enabled:
+        raise ConfigError(source, "cluster:shards", "generator mode runs on one loader (cluster:shards must be 1)")
+    if not config.experiment.name:
+        raise ConfigError(source, "experiment:name", "shards of one experiment need the same experiment:name "
+                                                     "(a name from the start time would differ between hosts)")
+    if cluster.heartbeat_interval_s >= cluster.dead_after_s:
+        raise ConfigError(source, "cluster:dead_after_s", f"must exceed cluster:heartbeat_interval_s "
+                                                          f"({cluster.heartbeat_interval_s:g} s)")
+
+
+def _check_monitor(monitor: MonitorClientConfig, source: str) -> None:
+    from loader.monitor_endpoints import EndpointError, parse_endpoint
+    needs_token = False
+    for invoker, url in monitor.endpoints.items():
+        try:
+            needs_token |= parse_endpoint(url).tcp
+        except EndpointError as exc:
+            raise ConfigError(source, f"monitor:endpoints:{invoker}", str(exc)) from None
+    if needs_token and monitor.enabled and monitor.token_file is None:
+        raise ConfigError(source, "monitor:token_file", "tcp:// endpoints need the monitors' shared token file")
 
 
 def check_directories(config: LoaderConfig, source: str | Path, *, mode: str) -> None:

@@ -19,8 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from faasload import cli
+from faasload.clock import RealClock
+from faasload.config import ConfigError
 from faasload.errors import Failure
 from faasload.retry import Backoff
+from faasload.token_file import TokenFileError
+from loader.cluster.membership import ClusterSettings, Membership
 from loader.completion.tracker import TrackerSettings
 from loader.config import LoaderConfig
 from loader.pipeline import Pipeline, PipelineSettings
@@ -83,6 +87,14 @@ def open_monitor(config: LoaderConfig):
     if not config.monitor.enabled:
         log.info("monitor disabled (monitor:enabled is false): resources are not recorded")
         return None
+    if config.monitor.endpoints:
+        from loader.monitor_endpoints import open_monitors
+        log.info("resources from the monitors of %s", ", ".join(f"{invoker} at {url}" for invoker, url
+                                                               in sorted(config.monitor.endpoints.items())))
+        try:
+            return open_monitors(config.monitor.endpoints, config.monitor.token_file, config.monitor.timeout_s)
+        except TokenFileError as exc:
+            raise ConfigError("monitor:token_file", "", str(exc)) from None
     try:
         from loader.monitor_client import MonitorClient
     except ImportError:
@@ -112,11 +124,15 @@ def experiment_name(config: LoaderConfig, mode: str) -> str:
 
 
 def _prepare_experiment(conn, config: LoaderConfig, spec: ExperimentSpec, name: str) -> int:
-    """Create the experiment (a resumed generation reopens its own); refuse a taken name before any write."""
+    """Create the experiment (a resumed generation reopens its own, a shard joins its experiment);
+    refuse a taken name before any write."""
     description, snapshot = config.experiment.description, config_snapshot(config)
     if spec.reuse_experiment:
         return experiments.ensure_experiment(conn, name=name, mode=spec.mode, description=description,
                                              seed=spec.seed, config=snapshot, reopen=True)
+    if config.cluster.shards > 1:  # the shards of one experiment join it (the shards table says who runs)
+        return experiments.ensure_experiment(conn, name=name, mode=spec.mode, description=description,
+                                             seed=spec.seed, config=snapshot)
     experiment_id = experiments.create_experiment(conn, name=name, mode=spec.mode, description=description,
                                                   seed=spec.seed, config=snapshot)
     if experiment_id is None:
@@ -163,15 +179,17 @@ def run_experiment(config: LoaderConfig, spec: ExperimentSpec) -> dict:
     The summary's ``state`` says how it ended: ``stopped`` (by a signal, or ``failure`` says which
     internal failure) or ``finished`` (``trace_errors`` lists the traces that could not be read to
     their end).  An exception out of the pipeline stores the experiment ``stopped`` if the database
-    still answers (else it stays ``running`` and the next start recovers it), then propagates.
+    still answers (else it stays ``running`` and the next start recovers it), then propagates.  A
+    shard of a sharded experiment leaves the experiment's end to the shards' aggregate.
     """
     opened = open_database(config.database)
+    membership = None
     try:
         name = experiment_name(config, spec.mode)
         try:
             lease = experiments.ExperimentLease(opened.config, name)  # before the row: no loader takes it for dead
         except experiments.ExperimentBusy as exc:
-            raise ExperimentError(f"{exc}: choose another experiment:name; nothing was changed") from None
+            raise ExperimentError(f"{exc}; nothing was changed") from None
         try:
             conn = experiments.open_store(opened.config)
             try:
@@ -179,25 +197,41 @@ def run_experiment(config: LoaderConfig, spec: ExperimentSpec) -> dict:
             finally:
                 conn.close()
             log.info("experiment %r (id %d) in %s", name, experiment_id, opened.config.describe())
+            if config.cluster.shards > 1:
+                membership = Membership.join(opened.config, experiment_id, ClusterSettings.of_config(config.cluster),
+                                             planned=spec.planned_total or 0, clock=RealClock())
             try:
-                summary = _run_pipeline(config, spec, opened.config, experiment_id, lease)
+                summary = _run_pipeline(config, spec, opened.config, experiment_id, lease, membership)
             except BaseException as exc:
-                _store_stopped(opened.config, experiment_id, name, exc)
+                if membership is None:
+                    _store_stopped(opened.config, experiment_id, name, exc)
                 raise
             if spec.experiment_planned_total is not None:  # the stored summary covers every session
                 summary = whole_experiment_summary(opened.config, experiment_id, summary,
                                                    late_threshold_us=round(config.injection.late_threshold_ms * 1000),
                                                    planned_total=spec.experiment_planned_total)
             summary["experiment"] = {"id": experiment_id, "name": name}
-            if spec.mode == "injection":  # did the run reproduce its trace? (loader/verdict.py)
-                summary["verdict"] = judge(fidelity_from_summary(summary),
-                                           Thresholds.of_config(config.injection.fail_on)).as_dict()
+            thresholds = Thresholds.of_config(config.injection.fail_on)
             state = final_state(summary)
             summary["state"] = state.value
-            _finish_experiment(opened.config, experiment_id, summary, config.database.retry_interval_s, state)
+            if membership is None:
+                if spec.mode == "injection":  # did the run reproduce its trace? (loader/verdict.py)
+                    summary["verdict"] = judge(fidelity_from_summary(summary), thresholds).as_dict()
+                _finish_experiment(opened.config, experiment_id, summary, config.database.retry_interval_s, state)
+            else:
+                summary["shard"] = str(membership.shard)
+                summary["cluster"] = membership.finish(summary, round(config.injection.late_threshold_ms * 1000))
+                if spec.mode == "injection":  # the experiment's verdict: over every shard's runs
+                    summary["verdict"] = judge(fidelity_from_summary(summary["cluster"]), thresholds).as_dict()
         finally:
             lease.release()
+    except BaseException as exc:
+        if membership is not None:
+            membership.abandon(exc)
+        raise
     finally:
+        if membership is not None:
+            membership.close()
         opened.close()
     log.info("experiment %r %s: %s", name, "ended" if state is ExperimentState.FINISHED else state.value,
              ", ".join(f"{status} {n}" for status, n in summary["statuses"].items()) or "nothing run")
@@ -216,7 +250,8 @@ def _store_stopped(database, experiment_id: int, name: str, exc: BaseException) 
 
 
 def _run_pipeline(config: LoaderConfig, spec: ExperimentSpec, database, experiment_id: int,
-                  lease: experiments.ExperimentLease) -> dict:
+                  lease: experiments.ExperimentLease, membership: Membership | None = None) -> dict:
+    start_at_s = membership.wait_for_start() if membership is not None else None
     db = config.database
     writer = store.StoreWriter(database, batch_size=db.batch_size, flush_interval_s=db.flush_interval_s,
                                retry_interval_s=db.retry_interval_s).start()
@@ -227,9 +262,12 @@ def _run_pipeline(config: LoaderConfig, spec: ExperimentSpec, database, experime
                         on_stored=spec.on_stored, planned_total=spec.planned_total,
                         planned_duration_s=spec.planned_duration_s,
                         on_started=lambda epoch_s: lease.mark_started(experiment_id, round(epoch_s * 1_000_000)))
+    if membership is not None:
+        stats = pipeline.stats
+        membership.track(lambda: (stats.issued, stats.completed, pipeline.started_epoch_s))
     try:
         with _Signals(pipeline):
-            summary = pipeline.run()
+            summary = pipeline.run(start_at_s)
     finally:
         writer.close()
     summary["start_epoch_us"] = round(pipeline.start_epoch_s * 1_000_000)

@@ -75,6 +75,8 @@ def to_record(sample: Sample) -> ResourceSample:
 
 
 class MonitorClient:
+    """The monitor's measurement socket (UNIX); :class:`loader.monitor_endpoints.TcpMonitorClient` is the TCP one."""
+
     def __init__(self, socket_path: str | Path, timeout_s: float = 2.0):
         self.socket_path = str(socket_path)
         self.timeout_s = timeout_s
@@ -82,12 +84,13 @@ class MonitorClient:
     def samples_for_activation(self, activation_id: str, *, container: str | None = None,
                                start_s: float | None = None, end_s: float | None = None,
                                namespace: str | None = None, action: str | None = None,
-                               kind: str | None = None) -> MonitorAnswer:
+                               kind: str | None = None, source: str | None = None) -> MonitorAnswer:
         """The samples of one activation.  ``namespace`` and ``action`` (the activation record's
         ``namespace`` and ``name``, and its ``kind`` for prewarmed stem cells) with ``start_s`` and ``end_s`` let the monitor find the
         container when no notice bound the activation (attribution, docs/monitor.md).  When the
         monitor does not know the activation but ``container``, ``start_s`` and ``end_s`` are
-        given, falls back to a window query."""
+        given, falls back to a window query.  ``source`` (the invoker that ran it) only matters to a
+        router of several monitors (:mod:`loader.monitor_endpoints`)."""
         deadline_s = time.monotonic() + self.timeout_s
         try:
             query = ActivationQuery(activation_id, namespace, action,
@@ -122,14 +125,24 @@ class MonitorClient:
             log.error("monitor query for container %s failed unexpectedly", container, exc_info=True)
             return MonitorAnswer((), ResourcesStatus.ERROR, f"{type(exc).__name__}: {exc}")
 
-    def _ask(self, request: bytes, deadline_s: float):
+    def _connect(self, deadline_s: float) -> socket.socket:
+        """A connected socket, ready for the request (:class:`MonitorDown` when nobody listens)."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.settimeout(_remaining(deadline_s))
-            try:
-                sock.connect(self.socket_path)
-            except (FileNotFoundError, ConnectionRefusedError) as exc:
-                raise MonitorDown(f"{self.socket_path}: {exc.strerror}") from None
+            sock.connect(self.socket_path)
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            sock.close()
+            raise MonitorDown(f"{self.socket_path}: {exc.strerror}") from None
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def _ask(self, request: bytes, deadline_s: float):
+        sock = None
+        try:
+            sock = self._connect(deadline_s)
             sock.sendall(request)
             sock.shutdown(socket.SHUT_WR)
             chunks, size = [], 0
@@ -147,7 +160,8 @@ class MonitorClient:
         except OSError as exc:
             raise MonitorDown(f"{self.socket_path}: {exc}") from None
         finally:
-            sock.close()
+            if sock is not None:
+                sock.close()
         if not chunks:
             raise MonitorDown(f"{self.socket_path}: connection closed without an answer")
         return parse_answer(b"".join(chunks))

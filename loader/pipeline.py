@@ -116,10 +116,12 @@ class Pipeline:
         self.consumer = None
         if user_events is not None:
             self.consumer = EventConsumer(user_events.bootstrap_servers, user_events.topic, self.tracker.on_event,
-                                          poll_timeout_s=user_events.poll_timeout_s)
+                                          poll_timeout_s=user_events.poll_timeout_s,
+                                          accept_user_ids=frozenset(key.uuid for key in keys.values()))
         self._stop_requests = 0
         self.scheduler: Scheduler | None = None
         self.stopped_by_request = False
+        self.started_epoch_s: float | None = None   # when the scheduler actually started
         self.on_started = on_started
         #: Service threads that died of an unexpected exception: thread name -> what it raised.
         self.failures: dict[str, str] = {}
@@ -133,8 +135,11 @@ class Pipeline:
 
     # ------------------------------------------------------------------ running
 
-    def run(self) -> dict:
-        """Inject everything, wait for every completion, flush; return the summary."""
+    def run(self, start_at_s: float | None = None) -> dict:
+        """Inject everything, wait for every completion, flush; return the summary.
+
+        ``start_at_s`` (monotonic): the common start agreed with other shards; the planned offsets
+        count from it even when this loader is ready late (then its lateness shows it)."""
         threads = []
         if self.consumer is not None:
             self.consumer.start()
@@ -151,8 +156,12 @@ class Pipeline:
         previous_interval = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         try:
-            self._start_s = self.clock.monotonic_s()
-            self.start_epoch_s = self.clock.epoch_s()
+            if start_at_s is not None:
+                while self.clock.monotonic_s() < start_at_s and not self._stop_requests:
+                    self.clock.sleep_until(min(start_at_s, self.clock.monotonic_s() + SUPERVISE_S))
+            now_s, self.started_epoch_s = self.clock.monotonic_s(), self.clock.epoch_s()
+            self._start_s = now_s if start_at_s is None else start_at_s
+            self.start_epoch_s = self.started_epoch_s - (now_s - self._start_s)
             scheduler.start_s = self._start_s
             scheduler_thread = self._thread(self._schedule, "scheduler", scheduler)
             self.live = LiveProgress.on_terminal(self.stats, self.planned_duration_s)
@@ -181,6 +190,7 @@ class Pipeline:
         if self.consumer is not None:
             summary["user_events"] = {"activation_events": self.consumer.stats.activation_events,
                                       "matched": self.tracker.events_matched,
+                                      "foreign": self.consumer.stats.foreign,
                                       "malformed": self.consumer.stats.malformed}
         if self.scheduler is not None and self.scheduler.stats.trace_errors:
             summary["trace_errors"] = list(self.scheduler.stats.trace_errors)

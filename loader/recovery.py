@@ -125,7 +125,7 @@ def recover_abandoned(config: LoaderConfig) -> list[dict]:
 def recover(config: LoaderConfig, database: DatabaseConfiguration, experiment: ExperimentRow) -> dict:
     """Complete the runs ``experiment`` left ``sent``, count what it never sent, store it ``crashed``."""
     try:
-        lease = experiments.ExperimentLease(database, experiment.name)
+        lease = experiments.ExperimentLease(database, experiment.name, exclusive=True)
     except experiments.ExperimentBusy:
         raise RecoveryError(f"experiment {experiment.name!r} is still running: its loader holds its lease") from None
     try:

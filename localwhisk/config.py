@@ -86,12 +86,14 @@ class EventsConfig:
 @dataclass(frozen=True)
 class MonitorNotifyConfig:
     notification_socket: str = option("", doc="the monitor's notification socket (empty: send no notifications)")
+    notification_sockets: dict[str, str] = option({}, doc="with several `invokers`, each invoker's own monitor: invoker name (`invoker1`) -> notification socket; an invoker not listed uses `notification_socket`")
     connect_timeout_s: float = option(0.05, unit="s", exclusive_minimum=0, maximum=0.05, doc="longest wait to deliver one notification (dropped beyond)")
 
 
 @dataclass(frozen=True)
 class LocalWhiskConfig:
     server: ServerConfig = section(ServerConfig, doc="the REST API")
+    invokers: int = option(1, minimum=1, doc="invokers, as the invoker hosts of an OpenWhisk cluster: invoker `k` is `invoker<server:instance + k>` in user events, with its own containers, memory pool and monitor (docs/localwhisk.md)")
     state: StateConfig = section(StateConfig, doc="persistent state")
     storage: StorageConfig = section(StorageConfig, doc="object storage shared with actions")
     containers: ContainersConfig = section(ContainersConfig, doc="action containers")
@@ -102,6 +104,11 @@ class LocalWhiskConfig:
     logging: dict[str, Any] = option({}, doc="`logging.config.dictConfig` mapping merged over the default (INFO to stderr, the `kafka` logger at WARNING, syslog priority prefixes when stderr is the journal)", check=logsetup.check)
 
 
+def invoker_names(config: LocalWhiskConfig) -> list[str]:
+    """The names of the configured invokers (``invoker<server:instance + k>``), in order."""
+    return [f"invoker{config.server.instance + k}" for k in range(config.invokers)]
+
+
 def load(path: str | Path = DEFAULT_PATH, overrides: dict[str, Any] | None = None) -> LocalWhiskConfig:
     """Load and validate ``config/localwhisk.yml`` (or ``path``)."""
     config = load_file(LocalWhiskConfig, path, overrides=overrides)
@@ -110,6 +117,11 @@ def load(path: str | Path = DEFAULT_PATH, overrides: dict[str, Any] | None = Non
             parse_user(config.containers.docker_user)
         except ValueError as exc:
             raise ConfigError(str(path), "containers:docker_user", str(exc)) from None
+    names = invoker_names(config)
+    for name in config.monitor.notification_sockets:
+        if name not in names:
+            raise ConfigError(str(path), f"monitor:notification_sockets:{name}",
+                              f"no such invoker (the invokers are {', '.join(names)})")
     return config
 
 

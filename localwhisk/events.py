@@ -84,10 +84,12 @@ class EventPublisher:
         self._thread = threading.Thread(target=self._run, args=(self._producer,), name="user-events", daemon=True)
         self._thread.start()
 
-    def activation(self, record: ActivationRecord, identity: Identity) -> None:
+    def activation(self, record: ActivationRecord, identity: Identity, source: str | None = None) -> None:
+        """The ``Activation`` event of ``record``, from invoker ``source`` (default: this instance's)."""
         body = activation_body(record)
         if body is not None:
-            self._queue.put(event_message(self.invoker_source, body, identity, record.namespace, "Activation"))
+            self._queue.put(event_message(source or self.invoker_source, body, identity, record.namespace,
+                                          "Activation"))
 
     def metric(self, name: str, value: int, identity: Identity) -> None:
         body = {"metricName": name, "metricValue": value}
@@ -126,7 +128,7 @@ class NoEvents:
     def start(self) -> None:
         pass
 
-    def activation(self, record: ActivationRecord, identity: Identity) -> None:
+    def activation(self, record: ActivationRecord, identity: Identity, source: str | None = None) -> None:
         pass
 
     def metric(self, name: str, value: int, identity: Identity) -> None:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -23,8 +24,8 @@ from .entities import Action, ActionStore
 from .errors import ApiError
 from .events import EventPublisher, NoEvents
 from .invoker import Invoker, Job, now_ms
+from .invokers import InvokerHost, home_invoker, make_hosts
 from .limits import ConcurrencyThrottler, RateThrottler
-from .notify import MonitorNotifier
 from .pool import ContainerPool
 from .users import Identity, UserStore
 
@@ -36,7 +37,7 @@ def container_name(instance: int, count: int, namespace: str, action: str) -> st
     return openwhisk_names.container_name(openwhisk_names.container_prefix(instance), count, namespace, action)
 
 
-def make_backend(config: LocalWhiskConfig, run_dir: Path) -> Backend:
+def make_backend(config: LocalWhiskConfig, run_dir: Path, instance: int | None = None) -> Backend:
     cfg = config.containers
     if cfg.backend in ("auto", "docker"):
         from faasload import dockerd
@@ -46,8 +47,9 @@ def make_backend(config: LocalWhiskConfig, run_dir: Path) -> Backend:
             from .config import docker_user
             return DockerBackend(url, storage_dir=config.storage.dir, image=cfg.image,
                                  python=cfg.python, start_timeout_s=cfg.start_timeout_s,
-                                 instance=config.server.instance, user=docker_user(cfg.docker_user),
-                                 network=cfg.docker_network, pids_limit=cfg.pids_limit)
+                                 instance=config.server.instance if instance is None else instance,
+                                 user=docker_user(cfg.docker_user), network=cfg.docker_network,
+                                 pids_limit=cfg.pids_limit)
         if cfg.backend == "docker":
             raise RuntimeError(f"containers:backend is docker but no Docker daemon answers at {url}")
         LOG.info("no Docker daemon at %s: using the process backend", url)
@@ -66,44 +68,69 @@ class Platform:
         self.activations = ActivationStore(config.state.max_activations)
         self.rate = RateThrottler()
         self.concurrency = ConcurrencyThrottler()
-        self.notifier = MonitorNotifier(config.monitor.notification_socket, config.monitor.connect_timeout_s)
+        self.hosts: list[InvokerHost] = make_hosts(config)
         events = config.events
         self.events = EventPublisher(events.bootstrap_servers, events.topic, config.server.instance) \
             if events.enabled else NoEvents()
-        self.backend: Backend | None = None
-        self.pool: ContainerPool | None = None
-        self.invoker: Invoker | None = None
-        self._count = 0
         self._count_lock = threading.Lock()
         self._run_dir = state / "run" / str(os.getpid())
 
     # ------------------------------------------------------------------ lifecycle
 
+    # the first invoker's parts, as when localwhisk had one invoker
+    @property
+    def backend(self) -> Backend | None:
+        return self.hosts[0].backend
+
+    @property
+    def pool(self) -> ContainerPool | None:
+        return self.hosts[0].pool
+
+    @property
+    def invoker(self) -> Invoker | None:
+        return self.hosts[0].invoker
+
+    @property
+    def notifier(self):
+        return self.hosts[0].notifier
+
     def start(self) -> None:
         self.users.seed_guest()
         self.config.storage.dir.mkdir(parents=True, exist_ok=True)
         self._run_dir.mkdir(parents=True, exist_ok=True)
-        self.backend = backend = make_backend(self.config, self._run_dir)
-        if backend.warning:
-            LOG.warning("%s", backend.warning)
-        LOG.info("container backend: %s", backend.name)
+        backend: Backend | None = None
+        for host in self.hosts:
+            # Docker: one backend per invoker (it removes leftovers of its own name prefix); processes: one
+            if backend is None or backend.name == "docker":
+                backend = make_backend(self.config, self._run_dir / host.name, host.instance)
+                if backend.warning:
+                    LOG.warning("%s", backend.warning)
+            self._start_invoker(host, backend)
+        LOG.info("container backend: %s; invokers: %s", backend.name if backend else "none",
+                 ", ".join(h.name for h in self.hosts))
+        self.events.start()
+
+    def _start_invoker(self, host: InvokerHost, backend: Backend) -> None:
         cfg = self.config.containers
-        self.pool = ContainerPool(backend, capacity_mb=cfg.user_memory_mb, keepalive_s=cfg.keepalive_s,
-                                  pause_grace_s=cfg.pause_grace_s, notify=self._notify_container)
+        host.backend = backend
+        host.pool = ContainerPool(backend, capacity_mb=cfg.user_memory_mb, keepalive_s=cfg.keepalive_s,
+                                  pause_grace_s=cfg.pause_grace_s,
+                                  notify=functools.partial(self._notify_container, host))
         env = {"FAASLOAD_STORAGE": str(self.config.storage.dir), "__OW_API_HOST": self.api_host}
-        self.invoker = Invoker(self.pool, self.activations, container_name=self._container_name, container_env=env,
-                               notify_activation=self.notifier.activation, publish=self.events.activation,
+        host.invoker = Invoker(host.pool, self.activations, container_name=functools.partial(self._container_name, host),
+                               container_env=env, notify_activation=host.notifier.activation,
+                               publish=functools.partial(self.events.activation, source=host.name),
                                on_done=self._done, max_payload_bytes=self.config.limits.max_payload_bytes,
                                log_wait_s=cfg.log_wait_s, pool_wait_s=self.config.limits.max_action_duration_ms / 1000)
-        self.events.start()
-        threading.Thread(target=self.pool.run, name="pool", daemon=True).start()
+        threading.Thread(target=host.pool.run, name=f"pool-{host.name}", daemon=True).start()
 
     def stop(self) -> None:
-        if self.pool is not None:
-            self.pool.stop()
+        for host in self.hosts:
+            if host.pool is not None:
+                host.pool.stop()
         self.events.stop()
-        if self.backend is not None:
-            self.backend.close()
+        for backend in {id(h.backend): h.backend for h in self.hosts if h.backend is not None}.values():
+            backend.close()
         shutil.rmtree(self._run_dir, ignore_errors=True)
 
     # ------------------------------------------------------------------ invocations
@@ -136,18 +163,21 @@ class Platform:
         if self.invoker is None:
             raise RuntimeError("the platform is not started")
         activation_id = uuid.uuid4().hex
-        self.invoker.submit(Job(activation_id, transaction_id, identity, action, params, received_ms))
+        invoker = self.hosts[home_invoker(identity.namespace, action.path, len(self.hosts))].invoker
+        if invoker is None:
+            raise RuntimeError("the platform is not started")
+        invoker.submit(Job(activation_id, transaction_id, identity, action, params, received_ms))
         return activation_id
 
     def _done(self, job: Job) -> None:
         self.concurrency.release(job.identity.namespace)
 
-    def _container_name(self, job: Job) -> str:
+    def _container_name(self, host: InvokerHost, job: Job) -> str:
         with self._count_lock:
-            self._count += 1
-            count = self._count
-        return container_name(self.config.server.instance, count, job.identity.namespace, job.action.name)
+            host.containers_created += 1
+            count = host.containers_created
+        return container_name(host.instance, count, job.identity.namespace, job.action.name)
 
-    def _notify_container(self, action: str, container: Container) -> None:
-        self.notifier.container(action, container.id, container.cgroup)
+    def _notify_container(self, host: InvokerHost, action: str, container: Container) -> None:
+        host.notifier.container(action, container.id, container.cgroup)
 

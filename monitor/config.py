@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from faasload import logsetup, resources
 from faasload.config import ConfigError, load_file, option, section
+from faasload.monitor_tcp import parse_host_port
 from faasload.openwhisk_names import DEFAULT_NAME_PATTERN
 
 DEFAULT_PATH = resources.example_config("monitor.yml")
@@ -25,6 +26,8 @@ class SocketsConfig:
     max_message_bytes: int = option(65536, minimum=64, doc="longest accepted message; longer ones are logged and dropped")
     read_timeout_s: float = option(2.0, unit="s", exclusive_minimum=0, doc="a connection without a complete message this long after it was accepted is dropped (idle connections hold no worker meanwhile)")
     max_pending_per_client: int = option(64, minimum=1, doc="connections one client process (by pid) may hold open without a complete message; opening more closes its oldest")
+    measurement_tcp: str = option("", doc="also answer measurement queries over TCP at `HOST:PORT` (loaders on other hosts, docs/scale-out.md; port 0: any free port, named in the log); empty: UNIX socket only")
+    token_file: Path | None = option(None, doc="file (mode 0600) holding the token a TCP client must send first (`python -m faasload.token_file PATH` writes one); required with `measurement_tcp`")
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,20 @@ def load(path: str | Path = DEFAULT_PATH, overrides: dict[str, Any] | None = Non
     """Load and validate ``config/monitor.yml`` (or ``path``)."""
     config = load_file(MonitorConfig, path, overrides=overrides)
     _check_docker(config.docker, str(path))
+    _check_tcp(config.sockets, str(path))
     return config
+
+
+def _check_tcp(sockets: SocketsConfig, source: str) -> None:
+    if not sockets.measurement_tcp:
+        return
+    try:
+        parse_host_port(sockets.measurement_tcp, any_port=True)
+    except ValueError as exc:
+        raise ConfigError(source, "sockets:measurement_tcp", str(exc)) from None
+    if sockets.token_file is None:
+        raise ConfigError(source, "sockets:token_file", "required with sockets:measurement_tcp: the monitor answers "
+                                                        "TCP clients only with a shared token")
 
 
 def _check_docker(docker: DockerConfig, source: str) -> None:

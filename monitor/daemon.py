@@ -16,6 +16,9 @@ import threading
 from faasload import dockerd
 from faasload.cli import EXIT_OK
 from faasload.clock import Clock, RealClock
+from faasload.config import ConfigError
+from faasload.monitor_tcp import parse_host_port
+from faasload.token_file import TokenFileError, read_token
 
 from .cgroups import make_reader
 from .config import MonitorConfig
@@ -24,6 +27,7 @@ from .docker_events import DockerEvents, Recogniser, client_factory
 from .registry import Registry
 from .sampler import Sampler
 from .servers import Handlers, MessageServer
+from .tcp_server import TcpMeasurementServer
 
 log = logging.getLogger("monitor")
 
@@ -49,11 +53,13 @@ class Monitor:
         self.handlers = Handlers(self.registry, sampling.resolution_s, clock.epoch_s,
                                  attribution_slack_s=config.docker.attribution_slack_s)
         sockets = config.sockets
-        self.servers = tuple(
+        self.servers: tuple[MessageServer | TcpMeasurementServer, ...] = tuple(
             MessageServer(name, path, handler, mode=sockets.mode, max_message_bytes=sockets.max_message_bytes,
                           read_timeout_s=sockets.read_timeout_s, max_pending_per_client=sockets.max_pending_per_client)
             for name, path, handler in (("notification", sockets.notification, self.handlers.notification),
                                         ("measurement", sockets.measurement, self.handlers.query)))
+        if sockets.measurement_tcp:
+            self.servers += (_tcp_server(sockets, self.handlers),)
         self._sampler_stop = threading.Event()
         self._sampler_thread: threading.Thread | None = None
 
@@ -92,6 +98,17 @@ class Monitor:
         log.info("stopped: %d notifications (%d dropped), %d queries (%d bad), %d samples, "
                  "%d missed deadlines", handlers.notifications, handlers.dropped_notifications,
                  handlers.queries, handlers.bad_queries, sampler.samples_taken, sampler.missed_deadlines)
+
+
+def _tcp_server(sockets, handlers: Handlers) -> TcpMeasurementServer:
+    """The measurement socket over TCP (sockets:measurement_tcp), behind the token of sockets:token_file."""
+    host, port = parse_host_port(sockets.measurement_tcp, any_port=True)
+    try:
+        token = read_token(sockets.token_file)
+    except TokenFileError as exc:
+        raise ConfigError("sockets:token_file", "", str(exc)) from None
+    return TcpMeasurementServer(host, port, token, handlers.query, max_message_bytes=sockets.max_message_bytes,
+                                read_timeout_s=sockets.read_timeout_s)
 
 
 def _docker_events(config: MonitorConfig, registry: Registry, clock: Clock) -> DockerEvents | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pandas as pd
 import pytest
 import yaml
@@ -61,7 +63,7 @@ def test_runs_parameters_and_resources_as_frames(results_experiments):
 def test_open_dataset_from_a_dsn_or_a_database_configuration(results_experiments):
     db = results_experiments.database
     dsn = f"host={db.host} port={db.port} user={db.user} dbname={db.database}"
-    uri = f"postgresql://{db.user}@{db.host}:{db.port}/{db.database}"
+    uri = f"postgresql://{db.user}@{quote(db.host, safe='')}:{db.port}/{db.database}"  # a socket directory: encoded
     for source in (dsn, uri, db):
         with open_dataset(source) as ds:
             assert len(ds.runs(results_experiments.names[1])) == results_experiments.planned

@@ -186,7 +186,8 @@ def test_a_taken_name_is_refused_without_a_write_and_the_lease_tells_a_live_load
     try:
         assert not experiments.lease_is_free(conn, "e-taken") and experiments.lease_is_free(conn, "e-other")
         with pytest.raises(experiments.ExperimentBusy, match="'e-taken' is run by another loader"):
-            experiments.ExperimentLease(database, "e-taken")
+            experiments.ExperimentLease(database, "e-taken", exclusive=True)     # a recovery
+        experiments.ExperimentLease(database, "e-taken").release()               # another shard
         lease.mark_started(first, 1_700_000_000_000_000)
         assert experiments.find_experiment(conn, "e-taken").start_epoch_us == 1_700_000_000_000_000
     finally:

@@ -18,8 +18,10 @@ from loader.storage.recorder import Recorder
 log = logging.getLogger(__name__)
 
 
-def query_resources(monitor: MonitorClient | None, activation_id: str, record: dict | None) -> MonitorAnswer | None:
+def query_resources(monitor: MonitorClient | None, activation_id: str, record: dict | None,
+                    source: str | None = None) -> MonitorAnswer | None:
     """The monitor's answer for the activation of ``record``; None without a monitor or a record.
+    ``source`` is the invoker that ran it (user event), for a router of several monitors.
 
     Never raises: a failing client gives an ``error`` answer (the run is recorded anyway).
     """
@@ -34,7 +36,7 @@ def query_resources(monitor: MonitorClient | None, activation_id: str, record: d
             end_s=end_ms / 1000 if end_ms is not None else None,
             namespace=namespace if isinstance(namespace, str) else None,
             action=name if isinstance(name, str) else None,
-            kind=fields.get("kind"))
+            kind=fields.get("kind"), source=source)
     except Exception:  # the client should never raise; never lose the run for it  # noqa: BLE001
         log.exception("monitor query for activation %s failed", activation_id)
         return MonitorAnswer((), ResourcesStatus.ERROR)
@@ -47,8 +49,9 @@ def record_completion(recorder: Recorder, monitor: MonitorClient | None, pending
     A bug on the way is logged with its traceback and the run still ends, lost with the error.
     """
     try:
-        resources = query_resources(monitor, pending.activation_id, record)
-        recorder.completed(pending.invocation, pending.activation_id, record, reason, resources)
+        resources = query_resources(monitor, pending.activation_id, record, pending.source)
+        recorder.completed(pending.invocation, pending.activation_id, record, reason, resources,
+                           invoker=pending.source)
     except StoreError:
         raise
     except Exception as exc:  # a bug must not leave the run pending forever  # noqa: BLE001

@@ -58,6 +58,7 @@ class Pending:
     generation: int = 0
     fetches: int = 0
     last_answer: str | None = None
+    source: str | None = None  # the invoker that ran it, from its user event
 
 
 #: ``complete(pending, record)``: record is the activation record, or None when lost (with a reason).
@@ -104,7 +105,7 @@ class CompletionTracker:
         self.events_matched = 0
         self.lost = 0
         self._pending: dict[str, Pending] = {}
-        self._early: dict[str, float] = {}
+        self._early: dict[str, tuple[float, str | None]] = {}  # activation id -> (seen at, source)
         self._heap: list[tuple[float, int, str, int]] = []
         self._counter = 0
         self._lock = threading.Lock()
@@ -120,8 +121,10 @@ class CompletionTracker:
         pending = Pending(invocation, key, user, activation_id, sent_s, sent_s + s.final_deadline_s)
         with self._lock:
             self._pending[activation_id] = pending
-            if self._early.pop(activation_id, None) is not None:
+            early = self._early.pop(activation_id, None)
+            if early is not None:
                 pending.event_seen = True
+                pending.source = early[1]
                 self.events_matched += 1
                 self._schedule(pending, self.clock.monotonic_s())
             else:
@@ -133,11 +136,12 @@ class CompletionTracker:
             pending = self._pending.get(event.activation_id)
             if pending is None:
                 if len(self._early) < EARLY_EVENT_MAX:
-                    self._early[event.activation_id] = self.clock.monotonic_s()
+                    self._early[event.activation_id] = (self.clock.monotonic_s(), event.source)
                 return
             if pending.event_seen:
                 return
             pending.event_seen = True
+            pending.source = event.source
             self.events_matched += 1
             if not pending.in_flight:
                 self._schedule(pending, self.clock.monotonic_s())
@@ -175,7 +179,7 @@ class CompletionTracker:
             return self._heap[0][0] if self._heap else None
 
     def _forget_early(self, now_s: float) -> None:
-        stale = [a for a, seen_s in self._early.items() if now_s - seen_s > EARLY_EVENT_KEEP_S]
+        stale = [a for a, (seen_s, _) in self._early.items() if now_s - seen_s > EARLY_EVENT_KEEP_S]
         for activation_id in stale:
             del self._early[activation_id]
 

@@ -3,8 +3,9 @@
 :class:`EventConsumer` reads the user-events topic (default ``events``) with a manual
 assignment of all its partitions, positioned at their end offsets when the run starts
 (no consumer group, so nothing depends on group coordination or on a broker's
-quirks).  Each ``Activation`` event is handed to ``on_event``; other event types are
-counted and ignored; a malformed message is logged and counted, never fatal.  When the
+quirks).  Each ``Activation`` event is handed to ``on_event``, unless ``accept_user_ids``
+is given and the event's ``userId`` is not among them (another shard's users: counted as
+``foreign``, docs/scale-out.md); other event types are counted and ignored; a malformed message is logged and counted, never fatal.  When the
 broker goes away, the consumer keeps retrying while the completion tracker polls the
 activation records instead.
 """
@@ -35,6 +36,8 @@ class ActivationEvent:
     activation_id: str
     status_code: int | None
     namespace: str | None
+    source: str | None = None       # the invoker that ran it (``invoker0``): whose monitor sampled it
+    user_id: str | None = None      # the namespace's UUID (first half of the user's ``uuid:key``)
 
 
 def parse_event(value: bytes | str) -> ActivationEvent | None:
@@ -57,9 +60,11 @@ def parse_event(value: bytes | str) -> ActivationEvent | None:
     if not isinstance(activation_id, str) or not activation_id:
         raise EventError("Activation event without body.activationId")
     status_code = body.get("statusCode")
-    namespace = message.get("namespace")
+    namespace, source, user_id = (message.get(key) for key in ("namespace", "source", "userId"))
     return ActivationEvent(activation_id, status_code if isinstance(status_code, int) else None,
-                           namespace if isinstance(namespace, str) else None)
+                           namespace if isinstance(namespace, str) else None,
+                           source if isinstance(source, str) else None,
+                           user_id if isinstance(user_id, str) else None)
 
 
 @dataclass
@@ -67,6 +72,7 @@ class ConsumerStats:
     messages: int = 0
     activation_events: int = 0
     other_events: int = 0
+    foreign: int = 0        # Activation events of users this loader does not invoke for (other shards, other tenants)
     malformed: int = 0
     errors: int = 0
     last_error: str | None = None
@@ -95,8 +101,10 @@ class EventConsumer:
 
     def __init__(self, bootstrap_servers: list[str], topic: str, on_event: Callable[[ActivationEvent], None], *,
                  poll_timeout_s: float = 0.2, retry_s: float = 1.0,
-                 consumer_factory: Callable[..., KafkaConsumerLike] = _default_factory):
+                 consumer_factory: Callable[..., KafkaConsumerLike] = _default_factory,
+                 accept_user_ids: frozenset[str] | None = None):
         self.bootstrap_servers = list(bootstrap_servers)
+        self.accept_user_ids = accept_user_ids
         self.topic = topic
         self.on_event = on_event
         self.poll_timeout_s = poll_timeout_s
@@ -213,6 +221,9 @@ class EventConsumer:
             self.stats.other_events += 1
             return
         self.stats.activation_events += 1
+        if self.accept_user_ids is not None and event.user_id is not None and event.user_id not in self.accept_user_ids:
+            self.stats.foreign += 1  # another shard's (or tenant's) activation: not ours to follow
+            return
         self.on_event(event)
 
 

@@ -13,11 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from faasload import cli
+from faasload.token_file import TokenFileError, read_token
 from loader import verdict
+from loader.cluster.aggregate import format_shards
+from loader.cluster.shard import Shard
 from loader.config import LoaderConfig
 from loader.experiment import ExperimentSpec, exit_code, make_client, run_experiment
 from loader.injection import limits
-from loader.injection.traces import FileTraceSource, TraceScan, list_traces, scan_trace
+from loader.injection.traces import FileTraceSource, TraceScan, list_traces, parse_name, scan_trace
 from loader.platform.check import check_actions
 from loader.platform.client import OpenWhiskClient
 from loader.platform.keys import KeyFileError, UserKey, load_key
@@ -52,6 +55,16 @@ def check(config: LoaderConfig, source: str | Path, client: OpenWhiskClient | No
     problems += [str(p) for p in name_problems]
     if not paths and not name_problems:
         problems.append(f"{tracedir}: no trace files (expected files named USER-ACTION[-...])")
+    shard = Shard(config.cluster.shard, config.cluster.shards)
+    if shard.sharded and paths:
+        owned = [p for p in paths if shard.owns(parse_name(p).user)]
+        log.info("shard %s replays %d of the %d traces (the users that hash to it, docs/scale-out.md)", shard,
+                 len(owned), len(paths))
+        if not owned:
+            problems.append(f"{tracedir}: shard {shard} replays no trace: none of the "
+                            f"{len({parse_name(p).user for p in paths})} users hashes to it (fewer shards?)")
+        paths = owned
+    problems += _token_problems(config, source)
     scans = [scan_trace(path) for path in paths]
     for scan in scans:
         problems += [str(p) for p in scan.problems]
@@ -69,6 +82,17 @@ def check(config: LoaderConfig, source: str | Path, client: OpenWhiskClient | No
     pairs = sorted({(s.name.user, s.name.action) for s in scans if s.name.user in keys})
     problems += check_actions(client or make_client(config), keys, pairs, config.openwhisk.apihost)
     return InjectionPlan(tuple(scans), keys, tuple(problems))
+
+
+def _token_problems(config: LoaderConfig, source: str | Path) -> list[str]:
+    """The monitors' token file, read now rather than when the first activation completes."""
+    if not config.monitor.enabled or config.monitor.token_file is None:
+        return []
+    try:
+        read_token(config.monitor.token_file)
+    except TokenFileError as exc:
+        return [f"{source}: monitor:token_file: {exc}"]
+    return []
 
 
 def validate(config: LoaderConfig, source: str | Path) -> int:
@@ -110,8 +134,12 @@ def run(config: LoaderConfig, source: str | Path) -> int:
     summary = run_experiment(config, ExperimentSpec(mode="injection", sources=sources, keys=plan.keys,
                                                     planned_total=plan.invocations,
                                                     planned_duration_s=plan.duration_s))
-    print(f"experiment {summary['experiment']['name']!r} (id {summary['experiment']['id']})")
+    print(f"experiment {summary['experiment']['name']!r} (id {summary['experiment']['id']})"
+          + (f", shard {summary['shard']}" if "shard" in summary else ""))
     print(format_summary(summary))
+    if "cluster" in summary:
+        print(f"experiment (every shard):\n{format_summary(summary['cluster'])}\nshards:\n"
+              f"{format_shards(summary['cluster'])}")
     print(verdict.describe(summary["verdict"]))
     code = exit_code(summary)   # a trace that ended early or an internal failure: 1, before any verdict
     if code == cli.EXIT_OK and verdict.breached(summary["verdict"]):

@@ -136,23 +136,26 @@ LEASE_LOCK_SPACE = 726354
 
 
 class ExperimentLease:
-    """A session-level advisory lock on an experiment's name, held on its own connection by the loader
-    that runs (or recovers) it, from before the experiment's row is created or reopened.
+    """An advisory lock on an experiment's name, held on its own connection by each loader that runs it
+    (shared: the shards of one experiment hold it together), from before its row is created or
+    reopened; a recovery takes it ``exclusive``.
 
     PostgreSQL releases it when that connection ends, the loader's process with it: an experiment
-    stored ``running`` whose lease is free has lost its loader (:func:`lease_is_free`).
+    stored ``running`` whose lease is free has lost its loaders (:func:`lease_is_free`).
     """
 
-    def __init__(self, database: DatabaseConfiguration, name: str):
+    def __init__(self, database: DatabaseConfiguration, name: str, *, exclusive: bool = False):
         self.name = name
+        self._mode = "" if exclusive else "_shared"
         self._conn = database.connect()
         self._conn.autocommit = True
         with self._conn.cursor() as cur:
-            cur.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (LEASE_LOCK_SPACE, name))
+            cur.execute(f"SELECT pg_try_advisory_lock{self._mode}(%s, hashtext(%s))", (LEASE_LOCK_SPACE, name))
             row = cur.fetchone()
         if row is None or not row[0]:
             self._conn.close()
-            raise ExperimentBusy(f"experiment {name!r} is run by another loader (it holds its lease)")
+            held = "is run by another loader" if exclusive else "is being recovered by another loader"
+            raise ExperimentBusy(f"experiment {name!r} {held} (it holds its lease)")
 
     def mark_started(self, experiment_id: int, start_epoch_us: int) -> None:
         """Store the experiment's common start as soon as it is known (what a recovery counts from)."""
@@ -164,7 +167,7 @@ class ExperimentLease:
         """Unlock (the server would only notice the closed connection a moment later), then disconnect."""
         try:
             with self._conn.cursor() as cur:
-                cur.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (LEASE_LOCK_SPACE, self.name))
+                cur.execute(f"SELECT pg_advisory_unlock{self._mode}(%s, hashtext(%s))", (LEASE_LOCK_SPACE, self.name))
         except psycopg2.Error:
             pass  # the connection broke: the server has released the lock with it
         finally:

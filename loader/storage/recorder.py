@@ -147,10 +147,12 @@ class Recorder:
                        outstanding=dispatched)
 
     def completed(self, invocation: PlannedInvocation, activation_id: str | None, record: dict | None,
-                  reason: str | None, resources: MonitorAnswer | None = None) -> None:
-        """The activation record (or None: lost with ``reason``) and the monitor's answer for it (None: not asked)."""
+                  reason: str | None, resources: MonitorAnswer | None = None, invoker: str | None = None) -> None:
+        """The activation record (or None: lost with ``reason``) and the monitor's answer for it (None: not
+        asked); ``invoker`` ran it (its user event's ``source``; None without an event)."""
         if record is None:
-            update = self._base(invocation, RunStatus.LOST, status_reason=reason, activation_id=activation_id)
+            update = self._base(invocation, RunStatus.LOST, status_reason=reason, activation_id=activation_id,
+                                invoker=invoker)
             self._terminal(invocation, RunStatus.LOST, [update])
             return
         fields = completion_fields(record)
@@ -164,7 +166,7 @@ class Recorder:
                 memory = [s.memory_bytes for s in resources.samples if s.memory_bytes is not None]
                 peak = max(memory) if memory else None
         status = fields.pop("status")
-        update = self._base(invocation, status, activation_id=activation_id, **fields)
+        update = self._base(invocation, status, activation_id=activation_id, invoker=invoker, **fields)
         self._terminal(invocation, status, [update] + items, duration_ms=fields["duration_ms"],
                        wait_time_ms=fields["wait_time_ms"], cold_start=fields["cold_start"],
                        peak_memory_bytes=peak, has_record=True,

@@ -167,6 +167,7 @@ class RunUpdate:
     result_error: str | None = None
     resources_status: str | None = None
     resources_reason: str | None = None
+    invoker: str | None = None
 
 
 #: Columns of ``runs`` that a :class:`RunUpdate` sets, in order.

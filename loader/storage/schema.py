@@ -134,7 +134,31 @@ CREATE TABLE resources (
 ALTER TABLE runs ADD COLUMN resources_reason text;
 """),
     (3, "runs.status: the CHECK constraint derived from RunStatus", status_constraint_sql()),
-    (4, "experiments.state (ExperimentState); runs.status store_error", """
+    (4, "scale-out: the shards of an experiment; runs.invoker from the user event's source", """
+CREATE TABLE shards (
+    experiment_id      integer NOT NULL REFERENCES experiments ON DELETE CASCADE,
+    shard              integer NOT NULL CHECK (shard >= 1),
+    shards             integer NOT NULL CHECK (shards >= shard),
+    host               text NOT NULL,
+    pid                integer,
+    state              text NOT NULL CHECK (state IN ('joined', 'running', 'finished', 'stopped', 'failed', 'dead')),
+    reason             text,
+    planned            integer,
+    issued             integer NOT NULL DEFAULT 0,
+    completed          integer NOT NULL DEFAULT 0,
+    clock_offset_us    bigint,
+    clock_rtt_us       bigint,
+    start_at_us        bigint,
+    started_epoch_us   bigint,
+    joined_at          timestamptz NOT NULL DEFAULT clock_timestamp(),
+    heartbeat_at       timestamptz NOT NULL DEFAULT clock_timestamp(),
+    ended_at           timestamptz,
+    summary            jsonb,
+    PRIMARY KEY (experiment_id, shard)
+);
+ALTER TABLE runs ADD COLUMN invoker text;
+"""),
+    (5, "experiments.state (ExperimentState); runs.status store_error", """
 ALTER TABLE experiments ADD COLUMN state text NOT NULL DEFAULT 'running';
 UPDATE experiments SET state = CASE WHEN ended_at IS NULL THEN 'running'
                                     WHEN summary->>'stopped' = 'true' THEN 'stopped' ELSE 'finished' END;

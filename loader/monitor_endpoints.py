@@ -1,0 +1,147 @@
+"""One monitor per invoker host: endpoints, the TCP client, and the router by the user event's ``source``.
+
+OpenWhisk's ``Activation`` user event names the invoker that ran the activation in its
+``source`` (``invoker0``); that invoker's host runs the monitor that sampled the container.
+``monitor:endpoints`` maps invoker names to measurement endpoints, ``unix:///path`` or
+``tcp://host:port`` (TCP clients open with the shared token of ``monitor:token_file``).
+
+:class:`MonitorRouter` asks the monitor of the activation's invoker.  When the source is not
+known (no user event: the record was polled) or has no endpoint, it asks every monitor in
+turn, in the order of their invoker names, and keeps the first answer that knows the
+activation (docs/scale-out.md, Several monitors).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from faasload.monitor_tcp import encode_auth, parse_host_port
+from faasload.token_file import read_token
+from loader.monitor_client import MonitorAnswer, MonitorClient, MonitorDown, ResourcesStatus, _remaining
+
+log = logging.getLogger(__name__)
+
+#: Answers after which the router stops asking the other monitors.
+_FINAL = {ResourcesStatus.OK, ResourcesStatus.EMPTY, ResourcesStatus.AMBIGUOUS, ResourcesStatus.ERROR}
+
+
+class EndpointError(ValueError):
+    """An endpoint URL that is neither ``unix:///path`` nor ``tcp://host:port``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    url: str
+    path: str | None = None          # unix
+    host: str | None = None          # tcp
+    port: int | None = None
+
+    @property
+    def tcp(self) -> bool:
+        return self.host is not None
+
+
+def parse_endpoint(url: str) -> Endpoint:
+    """``unix:///run/faasload/meas`` or ``tcp://10.0.0.2:9300``; :class:`EndpointError` otherwise."""
+    parts = urlsplit(url.strip())
+    if parts.scheme == "unix":
+        if parts.netloc or not parts.path.startswith("/"):
+            raise EndpointError(f"expected unix:///absolute/path (three slashes), got {url!r}")
+        return Endpoint(url, path=parts.path)
+    if parts.scheme == "tcp":
+        if parts.path not in ("", "/"):
+            raise EndpointError(f"expected tcp://host:port, got {url!r}")
+        try:
+            host, port = parse_host_port(parts.netloc)
+        except ValueError as exc:
+            raise EndpointError(str(exc)) from None
+        return Endpoint(url, host=host, port=port)
+    raise EndpointError(f"expected unix:///path or tcp://host:port, got {url!r}")
+
+
+class TcpMonitorClient(MonitorClient):
+    """A monitor's measurement socket over TCP: the token line, then the same query and answer."""
+
+    def __init__(self, host: str, port: int, token: str, timeout_s: float = 2.0):
+        super().__init__(f"tcp://{host}:{port}", timeout_s)
+        self.host, self.port = host, port
+        self._auth = encode_auth(token)
+
+    def __repr__(self) -> str:  # never show the token
+        return f"TcpMonitorClient({self.host}:{self.port})"
+
+    def _connect(self, deadline_s: float) -> socket.socket:
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=_remaining(deadline_s))
+        except (ConnectionRefusedError, socket.gaierror) as exc:
+            raise MonitorDown(f"{self.socket_path}: {exc.strerror or exc}") from None
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.sendall(self._auth)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def _ask(self, request: bytes, deadline_s: float):
+        try:
+            return super()._ask(request, deadline_s)
+        except MonitorDown as exc:
+            if str(exc).endswith("without an answer"):
+                raise MonitorDown(f"{exc} (does monitor:token_file hold the monitor's token?)") from None
+            raise
+
+
+def client_for(endpoint: Endpoint, token: str | None, timeout_s: float) -> MonitorClient:
+    if endpoint.host is not None and endpoint.port is not None:
+        if token is None:
+            raise EndpointError(f"{endpoint.url}: a tcp:// endpoint needs monitor:token_file")
+        return TcpMonitorClient(endpoint.host, endpoint.port, token, timeout_s)
+    assert endpoint.path is not None
+    return MonitorClient(endpoint.path, timeout_s)
+
+
+class MonitorRouter:
+    """Several monitors, one per invoker; the same ``samples_for_activation`` as one client."""
+
+    def __init__(self, clients: dict[str, MonitorClient]):
+        if not clients:
+            raise ValueError("a router needs at least one monitor")
+        self.clients = dict(sorted(clients.items()))
+        self.asked: dict[str, int] = dict.fromkeys(self.clients, 0)
+        self._warned: set[str] = set()
+
+    def samples_for_activation(self, activation_id: str, *, source: str | None = None, **hints) -> MonitorAnswer:
+        client = self.clients.get(source) if source is not None else None
+        if source is not None and client is not None:
+            self.asked[source] += 1
+            return client.samples_for_activation(activation_id, **hints)
+        if source is not None and source not in self._warned:
+            self._warned.add(source)
+            log.warning("user events name invoker %r, which has no entry in monitor:endpoints: asking every "
+                        "monitor for its activations", source)
+        return self._ask_all(activation_id, hints)
+
+    def _ask_all(self, activation_id: str, hints: dict) -> MonitorAnswer:
+        answers = []
+        for invoker, client in self.clients.items():
+            self.asked[invoker] += 1
+            answer = client.samples_for_activation(activation_id, **hints)
+            if answer.status in _FINAL:
+                return answer
+            answers.append((invoker, answer))
+        reasons = "; ".join(f"{invoker}: {a.status.value} ({a.reason})" for invoker, a in answers)
+        status = (ResourcesStatus.MONITOR_DOWN if all(a.status is ResourcesStatus.MONITOR_DOWN for _, a in answers)
+                  else ResourcesStatus.UNKNOWN)
+        return MonitorAnswer((), status, f"no monitor knows the activation (its invoker is not known): {reasons}")
+
+
+def open_monitors(endpoints: dict[str, str], token_file: Path | None, timeout_s: float) -> MonitorRouter:
+    """The router over ``monitor:endpoints`` (the token file is read once, here)."""
+    parsed = {invoker: parse_endpoint(url) for invoker, url in endpoints.items()}
+    token = read_token(token_file) if token_file is not None and any(e.tcp for e in parsed.values()) else None
+    return MonitorRouter({invoker: client_for(e, token, timeout_s) for invoker, e in parsed.items()})
