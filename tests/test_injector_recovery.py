@@ -25,12 +25,14 @@ def _killed_mid_run(tmp_path, localwhisk, kafka_broker, database, name: str) -> 
     setup.trace(f"{user}-echo-2", ["0.1\ty.jpg"] * 10 + ["30\tlate.jpg"] * 2)
     setup.write_config(experiment={"name": name}, injection={"sender_processes": 0})
     loader = setup.start_loader()
-    wait_for(lambda: setup.count_runs("status = 'sent'") >= 5 and setup.count_runs("status = 'success'") >= 3,
-             timeout_s=60, what="runs in flight")
-    refused = setup.run_loader("--recover", name)
-    assert refused.returncode == 1, refused.stderr
-    assert f"experiment {name!r} is still running: its loader holds its lease" in refused.stderr
-    loader.signal(signal.SIGKILL)
+    try:
+        wait_for(lambda: setup.count_runs("status = 'sent'") >= 5 and setup.count_runs("status = 'success'") >= 3,
+                 timeout_s=60, what="runs in flight")
+        refused = setup.run_loader("--recover", name)
+        assert refused.returncode == 1, refused.stderr
+        assert f"experiment {name!r} is still running: its loader holds its lease" in refused.stderr
+    finally:
+        loader.signal(signal.SIGKILL)   # also when the test fails: no loader outlives it
     assert loader.wait(30) == -signal.SIGKILL
     assert setup.query("SELECT state, ended_at FROM experiments WHERE name = %s", (name,)) == [("running", None)]
     assert setup.count_runs("status = 'sent'") > 0
