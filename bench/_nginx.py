@@ -37,7 +37,8 @@ daemon off;
 master_process on;
 pid {dir}/nginx.pid;
 error_log {dir}/error.log warn;
-events {{ worker_connections 4096; }}
+worker_rlimit_nofile 32768;
+events {{ worker_connections 16384; }}
 http {{
   access_log off;
   client_body_temp_path {dir}/body;

@@ -318,6 +318,8 @@ async def _serve(settings: ClientSettings, keys: dict[str, UserKey], conn, cance
     done = asyncio.Event()
     ending = False
 
+    queued: collections.deque[list] = collections.deque()
+
     def readable() -> None:
         nonlocal ending
         try:
@@ -327,17 +329,24 @@ async def _serve(settings: ClientSettings, keys: dict[str, UserKey], conn, cance
                     ending = True
                     loop.remove_reader(conn.fileno())
                     break
-                cancelled = cancel.is_set()
-                for ticket, user_name, action, parameters in message:
-                    if cancelled:
-                        answer(ticket, None, None)
-                    else:
-                        invoker.submit(ticket, user_name, action, parameters)
+                # Sent once the answers that arrived in this loop iteration are handled: the
+                # connections they free are then reused instead of new ones opened.
+                queued.append(message)
+                loop.call_soon(submit_batch)
         except (EOFError, OSError):  # the parent is gone
             ending = True
             loop.remove_reader(conn.fileno())
-        if ending and not invoker.busy:
+        if ending and not invoker.busy and not queued:
             done.set()
+
+    def submit_batch() -> None:
+        message = queued.popleft()
+        cancelled = cancel.is_set()
+        for ticket, user_name, action, parameters in message:
+            if cancelled:
+                answer(ticket, None, None)
+            else:
+                invoker.submit(ticket, user_name, action, parameters)
 
     async def sweeper() -> None:
         while not done.is_set():
@@ -346,7 +355,7 @@ async def _serve(settings: ClientSettings, keys: dict[str, UserKey], conn, cance
                 invoker.stopping = True
                 invoker.cancel_waiting()
             invoker.sweep()
-            if ending and not invoker.busy:
+            if ending and not invoker.busy and not queued:
                 done.set()
 
     conn.send(READY)
