@@ -32,7 +32,6 @@ import pytest
 import yaml
 
 from faasload import embedded_pg, tansu
-from faasload.procs import free_tcp_port
 from faasload.token_file import create_token_file
 from loader.cluster.shard import shard_of
 from loader.platform.keys import store_key
@@ -67,7 +66,7 @@ class Hosts:
 
     def database(self, name: str) -> DatabaseConfiguration:
         """Through the server's UNIX socket (its data directory): reachable from this namespace."""
-        return DatabaseConfiguration(user=self.pg.user, host=str(self.pg.datadir), port=self.pg.port, database=name)
+        return DatabaseConfiguration(user=self.pg.user, host=self.pg.host, port=self.pg.port, database=name)
 
 
 @pytest.fixture(scope="module")
@@ -82,10 +81,10 @@ def hosts():
     try:
         hub_ip = net.addresses["hub"]
         with net.inside("hub"):
-            pg = embedded_pg.EmbeddedPostgres(root / "pgdata", hub_ip, free_tcp_port(hub_ip))
+            # The embedded server listens on its UNIX socket only (never trust on TCP); network
+            # namespaces do not separate the file system, so every "host" reaches it there.
+            pg = embedded_pg.EmbeddedPostgres(root / "pgdata")
             pg.init()
-            with open(pg.datadir / "pg_hba.conf", "a") as hba:   # the loaders' "hosts" (test subnet only)
-                hba.write(f"host all all {net.subnet}.0/24 trust\n")
             pg.start(durable=False)
             stops.append(lambda: pg.stop(mode="immediate"))
             broker = tansu.start(root / "tansu", host=hub_ip)
@@ -173,7 +172,7 @@ def _prepare(hosts: Hosts, *, invocations: dict[int, int], interval_s: float) ->
 
 
 def _start_shards(run: Run) -> None:
-    net, hub = run.hosts.net, run.hosts.net.addresses["hub"]
+    net = run.hosts.net
     apihost = run.hosts.platform.apihost
     for shard in range(1, SHARDS + 1):
         config = {
@@ -182,7 +181,7 @@ def _start_shards(run: Run) -> None:
             "injection": {"tracedir": str(run.directory / "traces"), "workers": 4, "sender_processes": 0,
                           "progress_interval_s": 2.0},
             "completion": {"event_timeout_s": 5.0, "poll_interval_s": 0.5, "final_deadline_s": 60.0, "workers": 2},
-            "database": {"host": hub, "port": run.hosts.pg.port, "user": run.hosts.pg.user,
+            "database": {"host": run.hosts.pg.host, "port": run.hosts.pg.port, "user": run.hosts.pg.user,
                          "database": run.database.database, "flush_interval_s": 0.05, "retry_interval_s": 0.2},
             "monitor": {"enabled": True, "timeout_s": 3.0, "token_file": str(run.hosts.token_file),
                         "endpoints": {f"invoker{k}": f"tcp://{net.addresses[f'mon{k}']}:{MONITOR_PORT}"
