@@ -10,6 +10,7 @@ from types import ModuleType
 from faasload import cli, logsetup
 from faasload.config import ConfigError
 from loader import config as loader_config
+from loader import stop_signals
 from loader.cluster.shard import ShardError, parse_shard
 
 #: The module of each mode; each has ``validate(config, source) -> int`` and ``run(config, source) -> int``.
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    stop_signals.install()  # a stop at any moment is a request, never a kill in the middle of a write
 
     def body() -> int:
         overrides = cli.parse_overrides(args.overrides)

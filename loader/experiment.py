@@ -10,13 +10,10 @@ import dataclasses
 import datetime
 import json
 import logging
-import signal
 import sys
-import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from faasload import cli
 from faasload.clock import RealClock
@@ -24,6 +21,7 @@ from faasload.config import ConfigError
 from faasload.errors import Failure
 from faasload.retry import Backoff
 from faasload.token_file import TokenFileError
+from loader import stop_signals
 from loader.cluster.membership import ClusterSettings, Membership
 from loader.completion.tracker import TrackerSettings
 from loader.config import LoaderConfig
@@ -147,27 +145,6 @@ def _taken(existing: ExperimentRow | None, name: str) -> str:
             f"from the start time); nothing was changed")
 
 
-class _Signals:
-    """SIGINT/SIGTERM only forward a stop request while the pipeline runs."""
-
-    def __init__(self, pipeline: Pipeline):
-        self.pipeline = pipeline
-        self.previous: dict[int, Any] = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for number in (signal.SIGINT, signal.SIGTERM):
-                self.previous[number] = signal.signal(number, self._handle)
-        return self
-
-    def _handle(self, number, frame) -> None:
-        self.pipeline.request_stop()
-
-    def __exit__(self, *exc):
-        for number, handler in self.previous.items():
-            signal.signal(number, handler)
-
-
 def final_state(summary: dict) -> ExperimentState:
     """``finished`` when every trace was replayed to its end or its error, else ``stopped``."""
     return ExperimentState.STOPPED if summary.get("stopped") or summary.get("failure") else ExperimentState.FINISHED
@@ -266,7 +243,7 @@ def _run_pipeline(config: LoaderConfig, spec: ExperimentSpec, database, experime
         stats = pipeline.stats
         membership.track(lambda: (stats.issued, stats.completed, pipeline.started_epoch_s))
     try:
-        with _Signals(pipeline):
+        with stop_signals.forwarding(pipeline.request_stop):
             summary = pipeline.run(start_at_s)
     finally:
         writer.close()
