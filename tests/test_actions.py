@@ -156,7 +156,7 @@ def test_bundled_manifests_are_valid():
     assert {r.input_kind for r in rows.values()} == {"image", "audio", "video"}
     assert all(r.package is None and Path(r.code_path).is_file() for r in rows.values())
     calibrated = {r.name: r for r in functions.read_functions(ACTIONS / "calibrated" / "manifest.yml")}
-    assert sorted(calibrated) == ["alloc", "burn"]
+    assert sorted(calibrated) == ["alloc", "burn", "replay"]
     assert all(Path(r.code_path).is_file() for r in calibrated.values())
 
 

@@ -1,0 +1,90 @@
+"""Calibrated replay action: be resident in ``memory_mb`` MiB and run ``duration_ms`` ms, computing ``cpu_share`` of it.
+
+What ``python -m loader.workloads --map calibrated`` maps every trace function onto
+(docs/workloads.md): each invocation carries the memory and duration of its trace
+function, and this action reproduces them.
+
+* **memory**: the process's resident memory is brought to ``memory_mb`` MiB by holding
+  1 MiB anonymous mappings, every page written.  They are **kept between invocations** of
+  a warm container, as a function app's worker keeps its memory (Azure measures the
+  memory of the app's workers over time), and adjusted at the start of each invocation:
+  mappings added or released (``munmap``), so an invocation pays only for the change.
+  The runtime's own memory (``baseline_bytes``) is the floor;
+* **time**: it returns ``duration_ms`` ms of wall time after it started (the memory
+  adjustment included), whatever the CPU contention;
+* **CPU**: in every 10 ms slice it computes (busy loop) ``cpu_share`` of the slice and
+  sleeps the rest; ``cpu_share`` 1 computes all along, 0 only sleeps.
+
+Parameters (numbers, as strings from a trace): ``memory_mb`` (>= 0, default 64),
+``duration_ms`` (>= 0, default 100), ``cpu_share`` (0 to 1, default 1).  Standard library only.
+"""
+
+import mmap
+import time
+
+PAGE_BYTES = mmap.PAGESIZE
+MIB = 1 << 20
+SLICE_S = 0.010
+#: 1 MiB mappings held by this process (a warm container keeps them for the next invocation)
+HELD = []
+
+
+def resident_bytes():
+    try:
+        with open("/proc/self/statm") as stream:
+            return int(stream.read().split()[1]) * PAGE_BYTES
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def hold(memory_mb):
+    """Hold as many touched MiB as bring the resident memory to ``memory_mb``; the runtime's own bytes."""
+    baseline = max(0, resident_bytes() - len(HELD) * MIB)
+    wanted = max(0, round((memory_mb * MIB - baseline) / MIB))
+    while len(HELD) > wanted:
+        HELD.pop().close()
+    while len(HELD) < wanted:
+        chunk = mmap.mmap(-1, MIB)
+        chunk[::PAGE_BYTES] = b"\x01" * (MIB // PAGE_BYTES)
+        HELD.append(chunk)
+    return baseline
+
+
+def run_until(deadline, cpu_share):
+    """Busy ``cpu_share`` of every slice, sleep the rest, until ``deadline`` (perf_counter)."""
+    spins = 0
+    while True:
+        now = time.perf_counter()
+        if now >= deadline:
+            return spins
+        slice_end = min(deadline, now + SLICE_S)
+        busy_end = now + (slice_end - now) * cpu_share
+        while time.perf_counter() < busy_end:
+            spins += 1
+        rest = slice_end - time.perf_counter()
+        if rest > 0:
+            time.sleep(rest)
+
+
+def main(args):
+    try:
+        memory_mb = float(args.get("memory_mb", 64))
+        duration_ms = float(args.get("duration_ms", 100))
+        cpu_share = float(args.get("cpu_share", 1))
+    except (TypeError, ValueError) as exc:
+        return {"error": f"bad parameter: {exc}"}
+    if not (memory_mb >= 0 and duration_ms >= 0 and 0 <= cpu_share <= 1):
+        return {"error": f"bad parameters: memory_mb={memory_mb} duration_ms={duration_ms} cpu_share={cpu_share} "
+                         "(memory_mb >= 0, duration_ms >= 0, 0 <= cpu_share <= 1)"}
+    start = time.perf_counter()
+    cpu_start = time.process_time()
+    held_before = len(HELD)
+    baseline = hold(memory_mb)
+    adjusted = time.perf_counter()
+    resident = resident_bytes()
+    spins = run_until(start + duration_ms / 1000, cpu_share)
+    end = time.perf_counter()
+    return {"outputsize": 0, "baseline_bytes": baseline, "held_bytes": len(HELD) * MIB,
+            "held_before_bytes": held_before * MIB, "resident_bytes": resident, "adjust_ms": (adjusted - start) * 1e3,
+            "wall_ms": (end - start) * 1e3, "cpu_ms": (time.process_time() - cpu_start) * 1e3, "spins": spins,
+            "times": {"extract": 0.0, "transform": (end - start) * 1e3, "load": 0.0}}
