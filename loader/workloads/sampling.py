@@ -8,11 +8,14 @@ distribution: the busy few and the idle many are both represented.
 How far the sample is from the population is reported with the Wasserstein (earth
 mover's) distance between the two distributions of per-function invocation rate (per
 minute), median duration (ms) and median memory (MB), each also relative to the
-population's mean.
+population's mean, and between the decimal logarithms of the values (heavy tails: a rate
+of 1 or 10 per minute matters as much as one of 1,000 or 10,000); values below 0.001 count
+as 0.001.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 from loader.gentraces import below
@@ -59,7 +62,9 @@ def report(population: list[TraceFunction], chosen: list[TraceFunction], span_mi
             continue
         distance = float(wasserstein_distance(everyone, sampled))
         mean = sum(everyone) / len(everyone)
-        result[name] = {"wasserstein": round(distance, 6),
+        logged = float(wasserstein_distance([math.log10(max(v, 1e-3)) for v in everyone],
+                                            [math.log10(max(v, 1e-3)) for v in sampled]))
+        result[name] = {"wasserstein": round(distance, 6), "wasserstein_log10": round(logged, 6),
                         "relative_to_mean": round(distance / mean, 6) if mean else None,
                         "population_mean": round(mean, 6), "sample_mean": round(sum(sampled) / len(sampled), 6)}
     return result
