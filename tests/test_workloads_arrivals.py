@@ -36,13 +36,13 @@ def test_exponential_spreading_passes_a_kolmogorov_smirnov_test():
     minute), spread exponentially.  Spreading is a Poisson process conditioned on each minute's count, so the
     result is that Poisson process again: its gaps are exponential with mean 2 s."""
     counts = stats.poisson.rvs(30, size=2000, random_state=2019).tolist()
-    times = list(arrivals.spread_columns(counts, MINUTE_US, Iat.EXPONENTIAL, random.Random(2019)))
+    times = list(arrivals.spread_columns(enumerate(counts), MINUTE_US, Iat.EXPONENTIAL, random.Random(2019)))
     assert len(times) == sum(counts)
     gaps_s = [(b - a) / 1e6 for a, b in zip(times, times[1:])]
     result = stats.kstest(gaps_s, "expon", args=(0, 2.0))
     assert result.pvalue > 0.05, result
     # the test has power: the uniform spreading (more regular gaps) of the same counts is rejected
-    uniform = list(arrivals.spread_columns(counts, MINUTE_US, Iat.UNIFORM, random.Random(2019)))
+    uniform = list(arrivals.spread_columns(enumerate(counts), MINUTE_US, Iat.UNIFORM, random.Random(2019)))
     assert stats.kstest([(b - a) / 1e6 for a, b in zip(uniform, uniform[1:])], "expon", args=(0, 2.0)).pvalue < 1e-6
 
 

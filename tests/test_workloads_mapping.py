@@ -77,7 +77,7 @@ def test_profile_annotation_and_named_errors(tmp_path):
 
 def test_calibrated_limits_clamp_and_say_why():
     platform = PlatformLimits()
-    fits = limits.calibrated_limits(Percentiles(((0, 50.0), (100, 100.0))), Percentiles(((0, 10.0), (100, 2000.0))),
+    fits = limits.calibrated_limits(Percentiles((0, 100), (50.0, 100.0)), Percentiles((0, 100), (10.0, 2000.0)),
                                     platform)
     assert (fits.memory_limit_mb, fits.timeout_ms, fits.memory_cap_mb, fits.duration_cap_ms, fits.clamps) == (
         132, 3500, 100.0, 2000.0, ())

@@ -9,6 +9,7 @@ from pathlib import Path
 from loader.traces import parse_line
 from loader.workloads.__main__ import main
 
+ROOT_DIR = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 AZURE2019 = DATA / "azure2019-sample"
 AZURE2021 = DATA / "azure2021-sample" / "Azure2021_200.csv"
@@ -80,3 +81,83 @@ def published_day(sample: Path, out: Path, day: int = 1) -> Path:
     with open(out / f"app_memory_percentiles.anon.d{day:02d}.csv", "w", newline="") as stream:
         csv.writer(stream, lineterminator="\n").writerows(lines)
     return out
+
+
+def write_azure2019_day(out: Path, functions: int, minutes: int = 1440, seed: int = 0, day: int = 1) -> dict:
+    """A synthetic published Azure 2019 day of ``functions`` x ``minutes``, shaped like the real one.
+
+    Most functions are rare (a few invocations at random minutes), a fifth are timers (one
+    every 5, 15 or 60 minutes), one in 200 is busy (Poisson, 5 per minute); apps hold 1 to
+    3 functions, owners 1 to 2 apps.  Returns the counts written.
+    """
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    zero = ["0"] * minutes
+    total = 0
+    apps: list[tuple[str, str]] = []
+    with open(out / f"invocations_per_function_md.anon.d{day:02d}.csv", "w") as inv, \
+            open(out / f"function_durations_percentiles.anon.d{day:02d}.csv", "w") as dur:
+        inv.write(",".join(["HashOwner", "HashApp", "HashFunction", "Trigger"] + [str(m + 1) for m in range(minutes)])
+                  + "\n")
+        dur.write("HashOwner,HashApp,HashFunction,Average,Count,Minimum,Maximum,percentile_Average_0,"
+                  "percentile_Average_1,percentile_Average_25,percentile_Average_50,percentile_Average_75,"
+                  "percentile_Average_99,percentile_Average_100\n")
+        owner = app = ""
+        for index in range(functions):
+            if not app or rng.random() < 0.5:
+                if not owner or rng.random() < 0.6:
+                    owner = rng.bytes(32).hex()
+                app = rng.bytes(32).hex()
+                apps.append((owner, app))
+            kind = rng.random()
+            cells = list(zero)
+            if kind < 0.005:
+                counts = rng.poisson(5.0, minutes)
+                trigger = "http"
+            elif kind < 0.205:
+                counts = np.zeros(minutes, dtype=np.int64)
+                counts[int(rng.integers(0, 5))::int(rng.choice([5, 15, 60]))] = 1
+                trigger = "timer"
+            else:
+                counts = np.bincount(rng.integers(0, minutes, int(rng.geometric(0.2))), minlength=minutes)
+                trigger = "queue"
+            for minute in np.flatnonzero(counts):
+                cells[minute] = str(int(counts[minute]))
+            total += int(counts.sum())
+            function = rng.bytes(32).hex()
+            inv.write(f"{owner},{app},{function},{trigger}," + ",".join(cells) + "\n")
+            p50 = float(rng.lognormal(5, 1.5))
+            dur.write(f"{owner},{app},{function},{p50:.0f},{int(counts.sum())},{p50 * 0.2:.1f},{p50 * 5:.1f},"
+                      f"{p50 * 0.2:.0f},{p50 * 0.3:.0f},{p50 * 0.7:.0f},{p50:.0f},{p50 * 1.4:.0f},{p50 * 3:.0f},"
+                      f"{p50 * 5:.0f}\n")
+    with open(out / f"app_memory_percentiles.anon.d{day:02d}.csv", "w") as mem:
+        mem.write("HashOwner,HashApp,SampleCount,AverageAllocatedMb,AverageAllocatedMb_pct1,AverageAllocatedMb_pct5,"
+                  "AverageAllocatedMb_pct25,AverageAllocatedMb_pct50,AverageAllocatedMb_pct75,AverageAllocatedMb_pct95,"
+                  "AverageAllocatedMb_pct99,AverageAllocatedMb_pct100\n")
+        for owner, app in apps:
+            m = float(rng.uniform(20, 300))
+            mem.write(f"{owner},{app},100,{m:.1f},{m * 0.8:.1f},{m * 0.85:.1f},{m * 0.95:.1f},{m:.1f},{m * 1.05:.1f},"
+                      f"{m * 1.15:.1f},{m * 1.2:.1f},{m * 1.25:.1f}\n")
+    return {"functions": functions, "minutes": minutes, "apps": len(apps), "invocations": total}
+
+
+#: Runs ``python -m loader.workloads`` in a child and prints the child's own peak RSS (KiB) last.
+PEAK_RSS_DRIVER = """
+import resource, sys
+from loader.workloads.__main__ import main
+code = main(sys.argv[1:])
+print(f"peak_rss_kib {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}", file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def run_measured(*argv: str, cwd: Path) -> tuple[int, float, str]:
+    """``python -m loader.workloads ARGV`` as a process: (exit code, its peak RSS in MiB, stderr)."""
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-c", PEAK_RSS_DRIVER, *map(str, argv)], cwd=cwd, capture_output=True,
+                          text=True, timeout=900)
+    last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
+    peak_mib = int(last.split()[1]) / 1024 if last.startswith("peak_rss_kib") else float("nan")
+    return done.returncode, peak_mib, done.stderr

@@ -70,10 +70,11 @@ def spread(count: int, start_us: int, width_us: int, iat: Iat, rng: random.Rando
     return times
 
 
-def spread_columns(counts: Iterable[int], width_us: int, iat: Iat, rng: random.Random,
+def spread_columns(columns: Iterable[tuple[int, int]], width_us: int, iat: Iat, rng: random.Random,
                    phase: int = 0) -> Iterator[int]:
-    """Every invocation of consecutive columns (column ``i`` starts at ``i * width_us``), in order."""
-    for index, count in enumerate(counts):
+    """Every invocation of ``(column index, count)`` pairs in increasing column order (column ``i`` starts at
+    ``i * width_us``); columns without invocations may be left out (they draw nothing)."""
+    for index, count in columns:
         yield from spread(count, index * width_us, width_us, iat, rng, phase)
 
 

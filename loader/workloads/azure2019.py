@@ -31,8 +31,10 @@ from .records import Dropped, Invocation, Percentiles, Profile, SourceId, Source
 
 ID_COLUMNS = ("HashOwner", "HashApp", "HashFunction", "Trigger")
 DURATION_PERCENTS = (0, 1, 25, 50, 75, 99, 100)
+DURATION_PERCENTS_F = tuple(float(p) for p in DURATION_PERCENTS)
 DURATION_COLUMNS = ("HashFunction", "Average", *(f"percentile_Average_{p}" for p in DURATION_PERCENTS))
 MEMORY_PERCENTS = (1, 5, 25, 50, 75, 95, 99, 100)
+MEMORY_PERCENTS_F = tuple(float(p) for p in MEMORY_PERCENTS)
 MEMORY_COLUMNS = ("HashApp", "AverageAllocatedMb", *(f"AverageAllocatedMb_pct{p}" for p in MEMORY_PERCENTS))
 PUBLISHED = re.compile(r"invocations_per_function_md\.anon\.d(\d+)\.csv")
 WHAT = "an Azure Functions 2019 invocations file"
@@ -227,8 +229,8 @@ def _durations(path: Path, wanted: set[str]) -> tuple[dict[str, tuple[Percentile
         if function in first_line:
             raise WorkloadError(where, f"HashFunction {function} already on line {first_line[function]}")
         first_line[function] = line
-        points = tuple((float(p), tables.number(row, f"percentile_Average_{p}", where)) for p in DURATION_PERCENTS)
-        found[function] = (_percentiles(points, where), tables.number(row, "Average", where))
+        values = tuple(tables.number(row, f"percentile_Average_{p}", where) for p in DURATION_PERCENTS)
+        found[function] = (_percentiles(DURATION_PERCENTS_F, values, where), tables.number(row, "Average", where))
     return found, unmatched
 
 
@@ -246,20 +248,16 @@ def _memory(path: Path, key: str, wanted: set[str]) -> tuple[dict[str, Percentil
         if value in first_line:
             raise WorkloadError(where, f"{key} {value} already on line {first_line[value]}")
         first_line[value] = line
-        points = tuple((float(p), tables.number(row, f"AverageAllocatedMb_pct{p}", where)) for p in MEMORY_PERCENTS)
-        found[value] = _percentiles(points, where)
+        values = tuple(tables.number(row, f"AverageAllocatedMb_pct{p}", where) for p in MEMORY_PERCENTS)
+        found[value] = _percentiles(MEMORY_PERCENTS_F, values, where)
     return found, unmatched
 
 
-def _percentiles(points: tuple[tuple[float, float], ...], where: str) -> Percentiles:
+def _percentiles(percents: tuple[float, ...], values: tuple[float, ...], where: str) -> Percentiles:
     try:
-        return Percentiles(points)
+        return Percentiles(percents, values)
     except ValueError as exc:
         raise WorkloadError(where, str(exc)) from None
-
-
-def _scaled(percentiles: Percentiles, share: float) -> Percentiles:
-    return Percentiles(tuple((p, v * share) for p, v in percentiles.points))
 
 
 # --------------------------------------------------------------------------- the source
@@ -273,17 +271,17 @@ class Azure2019Source:
     def __init__(self, options: Azure2019Options):
         self.options = options
         self.files = find_files(options.trace_dir, options.day)
-        self._rows, labels, self._columns = _first_pass(self.files.invocations, options.minutes)
+        rows, labels, self._columns = _first_pass(self.files.invocations, options.minutes)
         self._labels = labels[self._columns]
         self._width_us = options.granularity_s * arrivals.US_PER_S
         self.span_us = len(self._labels) * self._width_us
         self._parser = _Counts(self.files.invocations, labels)
-        self._offsets = {row.line: row.offset for row in self._rows}
+        self._offsets = {row.line: row.offset for row in rows}
+        self._stream = None
         self._report = SourceReport()
-        self._functions = self._profile()
+        self._functions = self._profile(rows)
 
-    def _selected(self) -> list[_Row]:
-        rows = self._rows
+    def _selected(self, rows: list[_Row]) -> list[_Row]:
         if self.options.functions:
             chosen = []
             for prefix in self.options.functions:
@@ -295,12 +293,12 @@ class Azure2019Source:
             rows = sorted({r.line: r for r in chosen}.values(), key=lambda r: r.line)
         return rows
 
-    def _profile(self) -> list[TraceFunction]:
-        selected = self._selected()
+    def _profile(self, rows: list[_Row]) -> list[TraceFunction]:
+        selected = self._selected(rows)
         active = [r for r in selected if r.selected > 0]
-        wanted = {r.source.function for r in self._rows}
+        wanted = {r.source.function for r in rows}
         durations, unmatched_durations = _durations(self.files.durations, wanted)
-        memory, unmatched_memory, origin = self._memory(durations)
+        memory, unmatched_memory, origin = self._memory(rows, durations)
         report = self._report
         functions = []
         for row in active:
@@ -312,7 +310,7 @@ class Azure2019Source:
             profile = Profile(durations[row.source.function][0], mem[0] if mem else None,
                               mem[1] if mem else origin)
             functions.append(TraceFunction(row.source, row.line, row.trigger, profile, row.selected, where=where))
-        report.counts.update({"functions_in_file": len(self._rows), "functions_selected": len(selected),
+        report.counts.update({"functions_in_file": len(rows), "functions_selected": len(selected),
                               "functions_without_invocations": len(selected) - len(active),
                               "functions_dropped": len(report.dropped), "duration_rows_unmatched": unmatched_durations,
                               "memory_rows_unmatched": unmatched_memory})
@@ -324,16 +322,16 @@ class Azure2019Source:
                               else f"per application, split: {self.options.app_memory.value}")})
         return functions
 
-    def _memory(self, durations: dict[str, tuple[Percentiles, float]]
+    def _memory(self, rows: list[_Row], durations: dict[str, tuple[Percentiles, float]]
                 ) -> tuple[dict[str, tuple[Percentiles, str]], int, str]:
         path = self.files.memory
         if path is None:
             return {}, 0, "unknown: no memory file"
         if self.files.form == "preprocessed":
-            found, unmatched = _memory(path, "HashFunction", {r.source.function for r in self._rows})
+            found, unmatched = _memory(path, "HashFunction", {r.source.function for r in rows})
             return {f: (p, "function") for f, p in found.items()}, unmatched, f"unknown: no row in {path.name}"
         apps: dict[str, list[_Row]] = {}
-        for row in self._rows:
+        for row in rows:
             apps.setdefault(row.source.app, []).append(row)
         found, unmatched = _memory(path, "HashApp", set(apps))
         result = {}
@@ -351,7 +349,7 @@ class Azure2019Source:
                 share = 1.0 if mode is AppMemory.COPY else weight / total
                 origin = (f"app memory copied ({len(members)} functions)" if mode is AppMemory.COPY
                           else f"app memory split {mode.value} over {len(members)} functions: {share:.6g}")
-                result[function] = (_scaled(app_memory, share), origin)
+                result[function] = (app_memory.scaled(share), origin)
         return result, unmatched, f"unknown: no row for the app in {path.name}"
 
     def functions(self) -> list[TraceFunction]:
@@ -359,22 +357,31 @@ class Azure2019Source:
 
     def counts(self, function: TraceFunction) -> np.ndarray:
         """The function's counts over the selected columns, as in the file."""
-        with open(self.files.invocations, "rb") as stream:
-            stream.seek(self._offsets[function.key])
-            raw = stream.readline()
+        if self._stream is None:
+            self._stream = open(self.files.invocations, "rb")
+        self._stream.seek(self._offsets[function.key])
+        raw = self._stream.readline()
         return self._parser.parse(raw, function.key)[1][self._columns]
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
 
     def invocations(self, function: TraceFunction) -> Iterator[Invocation]:
         options = self.options
         counts = self.counts(function)
         if options.rate_scale != 1:
             rate_rng = seeding.stream(options.seed, "rate", function.source)
-            counts = np.array([arrivals.scale_count(int(c), options.rate_scale, rate_rng) for c in counts])
+            counts = np.array([arrivals.scale_count(c, options.rate_scale, rate_rng) for c in counts.tolist()],
+                              dtype=np.int64)
         rng = seeding.stream(options.seed, "arrivals", function.source)
         phase = 0
         if options.phase_shift and options.iat is arrivals.Iat.EQUIDISTANT:
             phase = arrivals.draw_phase(seeding.stream(options.seed, "phase", function.source))
-        for offset_us in arrivals.spread_columns((int(c) for c in counts), self._width_us, options.iat, rng, phase):
+        columns = np.flatnonzero(counts).tolist()
+        pairs = zip(columns, counts[columns].tolist())
+        for offset_us in arrivals.spread_columns(pairs, self._width_us, options.iat, rng, phase):
             yield Invocation(offset_us)
 
     def report(self) -> SourceReport:

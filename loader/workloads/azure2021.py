@@ -97,7 +97,7 @@ class Azure2021Source:
             self._invocations.append((start, duration))
             span = max(span, int(start[-1]) + 1)
             milliseconds = duration / 1000.0
-            profile = Profile(Percentiles(tuple((float(p), float(np.percentile(milliseconds, p))) for p in PERCENTS)),
+            profile = Profile(Percentiles.of((p, float(np.percentile(milliseconds, p))) for p in PERCENTS),
                               None, "unknown: Azure 2021 has no memory")
             self._functions.append(TraceFunction(SourceId(key[0], key[0], key[1]), index, "unknown", profile,
                                                  len(start), where=f"{self.path}:{first_line[key]}"))
@@ -113,6 +113,9 @@ class Azure2021Source:
         start, duration = self._invocations[function.key]
         for offset_us, duration_us in zip(start.tolist(), duration.tolist()):
             yield Invocation(offset_us, duration_us / 1000.0)
+
+    def close(self) -> None:
+        pass
 
     def report(self) -> SourceReport:
         self._report.files = [tables.sha256(self.path)]

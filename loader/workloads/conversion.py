@@ -285,6 +285,8 @@ def convert(source: Source, options: ConversionOptions, recorded: dict) -> dict:
     except BaseException:
         out.abort()
         raise
+    finally:
+        source.close()
     return document
 
 

@@ -16,8 +16,6 @@ import shutil
 from pathlib import Path
 from typing import Iterable
 
-import yaml
-
 from .records import WorkloadError
 
 MAPPING_COLUMNS = ("trace_file", "user", "action", "source_owner", "source_app", "source_function", "invocations",
@@ -74,9 +72,11 @@ class OutputDir:
         return count
 
     def write_manifest(self, actions: dict[str, dict], header: str) -> None:
-        document = {"packages": {"default": {"actions": {name: actions[name] for name in sorted(actions)}}}}
-        text = yaml.safe_dump(document, sort_keys=True, default_flow_style=False, width=120)
-        (self.work / "manifest.yml").write_text(header + text, encoding="utf-8")
+        """A wskdeploy manifest, one action per line in flow style (JSON is valid YAML), sorted by name."""
+        with open(self.work / "manifest.yml", "w", encoding="utf-8") as stream:
+            stream.write(header + "packages:\n  default:\n    actions:\n")
+            for name in sorted(actions):
+                stream.write(f"      {name}: {json.dumps(actions[name], sort_keys=True)}\n")
 
     def write_dropped(self, rows: Iterable[tuple]) -> None:
         with open(self.work / "dropped.csv", "w", newline="", encoding="utf-8") as stream:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from typing import Iterator, Protocol
+from typing import Iterable, Iterator, Protocol
 
 
 class WorkloadError(ValueError):
@@ -33,40 +33,50 @@ class SourceId:
 
 @dataclass(frozen=True, slots=True)
 class Percentiles:
-    """A distribution known by some of its percentiles: ``((percent, value), ...)``, both increasing.
+    """A distribution known by some of its percentiles: ``values[i]`` at ``percents[i]``, both increasing.
 
     Between two known percentiles the distribution is taken as linear (the inverse CDF is
     interpolated); below the first and above the last known percentile it is flat.
+    (Compact on purpose: a full Azure day holds ~100,000 of them; sources share ``percents``.)
     """
 
-    points: tuple[tuple[float, float], ...]
+    percents: tuple[float, ...]
+    values: tuple[float, ...]
 
     def __post_init__(self) -> None:
-        if not self.points:
-            raise ValueError("no percentile")
-        percents = [p for p, _ in self.points]
-        values = [v for _, v in self.points]
-        if percents != sorted(set(percents)) or not 0 <= percents[0] <= percents[-1] <= 100:
-            raise ValueError(f"percents must increase within [0, 100], got {percents}")
+        percents, values = self.percents, self.values
+        if not percents or len(percents) != len(values):
+            raise ValueError("no percentile, or not one value per percent")
+        if list(percents) != sorted(set(percents)) or not 0 <= percents[0] <= percents[-1] <= 100:
+            raise ValueError(f"percents must increase within [0, 100], got {list(percents)}")
         if any(b < a for a, b in zip(values, values[1:])):
-            raise ValueError(f"values must not decrease with the percent, got {values}")
+            raise ValueError(f"values must not decrease with the percent, got {list(values)}")
         if values[0] < 0:
             raise ValueError(f"values must be >= 0, got {values[0]}")
 
     @classmethod
+    def of(cls, points: Iterable[tuple[float, float]]) -> "Percentiles":
+        """From ``(percent, value)`` pairs."""
+        pairs = tuple(points)
+        return cls(tuple(float(p) for p, _ in pairs), tuple(float(v) for _, v in pairs))
+
+    @classmethod
     def constant(cls, value: float) -> "Percentiles":
-        return cls(((0.0, value), (100.0, value)))
+        return cls((0.0, 100.0), (value, value))
+
+    def scaled(self, factor: float) -> "Percentiles":
+        return Percentiles(self.percents, tuple(v * factor for v in self.values))
 
     def at(self, percent: float) -> float:
         """The value at ``percent`` (linear between known percentiles, flat outside)."""
-        percents = [p for p, _ in self.points]
+        percents, values = self.percents, self.values
         index = bisect.bisect_left(percents, percent)
         if index == 0:
-            return self.points[0][1]
-        if index == len(self.points):
-            return self.points[-1][1]
-        (p0, v0), (p1, v1) = self.points[index - 1], self.points[index]
-        return v0 + (v1 - v0) * (percent - p0) / (p1 - p0)
+            return values[0]
+        if index == len(percents):
+            return values[-1]
+        p0, p1 = percents[index - 1], percents[index]
+        return values[index - 1] + (values[index] - values[index - 1]) * (percent - p0) / (p1 - p0)
 
     def draw(self, unit: float) -> float:
         """The value for a uniform draw ``unit`` in [0, 1) (inverse-CDF sampling)."""
@@ -74,7 +84,7 @@ class Percentiles:
 
     @property
     def maximum(self) -> float:
-        return self.points[-1][1]
+        return self.values[-1]
 
     @property
     def p50(self) -> float:
@@ -167,4 +177,8 @@ class Source(Protocol):
         ...
 
     def report(self) -> SourceReport:
+        ...
+
+    def close(self) -> None:
+        """Release open files (the conversion calls it once done)."""
         ...

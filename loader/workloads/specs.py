@@ -133,6 +133,9 @@ class SpecSource:
             input_object = spec.inputs[below(input_rng, len(spec.inputs))] if spec.inputs else None
             yield Invocation(offset_us, None, input_object, values)
 
+    def close(self) -> None:
+        pass
+
     def report(self) -> SourceReport:
         return self._report
 

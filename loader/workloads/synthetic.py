@@ -72,7 +72,7 @@ def percentiles(value: Any, where: str) -> Percentiles:
         return Percentiles.constant(float(value))
     if isinstance(value, dict) and value:
         try:
-            return Percentiles(tuple(sorted((float(p), float(v)) for p, v in value.items())))
+            return Percentiles.of(sorted((float(p), float(v)) for p, v in value.items()))
         except (TypeError, ValueError) as exc:
             raise WorkloadError(where, f"percentiles {value!r}: {exc}") from None
     raise WorkloadError(where, f"expected a number > 0 or a mapping {{percent: value}}, got {value!r}")
