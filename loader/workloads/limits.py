@@ -24,9 +24,11 @@ US_PER_MINUTE = 60_000_000
 #: A calibrated action's memory limit is its largest ``memory_mb`` plus this (the container
 #: holds a little more than the process's resident memory).
 MEMORY_HEADROOM_MB = 32
-#: A calibrated action's time limit is its longest ``duration_ms`` x this, plus the margin.
+#: A calibrated action's time limit is its longest ``duration_ms`` x this, plus the margin, and at
+#: least OpenWhisk's default limit (a limit only stops runaways: a cold start under load must fit).
 TIMEOUT_FACTOR = 1.25
 TIMEOUT_MARGIN_MS = 1000
+STD_TIMEOUT_MS = 60_000
 #: resident memory of localwhisk's Python runtime running the calibrated action, before it allocates
 DEFAULT_RUNTIME_MEMORY_MB = 20.0
 
@@ -76,8 +78,8 @@ def calibrated_limits(memory_mb: Percentiles, duration_ms: Percentiles, platform
                       f"limit: capped at {duration_cap:.0f} ms")
     else:
         duration_cap = duration_ms.maximum
-    timeout = min(platform.max_duration_ms,
-                  max(platform.min_duration_ms, math.ceil(duration_cap * TIMEOUT_FACTOR) + TIMEOUT_MARGIN_MS))
+    timeout = min(platform.max_duration_ms, max(platform.min_duration_ms, STD_TIMEOUT_MS,
+                                                math.ceil(duration_cap * TIMEOUT_FACTOR) + TIMEOUT_MARGIN_MS))
     return CalibratedLimits(memory_limit, timeout, memory_cap, duration_cap, tuple(clamps))
 
 
