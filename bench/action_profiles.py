@@ -25,9 +25,9 @@ import _common
 
 _common.use_repo_imports()
 
-from actions import inputs  # noqa: E402
-from loader import functions  # noqa: E402
-from loader.gentraces import EXTENSIONS, as_text, draw, new_stream  # noqa: E402
+from actions import inputs
+from loader import functions
+from loader.gentraces import EXTENSIONS, as_text, draw, new_stream
 
 PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
 DRIVER = """

@@ -24,7 +24,7 @@ import _common
 
 _common.use_repo_imports()
 
-from tests.workloads_support import run_measured, write_azure2019_day  # noqa: E402
+from tests.workloads_support import run_measured, write_azure2019_day
 
 
 def main() -> int:

@@ -10,6 +10,7 @@ from scipy import stats
 
 from loader.workloads import arrivals
 from loader.workloads.arrivals import Iat
+import itertools
 
 MINUTE_US = 60_000_000
 
@@ -38,17 +39,17 @@ def test_exponential_spreading_passes_a_kolmogorov_smirnov_test():
     counts = stats.poisson.rvs(30, size=2000, random_state=2019).tolist()
     times = list(arrivals.spread_columns(enumerate(counts), MINUTE_US, Iat.EXPONENTIAL, random.Random(2019)))
     assert len(times) == sum(counts)
-    gaps_s = [(b - a) / 1e6 for a, b in zip(times, times[1:])]
+    gaps_s = [(b - a) / 1e6 for a, b in itertools.pairwise(times)]
     result = stats.kstest(gaps_s, "expon", args=(0, 2.0))
     assert result.pvalue > 0.05, result
     # the test has power: the uniform spreading (more regular gaps) of the same counts is rejected
     uniform = list(arrivals.spread_columns(enumerate(counts), MINUTE_US, Iat.UNIFORM, random.Random(2019)))
-    assert stats.kstest([(b - a) / 1e6 for a, b in zip(uniform, uniform[1:])], "expon", args=(0, 2.0)).pvalue < 1e-6
+    assert stats.kstest([(b - a) / 1e6 for a, b in itertools.pairwise(uniform)], "expon", args=(0, 2.0)).pvalue < 1e-6
 
 
 def test_poisson_process_passes_a_kolmogorov_smirnov_test():
     times = list(arrivals.poisson(5.0, 0, 20_000 * 1_000_000, random.Random(7)))
-    gaps_s = [(b - a) / 1e6 for a, b in zip(times, times[1:])]
+    gaps_s = [(b - a) / 1e6 for a, b in itertools.pairwise(times)]
     assert abs(len(times) - 100_000) < 5 * 100_000 ** 0.5
     assert stats.kstest(gaps_s, "expon", args=(0, 0.2)).pvalue > 0.05
 
@@ -57,10 +58,10 @@ def test_processes_respect_their_window_and_rate():
     window = (10_000_000, 70_000_000)
     equidistant = list(arrivals.equidistant(2.0, *window, random.Random(1)))
     assert len(equidistant) == 120 and all(window[0] <= t < window[1] for t in equidistant)
-    assert {b - a for a, b in zip(equidistant, equidistant[1:])} <= {499_999, 500_000, 500_001}
+    assert {b - a for a, b in itertools.pairwise(equidistant)} <= {499_999, 500_000, 500_001}
     uniform = list(arrivals.uniform_gaps(10.0, *window, random.Random(2)))
     assert abs(len(uniform) - 600) < 5 * 600 ** 0.5 and all(window[0] <= t < window[1] for t in uniform)
-    assert max(b - a for a, b in zip(uniform, uniform[1:])) <= 200_000
+    assert max(b - a for a, b in itertools.pairwise(uniform)) <= 200_000
     piecewise = list(arrivals.piecewise([(0, 1.0), (100_000_000, 20.0)], 200_000_000, random.Random(3)))
     early = sum(1 for t in piecewise if t < 100_000_000)
     assert abs(early - 100) < 50 and abs(len(piecewise) - early - 2000) < 5 * 2000 ** 0.5

@@ -7,8 +7,17 @@ import shutil
 
 import pytest
 
-from tests.workloads_support import (AZURE2019, convert, mapping, per_column, published_day, read_trace,
-                                     source_counts, tree_bytes, workload)
+from tests.workloads_support import (
+    AZURE2019,
+    convert,
+    mapping,
+    per_column,
+    published_day,
+    read_trace,
+    source_counts,
+    tree_bytes,
+    workload,
+)
 
 
 @pytest.mark.parametrize("iat", ["exponential", "uniform", "equidistant"])
@@ -28,7 +37,7 @@ def test_every_function_every_minute_has_the_sources_count(capsys, tmp_path, iat
         assert int(row["invocations"]) == sum(source[row["source_function"]])
     document = workload(out)
     assert document["counts"]["invocations"] == 324_209 and document["duration_s"] == 9000.0
-    assert f"324209 invocations over 9000.000 s" in stdout
+    assert "324209 invocations over 9000.000 s" in stdout
 
 
 def test_same_inputs_and_seed_give_byte_identical_output(capsys, tmp_path):

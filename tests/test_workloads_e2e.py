@@ -47,7 +47,7 @@ def convert_for_injection(capsys, setup: Setup, *extra: str, longest_ms: float =
         for name, profile in (("quick", {"duration_ms": 10, "memory_mb": 30}),
                               ("steady", {"duration_ms": 1000, "memory_mb": 120}))}}}}))
     functions = moderate_functions(longest_ms=longest_ms)
-    code, stdout, stderr = convert(capsys, "azure2019", "--trace", AZURE2019, "--out", out, "--seed", 1,
+    code, _, stderr = convert(capsys, "azure2019", "--trace", AZURE2019, "--out", out, "--seed", 1,
                                    "--minutes", "540:543", "--time-scale", TIME_SCALE, "--manifest", manifest,
                                    *(a for h in functions for a in ("--function", h)), *extra)
     assert code == 0, stderr
@@ -58,7 +58,7 @@ def convert_for_injection(capsys, setup: Setup, *extra: str, longest_ms: float =
     setup.write_config(injection={"tracedir": str(out / "traces"), "workers": 8})
     deployed = subprocess.run([sys.executable, "-m", "loader.deploy", "--config", str(setup.config_path), "actions",
                                "--manifest", str(out / "manifest.yml")], cwd=ROOT, capture_output=True, text=True,
-                              timeout=120)
+                              timeout=120, check=False)
     assert deployed.returncode == 0, deployed.stderr
     validate = setup.run_loader("--validate")
     assert validate.returncode == 0, validate.stdout + validate.stderr
@@ -84,7 +84,7 @@ def test_injected_runs_have_the_sources_per_minute_counts(capsys, setup):
 
 
 def test_calibrated_replay_runs_for_the_requested_duration(capsys, setup):
-    out, rows = convert_for_injection(capsys, setup, "--map", "calibrated", "--max-memory-mb", "256",
+    _, rows = convert_for_injection(capsys, setup, "--map", "calibrated", "--max-memory-mb", "256",
                                       "--cpu-share", "0.2", longest_ms=1500)
     assert all(r["action"].startswith("cal_") for r in rows)
     result = setup.run_loader(timeout_s=180)

@@ -9,7 +9,8 @@ from loader.workloads import limits, mapping, naming, sampling
 from loader.workloads.limits import PlatformLimits, UserLoad
 from loader.workloads.mapping import MapMode
 from loader.workloads.records import Percentiles, Profile, SourceId, TraceFunction, WorkloadError
-from tests.workloads_support import AZURE2019, convert, mapping as read_mapping, read_trace
+from tests.workloads_support import AZURE2019, convert, read_trace
+from tests.workloads_support import mapping as read_mapping
 
 
 def function(name: str, duration_ms: float | None, memory_mb: float | None, invocations: int = 1,
@@ -55,8 +56,8 @@ def test_one_to_one_is_injective_with_least_total_distance_and_falls_back(tmp_pa
     warnings = []
     many = mapping.assign(functions * 2, MapMode.ONE_TO_ONE, targets, path, warnings.append)
     assert [t.name for t, _ in many] == ["x"] * 4
-    assert warnings == ["--map one-to-one: 4 functions but 3 profiled actions: falling back to nearest (actions are "
-                        "shared)"]
+    assert warnings == [("--map one-to-one: 4 functions but 3 profiled actions: falling back to nearest (actions are "
+                        "shared)")]
 
 
 def test_profile_annotation_and_named_errors(tmp_path):
@@ -90,8 +91,8 @@ def test_calibrated_limits_clamp_and_say_why():
     assert tiny.memory_limit_mb == 128 and tiny.timeout_ms == 60_000
     assert tiny.clamps == ("median memory 3.0 MB below the runtime's own ~20 MB: the action cannot use less",)
     assert limits.clamp_manifest_limits(2048, 50, platform) == (512, 100, (
-        "memorySize 2048 MB outside the platform's 128-512 MB: 512", "timeout 50 ms outside the platform's "
-                                                                     "100-300000 ms: 100"))
+        "memorySize 2048 MB outside the platform's 128-512 MB: 512", ("timeout 50 ms outside the platform's "
+                                                                     "100-300000 ms: 100")))
 
 
 def test_user_load_peaks():

@@ -11,6 +11,7 @@ import yaml
 from scipy import stats
 
 from tests.workloads_support import AZURE2021, FAASPROFILER, convert, mapping, read_trace, workload
+import itertools
 
 ECHO = "def main(args):\n    return {'outputsize': 0, 'params': args}\n"
 
@@ -89,7 +90,7 @@ def test_faasprofiler_config_becomes_one_trace_per_instance(capsys, tmp_path):
     poisson = [o for o, _, _ in read_trace(out / "traces" / rows["instance1"]["trace_file"])]
     assert all(5e6 <= o < 10e6 for o in poisson) and abs(len(poisson) - 125) < 5 * 125 ** 0.5
     uniform = [o for o, _, _ in read_trace(out / "traces" / rows["instance2"]["trace_file"])]
-    assert len(uniform) == 50 and {b - a for a, b in zip(uniform, uniform[1:])} <= {99_999, 100_000, 100_001}
+    assert len(uniform) == 50 and {b - a for a, b in itertools.pairwise(uniform)} <= {99_999, 100_000, 100_001}
     explicit = [o for o, _, _ in read_trace(out / "traces" / rows["instance3"]["trace_file"])]
     assert explicit == [5_000_000, 5_130_000, 5_280_000, 6_080_000, 6_180_000, 6_310_000, 6_440_000, 6_540_000,
                         6_940_000]
@@ -154,7 +155,7 @@ def test_synthetic_spec_processes_windows_parameters_and_reproducibility(capsys,
     assert code == 0, stderr
     traces = {r["source_function"]: read_trace(out / "traces" / r["trace_file"]) for r in mapping(out)}
     steady = traces["steady"]
-    gaps = [(b[0] - a[0]) / 1e6 for a, b in zip(steady, steady[1:])]
+    gaps = [(b[0] - a[0]) / 1e6 for a, b in itertools.pairwise(steady)]
     assert abs(len(steady) - 12_000) < 5 * 12_000 ** 0.5
     assert stats.kstest(gaps, "expon", args=(0, 0.05)).pvalue > 0.01
     assert {i for _, i, _ in steady} == {"a.jpg", "b.jpg"}
@@ -179,8 +180,8 @@ def test_synthetic_spec_processes_windows_parameters_and_reproducibility(capsys,
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda s: s.update(functons=s.pop("functions")), "{path}: functons: unknown key (expected one of seed, "
-                                                       "duration_s, functions)"),
+    (lambda s: s.update(functons=s.pop("functions")), ("{path}: functons: unknown key (expected one of seed, "
+                                                       "duration_s, functions)")),
     (lambda s: s["functions"]["steady"]["arrivals"].update(rate_per_sec=1),
      "{path}: functions:steady:arrivals:rate_per_sec: unknown key (expected one of process, rate_per_s)"),
     (lambda s: s["functions"]["ticks"].update(windows_s=[0, 1]), "{path}: functions:ticks:windows_s: unknown key"),

@@ -157,7 +157,7 @@ def run_measured(*argv: str, cwd: Path) -> tuple[int, float, str]:
     import subprocess
     import sys
     done = subprocess.run([sys.executable, "-c", PEAK_RSS_DRIVER, *map(str, argv)], cwd=cwd, capture_output=True,
-                          text=True, timeout=900)
+                          text=True, timeout=900, check=False)
     last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
     peak_mib = int(last.split()[1]) / 1024 if last.startswith("peak_rss_kib") else float("nan")
     return done.returncode, peak_mib, done.stderr

@@ -166,10 +166,11 @@ def recorded_options(args: argparse.Namespace) -> dict:
 def summary(document: dict, out: Path) -> str:
     counts, load = document["counts"], document["limits"]
     platform = load["platform"]
-    lines = [f"wrote {out}: {counts['traces']} traces ({counts['users']} users, {counts['actions']} actions), "
-             f"{counts['invocations']} invocations over {document['duration_s']:.3f} s"]
+    lines = [(f"wrote {out}: {counts['traces']} traces ({counts['users']} users, {counts['actions']} actions), "
+              f"{counts['invocations']} invocations over {document['duration_s']:.3f} s")]
     if document["sample"]:
-        parts = [f"{k} W1 {v['wasserstein']:g} ({100 * (v['relative_to_mean'] or 0):.1f}% of mean)"
+        parts = [(f"{k} W1 {v['wasserstein']:g} ({100 * (v['relative_to_mean'] or 0):.1f}% of mean), "
+                  f"log10 W1 {v['wasserstein_log10']:g}")
                  for k, v in document["sample"].items() if isinstance(v, dict)]
         lines.append(f"sample of {counts['sampled']} of {counts['functions']} functions: {'; '.join(parts)}")
     concurrency = load["max_user_peak_concurrency"]

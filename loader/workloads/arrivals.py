@@ -28,8 +28,8 @@ from __future__ import annotations
 import enum
 import math
 import random
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
-from typing import Iterable, Iterator
 
 US_PER_S = 1_000_000
 PHASE_STEPS = 1_000_000

@@ -17,12 +17,14 @@ offset when its trace is written.  Memory is O(functions), not O(functions x min
 from __future__ import annotations
 
 import enum
+import itertools
 import re
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO
 
 import numpy as np
 
@@ -130,7 +132,7 @@ def _minute_columns(path: Path, header: list[str], minutes: tuple[int, int] | No
         labels.append(int(column))
     if not labels:
         raise WorkloadError(f"{path}:1", "no minute column")
-    if any(b != a + 1 for a, b in zip(labels, labels[1:])):
+    if any(b != a + 1 for a, b in itertools.pairwise(labels)):
         raise WorkloadError(f"{path}:1", "minute columns are not consecutive")
     first, last = labels[0], labels[-1] + 1
     lo, hi = minutes if minutes is not None else (first, last)
@@ -277,7 +279,7 @@ class Azure2019Source:
         self.span_us = len(self._labels) * self._width_us
         self._parser = _Counts(self.files.invocations, labels)
         self._offsets = {row.line: row.offset for row in rows}
-        self._stream = None
+        self._stream: BinaryIO | None = None
         self._report = SourceReport()
         self._functions = self._profile(rows)
 

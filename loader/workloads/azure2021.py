@@ -16,10 +16,10 @@ it exactly.  Rows are kept as two integer arrays per function (16 bytes a row).
 from __future__ import annotations
 
 import array
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -90,17 +90,17 @@ class Azure2021Source:
         self._functions = []
         span = 0
         for index, key in enumerate(sorted(starts, key=first_line.__getitem__)):
-            start = np.frombuffer(starts.pop(key), dtype=np.int64) - self.origin_us
-            duration = np.frombuffer(durations.pop(key), dtype=np.int64)
-            order = np.argsort(start, kind="stable")
-            start, duration = start[order], duration[order]
-            self._invocations.append((start, duration))
-            span = max(span, int(start[-1]) + 1)
-            milliseconds = duration / 1000.0
+            begin_us = np.frombuffer(starts.pop(key), dtype=np.int64) - self.origin_us
+            length_us = np.frombuffer(durations.pop(key), dtype=np.int64)
+            order = np.argsort(begin_us, kind="stable")
+            begin_us, length_us = begin_us[order], length_us[order]
+            self._invocations.append((begin_us, length_us))
+            span = max(span, int(begin_us[-1]) + 1)
+            milliseconds = length_us / 1000.0
             profile = Profile(Percentiles.of((p, float(np.percentile(milliseconds, p))) for p in PERCENTS),
                               None, "unknown: Azure 2021 has no memory")
             self._functions.append(TraceFunction(SourceId(key[0], key[0], key[1]), index, "unknown", profile,
-                                                 len(start), where=f"{self.path}:{first_line[key]}"))
+                                                 len(begin_us), where=f"{self.path}:{first_line[key]}"))
         self.span_us = span
         self._report = SourceReport(counts={"rows": rows, "functions": len(self._functions),
                                             "apps": len({f.source.app for f in self._functions})},

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import heapq
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterator
 
 from loader.gentraces import EXTENSIONS, as_text, below, draw
 
@@ -37,7 +37,7 @@ class ConversionOptions:
     users_by: naming.UsersBy = naming.UsersBy.OWNER
     time_scale: Fraction = Fraction(1)
     sample: int | None = None
-    platform: PlatformLimits = PlatformLimits()
+    platform: PlatformLimits = field(default_factory=PlatformLimits)
     default_memory_mb: float = 128.0
     cpu_share: float = 1.0
     inputs: int = 10
@@ -294,18 +294,18 @@ def load_report(totals: Totals, platform: PlatformLimits) -> dict:
     users = {user: {"invocations": load.invocations, "peak_per_minute": load.peak_per_minute,
                     "peak_minute": load.peak_minute, "peak_concurrency": load.peak_concurrency}
              for user, load in sorted(totals.loads.items())}
-    concurrencies = [u["peak_concurrency"] for u in users.values() if u["peak_concurrency"] is not None]
+    concurrencies = [load.peak_concurrency for load in totals.loads.values() if load.peak_concurrency is not None]
     return {
         "platform": {"actions_per_minute": platform.actions_per_minute,
                      "concurrent_actions": platform.concurrent_actions, "min_memory_mb": platform.min_memory_mb,
                      "max_memory_mb": platform.max_memory_mb, "min_duration_ms": platform.min_duration_ms,
                      "max_duration_ms": platform.max_duration_ms, "runtime_memory_mb": platform.runtime_memory_mb},
-        "max_user_peak_per_minute": max((u["peak_per_minute"] for u in users.values()), default=0),
+        "max_user_peak_per_minute": max((load.peak_per_minute for load in totals.loads.values()), default=0),
         "max_user_peak_concurrency": max(concurrencies, default=None),
-        "users_over_actions_per_minute": sum(1 for u in users.values()
-                                             if u["peak_per_minute"] > platform.actions_per_minute),
+        "users_over_actions_per_minute": sum(1 for load in totals.loads.values()
+                                             if load.peak_per_minute > platform.actions_per_minute),
         "users_over_concurrent_actions": sum(1 for c in concurrencies if c > platform.concurrent_actions),
-        "users_without_durations": sum(1 for u in users.values() if u["peak_concurrency"] is None),
+        "users_without_durations": sum(1 for load in totals.loads.values() if load.peak_concurrency is None),
         "overall_peak_per_minute": max(totals.per_minute.values(), default=0),
         "users": users,
     }

@@ -97,7 +97,8 @@ def _instance(config: Path, name: str, body: Any, owner: str, span_us: int
                 raise WorkloadError(f"{where}:activity_window", f"expected [start, end] in seconds, got {value!r}")
             window = (specs.seconds_to_us(value[0], f"{where}:activity_window"),
                       min(span_us, specs.seconds_to_us(value[1], f"{where}:activity_window")))
-    parameters, param_path = (), None
+    parameters: tuple[Parameter, ...] = ()
+    param_path: Path | None = None
     if "param_file" in body:
         parameters, param_path = _param_file(config, body["param_file"], f"{where}:param_file")
     spec = FunctionSpec(SourceId(owner, application, name), where, arrival, window, application, (), parameters)

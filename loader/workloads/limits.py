@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from .records import Percentiles, Profile
 
@@ -134,7 +134,7 @@ class UserLoad:
         heapq.heappush(ends, end_us)
         self.peak_concurrency = max(self.peak_concurrency, len(ends))
 
-    def add_all(self, events: Iterable[tuple[int, int | None]]) -> "UserLoad":
+    def add_all(self, events: Iterable[tuple[int, int | None]]) -> UserLoad:
         for start_us, end_us in events:
             self.add(start_us, end_us)
         self._ends = []

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from .records import SourceId, TraceFunction, WorkloadError
 

@@ -13,8 +13,8 @@ import csv
 import json
 import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from .records import WorkloadError
 
@@ -75,8 +75,7 @@ class OutputDir:
         """A wskdeploy manifest, one action per line in flow style (JSON is valid YAML), sorted by name."""
         with open(self.work / "manifest.yml", "w", encoding="utf-8") as stream:
             stream.write(header + "packages:\n  default:\n    actions:\n")
-            for name in sorted(actions):
-                stream.write(f"      {name}: {json.dumps(actions[name], sort_keys=True)}\n")
+            stream.writelines(f"      {name}: {json.dumps(actions[name], sort_keys=True)}\n" for name in sorted(actions))
 
     def write_dropped(self, rows: Iterable[tuple]) -> None:
         with open(self.work / "dropped.csv", "w", newline="", encoding="utf-8") as stream:

@@ -10,8 +10,10 @@ the source's timeline; durations are milliseconds, memory MB (the sources' units
 from __future__ import annotations
 
 import bisect
+import itertools
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Protocol
+from typing import Protocol
 
 
 class WorkloadError(ValueError):
@@ -49,22 +51,22 @@ class Percentiles:
             raise ValueError("no percentile, or not one value per percent")
         if list(percents) != sorted(set(percents)) or not 0 <= percents[0] <= percents[-1] <= 100:
             raise ValueError(f"percents must increase within [0, 100], got {list(percents)}")
-        if any(b < a for a, b in zip(values, values[1:])):
+        if any(b < a for a, b in itertools.pairwise(values)):
             raise ValueError(f"values must not decrease with the percent, got {list(values)}")
         if values[0] < 0:
             raise ValueError(f"values must be >= 0, got {values[0]}")
 
     @classmethod
-    def of(cls, points: Iterable[tuple[float, float]]) -> "Percentiles":
+    def of(cls, points: Iterable[tuple[float, float]]) -> Percentiles:
         """From ``(percent, value)`` pairs."""
         pairs = tuple(points)
         return cls(tuple(float(p) for p, _ in pairs), tuple(float(v) for _, v in pairs))
 
     @classmethod
-    def constant(cls, value: float) -> "Percentiles":
+    def constant(cls, value: float) -> Percentiles:
         return cls((0.0, 100.0), (value, value))
 
-    def scaled(self, factor: float) -> "Percentiles":
+    def scaled(self, factor: float) -> Percentiles:
         return Percentiles(self.percents, tuple(v * factor for v in self.values))
 
     def at(self, percent: float) -> float:

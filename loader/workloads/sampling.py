@@ -16,7 +16,7 @@ as 0.001.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 from loader.gentraces import below
 

@@ -11,15 +11,26 @@ for the same spec and seed.
 from __future__ import annotations
 
 import enum
+import math
+import random
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from loader.functions import ParameterSpec
 from loader.gentraces import as_text, below, draw
 
 from . import arrivals, seeding
-from .records import (Dropped, Invocation, Percentiles, Profile, SourceFile, SourceId, SourceReport, TraceFunction,
-                      WorkloadError)
+from .records import (
+    Dropped,
+    Invocation,
+    Percentiles,
+    Profile,
+    SourceFile,
+    SourceId,
+    SourceReport,
+    TraceFunction,
+    WorkloadError,
+)
 
 STORAGE_PARAMETERS = ("incont", "object", "outcont")
 
@@ -47,8 +58,11 @@ class Parameter:
     """A fixed value (already text) or a drawn one."""
 
     name: str
-    fixed: str | None = None
+    fixed: str = ""
     spec: ParameterSpec | None = None
+
+    def value(self, rng: random.Random) -> str:
+        return self.fixed if self.spec is None else as_text(draw(rng, self.spec))
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,8 +142,7 @@ class SpecSource:
         parameter_rng = seeding.stream(self.seed, "spec-parameters", spec.source)
         input_rng = seeding.stream(self.seed, "spec-input", spec.source)
         for offset_us in self._offsets(spec):
-            values = tuple((p.name, p.fixed if p.fixed is not None else as_text(draw(parameter_rng, p.spec)))
-                           for p in spec.parameters)
+            values = tuple((p.name, p.value(parameter_rng)) for p in spec.parameters)
             input_object = spec.inputs[below(input_rng, len(spec.inputs))] if spec.inputs else None
             yield Invocation(offset_us, None, input_object, values)
 
@@ -143,7 +156,7 @@ class SpecSource:
 def seconds_to_us(value: object, where: str, *, minimum: float = 0.0) -> int:
     """Seconds (a number) to integer µs, exactly for decimal literals."""
     from decimal import Decimal
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < minimum:
         raise WorkloadError(where, f"expected a number of seconds >= {minimum:g}, got {value!r}")
     return int((Decimal(repr(value)) * 1_000_000).to_integral_value())
 

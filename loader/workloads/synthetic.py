@@ -106,7 +106,7 @@ def arrival(value: Any, where: str) -> ArrivalSpec:
         rates = value.get("rates")
         if not isinstance(rates, list) or not rates:
             raise WorkloadError(f"{where}:rates", "expected a list of [from_s, rate_per_s]")
-        segments = []
+        segments: list[tuple[int, float]] = []
         for i, item in enumerate(rates):
             if not isinstance(item, list) or len(item) != 2:
                 raise WorkloadError(f"{where}:rates[{i}]", f"expected [from_s, rate_per_s], got {item!r}")

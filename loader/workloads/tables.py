@@ -10,8 +10,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import math
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from .records import SourceFile, WorkloadError
 
