@@ -261,3 +261,35 @@ def test_existing_output_is_not_overwritten(capsys, tmp_path):
     code, _, stderr = convert(capsys, "azure2019", "--trace", AZURE2019, "--out", tmp_path / "full")
     assert code == 2 and "exists and is not an empty directory" in stderr
     assert (tmp_path / "full" / "keep").read_text() == "mine"
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--sample", "0", "argument --sample: '0' must be > 0"),
+    ("--cpu-share", "1.5", "argument --cpu-share: '1.5' is not within [0, 1]"),
+    ("--max-memory-mb", "0", "argument --max-memory-mb: '0' must be > 0"),
+    ("--default-memory-mb", "lots", "argument --default-memory-mb: 'lots' is not a float"),
+    ("--inputs", "-1", "argument --inputs: '-1' must be > 0"),
+    ("--rate-scale", "0", "argument --rate-scale: --rate-scale: '0' must be > 0"),
+    ("--iat", "poisson", "argument --iat: invalid Iat value: 'poisson'"),
+    ("--map", "best", "argument --map: invalid MapMode value: 'best'"),
+    ("--users", "team", "argument --users: invalid UsersBy value: 'team'"),
+    ("--granularity", "hour", "argument --granularity: invalid choice: 'hour'"),
+    ("--app-memory", "half", "argument --app-memory: invalid AppMemory value: 'half'"),
+    ("--seed", "x", "argument --seed: invalid int value: 'x'"),
+])
+def test_every_option_rejects_a_bad_value_by_name(capsys, tmp_path, option, value, message):
+    with pytest.raises(SystemExit) as stop:
+        convert(capsys, "azure2019", "--trace", AZURE2019, "--out", tmp_path / "o", option, value)
+    assert stop.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--input", "a\tb"), "--input: 'a\\tb' holds a tab or a line break"),
+    (("--min-memory-mb", "600"), "--min-memory-mb/--max-memory-mb/--min-duration-ms/--max-duration-ms: a minimum is "
+                                 "above its maximum"),
+    (("--manifest", "/nonexistent/manifest.yml"), "/nonexistent/manifest.yml: cannot read"),
+])
+def test_option_values_checked_after_parsing_are_named(capsys, tmp_path, args, message):
+    code, _, stderr = convert(capsys, "azure2019", "--trace", AZURE2019, "--out", tmp_path / "o", *args)
+    assert code == 2 and message in stderr, stderr
