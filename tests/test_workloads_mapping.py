@@ -98,7 +98,7 @@ def test_calibrated_limits_clamp_and_say_why():
 def test_user_load_peaks():
     load = UserLoad().add_all([(0, 5_000_000), (1_000_000, 2_000_000), (1_500_000, 3_000_000),
                                (2_000_000, 2_500_000), (61_000_000, None)])
-    assert (load.invocations, load.peak_per_minute, load.peak_minute) == (5, 4, 0)
+    assert (load.invocations, load.peak_per_minute, load.peak_window_start_us) == (5, 4, 0)
     assert load.peak_concurrency is None  # one invocation of unknown duration
     load = UserLoad().add_all([(0, 5_000_000), (1_000_000, 2_000_000), (1_500_000, 3_000_000), (2_000_000, 2_500_000)])
     assert load.peak_concurrency == 3  # the second ended when the fourth started
@@ -144,3 +144,10 @@ def test_sample_takes_one_per_stratum():
     assert sampling.sample(functions, 10, seed=4) == chosen and sampling.sample(functions, 500, seed=4) == functions
     report = sampling.report(functions, chosen, span_minutes=10.0)
     assert report["invocations_per_minute"]["wasserstein"] < 1.0
+
+
+def test_peak_per_minute_is_over_any_60_seconds():
+    """Two bursts astride a minute boundary: 3 in each calendar minute, 6 within 60 s."""
+    starts = [50_000_000, 55_000_000, 59_000_000, 61_000_000, 65_000_000, 70_000_000, 200_000_000]
+    load = UserLoad().add_all((s, s + 1000) for s in starts)
+    assert (load.peak_per_minute, load.peak_window_start_us) == (6, 50_000_000)

@@ -292,7 +292,7 @@ def convert(source: Source, options: ConversionOptions, recorded: dict) -> dict:
 
 def load_report(totals: Totals, platform: PlatformLimits) -> dict:
     users = {user: {"invocations": load.invocations, "peak_per_minute": load.peak_per_minute,
-                    "peak_minute": load.peak_minute, "peak_concurrency": load.peak_concurrency}
+                    "peak_window_start_s": load.peak_window_start_us / 1e6, "peak_concurrency": load.peak_concurrency}
              for user, load in sorted(totals.loads.items())}
     concurrencies = [load.peak_concurrency for load in totals.loads.values() if load.peak_concurrency is not None]
     return {

@@ -8,13 +8,15 @@
   listed).
 * :func:`clamp_manifest_limits`: a manifest action's own limits brought within the platform's.
 * :class:`UserLoad`: from a user's invocations in time order (start, end), its peak
-  invocations per minute and peak concurrency (invocations in flight at once).
+  invocations in any 60 s (whatever minute boundaries the platform counts by, since the
+  injection may start at any second) and peak concurrency (invocations in flight at once).
 """
 
 from __future__ import annotations
 
 import heapq
 import math
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -106,25 +108,26 @@ def profile_memory(profile: Profile, default_memory_mb: float) -> Percentiles:
 
 @dataclass
 class UserLoad:
-    """Peak invocations per minute and peak concurrency of one user, from ``(start_us, end_us)`` in start order."""
+    """Peak invocations in any 60 s and peak concurrency of one user, from ``(start_us, end_us)`` in start order."""
 
+    #: most invocations whose starts fall within 60 s of each other
     peak_per_minute: int = 0
-    peak_minute: int = 0
+    #: when that window begins (µs of the output)
+    peak_window_start_us: int = 0
     #: None when some invocation has no known duration
     peak_concurrency: int | None = 0
     invocations: int = 0
-    _minute: int = -1
-    _in_minute: int = 0
+    _window: deque[int] = field(default_factory=deque)
     _ends: list[int] = field(default_factory=list)
 
     def add(self, start_us: int, end_us: int | None) -> None:
         self.invocations += 1
-        minute = start_us // US_PER_MINUTE
-        if minute != self._minute:
-            self._minute, self._in_minute = minute, 0
-        self._in_minute += 1
-        if self._in_minute > self.peak_per_minute:
-            self.peak_per_minute, self.peak_minute = self._in_minute, minute
+        window = self._window
+        window.append(start_us)
+        while window[0] <= start_us - US_PER_MINUTE:
+            window.popleft()
+        if len(window) > self.peak_per_minute:
+            self.peak_per_minute, self.peak_window_start_us = len(window), window[0]
         if end_us is None or self.peak_concurrency is None:
             self.peak_concurrency = None
             return
@@ -137,5 +140,5 @@ class UserLoad:
     def add_all(self, events: Iterable[tuple[int, int | None]]) -> UserLoad:
         for start_us, end_us in events:
             self.add(start_us, end_us)
-        self._ends = []
+        self._ends, self._window = [], deque()
         return self
