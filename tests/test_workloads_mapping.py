@@ -89,7 +89,7 @@ def test_calibrated_limits_clamp_and_say_why():
                            "duration up to 600000 ms beyond the platform's 300000 ms limit: capped at 239200 ms")
     tiny = limits.calibrated_limits(Percentiles.constant(3.0), Percentiles.constant(1.0), platform)
     assert tiny.memory_limit_mb == 128 and tiny.timeout_ms == 60_000
-    assert tiny.clamps == ("median memory 3.0 MB below the runtime's own ~20 MB: the action cannot use less",)
+    assert tiny.clamps == ("median memory 3.0 MB below the runtime's own ~16 MB: the action cannot use less",)
     assert limits.clamp_manifest_limits(2048, 50, platform) == (512, 100, (
         "memorySize 2048 MB outside the platform's 128-512 MB: 512", ("timeout 50 ms outside the platform's "
                                                                      "100-300000 ms: 100")))
@@ -151,3 +151,17 @@ def test_peak_per_minute_is_over_any_60_seconds():
     starts = [50_000_000, 55_000_000, 59_000_000, 61_000_000, 65_000_000, 70_000_000, 200_000_000]
     load = UserLoad().add_all((s, s + 1000) for s in starts)
     assert (load.peak_per_minute, load.peak_window_start_us) == (6, 50_000_000)
+
+
+def test_calibrated_memory_is_the_median_or_a_draw_per_invocation(capsys, tmp_path):
+    memory = {}
+    for pick in ("median", "draw"):
+        out = tmp_path / pick
+        assert convert(capsys, "azure2019", "--trace", AZURE2019, "--out", out, "--map", "calibrated", "--memory", pick,
+                       "--minutes", "540:545")[0] == 0
+        memory[pick] = {row["trace_file"]: (row, {p["memory_mb"] for _, _, p in read_trace(out / "traces" /
+                                                                                              row["trace_file"])})
+                        for row in read_mapping(out)}
+    for trace, (row, values) in memory["median"].items():
+        assert values == {row["memory_mb_p50"]} or row["clamps"], (trace, values)
+    assert sum(len(values) > 1 for _, values in memory["draw"].values()) > 50

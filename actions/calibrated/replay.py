@@ -4,8 +4,11 @@ What ``python -m loader.workloads --map calibrated`` maps every trace function o
 (docs/workloads.md): each invocation carries the memory and duration of its trace
 function, and this action reproduces them.
 
-* **memory**: the process's resident memory is brought to ``memory_mb`` MiB by holding
-  1 MiB anonymous mappings, every page written.  They are **kept between invocations** of
+* **memory**: the container's memory is brought to ``memory_mb`` MiB by holding 1 MiB
+  anonymous mappings, every page written.  The container's memory is its cgroup's usage
+  (``memory.usage_in_bytes``, ``memory.current``: what the platform limits and FaaSLoad's
+  monitor records) when the process is in a cgroup with a memory limit, as in a container;
+  elsewhere the process's resident memory.  They are **kept between invocations** of
   a warm container, as a function app's worker keeps its memory (Azure measures the
   memory of the app's workers over time), and adjusted at the start of each invocation:
   mappings added or released (``munmap``), so an invocation pays only for the change.
@@ -37,9 +40,52 @@ def resident_bytes():
         return 0
 
 
+def _limited(limit_path):
+    try:
+        with open(limit_path) as stream:
+            text = stream.read().strip()
+    except OSError:
+        return False
+    return text != "max" and text.isdigit() and int(text) < 1 << 60
+
+
+def container_usage_path():
+    """The memory usage file of this process's cgroup if that cgroup has a memory limit (a container), else None."""
+    try:
+        with open("/proc/self/cgroup") as stream:
+            lines = stream.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):  # cgroup v1
+            base = "/sys/fs/cgroup/memory" + path.rstrip("/")
+            if _limited(base + "/memory.limit_in_bytes"):
+                return base + "/memory.usage_in_bytes"
+        elif controllers == "":  # cgroup v2 (its memory controller may be off here)
+            base = "/sys/fs/cgroup" + path.rstrip("/")
+            if _limited(base + "/memory.max"):
+                return base + "/memory.current"
+    return None
+
+
+USAGE_PATH = container_usage_path()
+
+
+def memory_bytes():
+    """The container's memory usage (cgroup) when confined, else the process's resident memory."""
+    if USAGE_PATH is not None:
+        try:
+            with open(USAGE_PATH) as stream:
+                return int(stream.read())
+        except (OSError, ValueError):
+            pass
+    return resident_bytes()
+
+
 def hold(memory_mb):
-    """Hold as many touched MiB as bring the resident memory to ``memory_mb``; the runtime's own bytes."""
-    baseline = max(0, resident_bytes() - len(HELD) * MIB)
+    """Hold as many touched MiB as bring the memory to ``memory_mb``; what the rest holds (bytes)."""
+    baseline = max(0, memory_bytes() - len(HELD) * MIB)
     wanted = max(0, round((memory_mb * MIB - baseline) / MIB))
     while len(HELD) > wanted:
         HELD.pop().close()
@@ -81,10 +127,11 @@ def main(args):
     held_before = len(HELD)
     baseline = hold(memory_mb)
     adjusted = time.perf_counter()
-    resident = resident_bytes()
+    resident = memory_bytes()
     spins = run_until(start + duration_ms / 1000, cpu_share)
     end = time.perf_counter()
-    return {"outputsize": 0, "baseline_bytes": baseline, "held_bytes": len(HELD) * MIB,
-            "held_before_bytes": held_before * MIB, "resident_bytes": resident, "adjust_ms": (adjusted - start) * 1e3,
+    return {"outputsize": 0, "measured": "cgroup" if USAGE_PATH else "rss", "baseline_bytes": baseline,
+            "held_bytes": len(HELD) * MIB,
+            "held_before_bytes": held_before * MIB, "memory_bytes": resident, "adjust_ms": (adjusted - start) * 1e3,
             "wall_ms": (end - start) * 1e3, "cpu_ms": (time.process_time() - cpu_start) * 1e3, "spins": spins,
             "times": {"extract": 0.0, "transform": (end - start) * 1e3, "load": 0.0}}

@@ -20,7 +20,7 @@ from loader.gentraces import EXTENSIONS, as_text, below, draw
 
 from . import arrivals, limits, mapping, naming, sampling, seeding
 from .limits import CalibratedLimits, PlatformLimits, UserLoad
-from .mapping import ActionTarget, MapMode
+from .mapping import ActionTarget, MapMode, MemoryPick
 from .output import OutputDir, format_number
 from .records import Percentiles, Source, TraceFunction, WorkloadError
 
@@ -40,6 +40,7 @@ class ConversionOptions:
     platform: PlatformLimits = field(default_factory=PlatformLimits)
     default_memory_mb: float = 128.0
     cpu_share: float = 1.0
+    memory: MemoryPick = MemoryPick.MEDIAN
     inputs: int = 10
     input_object: str = "none"
     calibrated_runtime: str = "python:3.11"
@@ -180,8 +181,9 @@ class Lines:
             if item.calibrated is not None:
                 value = duration(invocation.duration_ms)
                 assert value is not None
-                parameters += [("memory_mb", format_number(min(self.memory.draw(memory_rng.random()),
-                                                               item.calibrated.memory_cap_mb))),
+                memory_mb = (self.memory.p50 if options.memory is MemoryPick.MEDIAN
+                              else self.memory.draw(memory_rng.random()))
+                parameters += [("memory_mb", format_number(min(memory_mb, item.calibrated.memory_cap_mb))),
                                ("duration_ms", format_number(min(value, item.calibrated.duration_cap_ms))),
                                ("cpu_share", format_number(options.cpu_share))]
             else:

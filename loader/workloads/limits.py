@@ -31,8 +31,9 @@ MEMORY_HEADROOM_MB = 32
 TIMEOUT_FACTOR = 1.25
 TIMEOUT_MARGIN_MS = 1000
 STD_TIMEOUT_MS = 60_000
-#: resident memory of localwhisk's Python runtime running the calibrated action, before it allocates
-DEFAULT_RUNTIME_MEMORY_MB = 20.0
+#: memory of a localwhisk container running the calibrated action before it allocates anything
+#: (15.9 MiB measured on the process backend: bench/workloads_replay.py)
+DEFAULT_RUNTIME_MEMORY_MB = 16.0
 
 
 @dataclass(frozen=True, slots=True)

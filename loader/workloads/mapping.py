@@ -43,6 +43,13 @@ class MapMode(str, enum.Enum):
     NAMED = "named"
 
 
+class MemoryPick(str, enum.Enum):
+    """``--memory``: the calibrated action's ``memory_mb`` per invocation."""
+
+    MEDIAN = "median"  # the function's median memory, the same for all its invocations
+    DRAW = "draw"      # drawn per invocation from the function's memory percentiles
+
+
 @dataclass(frozen=True, slots=True)
 class ActionTarget:
     """A manifest action that trace functions can be mapped onto."""
