@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import shutil
 import statistics
 import subprocess
@@ -213,7 +212,7 @@ def one_run(scratch: Path, index: int, iat: str, map_mode: str, args, broker, me
                      "--seed", str(args.seed), "--minutes", f"{FIRST_MINUTE}:{FIRST_MINUTE + args.minutes}",
                      "--iat", iat, "--map", map_mode, "--runtime-memory-mb", str(args.runtime_memory_mb), *extra)
     print(conversion.stdout.strip())
-    localwhisk, lw_config, apihost = start_localwhisk(root, broker.bootstrap, notif, args.backend, args.user_memory_mb)
+    localwhisk, _, apihost = start_localwhisk(root, broker.bootstrap, notif, args.backend, args.user_memory_mb)
     try:
         config = loader_config(root, apihost, broker.bootstrap, out / "traces", meas, scratch / "pgdata",
                                f"{iat}:{map_mode}")
