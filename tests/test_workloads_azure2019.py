@@ -67,6 +67,7 @@ def test_workload_json_records_sources_options_and_counts(capsys, tmp_path):
     for metric in ("invocations_per_minute", "duration_ms_p50", "memory_mb_p50"):
         assert sample[metric]["wasserstein"] >= 0 and sample[metric]["wasserstein_log10"] >= 0
     assert document["limits"]["users"] and all(u["peak_per_minute"] >= 1 for u in document["limits"]["users"].values())
+    assert document["limits"]["mean_in_flight"] > 0
 
 
 def test_sampling_keeps_the_rate_distribution(capsys, tmp_path):

@@ -182,6 +182,8 @@ def summary(document: dict, out: Path) -> str:
                  f"{load['users_over_concurrent_actions']} exceed {platform['concurrent_actions']} concurrent"
                  + (" (raise the platform's limits: docs/workloads.md)" if load["users_over_actions_per_minute"]
                     or load["users_over_concurrent_actions"] else ""))
+    lines.append(f"on average {load['mean_in_flight']} invocations in flight (with --map calibrated, x --cpu-share "
+                 "= cores kept busy)")
     lines.append(f"clamped: {len(document['clamped'])} traces (mapping.csv, workload.json); dropped: "
                  f"{counts['dropped']} functions (dropped.csv); thinned away: {counts['thinned_away']}")
     return "\n".join(lines)

@@ -68,6 +68,8 @@ class Totals:
     loads: dict[str, UserLoad] = field(default_factory=dict)
     per_minute: dict[int, int] = field(default_factory=dict)
     last_offset_us: int = 0
+    #: summed durations of the invocations whose duration is known (µs)
+    busy_us: int = 0
 
 
 def warn(message: str) -> None:
@@ -222,6 +224,8 @@ def write(source: Source, plans: list[Plan], options: ConversionOptions, out: Ou
             for start, end in heapq.merge(*(Lines(item, options).events(source) for item in written),
                                           key=lambda event: event[0]):
                 load.add(start, end)
+                if end is not None:
+                    totals.busy_us += end - start
                 minute = start // limits.US_PER_MINUTE
                 totals.per_minute[minute] = totals.per_minute.get(minute, 0) + 1
                 totals.last_offset_us = max(totals.last_offset_us, start)
@@ -292,7 +296,7 @@ def convert(source: Source, options: ConversionOptions, recorded: dict) -> dict:
     return document
 
 
-def load_report(totals: Totals, platform: PlatformLimits) -> dict:
+def load_report(totals: Totals, platform: PlatformLimits, span_us: int) -> dict:
     users = {user: {"invocations": load.invocations, "peak_per_minute": load.peak_per_minute,
                     "peak_window_start_s": load.peak_window_start_us / 1e6, "peak_concurrency": load.peak_concurrency}
              for user, load in sorted(totals.loads.items())}
@@ -309,6 +313,7 @@ def load_report(totals: Totals, platform: PlatformLimits) -> dict:
         "users_over_concurrent_actions": sum(1 for c in concurrencies if c > platform.concurrent_actions),
         "users_without_durations": sum(1 for load in totals.loads.values() if load.peak_concurrency is None),
         "overall_peak_per_minute": max(totals.per_minute.values(), default=0),
+        "mean_in_flight": round(totals.busy_us / span_us, 3) if span_us else None,
         "users": users,
     }
 
@@ -330,5 +335,5 @@ def workload_document(source: Source, options: ConversionOptions, recorded: dict
         "last_invocation_s": totals.last_offset_us / 1e6,
         "sample": sample_report,
         "clamped": {p.trace_name: list(p.clamps) for p in written if p.clamps},
-        "limits": load_report(totals, options.platform),
+        "limits": load_report(totals, options.platform, arrivals.scale_time(source.span_us, options.time_scale)),
     }
