@@ -25,8 +25,9 @@ its sender processes.
 
 Before the runs, wrk measures the endpoint alone (POST, keep-alive, ``--wrk-connections``
 connections) for the ratio achieved/wrk.  ``--minutes N`` (default 3, 0 to skip) also replays the
-first N minutes of the Azure Functions 2019 sample committed under ``tests/data/azure2019-sample``
-(Shahrad et al., USENIX ATC 2020, CC-BY) at 1×, converted by ``bench/azure2019_to_traces.py``.
+first N minutes of the Azure Functions 2019 sample in ``tests/data/azure2019-sample`` (Shahrad et
+al., USENIX ATC 2020, CC-BY) at 1×, converted by ``python -m loader.workloads azure2019``
+(docs/workloads.md; calibrated mapping, exponential spreading, seed 2019).
 
 Per run it prints: lateness (sent − planned, as the loader stores it) p50/p99/p99.9/max, the
 achieved rate, invocations later than 5 ms, dropped (planned − sent when the run's time bound
@@ -50,15 +51,30 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 
-#: The Azure 2019 sample replayed after the fixed rates (``--azure-data`` overrides it).
-AZURE_DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "azure2019-sample"
-
 _common.use_repo_imports()
 LATE_US = 5_000
+#: The Azure 2019 sample replayed after the fixed rates (``--azure-data`` overrides it).
+AZURE_SAMPLE = _common.ROOT / "tests" / "data" / "azure2019-sample"
 FAKE_KEY = "00000000-0000-0000-0000-000000000000:benchkey"
 
 
 # --------------------------------------------------------------------------- traces
+
+def convert_azure(data: Path, out: Path, minutes: int) -> dict:
+    """The first ``minutes`` of Azure 2019 files, converted by ``python -m loader.workloads``; its counts."""
+    import csv
+    with open(data / "invocations.csv" if (data / "invocations.csv").exists() else
+              next(data.glob("invocations_per_function_md.anon.d*.csv")), newline="") as stream:
+        first = int(next(csv.reader(stream))[4])
+    done = subprocess.run([sys.executable, "-m", "loader.workloads", "azure2019", "--trace", str(data), "--out",
+                           str(out), "--minutes", f"{first}:{first + minutes}", "--seed", "2019", "--map", "calibrated"],
+                          cwd=_common.ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"converting {data} failed: {done.stderr[-2000:]}")
+    counts = json.loads((out / "workload.json").read_text())["counts"]
+    return {"traces": counts["traces"], "users": counts["users"], "invocations": counts["invocations"],
+            "minutes": minutes, "first_minute": first}
+
 
 def write_traces(tracedir: Path, *, rate_per_s: float, duration_s: float, users: int, actions: int,
                  seed: int) -> int:
@@ -310,9 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rates", default="100,1000,5000", help="target invocations/s, comma-separated")
     parser.add_argument("--duration-s", type=float, default=60.0, help="planned length of each rate's traces")
     parser.add_argument("--minutes", type=int, default=3, help="minutes of the Azure 2019 sample to replay (0: skip)")
-    parser.add_argument("--azure-data", type=Path, default=None,
-                        help="directory of the Azure 2019 sample (default: tests/data/azure2019-sample in the "
-                             "repository)")
+    parser.add_argument("--azure-data", type=Path, default=AZURE_SAMPLE,
+                        help="directory of Azure 2019 files (default: tests/data/azure2019-sample)")
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--actions", type=int, default=5)
     from loader.config import InjectionConfig
@@ -373,16 +388,14 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(tracedir)
         if args.slow_duration_s > 0:
             results["runs"]["slow_platform"] = slow_platform(args, scratch)
-        import azure2019_to_traces
-        azure_data = args.azure_data or AZURE_DATA
-        if args.minutes > 0 and not (azure_data / "invocations.csv").exists():
-            print(f"Azure 2019 replay skipped: no {azure_data / 'invocations.csv'} (give --azure-data DIR)")
-            results["runs"]["azure2019"] = {"skipped": f"no sample at {azure_data}"}
+        azure_data = args.azure_data
+        if args.minutes > 0 and not azure_data.is_dir():
+            print(f"Azure 2019 replay skipped: no directory {azure_data} (give --azure-data DIR)")
+            results["runs"]["azure2019"] = {"skipped": f"no directory {azure_data}"}
         elif args.minutes > 0:
             tracedir = scratch / "azure2019"
-            conversion = azure2019_to_traces.convert(azure_data, tracedir,
-                                                     minutes=args.minutes, start_minute=None, seed=2019,
-                                                     action=None, input_object="input.dat")
+            conversion = convert_azure(azure_data, scratch / "azure2019-workload", args.minutes)
+            (scratch / "azure2019-workload" / "traces").rename(tracedir)
             figures = run_child(tracedir, nginx.apihost, args.workers, args.minutes * 60 * 1.5 + 10, nginx, args.spin_us, args.processes)
             figures["conversion"] = conversion
             show(f"Azure 2019 sample, {args.minutes} min at 1x ({conversion['traces']} functions, "

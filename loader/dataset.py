@@ -199,7 +199,7 @@ class Dataset:
 
 def open_dataset(source: str | Path | LoaderConfig | DatabaseConfiguration) -> Dataset:
     """The dataset of a loader configuration file (its ``database`` section), a
-    :class:`~loader.config.LoaderConfig`, a :class:`~loader.database.DatabaseConfiguration`,
+    :class:`~loader.config.LoaderConfig`, a :class:`~loader.storage.database.DatabaseConfiguration`,
     or a libpq DSN (``"host=... dbname=..."`` or ``"postgresql://..."``).
 
     With no server configured, the embedded server of ``database:embedded_datadir`` is

@@ -4,6 +4,7 @@ on inputs from the deterministic generator; and their manifest."""
 from __future__ import annotations
 
 import json
+import os
 import resource
 import struct
 import subprocess
@@ -155,7 +156,7 @@ def test_bundled_manifests_are_valid():
     assert {r.input_kind for r in rows.values()} == {"image", "audio", "video"}
     assert all(r.package is None and Path(r.code_path).is_file() for r in rows.values())
     calibrated = {r.name: r for r in functions.read_functions(ACTIONS / "calibrated" / "manifest.yml")}
-    assert sorted(calibrated) == ["alloc", "burn"]
+    assert sorted(calibrated) == ["alloc", "burn", "replay"]
     assert all(Path(r.code_path).is_file() for r in calibrated.values())
 
 
@@ -168,3 +169,55 @@ def test_manifest_parameter_ranges_are_accepted_by_the_actions(storage):
             args = {spec.name: spec.values[pick] for spec in functions.parameter_specs(row)}
             result = run_action(Path(row.code_path), {**storage_args(sample[row.input_kind]), **args}, storage)
             assert "error" not in result, (row.name, args, result)
+
+
+#: Loads the replay action once and runs it on each argument set, as a warm container does.
+WARM_DRIVER = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("main__", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+print(json.dumps([module.main(args) for args in json.loads(sys.argv[2])]))
+"""
+MIB = 1 << 20
+
+
+def run_warm(calls: list[dict], preexec=None) -> list[dict]:
+    done = subprocess.run([PLATFORM_PYTHON, "-I", "-c", WARM_DRIVER, str(ACTIONS / "calibrated" / "replay.py"),
+                           json.dumps(calls)], env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+                          timeout=120, preexec_fn=preexec, check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_calibrated_replay_holds_memory_across_invocations_and_lasts_its_duration():
+    grow, shrink, again = run_warm([{"memory_mb": "80", "duration_ms": "150", "cpu_share": "0.5"},
+                                    {"memory_mb": "40", "duration_ms": "60", "cpu_share": "0"},
+                                    {"memory_mb": "40", "duration_ms": "20"}])
+    assert grow["measured"] == "rss"  # not in a cgroup with a memory limit
+    for result, target_mb, duration_ms in ((grow, 80, 150), (shrink, 40, 60), (again, 40, 20)):
+        assert abs(result["memory_bytes"] - target_mb * MIB) <= 2 * MIB, result
+        assert result["wall_ms"] >= duration_ms
+    assert grow["held_before_bytes"] == 0 and shrink["held_before_bytes"] == grow["held_bytes"]
+    assert again["held_before_bytes"] == shrink["held_bytes"]  # kept between invocations
+    assert abs(again["held_bytes"] - shrink["held_bytes"]) <= MIB  # same target: (almost) nothing to change
+    assert grow["cpu_ms"] > shrink["cpu_ms"]
+    bad = run_action(ACTIONS / "calibrated" / "replay.py", {"memory_mb": "-1"}, None)
+    assert bad["error"].startswith("bad parameters: memory_mb=-1.0")
+
+
+def test_calibrated_replay_targets_its_containers_memory(cgroups):
+    dirs = cgroups.create()
+    memory_dir = dirs.get("memory", dirs.get(""))
+    limit_file = "memory.limit_in_bytes" if "memory" in dirs else "memory.max"
+    (memory_dir / limit_file).write_text(str(256 * MIB))
+    procs = [d / "cgroup.procs" for d in dirs.values()]
+
+    def enter():
+        for path in procs:
+            path.write_text(str(os.getpid()))
+    usage_file = memory_dir / ("memory.usage_in_bytes" if "memory" in dirs else "memory.current")
+    (result,) = run_warm([{"memory_mb": "96", "duration_ms": "50"}], preexec=enter)
+    assert result["measured"] == "cgroup"
+    assert abs(result["memory_bytes"] - 96 * MIB) <= 2 * MIB, result
+    assert int(usage_file.read_text()) < 96 * MIB  # released when the process ended
