@@ -3,7 +3,7 @@
     python bench/workloads_memory.py [--functions 46000] [--minutes 1440] [--map calibrated]
 
 Writes a synthetic published Azure 2019 day of ``--functions`` x ``--minutes`` (the size of
-a real day: ~46,000 functions x 1,440 minutes, a 135 MB invocations file; shaped like it:
+a real day: ~46,000 functions x 1,440 minutes, a ~140 MB invocations file; shaped like it:
 mostly rare functions, a fifth timers, a few busy ones; generator in
 ``tests/workloads_support.py``), converts it in a child process and prints the child's
 peak RSS (``ru_maxrss``), the wall time, and the counts.  The goal is < 500 MB
