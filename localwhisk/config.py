@@ -44,7 +44,8 @@ class ContainersConfig:
     pause_grace_s: float = option(0.05, unit="s", minimum=0, doc="idle time after which a warm Docker container is paused (OpenWhisk's `pause-grace`, 50 ms)")
     start_timeout_s: float = option(20.0, unit="s", exclusive_minimum=0, doc="longest wait for a new container's runtime proxy to listen")
     log_wait_s: float = option(2.0, unit="s", minimum=0, doc="longest wait after a /run for the log sentinel on stdout and stderr")
-    cgroups: bool = option(True, doc="process backend: confine each container in its own cgroup with the action's memory limit (a warning at start-up when cgroups are not writable)")
+    cgroups: bool = option(True, doc="process backend: confine each container in its own cgroup with the action's memory limit; localwhisk does not start when it cannot (the error names the file and the rule, docs/localwhisk.md); false: plain processes, no memory limit, no measurements")
+    systemd_scope: bool = option(True, doc="process backend on cgroup v2 under systemd: when localwhisk's own cgroup is not delegated to it (`Delegate=yes`), ask systemd for a scope `localwhisk-<pid>.scope` with `Delegate=yes` and move into it; false: use its own cgroup as it is (it must hold no other process)")
     python: str = option("/usr/bin/python3", doc="Python interpreter running the runtime proxy and the actions (inside Docker containers too, with /usr bind-mounted)")
 
 

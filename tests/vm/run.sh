@@ -10,7 +10,8 @@
 # no Docker); --no-docker masks Docker (faster boot); --keep keeps the job directory (console log).
 # Builds the guest first when the cache has none (tests/vm/build.sh). Exit status: pytest's,
 # 124 when the guest ran out of time (FAASLOAD_VM_TIMEOUT_S, default 1800), 255 when it gave none.
-# Env: FAASLOAD_VM_MEMORY_MB (2048), FAASLOAD_VM_CPUS (2). See tests/vm/README.md.
+# Env: FAASLOAD_VM_MEMORY_MB (2048), FAASLOAD_VM_CPUS (2), FAASLOAD_VM_TIME_SCALE (10: how much
+# longer the tests' deadlines are in the guest, tests/slowness.py). See tests/vm/README.md.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 checkout=$(cd "$here/../.." && pwd)
@@ -51,6 +52,7 @@ printf 'CHECKOUT=%q\n' "$checkout" > "$job/env"
     printf 'export PATH=%q HOME=/root LANG=C.UTF-8 PYTHONPYCACHEPREFIX=/tmp/faasload-pycache\n' \
         "$GUEST_VENV/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     echo 'export FAASLOAD_TEST_START_DOCKERD=0'  # the guest's own dockerd, or Docker tests skip
+    echo "export FAASLOAD_TEST_TIME_SCALE=${FAASLOAD_VM_TIME_SCALE:-10}"  # deadlines (tests/slowness.py)
     echo 'printf "guest: kernel %s, %s at /sys/fs/cgroup, job started at uptime %s s\n" "$(uname -r)" "$(stat -fc %T /sys/fs/cgroup)" "$(cut -d" " -f1 /proc/uptime)"'
     echo 'started=$(cut -d" " -f1 /proc/uptime)'
     pytest=(python -m pytest -p no:cacheprovider "$@")
@@ -58,7 +60,7 @@ printf 'CHECKOUT=%q\n' "$checkout" > "$job/env"
         printf 'systemctl start user@%s.service\n' "$GUEST_UID"
         printf 'runuser -u %s -- env XDG_RUNTIME_DIR=/run/user/%s systemd-run --user --wait --pipe --quiet --collect' \
             "$GUEST_USER" "$GUEST_UID"
-        printf ' --working-directory=%q -E PATH="$PATH" -E LANG -E PYTHONPYCACHEPREFIX -E FAASLOAD_TEST_START_DOCKERD' "$checkout"
+        printf ' --working-directory=%q -E PATH="$PATH" -E LANG -E PYTHONPYCACHEPREFIX -E FAASLOAD_TEST_START_DOCKERD -E FAASLOAD_TEST_TIME_SCALE' "$checkout"
         printf ' %q' "${pytest[@]}"
         echo
     else
@@ -83,6 +85,10 @@ timeout "${FAASLOAD_VM_TIMEOUT_S:-1800}" qemu-system-x86_64 -nodefaults -no-user
     -virtfs "local,path=$checkout,mount_tag=checkout,security_model=none,readonly=on" \
     > "$job/qemu.log" 2>&1 &
 qemu=$!
+# timeout(1) runs in a process group of its own and passes a TERM on to QEMU
+trap 'kill "$qemu" 2>/dev/null || true' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 tail -n +1 --pid="$qemu" -f "$job/output" 2>/dev/null &
 follower=$!
 qemu_rc=0
