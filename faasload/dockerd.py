@@ -62,12 +62,14 @@ def start(root: Path, *, timeout_s: float = 30.0, cgroup_driver: str | None = No
     if os.geteuid() != 0:
         raise ServiceError("starting dockerd needs root")
     root.mkdir(parents=True, exist_ok=True)
+    config = root / "daemon.json"  # not the host's /etc/docker/daemon.json: its keys would clash with ours
+    config.write_text("{}\n")
     sock = root / "docker.sock"
     base_url = f"unix://{sock}"
     log = root / "dockerd.log"
     with open(log, "ab") as out:
         process = subprocess.Popen(
-            [binary, "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
+            [binary, "--config-file", str(config), "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
              "--pidfile", str(root / "dockerd.pid"), "-H", base_url, "--storage-driver", "vfs",
              "--iptables=false", "--ip6tables=false", "--bridge=none",
              *([f"--exec-opt=native.cgroupdriver={cgroup_driver}"] if cgroup_driver else [])],

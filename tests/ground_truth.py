@@ -17,6 +17,7 @@ from typing import Any
 import requests
 
 from loader.monitor_client import MonitorClient, ResourcesStatus
+from tests.slowness import scaled_s
 
 ACTIONS = Path(__file__).resolve().parent.parent / "actions" / "calibrated"
 MIB = 1024 * 1024
@@ -69,14 +70,19 @@ class CalibratedActions:
         assert response.status_code == 200, response.text
         record = response.json()
         assert record["response"]["status"] == "success", record
-        # the monitor handles notices in its own thread: the query may come before the binding
-        deadline_s = time.monotonic() + BINDING_WAIT_S
+        # The monitor handles notices in its own thread: the query may come before the binding.
+        # And the window ends with the first sample after the activation's end, up to one
+        # sampling period later: until then it lacks the activation's last CPU.
+        end_us = record["end"] * 1000
+        deadline_s = time.monotonic() + scaled_s(BINDING_WAIT_S)
         while True:
             answer = self.client.samples_for_activation(record["activationId"], start_s=record["start"] / 1000,
                                                         end_s=record["end"] / 1000)
-            if answer.status is not ResourcesStatus.UNKNOWN or time.monotonic() > deadline_s:
+            closed = answer.status is ResourcesStatus.OK and answer.samples[-1].sampled_at_us >= end_us
+            if closed or answer.status not in (ResourcesStatus.UNKNOWN, ResourcesStatus.OK) \
+                    or time.monotonic() > deadline_s:
                 break
-            time.sleep(0.05)
+            time.sleep(0.01)
         assert answer.status is ResourcesStatus.OK, answer
         memory = tuple(s.memory_bytes for s in answer.samples if s.memory_bytes is not None)
         cpu = tuple(s.cpu_ns for s in answer.samples if s.cpu_ns is not None)

@@ -5,12 +5,15 @@ process backend and with Docker (cgroupfs driver here, systemd driver in the gue
 
 * allocating and touching N MiB (64, 256) gives a sampled peak within 2% of N above the peak
   of an idle activation of the same warm container;
-* burning C ms of CPU (100, 1000) gives C within 2% + 1 ms above an idle activation's CPU.
+* burning C ms of CPU (100, 1000) gives, above an idle activation's CPU, the CPU the action
+  burnt within 2% + 1 ms (the action measures it itself: at least C, a loop iteration more).
 
-CPU is the least of a few repetitions, idle and burning alike: under software emulation on a
-busy host (the guest), a virtual CPU the host preempts keeps its guest clock running, which
-charges the lost time to whatever the guest ran then; that only ever adds.  Run with ``-s`` to
-print the figures.
+The runtime's own CPU per activation (HTTP, JSON, pipes: about 1 ms here, 10-20 ms in the
+guest) is what an idle activation records.  Under software emulation on a busy host (the
+guest), a virtual CPU the host preempts keeps its guest clock running, which charges the lost
+time to whatever the guest ran then: it inflates that overhead, never deflates it.  So the
+runtime's overhead is the least of a few idle activations, and it is compared with the least
+overhead (recorded minus burnt) of a few burning ones.  Run with ``-s`` to print the figures.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ ALLOCATIONS_MIB = (64, 256)
 BURNS_MS = (100, 1000)
 TOLERANCE = 0.02
 CPU_SLACK_MS = 1.0
-CPU_REPETITIONS = 3
+CPU_REPETITIONS = 4
 
 
 @pytest.fixture(scope="module", params=["process", "docker"])
@@ -79,10 +82,13 @@ def test_sampled_peak_is_the_allocation_above_the_idle_peak(calibrated, mib):
 @pytest.mark.parametrize("cpu_ms", BURNS_MS)
 def test_cpu_is_the_burn_above_the_idle_cpu(calibrated, cpu_ms):
     backend, actions = calibrated
-    idle = min((actions.burn(0) for _ in range(CPU_REPETITIONS)), key=lambda m: m.cpu_used_ns)
-    loaded = min((actions.burn(cpu_ms) for _ in range(CPU_REPETITIONS)), key=lambda m: m.cpu_used_ns)
-    assert loaded.result["cpu_ms"] >= cpu_ms
-    used_ms = (loaded.cpu_used_ns - idle.cpu_used_ns) / 1e6
-    print(f"\n[{backend}, cgroup v{cgroup_helpers.version()}] burn {cpu_ms} ms: {used_ms:.2f} ms above the "
-          f"idle {idle.cpu_used_ns / 1e6:.2f} ms (the action measured {loaded.result['cpu_ms']:.2f} ms)")
-    assert abs(used_ms - cpu_ms) <= TOLERANCE * cpu_ms + CPU_SLACK_MS
+    idle_ms = min(actions.burn(0).cpu_used_ns / 1e6 for _ in range(CPU_REPETITIONS))
+    burns = [actions.burn(cpu_ms) for _ in range(CPU_REPETITIONS)]
+    assert all(cpu_ms <= b.result["cpu_ms"] <= cpu_ms * (1 + TOLERANCE) for b in burns), [b.result for b in burns]
+    loaded = min(burns, key=lambda m: m.cpu_used_ns / 1e6 - m.result["cpu_ms"])
+    burnt_ms = loaded.result["cpu_ms"]
+    used_ms = loaded.cpu_used_ns / 1e6 - idle_ms
+    print(f"\n[{backend}, cgroup v{cgroup_helpers.version()}] burn {cpu_ms} ms: {used_ms:.2f} ms above the idle "
+          f"{idle_ms:.2f} ms, the action burnt {burnt_ms:.2f} ms; all recorded "
+          f"{[round(m.cpu_used_ns / 1e6, 2) for m in burns]}")
+    assert abs(used_ms - burnt_ms) <= TOLERANCE * cpu_ms + CPU_SLACK_MS

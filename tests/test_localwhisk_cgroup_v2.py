@@ -4,7 +4,8 @@ localwhisk moves itself into the leaf ``<its cgroup>/server``, enables memory, c
 its cgroup and in ``localwhisk-<pid>``, and runs each container in ``localwhisk-<pid>/<id>``:
 in the scope it asks systemd for (its cgroup is not delegated), in a scope or unit that already
 has ``Delegate=yes``, or in a cgroup it is alone in (no systemd); and it refuses, naming the
-file and the rule, to share a cgroup with other processes.  Run in the guest (tests/vm/).
+file and the rule, to share a cgroup with other processes.  Run in the guest (tests/vm/), as
+root, and as an unprivileged user under the user's systemd manager (``tests/vm/run.sh --user``).
 """
 
 from __future__ import annotations
@@ -32,11 +33,15 @@ pytestmark = [pytest.mark.vm, pytest.mark.cgroups]
 
 @pytest.fixture(autouse=True)
 def pure_v2():
+    if cgroup_helpers.version() != 2:
+        pytest.skip("needs a pure cgroup v2 host (tests/vm/run.sh boots one)")
+
+
+@pytest.fixture
+def as_root():
     reason = cgroup_helpers.unavailable_reason()
     if reason:
         pytest.skip(reason)
-    if cgroup_helpers.version() != 2:
-        pytest.skip("needs a pure cgroup v2 host (tests/vm/run.sh boots one)")
 
 
 def needs_systemd():
@@ -71,16 +76,16 @@ def assert_delegated_subtree(lw, parent: Path) -> None:
     assert "usage_usec" in (container / "cpu.stat").read_text()
 
 
-def test_not_delegated_it_asks_systemd_for_a_delegated_scope(localwhisk_factory):
+def test_not_delegated_it_asks_systemd_for_a_delegated_scope(as_root, localwhisk_factory):
     needs_systemd()
     lw = localwhisk_factory.start(backend="process")  # a child of the test process: not delegated
     scope = CGROUP_ROOT / "system.slice" / f"localwhisk-{lw.pid}.scope"
     assert delegation.is_delegated(scope)
     assert_delegated_subtree(lw, scope)
-    assert f"into the scope localwhisk-{lw.pid}.scope (Delegate=yes)" in lw.log_text()
+    assert f"into the scope {scope} (Delegate=yes)" in lw.log_text()
 
 
-def test_in_a_scope_with_delegate_yes_it_stays(localwhisk_factory):
+def test_in_a_scope_with_delegate_yes_it_stays(as_root, localwhisk_factory):
     needs_systemd()
     unit = f"faasload-test-lw-{uuid.uuid4().hex[:8]}"
     lw = localwhisk_factory.start(backend="process", command_prefix=[
@@ -89,22 +94,34 @@ def test_in_a_scope_with_delegate_yes_it_stays(localwhisk_factory):
     assert "into the scope" not in lw.log_text()
 
 
-def test_alone_in_a_cgroup_it_needs_no_systemd(localwhisk_factory, cgroups):
+def test_alone_in_a_cgroup_it_needs_no_systemd(as_root, localwhisk_factory, cgroups):
     own = cgroups.create()[""]
     lw = localwhisk_factory.start(backend="process", settings={"containers:systemd_scope": False},
                                   command_prefix=cgroup_helpers.join_command(own))
     assert_delegated_subtree(lw, own)
 
 
-def test_sharing_its_cgroup_is_an_error_naming_the_file_and_the_rule(tmp_path):
+def test_sharing_its_cgroup_is_an_error_naming_the_file_and_the_rule(as_root, tmp_path):
     leaf = cgroup_of(os.getpid())  # the test process's own leaf: localwhisk would share it
     done = subprocess.run(
         [sys.executable, "-m", "localwhisk", "--set", "containers:backend=process", "--set",
          "containers:systemd_scope=false", "--set", "server:port=0", "--set", f"state:dir={tmp_path / 'state'}",
          "--set", f"storage:dir={tmp_path / 'storage'}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120)
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 1, done
     message = done.stderr.strip().splitlines()[-1]
     assert message.startswith(f"localwhisk: error: {leaf / 'cgroup.procs'} holds other processes than localwhisk (")
     assert '(the "no internal processes" rule)' in message
     assert "containers:cgroups: false" in message
+
+
+def test_unprivileged_it_asks_the_user_manager_for_a_delegated_scope(localwhisk_factory):
+    if os.geteuid() == 0:
+        pytest.skip("runs as an unprivileged user: tests/vm/run.sh --user")
+    needs_systemd()
+    lw = localwhisk_factory.start(backend="process")
+    scope = cgroup_of(lw.pid).parent
+    assert scope.name == f"localwhisk-{lw.pid}.scope"
+    assert scope.is_relative_to(CGROUP_ROOT / "user.slice" / f"user-{os.geteuid()}.slice")
+    assert delegation.is_delegated(scope)
+    assert_delegated_subtree(lw, scope)

@@ -91,6 +91,16 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 tail -n +1 --pid="$qemu" -f "$job/output" 2>/dev/null &
 follower=$!
+# the guest powers off once its job wrote its status; if it hangs on the way, stop it
+status_seen_s=
+while kill -0 "$qemu" 2>/dev/null; do
+    if [ -z "$status_seen_s" ] && [ -s "$job/rc" ]; then status_seen_s=$(date +%s); fi
+    if [ -n "$status_seen_s" ] && [ $(( $(date +%s) - status_seen_s )) -gt 30 ]; then
+        log "the guest did not power off 30 s after its job ended: stopping QEMU"
+        kill "$qemu" 2>/dev/null || true
+    fi
+    sleep 1
+done
 qemu_rc=0
 wait "$qemu" || qemu_rc=$?
 wait "$follower" 2>/dev/null || true
