@@ -49,22 +49,36 @@ class Dockerd:
         stop_pid(self.pid, timeout_s=20)
 
 
-def start(root: Path, *, timeout_s: float = 30.0) -> Dockerd:
-    """Start ``dockerd`` with its data, exec root and socket under ``root``."""
+def cgroup_driver(base_url: str, timeout_s: float = 5.0) -> str:
+    """The daemon's cgroup driver: ``cgroupfs`` or ``systemd``."""
+    import docker
+    client = docker.APIClient(base_url=base_url, timeout=timeout_s)
+    try:
+        return str(client.info()["CgroupDriver"])
+    finally:
+        client.close()
+
+
+def start(root: Path, *, timeout_s: float = 30.0, cgroup_driver: str | None = None) -> Dockerd:
+    """Start ``dockerd`` with its data, exec root and socket under ``root`` (and the given
+    ``cgroup_driver``, ``cgroupfs`` or ``systemd``; default: dockerd's own choice)."""
     binary = shutil.which("dockerd")
     if binary is None:
         raise ServiceError("dockerd not installed (apt-get install docker.io)")
     if os.geteuid() != 0:
         raise ServiceError("starting dockerd needs root")
     root.mkdir(parents=True, exist_ok=True)
+    config = root / "daemon.json"  # not the host's /etc/docker/daemon.json: its keys would clash with ours
+    config.write_text("{}\n")
     sock = root / "docker.sock"
     base_url = f"unix://{sock}"
     log = root / "dockerd.log"
     with open(log, "ab") as out:
         process = subprocess.Popen(
-            [binary, "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
+            [binary, "--config-file", str(config), "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
              "--pidfile", str(root / "dockerd.pid"), "-H", base_url, "--storage-driver", "vfs",
-             "--iptables=false", "--ip6tables=false", "--bridge=none"],
+             "--iptables=false", "--ip6tables=false", "--bridge=none",
+             *([f"--exec-opt=native.cgroupdriver={cgroup_driver}"] if cgroup_driver else [])],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     wait_until(lambda: ping(base_url), timeout_s=timeout_s, what="dockerd", process=process,
                log_path=str(log), poll_s=0.1)

@@ -54,7 +54,8 @@ def make_backend(config: LocalWhiskConfig, run_dir: Path, instance: int | None =
             raise RuntimeError(f"containers:backend is docker but no Docker daemon answers at {url}")
         LOG.info("no Docker daemon at %s: using the process backend", url)
     from .backends.process import ProcessBackend
-    return ProcessBackend(run_dir, python=cfg.python, use_cgroups=cfg.cgroups, start_timeout_s=cfg.start_timeout_s)
+    return ProcessBackend(run_dir, python=cfg.python, use_cgroups=cfg.cgroups, start_timeout_s=cfg.start_timeout_s,
+                          systemd_scope=cfg.systemd_scope)
 
 
 class Platform:

@@ -5,7 +5,9 @@
 * ``kafka_broker``: a Tansu broker (Apache-Kafka protocol) on a free port;
   ``kafka_consumer_settings`` are the fast consumer-group settings it needs.
 * ``cgroups``: creates cgroups under this process's own cgroup, removed afterwards.
-* ``docker_daemon``: a reachable Docker daemon (``$DOCKER_HOST``, else one started here).
+* ``docker_daemon``: a reachable Docker daemon (``$DOCKER_HOST``, else one started here);
+  ``docker_daemon_by_driver(driver)``: one with the ``cgroupfs`` or ``systemd`` cgroup driver
+  (the session's when it has it, else one started here).
 
 Tests that need root, cgroups or Docker skip with the reason when those are missing.
 """
@@ -115,3 +117,29 @@ def docker_daemon(scratch_root):
         pytest.skip(f"no Docker daemon at {base_url} and none could be started: {exc}")
     yield daemon.base_url
     daemon.stop()
+
+
+@pytest.fixture(scope="session")
+def docker_daemon_by_driver(docker_daemon, scratch_root):
+    """``(driver) -> base URL`` of a daemon with that cgroup driver; skips when none can run.
+
+    The systemd driver needs systemd as init; the cgroupfs one works everywhere (on a pure
+    cgroup v2 host, at ``/sys/fs/cgroup/docker/<id>``)."""
+    started: dict[str, dockerd.Dockerd] = {}
+    default_driver = dockerd.cgroup_driver(docker_daemon)
+
+    def by_driver(driver: str) -> str:
+        if driver == default_driver:
+            return docker_daemon
+        if driver not in started:
+            if driver == "systemd" and not Path("/run/systemd/system").is_dir():
+                pytest.skip("Docker's systemd cgroup driver needs systemd as init")
+            try:
+                started[driver] = dockerd.start(scratch_root / f"dockerd-{driver}", cgroup_driver=driver)
+            except ServiceError as exc:
+                pytest.skip(f"no Docker daemon with the {driver} cgroup driver: {exc}")
+        return started[driver].base_url
+
+    yield by_driver
+    for daemon in started.values():
+        daemon.stop()

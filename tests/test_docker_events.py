@@ -27,6 +27,7 @@ from monitor.docker_events import DockerEvents, client_factory
 from monitor.registry import Registry, State
 from monitor.sampler import Sampler
 from tests.docker_images import tiny_image
+from tests.slowness import scaled_s
 
 pytestmark = pytest.mark.docker
 RES_S = 0.01
@@ -34,7 +35,7 @@ ACT = "fedcba9876543210fedcba9876543210"
 
 
 def wait_for(predicate, timeout_s=10.0, what="condition"):
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + scaled_s(timeout_s)
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
@@ -129,6 +130,7 @@ def check_not_sampled_while_paused(registry, container):
     assert samples_of(registry, container) - before <= 1  # at most the read racing the pause
 
 
+@pytest.mark.vm
 def test_invoker_lifecycle_is_discovered_and_sampled_only_while_running(monitor, invoker):
     registry, events = monitor
     container, name = invoker.run("guest", "hello")

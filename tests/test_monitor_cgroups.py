@@ -134,6 +134,7 @@ def test_discovery_through_docker_pid(tmp_path):
 # --------------------------------------------------------------------------- real cgroups
 
 @pytest.mark.cgroups
+@pytest.mark.vm
 def test_real_cgroup_memory_and_cpu_accuracy(cgroups, calibrated_child_factory):
     created = cgroups.create()
     root = Path("/sys/fs/cgroup")

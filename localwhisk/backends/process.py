@@ -2,8 +2,10 @@
 
 The proxy is started through ``/bin/sh`` that first writes its own pid into the cgroup's
 ``cgroup.procs`` files and then ``exec``s Python, so the interpreter is charged to the
-container from its first page (``move_charge_at_immigrate`` is 0). Without writable
-cgroups the processes run unconfined (a warning at start-up, no memory limit).
+container from its first page (``move_charge_at_immigrate`` is 0).  When cgroups cannot be
+created, the backend does not start (:class:`CgroupUnavailable` names the file and the rule);
+with ``containers:cgroups: false`` the processes run unconfined (a warning at start-up, no
+memory limit, no measurements).
 """
 
 from __future__ import annotations
@@ -82,7 +84,8 @@ class ProcessBackend:
     name = "process"
     supports_pause = False
 
-    def __init__(self, run_dir: Path, *, python: str, use_cgroups: bool, start_timeout_s: float):
+    def __init__(self, run_dir: Path, *, python: str, use_cgroups: bool, start_timeout_s: float,
+                 systemd_scope: bool = True):
         self.run_dir = run_dir
         self.python = python
         self.start_timeout_s = start_timeout_s
@@ -92,9 +95,10 @@ class ProcessBackend:
         self.warning: str | None = None
         if use_cgroups:
             try:
-                self.manager = CgroupManager()
+                self.manager = CgroupManager(systemd_scope=systemd_scope)
             except CgroupUnavailable as exc:
-                self.warning = f"action processes run WITHOUT memory limits (plain processes): {exc}"
+                raise CgroupUnavailable(f"{exc} (containers:cgroups: false runs actions as plain processes, "
+                                        "without memory limits or measurements)") from None
         else:
             self.warning = "action processes run WITHOUT memory limits (containers:cgroups is false)"
 
