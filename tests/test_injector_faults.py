@@ -84,7 +84,8 @@ def test_429_retried_when_configured(tmp_path, localwhisk, kafka_broker, databas
     user = _name("irene")
     setup.user(user, {"echo": ECHO_ACTION})
     setup.trace(f"{user}-echo", ["0.05\tx.jpg\tsleep_s:0.2"] * 6)
-    setup.write_config(openwhisk={"invoke_retries": 8, "invoke_retry_backoff_s": 0.05})
+    setup.write_config(openwhisk={"invoke_retries": 16, "invoke_retry_backoff_s": 0.05})
+    # (full jitter: each wait is uniform below its bound, so retries are cheap but many are needed)
     assert localwhisk.admin("limits", "set", user, "--concurrentInvocations", "1").returncode == 0
     try:
         result = setup.run_loader()
