@@ -123,5 +123,4 @@ def test_unprivileged_it_asks_the_user_manager_for_a_delegated_scope(localwhisk_
     scope = cgroup_of(lw.pid).parent
     assert scope.name == f"localwhisk-{lw.pid}.scope"
     assert scope.is_relative_to(CGROUP_ROOT / "user.slice" / f"user-{os.geteuid()}.slice")
-    assert delegation.is_delegated(scope)
-    assert_delegated_subtree(lw, scope)
+    assert_delegated_subtree(lw, scope)  # systemd 252 marks it trusted.delegate, which only root can read
