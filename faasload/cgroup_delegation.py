@@ -9,10 +9,12 @@ The kernel's rules that decide it (``Documentation/admin-guide/cgroup-v2.rst``):
 * **top-down**: a controller can be enabled in a cgroup's ``cgroup.subtree_control`` only if it
   is listed in its ``cgroup.controllers``, i.e. enabled in its parent's ``cgroup.subtree_control``;
 * **delegation**: under systemd, a unit's cgroup belongs to systemd, which may rewrite its
-  ``cgroup.subtree_control``, unless the unit has ``Delegate=yes`` (systemd then marks the cgroup
-  with the extended attribute ``trusted.delegate`` = ``1``, or ``user.delegate`` for the user
-  manager).  A process in a cgroup that is not delegated can ask systemd for a transient scope
-  with ``Delegate=yes`` and move into it (:func:`request_scope`).
+  ``cgroup.subtree_control``, unless the unit has ``Delegate=yes``: systemd then marks the cgroup
+  with the extended attribute ``trusted.delegate`` = ``1`` (only root can read ``trusted.*``;
+  systemd 253 and later also set ``user.delegate``).  Under a user's manager every cgroup is the
+  user's to write, delegated or not, so a user other than root cannot tell on systemd 252.  A
+  process in a cgroup that is not delegated can ask systemd for a transient scope with
+  ``Delegate=yes`` and move into it (:func:`request_scope`).
 """
 
 from __future__ import annotations
@@ -52,8 +54,8 @@ def member_pids(directory: Path) -> list[int]:
 
 
 def is_delegated(directory: Path) -> bool:
-    """Whether systemd delegated this cgroup (``Delegate=yes``): xattr ``trusted.delegate`` or
-    ``user.delegate`` is ``1``."""
+    """Whether systemd delegated this cgroup (``Delegate=yes``): the xattr ``trusted.delegate``
+    or ``user.delegate`` is ``1`` (False where this user cannot read them)."""
     for name in ("trusted.delegate", "user.delegate"):
         try:
             if os.getxattr(directory, name) == b"1":
