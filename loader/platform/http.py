@@ -228,24 +228,29 @@ class HttpTransport:
             self._all.clear()
 
 
+def parse_head(head: bytes) -> tuple[int, bytes, dict[str, str]]:
+    """A response's status line and headers (without the blank line): status, version, headers
+    (lower-case names; repeated headers joined with ", "); :class:`TransportError` if malformed."""
+    lines = head.split(b"\r\n")
+    version, _, rest = lines[0].partition(b" ")
+    code = rest[:3]
+    if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit():
+        raise TransportError(f"malformed response: status line {lines[0][:100]!r}")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        if not colon:
+            raise TransportError(f"malformed response: header line {line[:100]!r}")
+        key = name.strip().lower().decode("latin-1")
+        text = value.strip().decode("latin-1")
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    return int(code), version, headers
+
+
 def _read_response(conn: _Connection, method: str) -> tuple[Response, bool]:
     """One answer (interim 1xx answers skipped) and whether the connection can be reused."""
     while True:
-        head = conn.read_until(b"\r\n\r\n", MAX_HEAD_BYTES, "response head")
-        lines = head.split(b"\r\n")
-        version, _, rest = lines[0].partition(b" ")
-        code = rest[:3]
-        if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit():
-            raise TransportError(f"malformed response: status line {lines[0][:100]!r}")
-        status = int(code)
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, colon, value = line.partition(b":")
-            if not colon:
-                raise TransportError(f"malformed response: header line {line[:100]!r}")
-            key = name.strip().lower().decode("latin-1")
-            text = value.strip().decode("latin-1")
-            headers[key] = f"{headers[key]}, {text}" if key in headers else text
+        status, version, headers = parse_head(conn.read_until(b"\r\n\r\n", MAX_HEAD_BYTES, "response head"))
         if 100 <= status < 200 and status != 101:
             continue
         break

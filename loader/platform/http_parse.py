@@ -10,27 +10,14 @@ interim 1xx answers are skipped.  Malformed answers raise :class:`TransportError
 
 from __future__ import annotations
 
-from loader.platform.http import MAX_HEAD_BYTES, Response, TransportError
+from loader.platform.http import MAX_HEAD_BYTES, Response, TransportError, parse_head
 
 _CRLF = b"\r\n"
 _END_OF_HEAD = b"\r\n\r\n"
 
 
 def _head(buffer: bytearray, end: int) -> tuple[int, bytes, dict[str, str]]:
-    lines = bytes(buffer[:end]).split(_CRLF)
-    version, _, rest = lines[0].partition(b" ")
-    code = rest[:3]
-    if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit():
-        raise TransportError(f"malformed response: status line {lines[0][:100]!r}")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, colon, value = line.partition(b":")
-        if not colon:
-            raise TransportError(f"malformed response: header line {line[:100]!r}")
-        key = name.strip().lower().decode("latin-1")
-        text = value.strip().decode("latin-1")
-        headers[key] = f"{headers[key]}, {text}" if key in headers else text
-    return int(code), version, headers
+    return parse_head(bytes(buffer[:end]))
 
 
 def _chunked_body(buffer: bytearray, start: int) -> tuple[bytes, int] | None:
