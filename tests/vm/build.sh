@@ -14,7 +14,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 checkout=$(cd "$here/../.." && pwd)
 cache=${FAASLOAD_VM_CACHE:-/var/cache/faasload-ci/vm}
 wheels=${FAASLOAD_VM_WHEELS:-$(dirname "$cache")/wheels}
-PY=${PYTHON:-python3}
+# pip of this Python downloads the wheels, with the host's pip configuration (default: the
+# checkout's .venv when scripts/setup.sh made one, else python3)
+if [ -x "$checkout/.venv/bin/python" ]; then PY=${PYTHON:-$checkout/.venv/bin/python}; else PY=${PYTHON:-python3}; fi
 SUITE=bookworm
 # Debian packages of the guest (a minbase system plus these).
 GUEST_PACKAGES=systemd-sysv,udev,dbus,dbus-user-session,libpam-systemd,kmod,iproute2,procps,python3,python3-venv,docker.io
