@@ -13,6 +13,7 @@ activation (docs/scale-out.md, Several monitors).
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 from dataclasses import dataclass
@@ -63,6 +64,10 @@ def parse_endpoint(url: str) -> Endpoint:
     raise EndpointError(f"expected unix:///path or tcp://host:port, got {url!r}")
 
 
+#: How a connection the monitor closed, the query unread, shows in an error text.
+_CLOSED_BY_PEER = tuple(f"[Errno {number}]" for number in (errno.ECONNRESET, errno.ENOTCONN, errno.EPIPE))
+
+
 class TcpMonitorClient(MonitorClient):
     """A monitor's measurement socket over TCP: the token line, then the same query and answer."""
 
@@ -91,7 +96,9 @@ class TcpMonitorClient(MonitorClient):
         try:
             return super()._ask(request, deadline_s)
         except MonitorDown as exc:
-            if str(exc).endswith("without an answer"):
+            # A monitor that refuses the token closes the connection without a byte: the close
+            # shows as an end without an answer, or (the query still unread) as a reset.
+            if str(exc).endswith("without an answer") or any(marker in str(exc) for marker in _CLOSED_BY_PEER):
                 raise MonitorDown(f"{exc} (does monitor:token_file hold the monitor's token?)") from None
             raise
 
