@@ -95,7 +95,7 @@ def loader_config(root: Path, apihost: str, broker: str, tracedir: Path, meas: P
 
 
 def create_users(root: Path, tracedir: Path) -> int:
-    from loader.authkeys import store_key
+    from loader.platform.keys import store_key
     from localwhisk.users import UserStore
     users = sorted({p.name.split("-")[0] for p in tracedir.iterdir()})
     store = UserStore(root / "state")
