@@ -22,7 +22,7 @@ from .activations import ActivationRecord, ActivationResponse, ActivationStore, 
 from .backends import LogLine, rfc3339_ns
 from .entities import Action
 from .pool import ContainerPool, Pooled
-from .runtime_client import CallOutcome, RuntimeAnswer, post
+from .runtime_client import CallOutcome, RuntimeAnswer
 from .users import Identity
 
 LOG = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ class Invoker:
         start_ms = now_ms()
         context = self._context(job, start_ms + action.limits.timeout_ms)
         extra["waitTime"] = start_ms - job.received_ms
-        response = self._init_and_run(container, job, cold, context, extra, start_ms)
+        response = self._init_and_run(pooled, job, cold, context, extra, start_ms)
         end_ms = now_ms()
         self.notify_activation("activation_end", container.id, job.activation_id, end_ms / 1000)
         healthy = response.status_code in (StatusCode.SUCCESS, StatusCode.APPLICATION_ERROR)
@@ -150,15 +150,16 @@ class Invoker:
             self.pool.release(pooled, healthy=True)
         return self._record(job, start_ms, end_ms, response, logs, extra)
 
-    def _init_and_run(self, container, job: Job, cold: bool, context: dict[str, str],
+    def _init_and_run(self, pooled: Pooled, job: Job, cold: bool, context: dict[str, str],
                       extra: dict[str, Any], start_ms: int) -> ActivationResponse:
-        """``/init`` (cold) then ``/run``; the response; sets ``initTime``/``timeout`` in ``extra``."""
+        """``/init`` (cold) then ``/run`` on the container's kept connection; the response; sets
+        ``initTime``/``timeout`` in ``extra``."""
         action = job.action
+        container, runtime = pooled.container, pooled.runtime()
         timeout_s = action.limits.timeout_ms / 1000
         oom_before = container.oom_kills()
         if cold:
-            init = post(container.port, "/init", {"value": self._init_value(action, context)}, timeout_s,
-                        socket_path=container.socket_path)
+            init = runtime.post("/init", {"value": self._init_value(action, context)}, timeout_s)
             extra["initTime"] = now_ms() - start_ms
             if init.outcome is CallOutcome.TIMED_OUT:
                 extra["timeout"] = True
@@ -166,8 +167,7 @@ class Invoker:
                     errors.timed_out_activation(action.limits.timeout_ms, init=True)))
             if init.outcome is not CallOutcome.ANSWERED or init.status != 200:
                 return self._oom_or(container, oom_before, init_failure(init))
-        run = post(container.port, "/run", dict(context, value=self._run_params(job)), timeout_s,
-                   socket_path=container.socket_path)
+        run = runtime.post("/run", dict(context, value=self._run_params(job)), timeout_s)
         if run.outcome is CallOutcome.TIMED_OUT:
             extra["timeout"] = True
             return ActivationResponse(StatusCode.DEVELOPER_ERROR, _error_result(

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .backends import Backend, Container, ContainerError
+from .runtime_client import RuntimeConnection
 
 LOG = logging.getLogger(__name__)
 
@@ -43,6 +44,18 @@ class Pooled:
     last_used_s: float = 0.0
     activations: int = 0
     paused: bool = field(default=False)
+    _runtime: RuntimeConnection | None = field(default=None, repr=False)
+
+    def runtime(self) -> RuntimeConnection:
+        """The kept connection to the container's proxy (opened by its first call)."""
+        if self._runtime is None:
+            self._runtime = RuntimeConnection(self.container.port, socket_path=self.container.socket_path)
+        return self._runtime
+
+    def close_runtime(self) -> None:
+        runtime, self._runtime = self._runtime, None
+        if runtime is not None:
+            runtime.close()
 
 
 class ContainerPool:
@@ -142,6 +155,7 @@ class ContainerPool:
         self._cond.notify_all()
 
     def _destroy(self, pooled: Pooled) -> None:
+        pooled.close_runtime()
         try:
             pooled.container.destroy()
         except Exception:  # a container that cannot be removed must not stop the pool
@@ -178,6 +192,7 @@ class ContainerPool:
         return next_due
 
     def _pause(self, pooled: Pooled) -> None:
+        pooled.close_runtime()  # as OpenWhisk's suspend: the connection first, then the container
         try:
             pooled.container.pause()
         except Exception:  # noqa: BLE001 (a container that cannot pause is removed)

@@ -1,4 +1,12 @@
-"""The invoker's side of the runtime protocol: ``POST /init`` and ``POST /run`` on a container."""
+"""The invoker's side of the runtime protocol: ``POST /init`` and ``POST /run`` on a container.
+
+As OpenWhisk's ``Container.httpConnection``, each container has one HTTP/1.1 connection
+(:class:`RuntimeConnection`), opened by its first call and kept for the next: a warm ``/run``
+pays no TCP or UNIX-socket connect and no accept in the proxy, which on a busy host are
+wake-ups of their own inside the activation's interval (docs/localwhisk.md, "What a warm
+activation's duration holds"). It is closed after a failed or timed-out call, when the
+container is paused, and when it is destroyed.
+"""
 
 from __future__ import annotations
 
@@ -40,21 +48,51 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-def post(port: int, path: str, payload: dict, timeout_s: float, host: str = "127.0.0.1",
-         socket_path: str | None = None) -> RuntimeAnswer:
-    """One request on a fresh connection (to ``socket_path`` when given, else ``host:port``); never raises."""
-    data = json.dumps(payload).encode()
-    timeout = max(timeout_s, 0.001)
-    conn = (_UnixConnection(socket_path, timeout) if socket_path
-            else http.client.HTTPConnection(host, port, timeout=timeout))
-    try:
-        conn.request("POST", path, body=data, headers={"Content-Type": "application/json"})
-        response = conn.getresponse()
-        body = response.read().decode("utf-8", errors="replace")
-        return RuntimeAnswer(CallOutcome.ANSWERED, response.status, body)
-    except TimeoutError:
-        return RuntimeAnswer(CallOutcome.TIMED_OUT)
-    except (OSError, http.client.HTTPException):
-        return RuntimeAnswer(CallOutcome.CONNECTION_ERROR)
-    finally:
-        conn.close()
+class RuntimeConnection:
+    """The kept connection to one container's proxy (``socket_path`` when given, else ``host:port``).
+
+    One call at a time (a container runs one activation at a time); :meth:`close` may come
+    from another thread (the pool destroying a busy container), which ends a call in progress
+    as a connection error.
+    """
+
+    def __init__(self, port: int, host: str = "127.0.0.1", socket_path: str | None = None):
+        self.port = port
+        self.host = host
+        self.socket_path = socket_path
+        self._conn: http.client.HTTPConnection | None = None
+        self.connections_opened = 0
+
+    def post(self, path: str, payload: dict, timeout_s: float) -> RuntimeAnswer:
+        """One request on the kept connection (opened if needed); never raises."""
+        data = json.dumps(payload).encode()
+        timeout = max(timeout_s, 0.001)
+        conn = self._conn
+        if conn is None:
+            conn = (_UnixConnection(self.socket_path, timeout) if self.socket_path
+                    else http.client.HTTPConnection(self.host, self.port, timeout=timeout))
+            self._conn = conn
+            self.connections_opened += 1
+        conn.timeout = timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
+        try:
+            # one write for headers and body (http.client joins them when the body is bytes)
+            conn.request("POST", path, body=data, headers={"Content-Type": "application/json"})
+            response = conn.getresponse()
+            body = response.read().decode("utf-8", errors="replace")
+            if response.will_close:
+                self.close()
+            return RuntimeAnswer(CallOutcome.ANSWERED, response.status, body)
+        except TimeoutError:
+            self.close()
+            return RuntimeAnswer(CallOutcome.TIMED_OUT)
+        except (OSError, http.client.HTTPException):
+            self.close()
+            return RuntimeAnswer(CallOutcome.CONNECTION_ERROR)
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+

@@ -11,6 +11,10 @@ have no network), then serves ``POST /init`` and ``POST /run`` like the ActionLo
   line the child writes on its answer pipe (a JSON object or array; else 502);
 * after each activation it writes the sentinel ``XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX``
   to both stdout and stderr (the child's output goes to the same streams).
+
+Connections are kept (HTTP/1.1): localwhisk sends every call of a container on one
+connection. Each connection has its own thread, so a connection left open never blocks
+another; the calls themselves run one at a time.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import tempfile
 import threading
 import time
 import zipfile
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"
 LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "launcher.py")
@@ -100,6 +104,11 @@ def _sentinel() -> None:
 
 
 def handle_init(body: dict) -> tuple[int, dict]:
+    with ACTION.lock:
+        return _init(body)
+
+
+def _init(body: dict) -> tuple[int, dict]:
     if ACTION.child is not None:
         return 403, {"error": "Cannot initialize the action more than once."}
     value = body.get("value") or {}
@@ -180,7 +189,9 @@ class UnixHandler(Handler):
         return "unix"
 
 
-class UnixHTTPServer(socketserver.UnixStreamServer):
+class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
     def __init__(self, path: str, handler):
         try:
             os.unlink(path)  # a socket left by an earlier proxy in this directory
@@ -203,7 +214,7 @@ def main() -> int:
     if args.socket:
         server: socketserver.BaseServer = UnixHTTPServer(args.socket, UnixHandler)
     else:
-        server = HTTPServer((args.host, 0), Handler)
+        server = ThreadingHTTPServer((args.host, 0), Handler)
         tmp = args.port_file + ".tmp"
         with open(tmp, "w") as stream:
             stream.write(str(server.server_address[1]))
