@@ -136,11 +136,13 @@ class Invoker:
         extra: dict[str, Any] = {"timeout": False}
         # the notice first (it may take up to its timeout), so that its date precedes the start
         self.notify_activation("activation_start", container.id, job.activation_id, time.time())
+        oom_before = container.oom_kills()
+        # the record's start and end are those of the calls on the container (OpenWhisk's Interval
+        # of /init and /run): what localwhisk does around them is not in the duration
         start_ms = now_ms()
         context = self._context(job, start_ms + action.limits.timeout_ms)
         extra["waitTime"] = start_ms - job.received_ms
-        response = self._init_and_run(pooled, job, cold, context, extra, start_ms)
-        end_ms = now_ms()
+        response, end_ms = self._init_and_run(pooled, job, cold, context, extra, start_ms, oom_before)
         self.notify_activation("activation_end", container.id, job.activation_id, end_ms / 1000)
         healthy = response.status_code in (StatusCode.SUCCESS, StatusCode.APPLICATION_ERROR)
         if not healthy:
@@ -151,32 +153,32 @@ class Invoker:
         return self._record(job, start_ms, end_ms, response, logs, extra)
 
     def _init_and_run(self, pooled: Pooled, job: Job, cold: bool, context: dict[str, str],
-                      extra: dict[str, Any], start_ms: int) -> ActivationResponse:
-        """``/init`` (cold) then ``/run`` on the container's kept connection; the response; sets
-        ``initTime``/``timeout`` in ``extra``."""
+                      extra: dict[str, Any], start_ms: int, oom_before: int | None
+                      ) -> tuple[ActivationResponse, int]:
+        """``/init`` (cold) then ``/run`` on the container's kept connection; the response and
+        when the last call ended; sets ``initTime``/``timeout`` in ``extra``."""
         action = job.action
         container, runtime = pooled.container, pooled.runtime()
         timeout_s = action.limits.timeout_ms / 1000
-        oom_before = container.oom_kills()
         if cold:
             init = runtime.post("/init", {"value": self._init_value(action, context)}, timeout_s)
-            extra["initTime"] = now_ms() - start_ms
+            extra["initTime"] = init.end_ms - start_ms
             if init.outcome is CallOutcome.TIMED_OUT:
                 extra["timeout"] = True
                 return ActivationResponse(StatusCode.DEVELOPER_ERROR, _error_result(
-                    errors.timed_out_activation(action.limits.timeout_ms, init=True)))
+                    errors.timed_out_activation(action.limits.timeout_ms, init=True))), init.end_ms
             if init.outcome is not CallOutcome.ANSWERED or init.status != 200:
-                return self._oom_or(container, oom_before, init_failure(init))
+                return self._oom_or(container, oom_before, init_failure(init)), init.end_ms
         run = runtime.post("/run", dict(context, value=self._run_params(job)), timeout_s)
         if run.outcome is CallOutcome.TIMED_OUT:
             extra["timeout"] = True
             return ActivationResponse(StatusCode.DEVELOPER_ERROR, _error_result(
-                errors.timed_out_activation(action.limits.timeout_ms, init=False)))
+                errors.timed_out_activation(action.limits.timeout_ms, init=False))), run.end_ms
         if run.outcome is CallOutcome.CONNECTION_ERROR:
             return self._oom_or(container, oom_before, ActivationResponse(
-                StatusCode.DEVELOPER_ERROR, _error_result(errors.ABNORMAL_RUN)))
+                StatusCode.DEVELOPER_ERROR, _error_result(errors.ABNORMAL_RUN))), run.end_ms
         response = run_response(run, self.max_payload_bytes)
-        return response if run.status == 200 else self._oom_or(container, oom_before, response)
+        return (response if run.status == 200 else self._oom_or(container, oom_before, response)), run.end_ms
 
     @staticmethod
     def _oom_or(container, oom_before: int | None, response: ActivationResponse) -> ActivationResponse:

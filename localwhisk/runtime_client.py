@@ -14,6 +14,7 @@ import enum
 import http.client
 import json
 import socket
+import time
 from dataclasses import dataclass
 
 
@@ -28,6 +29,13 @@ class RuntimeAnswer:
     outcome: CallOutcome
     status: int = 0
     body: str = ""
+    #: epoch ms when the call ended (its answer read, its timeout, its failure): the end of
+    #: OpenWhisk's ``Interval`` of the call, before anything parses the answer
+    end_ms: int = 0
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -80,16 +88,19 @@ class RuntimeConnection:
             # one write for headers and body (http.client joins them when the body is bytes)
             conn.request("POST", path, body=data, headers={"Content-Type": "application/json"})
             response = conn.getresponse()
-            body = response.read().decode("utf-8", errors="replace")
+            raw = response.read()
+            end_ms = _now_ms()
             if response.will_close:
                 self.close()
-            return RuntimeAnswer(CallOutcome.ANSWERED, response.status, body)
+            return RuntimeAnswer(CallOutcome.ANSWERED, response.status, raw.decode("utf-8", errors="replace"), end_ms)
         except TimeoutError:
+            end_ms = _now_ms()
             self.close()
-            return RuntimeAnswer(CallOutcome.TIMED_OUT)
+            return RuntimeAnswer(CallOutcome.TIMED_OUT, end_ms=end_ms)
         except (OSError, http.client.HTTPException):
+            end_ms = _now_ms()
             self.close()
-            return RuntimeAnswer(CallOutcome.CONNECTION_ERROR)
+            return RuntimeAnswer(CallOutcome.CONNECTION_ERROR, end_ms=end_ms)
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
