@@ -13,13 +13,19 @@ Prints per run: whether every function's per-minute counts in ``runs`` equal the
 statuses, lateness (sent − planned) p50/p99/p99.9/max, cold starts; for ``calibrated`` runs,
 per function the recorded median duration and median per-run peak memory (warm runs) against
 the trace's median duration and memory, and how many are within 10% (functions inside the
-platform's limits, i.e. without a clamp).  Figures go to ``bench/results/workloads_replay-*.json``.
+platform's limits, i.e. without a clamp); the same for the duration against the median of the
+durations these warm runs asked for (``duration_ms``, drawn from the trace's percentiles: with
+few runs their median is not the trace's), and what the platform added to each warm run
+(recorded duration − the action's own run time, ``transform_ms``).  The host's load average
+is printed with the figures: on a shared machine they are noisy.
+Figures go to ``bench/results/workloads_replay-*.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import os
 import shutil
 import statistics
 import subprocess
@@ -124,7 +130,8 @@ def pct(values: list[float], q: float) -> float | None:
 
 
 def figures(out: Path, rows: list[tuple], minutes: int, calibrated: bool) -> dict:
-    """rows: (trace_name, planned_offset_us, lateness_us, status, cold_start, duration_ms, peak_bytes, transform_ms)."""
+    """rows: (trace_name, planned_offset_us, lateness_us, status, cold_start, duration_ms, peak_bytes, transform_ms,
+    asked_duration_ms)."""
     with open(SAMPLE / "invocations.csv", newline="") as stream:
         source = {r[2]: [int(c) for c in r[4:4 + minutes]] for r in list(csv.reader(stream))[1:]}
     with open(out / "mapping.csv", newline="") as stream:
@@ -157,7 +164,9 @@ def figures(out: Path, rows: list[tuple], minutes: int, calibrated: bool) -> dic
 
 
 def compare(mapping: dict, by_trace: dict) -> dict:
-    table, within = [], {"duration": 0, "memory": 0, "both": 0, "inside_limits": 0}
+    table, within = [], {"duration": 0, "memory": 0, "both": 0, "duration_vs_asked": 0, "inside_limits": 0}
+    added = [row[5] - row[7] for rows in by_trace.values() for row in rows
+             if row[3] == "success" and not row[4] and row[7] is not None]
     for trace, entry in sorted(mapping.items()):
         warm = [row for row in by_trace.get(trace, []) if row[3] == "success" and not row[4]]
         peaks = [row[6] / 2**20 for row in warm if row[6] is not None]
@@ -167,7 +176,9 @@ def compare(mapping: dict, by_trace: dict) -> dict:
         recorded_ms = statistics.median(row[5] for row in warm)
         inside_ms = statistics.median(row[7] for row in warm if row[7] is not None)
         recorded_mb = statistics.median(peaks) if peaks else None
+        asked_ms = statistics.median(float(row[8]) for row in warm)
         duration_ok = abs(recorded_ms - trace_ms) <= 0.1 * trace_ms
+        asked_ok = abs(recorded_ms - asked_ms) <= 0.1 * asked_ms
         memory_ok = recorded_mb is not None and abs(recorded_mb - trace_mb) <= 0.1 * trace_mb
         inside = not entry["clamps"]
         if inside:
@@ -175,12 +186,14 @@ def compare(mapping: dict, by_trace: dict) -> dict:
             within["duration"] += duration_ok
             within["memory"] += memory_ok
             within["both"] += duration_ok and memory_ok
+            within["duration_vs_asked"] += asked_ok
         table.append({"trace": trace, "warm_runs": len(warm), "trace_duration_ms_p50": trace_ms,
+                      "asked_duration_ms_median": round(asked_ms, 1),
                       "recorded_duration_ms_median": recorded_ms, "action_wall_ms_median": round(inside_ms, 1),
                       "trace_memory_mb_p50": trace_mb,
                       "recorded_peak_memory_mb_median": None if recorded_mb is None else round(recorded_mb, 1),
                       "inside_limits": inside, "clamps": entry["clamps"]})
-    return {"within_10_percent": within, "functions": table}
+    return {"within_10_percent": within, "platform_added_ms": _common.spread(added), "functions": table}
 
 
 def show(name: str, f: dict) -> None:
@@ -193,12 +206,17 @@ def show(name: str, f: dict) -> None:
           f"{f['functions_with_a_cold_start']} functions")
     if "per_function" in f:
         w = f["per_function"]["within_10_percent"]
+        added = f["per_function"]["platform_added_ms"]
         print(f"  within 10% of the trace (of {w['inside_limits']} functions inside the limits, warm runs): "
-              f"median duration {w['duration']}, median peak memory {w['memory']}, both {w['both']}")
-        print("  trace | warm runs | p50 duration trace → recorded (in the action) ms | p50 memory trace → recorded MB "
-              "| clamps")
+              f"median duration {w['duration']}, median peak memory {w['memory']}, both {w['both']}; "
+              f"median duration within 10% of the median asked by the same runs: {w['duration_vs_asked']}")
+        print(f"  the platform's share of a warm run's duration (recorded - the action's own): p50 {added['p50']} ms, "
+              f"p90 {added['p90']} ms, p99 {added['p99']} ms; load average {f['load_average']}")
+        print("  trace | warm runs | p50 duration trace (asked) → recorded (in the action) ms | p50 memory trace → "
+              "recorded MB | clamps")
         for row in f["per_function"]["functions"]:
-            print(f"  {row['trace']} | {row['warm_runs']} | {row['trace_duration_ms_p50']} → "
+            print(f"  {row['trace']} | {row['warm_runs']} | {row['trace_duration_ms_p50']} "
+                  f"({row['asked_duration_ms_median']}) → "
                   f"{row['recorded_duration_ms_median']} ({row['action_wall_ms_median']}) | {row['trace_memory_mb_p50']} → "
                   f"{row['recorded_peak_memory_mb_median']} | {row['clamps'] or '-'}")
 
@@ -225,16 +243,19 @@ def one_run(scratch: Path, index: int, iat: str, map_mode: str, args, broker, me
         started = time.monotonic()
         injected = run("-m", "loader", "--config", str(config))
         wall_s = time.monotonic() - started
+        load_average = [round(v, 1) for v in os.getloadavg()]
     finally:
         stop_process(localwhisk, timeout_s=60)
     rows = query(scratch / "pgdata", """
         SELECT r.trace_name, r.planned_offset_us, r.lateness_us, r.status, r.cold_start, r.duration_ms, m.peak,
-               r.transform_ms
+               r.transform_ms,
+               (SELECT p.value FROM parameters p WHERE p.run_id = r.run_id AND p.name = 'duration_ms')
         FROM runs r LEFT JOIN (SELECT run_id, max(memory_bytes) AS peak FROM resources GROUP BY run_id) m
              USING (run_id)
         WHERE r.experiment_id = (SELECT max(experiment_id) FROM experiments)""")
     result = figures(out, rows, args.minutes, map_mode == "calibrated")
     result.update({"iat": iat, "map": map_mode, "users": users, "loader_wall_s": round(wall_s, 1),
+                   "load_average": load_average,
                    "loader_summary": injected.stdout.strip().splitlines()[-12:]})
     show(f"{iat} / {map_mode}", result)
     return result
