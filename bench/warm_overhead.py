@@ -8,9 +8,10 @@ C client threads invoke their own copy in a loop (blocking invokes) for ``--seco
 asking for ``--duration-ms`` ms at ``--cpu-share``.  Per warm activation: the record's
 ``duration`` (``end - start``, whole milliseconds, the interval of the ``/run`` call) minus the
 action's own ``wall_ms`` (from the start of its ``main`` to its return).  Prints that
-overhead's p50/p90/p99 and the share of activations whose recorded duration is within 10% of
-the asked duration, next to the physical reference measured in the same run: the round trip
-of one byte between two processes over pipes (two wake-ups), and the load average.
+overhead's p50/p90/p99 and how many recorded durations are within 10% of the asked duration,
+next to the physical reference measured alongside (same seconds, same load): the round trip of
+one byte between two sleeping processes over pipes (two wake-ups; a warm activation has four:
+proxy, launcher, proxy, invoker thread), and the load average.
 Figures go to ``bench/results/warm_overhead-*.json``.
 """
 
@@ -40,20 +41,44 @@ from faasload.procs import stop_process, wait_until  # noqa: E402
 REPLAY = _common.ROOT / "actions" / "calibrated" / "replay.py"
 
 
-def pipe_round_trip_ms(count: int = 2000) -> dict:
-    """One byte there and back between this process and a child over pipes: two wake-ups."""
-    child = subprocess.Popen([sys.executable, "-c", "import os\nwhile True:\n b = os.read(0, 1)\n"
-                              " if not b: break\n os.write(1, b)\n"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    assert child.stdin is not None and child.stdout is not None
-    times = []
-    for _ in range(count):
-        start = time.perf_counter()
-        os.write(child.stdin.fileno(), b"x")
-        os.read(child.stdout.fileno(), 1)
-        times.append((time.perf_counter() - start) * 1e3)
-    child.stdin.close()
-    child.wait()
-    return _common.spread(times)
+#: two processes passing one byte back and forth over pipes every millisecond for SECONDS, with a
+#: sleep between round trips (so each round trip is two wake-ups from sleep, like the hops of an
+#: activation); prints the round trips' times in ms as JSON
+PING_PONG = """
+import json, os, sys, time
+seconds = float(sys.argv[1])
+a_r, a_w = os.pipe(); b_r, b_w = os.pipe()
+if os.fork() == 0:
+    os.close(a_w)
+    os.close(b_r)
+    while True:
+        byte = os.read(a_r, 1)
+        if not byte:
+            os._exit(0)
+        os.write(b_w, byte)
+os.close(a_r)
+os.close(b_w)
+times, end = [], time.monotonic() + seconds
+while time.monotonic() < end:
+    time.sleep(0.001)
+    start = time.perf_counter()
+    os.write(a_w, b"x")
+    os.read(b_r, 1)
+    times.append((time.perf_counter() - start) * 1e3)
+os.close(a_w)
+os.wait()
+print(json.dumps(times))
+"""
+
+
+def start_reference(seconds: float) -> subprocess.Popen:
+    """The physical reference, measured alongside: a pipe round trip between two processes (two wake-ups)."""
+    return subprocess.Popen([sys.executable, "-c", PING_PONG, str(seconds)], stdout=subprocess.PIPE, text=True)
+
+
+def reference_ms(process: subprocess.Popen) -> dict:
+    out, _ = process.communicate()
+    return _common.spread(json.loads(out))
 
 
 def start_localwhisk(root: Path, backend: str) -> tuple[subprocess.Popen, str]:
@@ -124,10 +149,11 @@ def measure(apihost: str, authkey: str, concurrency: int, seconds: float, durati
     for thread in threads:
         thread.start()
     ready.wait()
+    reference = start_reference(seconds)
     for thread in threads:
         thread.join()
     within = sum(1 for d in recorded if abs(d - duration_ms) <= 0.1 * duration_ms)
-    return {"concurrency": concurrency, "warm_activations": len(overheads), "failures": len(failures),
+    return {"pipe_round_trip_ms": reference_ms(reference),"concurrency": concurrency, "warm_activations": len(overheads), "failures": len(failures),
             "first_failures": failures[:3],
             "overhead_ms": _common.spread(overheads), "within_10_percent": within,
             "load_average_1min": os.getloadavg()[0]}
@@ -159,19 +185,16 @@ def main() -> int:
                                         "limits": {"memory": 128, "timeout": 60000}})
             if status != 200:
                 raise SystemExit(f"PUT replay{index}: {status} {body}")
-        results["pipe_round_trip_ms_before"] = pipe_round_trip_ms()
         for concurrency in levels:
             level = measure(apihost, authkey, concurrency, args.seconds, args.duration_ms, args.cpu_share)
             results["levels"].append(level)
-            o = level["overhead_ms"]
+            o, ref = level["overhead_ms"], level["pipe_round_trip_ms"]
             print(f"C={concurrency}: {level['warm_activations']} warm activations of {args.duration_ms} ms; record "
                   f"duration - action's wall time p50 {o['p50']} / p90 {o['p90']} / p99 {o['p99']} ms; "
-                  f"within 10%: {level['within_10_percent']}; load average {level['load_average_1min']:.1f}"
+                  f"within 10%: {level['within_10_percent']}; reference pipe round trip (2 wake-ups) alongside "
+                  f"p50 {ref['p50']} / p90 {ref['p90']} / p99 {ref['p99']} ms; load average "
+                  f"{level['load_average_1min']:.1f}"
                   + (f"; {level['failures']} failures, first: {level['first_failures']}" if level["failures"] else ""))
-        results["pipe_round_trip_ms_after"] = pipe_round_trip_ms()
-        print(f"reference: pipe round trip between two processes p50 "
-              f"{results['pipe_round_trip_ms_before']['p50']} ms before, {results['pipe_round_trip_ms_after']['p50']} "
-              f"ms after")
     finally:
         if process is not None:
             stop_process(process, timeout_s=60)
