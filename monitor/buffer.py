@@ -1,81 +1,130 @@
-"""A container's samples: a bounded, append-only series in fixed-size numpy chunks.
+"""A container's samples: a preallocated ring of fixed-size records, one writer, readers without a lock.
 
-32 bytes per sample (epoch seconds as float64, memory/RSS+mapped bytes and CPU ns as int64,
-``-1`` standing for "not measured").  Whole chunks older than ``maxage_s`` are dropped, and the
-buffer never holds more than ``max_samples``; the sampler appends, queries copy out under a lock.
+Data layout (what a reader may rely on)
+---------------------------------------
+``ring`` is a numpy structured array of ``capacity`` records of 32 bytes (:data:`SAMPLE_DTYPE`,
+little-endian, no padding), allocated once with ``np.empty`` (the system provides the pages only
+as the ring fills them):
+
+======================  =======  ===========================================================
+field                   dtype    value
+======================  =======  ===========================================================
+``date_s``              float64  when the sample was read, epoch seconds (increasing)
+``memory_bytes``        int64    cgroup memory usage, bytes
+``cpu_ns``              int64    cumulative CPU time as read from the cgroup, ns (not relative)
+``rss_mapped_bytes``    int64    RSS + mapped file, bytes
+======================  =======  ===========================================================
+
+``ring["date_s"]`` and the others are strided views (no copy).  ``NOT_MEASURED`` (-1) in an int
+field is "not measured" (None in a :class:`Sample`).  Samples are numbered from 0 in the order
+appended; sample ``k`` is record ``k % capacity``.  ``count`` is the number of samples appended
+so far; ``oldest`` the number of the oldest sample not evicted by age.  The samples a reader may
+use are numbers ``first .. count - 1`` with ``first = max(oldest, count - capacity + 1)``
+(:meth:`SampleBuffer.span`): in record order that is at most two runs, ``[first % capacity,
+capacity)`` then ``[0, count % capacity)`` when it wraps, each sorted by date, the first older.
+
+The writer fills a record with one ``struct.pack_into`` through a byte view of the same memory
+(one C call instead of four numpy item assignments, each of which costs more than the call).
+
+Memory ordering (why readers need no lock)
+------------------------------------------
+One writer, the sampler thread, calls :meth:`SampleBuffer.append`: it writes sample ``count``'s
+record, and only then publishes it by storing ``count + 1`` in ``count``.  Both happen with the
+GIL held, and taking and releasing the GIL are full memory barriers (a mutex and atomics in
+CPython), so a reader thread that reads ``count`` (with the GIL) sees the records of every sample
+below it.  A reader cannot know whether the writer is in the middle of an append (between two
+bytecodes, the record of sample ``count``, which is also the record of sample
+``count - capacity``, may be written and ``count`` not yet stored): hence the ``+ 1`` in
+``first``.  A reader that copies records without the GIL (numpy releases it for large copies) or
+over several bytecodes must read ``count`` again afterwards and drop the samples below the new
+``first``: the writer may have overwritten them meanwhile (:meth:`SampleBuffer._snapshot` does).
+``oldest`` only grows and has one writer too, :meth:`SampleBuffer.evict` (housekeeping);
+``count`` and ``oldest`` are Python ints, each replaced by one store.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import deque
+import struct
 
 import numpy as np
 
 from faasload.monitor_protocol import Sample
 
-from .cgroups import Reading
+from .cgroups import NOT_MEASURED
 
-CHUNK_SAMPLES = 1024
-_NONE = -1
+_NONE = NOT_MEASURED
+_RECORD = struct.Struct("<dqqq")
+SAMPLE_DTYPE = np.dtype([("date_s", "<f8"), ("memory_bytes", "<i8"), ("cpu_ns", "<i8"), ("rss_mapped_bytes", "<i8")])
+assert SAMPLE_DTYPE.itemsize == _RECORD.size == 32
+_VALUE_FIELDS = ("memory_bytes", "cpu_ns", "rss_mapped_bytes")
 
 
 class SampleBuffer:
-    __slots__ = ("maxage_s", "max_chunks", "_dates", "_values", "_fill", "_lock", "dropped")
+    __slots__ = ("maxage_s", "capacity", "ring", "_bytes", "_pack", "count", "oldest")
 
     def __init__(self, maxage_s: float, max_samples: int):
         self.maxage_s = maxage_s
-        self.max_chunks = max(2, -(-max_samples // CHUNK_SAMPLES) + 1)
-        self._dates: deque[np.ndarray] = deque()
-        self._values: deque[np.ndarray] = deque()
-        self._fill = CHUNK_SAMPLES  # the last chunk is full: the next append opens one
-        self._lock = threading.Lock()
-        self.dropped = 0
+        #: One record more than max_samples: the record an append may be overwriting is not readable.
+        self.capacity = max(2, max_samples + 1)
+        memory = np.empty(self.capacity * _RECORD.size, dtype=np.uint8)
+        self.ring = memory.view(SAMPLE_DTYPE)
+        self._bytes = memory.data
+        self._pack = _RECORD.pack_into
+        self.count = 0
+        self.oldest = 0
 
-    def append(self, date_s: float, reading: Reading) -> None:
-        with self._lock:
-            if self._fill == CHUNK_SAMPLES:
-                self._dates.append(np.empty(CHUNK_SAMPLES, dtype=np.float64))
-                self._values.append(np.empty((CHUNK_SAMPLES, 3), dtype=np.int64))
-                self._fill = 0
-                if len(self._dates) > self.max_chunks:
-                    self._drop_oldest()
-            i = self._fill
-            self._dates[-1][i] = date_s
-            row = self._values[-1][i]
-            row[0] = _NONE if reading.memory_bytes is None else reading.memory_bytes
-            row[1] = _NONE if reading.cpu_ns is None else reading.cpu_ns
-            row[2] = _NONE if reading.rss_mapped_bytes is None else reading.rss_mapped_bytes
-            self._fill = i + 1
+    def append(self, date_s: float, memory_bytes: int, cpu_ns: int, rss_mapped_bytes: int) -> None:
+        """Add a sample (values in the fields' units, ``NOT_MEASURED`` for None).  Only the
+        sampler thread calls this: one writer (see the module's memory-ordering note)."""
+        count = self.count
+        self._pack(self._bytes, count % self.capacity * 32, date_s, memory_bytes, cpu_ns, rss_mapped_bytes)
+        self.count = count + 1  # publishes the sample
+
+    def span(self) -> tuple[int, int]:
+        """``(first, end)``: the numbers of the samples a reader may use are ``first .. end - 1``."""
+        end = self.count
+        return max(self.oldest, end - self.capacity + 1), end
+
+    @property
+    def dropped(self) -> int:
+        """Samples no longer held (overwritten by newer ones, or evicted by age)."""
+        return self.span()[0]
 
     def evict(self, now_epoch_s: float) -> None:
-        """Drop whole chunks whose newest sample is older than ``maxage_s``."""
-        with self._lock:
-            while len(self._dates) > 1 and self._dates[0][-1] < now_epoch_s - self.maxage_s:
-                self._drop_oldest()
-
-    def _drop_oldest(self) -> None:
-        self._dates.popleft()
-        self._values.popleft()
-        self.dropped += CHUNK_SAMPLES
+        """Forget samples older than ``maxage_s`` (their records are reused as the ring turns).
+        Appends meanwhile may overwrite the oldest records with newer dates: the search then
+        finds fewer old samples, never more."""
+        first, end = self.span()
+        if first == end:
+            return
+        dates = self._column("date_s", first, end)
+        old = int(np.searchsorted(dates, now_epoch_s - self.maxage_s, side="left"))
+        if old:
+            self.oldest = first + min(old, end - first - 1)  # the newest sample stays
 
     def __len__(self) -> int:
-        with self._lock:
-            return 0 if not self._dates else (len(self._dates) - 1) * CHUNK_SAMPLES + self._fill
+        first, end = self.span()
+        return end - first
+
+    def _column(self, field: str, first: int, end: int) -> np.ndarray:
+        """Field ``field`` of samples ``first .. end - 1`` in order: a view, or a copy when they wrap."""
+        column = self.ring[field]
+        start, stop = first % self.capacity, end % self.capacity
+        if end == first:
+            return column[:0]
+        if start < stop:
+            return column[start:stop]
+        return np.concatenate((column[start:], column[:stop]))
 
     def _snapshot(self) -> tuple[np.ndarray, np.ndarray]:
-        with self._lock:
-            if not self._dates:
-                return np.empty(0), np.empty((0, 3), dtype=np.int64)
-            dates = np.concatenate(self._dates)[: (len(self._dates) - 1) * CHUNK_SAMPLES + self._fill]
-            values = np.concatenate(self._values)[: len(dates)]
+        """Copies of every readable sample: dates, and ``(memory, cpu, rss_mapped)`` rows."""
+        first, end = self.span()
+        dates = np.array(self._column("date_s", first, end))
+        values = np.stack([self._column(field, first, end) for field in _VALUE_FIELDS], axis=1)
+        overwritten = self.span()[0] - first  # by appends while we copied (module note)
+        if overwritten > 0:
+            dates, values = dates[overwritten:], values[overwritten:]
         return dates, values
-
-    def latest_date_s(self) -> float | None:
-        with self._lock:
-            if not self._dates:
-                return None
-            return float(self._dates[-1][self._fill - 1])
 
     def window(self, start_s: float, end_s: float, *, bracket: bool = False) -> tuple[Sample, ...]:
         """Samples with ``start_s <= date <= end_s`` (plus, with ``bracket``, the last one before

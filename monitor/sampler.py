@@ -16,6 +16,7 @@ import threading
 
 from faasload.clock import Clock, set_fine_timer_slack
 
+from .cgroups import NOT_MEASURED
 from .registry import Registry
 
 log = logging.getLogger(__name__)
@@ -48,22 +49,25 @@ class Sampler:
             skipped = int(late_s // self.resolution_s)
             self.missed_deadlines += skipped
             self.next_due_s += skipped * self.resolution_s
+        epoch_s, stat_every, taken = self.clock.epoch_s, self.stat_every, 0
         for entry in self.registry.running:
             handle = entry.handle
             if handle is None:  # removed while we iterate
                 continue
-            date_s = self.clock.epoch_s()
+            reads = entry.reads
+            entry.reads = reads + 1
+            date_s = epoch_s()
             # memory.stat on each container's 1st, (N+1)th... sample: spread over the ticks
-            reading = handle.read(with_stat=entry.reads % self.stat_every == 0)
-            entry.reads += 1
-            entry.buffer.append(date_s, reading)
-            self.samples_taken += 1
-            if reading.memory_bytes is None and reading.cpu_ns is None and reading.rss_mapped_bytes is None:
+            memory, cpu, rss_mapped = handle.sample(reads % stat_every == 0)
+            entry.buffer.append(date_s, memory, cpu, rss_mapped)
+            taken += 1
+            if memory == NOT_MEASURED and cpu == NOT_MEASURED and rss_mapped == NOT_MEASURED:
                 entry.failed_reads += 1
                 if entry.failed_reads == VANISHED_AFTER_FAILED_READS:
                     self.registry.vanished(entry, f"{entry.failed_reads} reads of its cgroup failed in a row")
-            else:
+            elif entry.failed_reads:
                 entry.failed_reads = 0
+        self.samples_taken += taken
         self.ticks += 1
         self.next_due_s += self.resolution_s
         self._log_misses(now_s)
