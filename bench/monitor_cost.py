@@ -224,8 +224,10 @@ def raw_read_costs(all_dirs: list[list[Path]], version: int, resolution_s: float
     ``stat_every``-th sample of each container, as the monitor does.
 
     * ``hot_us``: the sweeps back to back (caches warm: the cheapest the reads can be);
-    * ``paced_us``: one sweep every ``resolution_s`` for ``paced_s`` (what a sampler that did
-      nothing but the reads would spend at this rate: caches cool down between sweeps).
+    * ``paced_us``: one sweep every ``resolution_s`` for ``paced_s``, the CPU of the sweeps only
+      (not of the sleeps between them): the reads alone at the sampler's pace, where the caches
+      have cooled down between sweeps (on the development VM the kernel's side of a read then
+      costs about twice as much as back to back).
 
     Also, per file, one container's file read in a tight loop, and open/read/close of the three.
     """
@@ -245,12 +247,14 @@ def raw_read_costs(all_dirs: list[list[Path]], version: int, resolution_s: float
         for tick in range(sweeps):
             _sweep(fds, tick, stat_every)
         hot_us = (time.thread_time() - start) / (sweeps * len(fds)) * 1e6
-        start, begin, tick = time.thread_time(), time.monotonic(), 0
+        reads_s, begin, tick = 0.0, time.monotonic(), 0
         while (due := begin + tick * resolution_s) < begin + paced_s:
             time.sleep(max(0.0, due - time.monotonic()))
+            start = time.thread_time()
             _sweep(fds, tick, stat_every)
+            reads_s += time.thread_time() - start
             tick += 1
-        paced_us = (time.thread_time() - start) / (tick * len(fds)) * 1e6
+        paced_us = reads_s / (tick * len(fds)) * 1e6
     finally:
         for three in fds:
             for fd in three:

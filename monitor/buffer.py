@@ -95,10 +95,11 @@ class SampleBuffer:
         Appends meanwhile may overwrite the oldest records with newer dates: the search then
         finds fewer old samples, never more."""
         first, end = self.span()
-        if first == end:
-            return
+        cutoff_s = now_epoch_s - self.maxage_s
+        if first == end or self.ring["date_s"][first % self.capacity] >= cutoff_s:
+            return  # nothing old: the usual case, every housekeeping round for every container
         dates = self._column("date_s", first, end)
-        old = int(np.searchsorted(dates, now_epoch_s - self.maxage_s, side="left"))
+        old = int(np.searchsorted(dates, cutoff_s, side="left"))
         if old:
             self.oldest = first + min(old, end - first - 1)  # the newest sample stays
 
