@@ -1,8 +1,11 @@
 """monitor/sampler.py, monitor/registry.py, monitor/buffer.py driven by tick() and a FakeClock."""
 
 import shutil
+import sys
+import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from faasload.clock import FakeClock
@@ -241,6 +244,34 @@ def test_buffer_snapshot_drops_rows_overwritten_while_copying():
     dates, values = buffer._snapshot()
     assert dates.tolist() == [3.0, 4.0]
     assert values[:, 0].tolist() == [3, 4]
+
+
+def test_buffer_readers_without_a_lock_see_whole_samples_while_the_writer_runs():
+    """One thread appends as fast as it can into a small ring while this one snapshots it:
+    every sample read is whole (its four values agree) and in order, none torn."""
+    buffer = SampleBuffer(maxage_s=1e9, max_samples=64)
+    done = threading.Event()
+
+    def write():
+        for i in range(100_000):
+            buffer.append(float(i), i, i, i)
+        done.set()
+
+    writer = threading.Thread(target=write)
+    snapshots = 0
+    previous_switch_s = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        writer.start()
+        while not done.is_set():
+            dates, values = buffer._snapshot()
+            assert (values == dates.astype(np.int64)[:, None]).all()
+            assert (np.diff(dates) == 1.0).all()
+            snapshots += 1
+    finally:
+        sys.setswitchinterval(previous_switch_s)
+        writer.join()
+    assert snapshots > 10
 
 
 def test_memory_stat_is_read_every_nth_tick_only(tree):
