@@ -29,10 +29,17 @@ from pathlib import Path
 
 from faasload.errors import Failure
 from faasload.monitor_protocol import (
+    ActivationAnswer,
     ActivationQuery,
+    BatchAnswer,
+    BatchQuery,
+    ErrorAnswer,
     ErrorCode,
     ProtocolError,
+    Sample,
+    WindowQuery,
     encode_activation,
+    encode_batch_answer,
     encode_error,
     encode_samples,
     parse_notification,
@@ -305,6 +312,7 @@ class Handlers:
         self.notifications = 0
         self.dropped_notifications = 0
         self.queries = 0
+        self.batches = 0
         self.bad_queries = 0
 
     def notification(self, raw: bytes, outcome: ReadOutcome) -> None:
@@ -334,10 +342,14 @@ class Handlers:
             if outcome is not ReadOutcome.COMPLETE:
                 raise ProtocolError(_outcome_text(outcome, raw))
             query = parse_query(raw)
+            if isinstance(query, BatchQuery):
+                self.batches += 1
+                return encode_batch_answer(self._batch(query))
             self.queries += 1
-            if isinstance(query, ActivationQuery):
-                return self._activation(query)
-            return encode_samples(self.registry.window(query.container, query.start_s, query.end_s))
+            answer = self._answer(query)
+            if isinstance(answer, ActivationAnswer):
+                return encode_activation(answer)
+            return encode_samples(answer)
         except ProtocolError as exc:
             if exc.code in (ErrorCode.BAD_REQUEST, ErrorCode.TOO_LARGE):
                 self.bad_queries += 1
@@ -346,19 +358,51 @@ class Handlers:
                 log.info("measurement request: %s", exc)
             return encode_error(exc.code, str(exc))
 
-    def _activation(self, query: ActivationQuery) -> bytes:
+    def _answer(self, query: WindowQuery | ActivationQuery, *,
+                wait: bool = True) -> tuple[Sample, ...] | ActivationAnswer:
+        """The answer to one query (raises :class:`ProtocolError`); ``wait``: for the sample after a recent end."""
+        if isinstance(query, WindowQuery):
+            return self.registry.window(query.container, query.start_s, query.end_s)
+        if wait:
+            end_s = self._end_s(query)
+            if end_s is not None:
+                self._wait_for_trailing_sample(end_s)
         try:
-            binding = self.registry.activation_binding(query.activation)
+            return self.registry.activation(query.activation)
         except ProtocolError as exc:
             if exc.code is not ErrorCode.UNKNOWN_ACTIVATION:
                 raise
-            # no notice bound it: attribution by name and running stretch (monitor/attribution.py)
-            if query.end_ms is not None:
-                self._wait_for_trailing_sample(query.end_ms / 1000)
-            return encode_activation(attribution.answer(self.registry, query, slack_s=self.attribution_slack_s))
-        if binding.end_s is not None:
-            self._wait_for_trailing_sample(binding.end_s)
-        return encode_activation(self.registry.activation(query.activation))
+        # no notice bound it: attribution by name and running stretch (monitor/attribution.py)
+        return attribution.answer(self.registry, query, slack_s=self.attribution_slack_s)
+
+    def _batch(self, batch: BatchQuery) -> BatchAnswer:
+        """Every query of the batch, after one wait for the sample after the latest end."""
+        self.queries += len(batch.queries)
+        ends = [end_s for query in batch.queries if (end_s := self._end_s(query)) is not None]
+        if ends:
+            self._wait_for_trailing_sample(max(ends))
+        answers: list[tuple[Sample, ...] | ActivationAnswer | ErrorAnswer] = []
+        for query in batch.queries:
+            try:
+                answers.append(self._answer(query, wait=False))
+            except ProtocolError as exc:
+                if exc.code is ErrorCode.BAD_REQUEST:
+                    self.bad_queries += 1
+                answers.append(ErrorAnswer(exc.code, str(exc)))
+            except Exception:  # a bug on one query must not cost the others their answer  # noqa: BLE001
+                log.exception("measurement batch: answering %s failed", query)
+                answers.append(ErrorAnswer(ErrorCode.BAD_REQUEST, "internal error in the monitor (see its log)"))
+        return BatchAnswer(tuple(answers))
+
+    def _end_s(self, query: WindowQuery | ActivationQuery) -> float | None:
+        """When an activation query's activation ended (its notice, else the query's hint); None if unknown."""
+        if not isinstance(query, ActivationQuery):
+            return None
+        try:
+            end_s = self.registry.activation_binding(query.activation).end_s
+        except ProtocolError:
+            return None if query.end_ms is None else query.end_ms / 1000
+        return end_s
 
     def _wait_for_trailing_sample(self, end_s: float) -> None:
         """Let the sampler take the sample after the end."""
