@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from faasload.monitor_protocol import ErrorCode, encode_error
+from faasload.monitor_protocol import ActivationQuery, ErrorCode, encode_error
 from faasload.monitor_tcp import encode_auth
 from faasload.token_file import TokenFileError, create_token_file, read_token
-from loader.monitor_client import MonitorAnswer, MonitorClient, ResourcesStatus
+from loader.monitor_client import MonitorAnswer, MonitorClient, ResourcesQuery, ResourcesStatus
 from loader.monitor_endpoints import EndpointError, MonitorRouter, TcpMonitorClient, open_monitors, parse_endpoint
 from monitor import config as monitor_config
 from monitor.servers import ReadOutcome
@@ -154,12 +154,33 @@ class Known:
     def __init__(self, name: str, known: set[str], status=ResourcesStatus.OK):
         self.name, self.known, self.status = name, known, status
         self.asked: list[str] = []
+        self.batches: list[list[str]] = []
 
     def samples_for_activation(self, activation_id: str, **hints) -> MonitorAnswer:
         self.asked.append(activation_id)
         if activation_id in self.known:
             return MonitorAnswer((), self.status, self.name)
         return MonitorAnswer((), ResourcesStatus.UNKNOWN, f"{self.name} does not know it")
+
+    def samples_for_activations(self, queries) -> list[MonitorAnswer]:
+        self.batches.append([q.query.activation for q in queries])
+        return [self.samples_for_activation(q.query.activation) for q in queries]
+
+
+def test_the_router_asks_one_batch_per_monitor():
+    a, b = Known("a", {"x1", "x2", "z"}), Known("b", {"y", "w"})
+    router = MonitorRouter({"invoker0": a, "invoker1": b})
+    queries = [ResourcesQuery(ActivationQuery(activation), source) for activation, source in
+               [("x1", "invoker0"), ("y", "invoker1"), ("w", None), ("x2", "invoker0"), ("z", "invoker9"),
+                ("lost", None)]]
+    answers = router.samples_for_activations(queries)
+    assert [a.reason for a in answers[:5]] == ["a", "b", "b", "a", "a"]
+    assert answers[5].status is ResourcesStatus.UNKNOWN
+    assert "invoker0: unknown (a does not know it); invoker1: unknown (b does not know it)" in answers[5].reason
+    # the sources' batches, then the unknown ones to every monitor in turn, each asked only what is left
+    assert a.batches == [["x1", "x2"], ["w", "z", "lost"]]
+    assert b.batches == [["y"], ["w", "lost"]]
+    assert router.asked == {"invoker0": 5, "invoker1": 3}
 
 
 def test_the_router_asks_the_monitor_of_the_source_only():

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 import threading
 from dataclasses import dataclass, field
 
 from faasload.clock import Clock
 from faasload.monitor_protocol import ActivationQuery
-from loader.completion.resources import record_completion, record_with
+from loader.completion.resources import record_with
 from loader.completion.tracker import FetchThreads, Pending
 from loader.monitor_client import MonitorAnswer, ResourcesQuery, ResourcesStatus
 from loader.storage.activation_fields import completion_fields
@@ -94,8 +95,8 @@ class ResourceBatches:
 
     def submit(self, pending: Pending, record: dict | None, reason: str | None) -> None:
         """A finished activation: its record (None: lost with ``reason``).  Never blocks on the monitor."""
-        if self.monitor is None or record is None or self._bypass:
-            record_completion(self.recorder, self.monitor, pending, record, reason)
+        if self.monitor is None or record is None:
+            record_with(self.recorder, pending, record, reason, None)
             return
         try:
             query = resources_query(pending, record)
@@ -104,8 +105,12 @@ class ResourceBatches:
             record_with(self.recorder, pending, record, reason,
                         MonitorAnswer((), ResourcesStatus.ERROR, f"{type(exc).__name__}: {exc}"))
             return
+        completion = _Completion(pending, record, query, self.clock.monotonic_s())
+        if self._bypass:  # the stage's thread died: asked alone, in this thread
+            self._answered(_Batch([completion], math.inf))
+            return
         with self._lock:
-            self._collecting.append(_Completion(pending, record, query, self.clock.monotonic_s()))
+            self._collecting.append(completion)
             full = len(self._collecting) >= self.settings.batch_max
         if full or len(self._collecting) == 1:
             self.wake.set()
@@ -190,7 +195,7 @@ class ResourceBatches:
     # ------------------------------------------------------------------ stopping
 
     def bypass(self) -> None:
-        """The stage's thread died: ask what it held now, and the monitor in the fetch threads from now on."""
+        """The stage's thread died: ask what it held now, and each later completion alone, in its fetch thread."""
         self._bypass = True
         if self._queries is not None:
             self.tick(everything=True)
