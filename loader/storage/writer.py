@@ -217,10 +217,11 @@ class StoreWriter:
         return self._pending
 
     def close(self, timeout_s: float = 60.0) -> None:
-        """Flush, then stop; raises :class:`StoreError` if rows could not be written in time."""
-        flushed = self.flush(timeout_s)
+        """Flush (without waiting for a partial batch's interval), then stop; raises :class:`StoreError`
+        if rows could not be written in time."""
         self._closing.set()
-        self._queue.put(None)
+        self._queue.put(None)  # ends the batch being collected, then the thread
+        flushed = self.flush(timeout_s)
         if self._thread is not None:
             self._thread.join(5.0)
         if self._conn is not None:
