@@ -92,7 +92,9 @@ class Pipeline:
         self.recorder = Recorder(self.sink, experiment_id, self.stats, on_stored=on_stored,
                                  record_unsent=settings.record_cancelled)
         self.monitor = monitor
-        self.resources = ResourceBatches(self.recorder, monitor, settings.resources, clock=self.clock)
+        # Its deadlines need no spin (which would take the GIL from the scheduler in this process).
+        self.resources = ResourceBatches(self.recorder, monitor, settings.resources,
+                                         clock=RealClock(spin_s=0.0) if isinstance(self.clock, RealClock) else self.clock)
         self.tracker = CompletionTracker(client, settings.tracker, self._complete, clock=self.clock)
         self.stopping = threading.Event()      # stop injecting
         self._halt = threading.Event()         # stop the service threads
