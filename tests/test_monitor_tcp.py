@@ -11,7 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from faasload.monitor_protocol import ActivationQuery, ErrorCode, encode_error
+from faasload.monitor_protocol import (
+    ActivationAnswer,
+    ActivationQuery,
+    BatchAnswer,
+    BatchQuery,
+    ErrorCode,
+    Sample,
+    encode_batch_answer,
+    encode_error,
+    parse_query,
+)
 from faasload.monitor_tcp import encode_auth
 from faasload.token_file import TokenFileError, create_token_file, read_token
 from loader.monitor_client import MonitorAnswer, MonitorClient, ResourcesQuery, ResourcesStatus
@@ -233,3 +243,25 @@ def test_loader_config_endpoints(tmp_path):
     path.write_text("monitor:\n  endpoints:\n    invoker1: tcp://10.0.0.2\n")
     with pytest.raises(loader_config.ConfigError, match=r"monitor:endpoints:invoker1: expected HOST:PORT"):
         loader_config.load(path)
+
+
+def _batch_answer_of(raw: bytes, outcome: ReadOutcome) -> bytes:
+    """A handler that answers each query of a batch with one sample whose memory is its position."""
+    batch = parse_query(raw)
+    assert isinstance(batch, BatchQuery)
+    return encode_batch_answer(BatchAnswer(tuple(
+        ActivationAnswer(q.activation, "wsk1_1_u_a", 1.0, 2.0, (Sample(1.5, n, 0, None),))
+        for n, q in enumerate(batch.queries))))
+
+
+def test_batches_travel_over_tcp():
+    tcp = TcpMeasurementServer("127.0.0.1", 0, TOKEN, _batch_answer_of, max_message_bytes=65536, read_timeout_s=1.0)
+    tcp.start()
+    try:
+        ids = [f"{n:032x}" for n in range(5)]
+        answers = TcpMonitorClient(*tcp.address, TOKEN, timeout_s=2).samples_for_activations(
+            [ResourcesQuery(ActivationQuery(a)) for a in ids])
+    finally:
+        tcp.stop()
+    assert [a.status for a in answers] == [ResourcesStatus.OK] * 5
+    assert [a.samples[0].memory_bytes for a in answers] == list(range(5))
