@@ -79,6 +79,28 @@ class MonitorSide:
         for thread in threads:
             thread.join()
 
+    def query_cost(self, count: int = 1000, rate: float = 2000.0) -> dict:
+        """Wall time per activation of the monitor's answers (client and monitor), one query per
+        activation against batches of 50 and 200, for ``count`` activations bound and ended."""
+        from faasload.monitor_protocol import ActivationQuery
+        from loader.monitor_client import ResourcesQuery
+        ids = [uuid.uuid4().hex for _ in range(3 * count)]
+        start = self.bind(ids, rate, margin_s=0.5)
+        time.sleep(max(0.0, start + len(ids) / rate + 0.1 - time.time()))  # every window ended
+        figures, offset = {}, 0
+        for size in (1, 50, 200):
+            took_s = 0.0
+            for first in range(offset, offset + count, size):
+                queries = [ResourcesQuery(ActivationQuery(a)) for a in ids[first:min(first + size, offset + count)]]
+                began = time.perf_counter()
+                answers = self.client.samples_for_activations(queries)
+                took_s += time.perf_counter() - began
+                if any(a.status.value != "ok" for a in answers):
+                    raise RuntimeError(f"the monitor did not answer every activation: {answers[0]}")
+            figures[f"batch_{size}_us_per_activation"] = round(took_s / count * 1e6, 1)
+            offset += count
+        return figures
+
     def close(self) -> None:
         if self.process is not None and self.process.poll() is None:
             from faasload.procs import stop_process

@@ -392,6 +392,12 @@ def main(argv: list[str] | None = None) -> int:
                 show(figures)
                 results["runs"][f"{rate:g}{'-monitor' if with_monitor else ''}"] = figures
         runs = list(results["runs"].values())
+        if monitor is not None:
+            cost = results["monitor_query_cost"] = monitor.query_cost()
+            print(f"monitor answers (client + monitor, wall, per activation): one query each "
+                  f"{cost['batch_1_us_per_activation']} µs, batches of 50 {cost['batch_50_us_per_activation']} µs, "
+                  f"of 200 {cost['batch_200_us_per_activation']} µs "
+                  f"({cost['batch_1_us_per_activation'] / cost['batch_200_us_per_activation']:.1f}× less per activation)")
         reference = reference_figures(services, max(f["activations"] for f in runs))
         results["reference"] = reference
         print(f"reference (same PostgreSQL, same run): plain INSERTs of completed rows {reference['rows_per_s']:g} "
