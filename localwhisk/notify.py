@@ -2,6 +2,11 @@
 
 One JSON object per connection on a UNIX stream socket; connect and send within
 ``connect_timeout_s`` (≤ 50 ms), else drop the message (counted, logged at DEBUG).
+
+Activation notices also wait, within the same timeout, for the monitor to close the connection,
+which it does once it has handled the notice: the activation's start notice resets the kernel's
+peak counter of the container (docs/monitor.md, Kernel peaks), which must happen before the
+action runs; and the end notice of one activation is handled before the start of the next one.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import json
 import logging
 import socket
 import threading
+import time
 
 LOG = logging.getLogger(__name__)
 
@@ -26,17 +32,21 @@ class MonitorNotifier:
     def enabled(self) -> bool:
         return bool(self.socket_path)
 
-    def send(self, message: dict) -> bool:
-        """Deliver one message; False (and counted) when it was dropped."""
+    def send(self, message: dict, *, wait_handled: bool = False) -> bool:
+        """Deliver one message; False (and counted) when it was dropped.  ``wait_handled``: then
+        wait (within the timeout) for the monitor to close the connection, having handled it."""
         if not self.socket_path:
             return False
         data = json.dumps(message, separators=(",", ":")).encode() + b"\n"
+        deadline_s = time.monotonic() + self.timeout_s
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
                 sock.settimeout(self.timeout_s)
                 sock.connect(self.socket_path)
                 sock.sendall(data)
                 sock.shutdown(socket.SHUT_WR)
+                if wait_handled:
+                    _wait_closed(sock, deadline_s)
         except OSError as exc:
             with self._lock:
                 self.dropped += 1
@@ -53,4 +63,17 @@ class MonitorNotifier:
         return self.send(message)
 
     def activation(self, action: str, container_id: str, activation_id: str, date_s: float) -> bool:
-        return self.send({"action": action, "container": container_id, "activation": activation_id, "date": date_s})
+        return self.send({"action": action, "container": container_id, "activation": activation_id, "date": date_s},
+                         wait_handled=True)
+
+
+def _wait_closed(sock: socket.socket, deadline_s: float) -> None:
+    """Until the peer closes (the monitor answers nothing on this socket); a timeout is not a
+    failure: the notice was delivered, the monitor is only slow (it then knows it came late)."""
+    try:
+        while True:
+            sock.settimeout(max(0.0005, deadline_s - time.monotonic()))
+            if not sock.recv(64):
+                return
+    except TimeoutError:
+        LOG.debug("monitor slow to handle a notification (connect_timeout_s passed)")
