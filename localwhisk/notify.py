@@ -3,10 +3,11 @@
 One JSON object per connection on a UNIX stream socket; connect and send within
 ``connect_timeout_s`` (≤ 50 ms), else drop the message (counted, logged at DEBUG).
 
-Activation notices also wait, within the same timeout, for the monitor to close the connection,
-which it does once it has handled the notice: the activation's start notice resets the kernel's
-peak counter of the container (docs/monitor.md, Kernel peaks), which must happen before the
-action runs; and the end notice of one activation is handled before the start of the next one.
+Every notice then waits, within the same timeout, for the monitor to close the connection, which
+it does once it has handled the notice: so the monitor has found a new container's cgroup before
+its first activation starts, an activation's start notice has reset the container's kernel peak
+counter (docs/monitor.md, Kernel peaks) before the action runs, and the end of one activation is
+handled before the start of the next.
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ class MonitorNotifier:
     def enabled(self) -> bool:
         return bool(self.socket_path)
 
-    def send(self, message: dict, *, wait_handled: bool = False) -> bool:
-        """Deliver one message; False (and counted) when it was dropped.  ``wait_handled``: then
-        wait (within the timeout) for the monitor to close the connection, having handled it."""
+    def send(self, message: dict) -> bool:
+        """Deliver one message and wait (within the timeout) for the monitor to close the
+        connection, having handled it; False (and counted) when it was dropped."""
         if not self.socket_path:
             return False
         data = json.dumps(message, separators=(",", ":")).encode() + b"\n"
@@ -45,8 +46,7 @@ class MonitorNotifier:
                 sock.connect(self.socket_path)
                 sock.sendall(data)
                 sock.shutdown(socket.SHUT_WR)
-                if wait_handled:
-                    _wait_closed(sock, deadline_s)
+                _wait_closed(sock, deadline_s)
         except OSError as exc:
             with self._lock:
                 self.dropped += 1
@@ -63,8 +63,7 @@ class MonitorNotifier:
         return self.send(message)
 
     def activation(self, action: str, container_id: str, activation_id: str, date_s: float) -> bool:
-        return self.send({"action": action, "container": container_id, "activation": activation_id, "date": date_s},
-                         wait_handled=True)
+        return self.send({"action": action, "container": container_id, "activation": activation_id, "date": date_s})
 
 
 def _wait_closed(sock: socket.socket, deadline_s: float) -> None:

@@ -35,7 +35,6 @@ import os
 import pytest
 
 from faasload.monitor_protocol import PeakSource
-
 from tests import cgroup_helpers
 from tests.fixtures.localwhisk import LocalWhiskFactory
 from tests.fixtures.monitor import MonitorFactory
