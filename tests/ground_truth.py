@@ -3,8 +3,8 @@ localwhisk, measured by a real monitor, fetched by activation id through the loa
 
 ``alloc`` allocates and touches ``mb`` MiB and holds them ``hold_ms``; ``burn`` burns ``cpu_ms``
 of CPU.  Each call gives a :class:`Measured`: the activation's samples as the loader stores them
-and the action's own result.  A short spike (``alloc(16, hold_ms=0)``: 16 MiB held 0 ms, shorter than
-a sampling period) is what a sampled peak misses and the kernel's peak counter catches.
+and the action's own result.  A short spike (``alloc(16, hold_ms=0)``: 16 MiB released as soon as touched)
+is what a sampled peak can miss and the kernel's peak counter catches (``Measured.kernel_peak``).
 """
 
 from __future__ import annotations
