@@ -30,6 +30,7 @@ from faasload.monitor_protocol import (
     BatchQuery,
     ErrorAnswer,
     ErrorCode,
+    KernelPeak,
     ProtocolError,
     Sample,
     WindowQuery,
@@ -61,6 +62,8 @@ class MonitorAnswer:
     samples: tuple[ResourceSample, ...]
     status: ResourcesStatus
     reason: str = ""
+    #: The kernel's peak of the activation's container (None: the monitor did not say).
+    kernel_peak: KernelPeak | None = None
 
 
 _STATUS_OF_ERROR = {
@@ -241,6 +244,7 @@ def _interpret(answer) -> MonitorAnswer:
     if isinstance(answer, BatchAnswer):
         return MonitorAnswer((), ResourcesStatus.ERROR, "bad answer: a batch answer to one query")
     samples = answer.samples if isinstance(answer, ActivationAnswer) else answer
+    kernel_peak = answer.kernel_peak if isinstance(answer, ActivationAnswer) else None
     if not samples:
-        return MonitorAnswer((), ResourcesStatus.EMPTY, "no sample in the activation's window")
-    return MonitorAnswer(tuple(to_record(s) for s in samples), ResourcesStatus.OK)
+        return MonitorAnswer((), ResourcesStatus.EMPTY, "no sample in the activation's window", kernel_peak)
+    return MonitorAnswer(tuple(to_record(s) for s in samples), ResourcesStatus.OK, kernel_peak=kernel_peak)

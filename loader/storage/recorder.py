@@ -15,7 +15,8 @@ import logging
 import threading
 from collections.abc import Callable
 
-from loader.monitor_client import MonitorAnswer
+from faasload.monitor_protocol import KernelPeak, PeakSource
+from loader.monitor_client import MonitorAnswer, ResourcesStatus
 from loader.plan import PlannedInvocation
 from loader.platform.client import InvokeOutcome, InvokeStatus
 from loader.storage.activation_fields import completion_fields
@@ -26,6 +27,8 @@ from loader.storage.writer import StoreWriter
 log = logging.getLogger(__name__)
 
 OnStored = Callable[[PlannedInvocation, RunStatus], None]
+#: The kernel peak of a run the monitor gave none for (no answer, an error, an older monitor).
+UNMEASURED_PEAK = KernelPeak(None, PeakSource.UNAVAILABLE)
 
 _INVOKE_STATUS = {InvokeStatus.THROTTLED: RunStatus.THROTTLED, InvokeStatus.HTTP_ERROR: RunStatus.HTTP_ERROR,
                   InvokeStatus.CONNECTION_ERROR: RunStatus.CONNECTION_ERROR}
@@ -163,6 +166,8 @@ class Recorder:
             fields["resources_status"] = resources.status.value
             if resources.reason:
                 fields["resources_reason"] = resources.reason
+            if resources.status is not ResourcesStatus.PENDING:  # the answer brings them
+                fields.update(_kernel_peak_fields(resources))
             items, peak = self._samples(invocation, resources)
         status = fields.pop("status")
         update = self._base(invocation, status, activation_id=activation_id, invoker=invoker, **fields)
@@ -177,7 +182,8 @@ class Recorder:
         same row gets the answer's status and reason (an update of its key), and its samples."""
         late = "answered after completion:resources_wait_s (the row was written first, then updated)"
         update = self._base(invocation, status, resources_status=resources.status.value,
-                            resources_reason=f"{resources.reason}; {late}" if resources.reason else late)
+                            resources_reason=f"{resources.reason}; {late}" if resources.reason else late,
+                            **_kernel_peak_fields(resources))
         items, peak = self._samples(invocation, resources)
         for item in [update] + items:
             self.sink.write(item)
@@ -189,3 +195,9 @@ class Recorder:
             return [], None
         memory = [s.memory_bytes for s in resources.samples if s.memory_bytes is not None]
         return [RunResources(self.key(invocation), tuple(resources.samples))], max(memory) if memory else None
+
+
+def _kernel_peak_fields(resources: MonitorAnswer) -> dict:
+    """The run columns of the kernel's peak in the monitor's answer (unavailable when it gave none)."""
+    kernel_peak = resources.kernel_peak or UNMEASURED_PEAK
+    return {"kernel_peak_memory_bytes": kernel_peak.memory_bytes, "kernel_peak_source": kernel_peak.source.value}
