@@ -24,6 +24,8 @@ from faasload.monitor_protocol import (
     BatchQuery,
     ErrorAnswer,
     ErrorCode,
+    KernelPeak,
+    PeakSource,
     ProtocolError,
     Sample,
     WindowQuery,
@@ -49,6 +51,7 @@ def test_batch_round_trip():
     assert json.loads(raw)["version"] == BATCH_VERSION
     assert parse_query(raw) == batch
     answer = BatchAnswer(((Sample(1.0, 2, 0, None),), ActivationAnswer(ACT, "c", 1.0, None, ()),
+                          ActivationAnswer(ACT, "c", 1.0, 2.0, (), KernelPeak(4096, PeakSource.ACTIVATION)),
                           ErrorAnswer(ErrorCode.UNKNOWN_ACTIVATION, "unknown")))
     assert parse_answer(encode_batch_answer(answer)) == answer
 

@@ -13,6 +13,7 @@ import uuid
 import pytest
 
 from faasload.clock import FakeClock
+from faasload.monitor_protocol import KernelPeak, PeakSource
 from loader.completion.resource_batches import BatchSettings, ResourceBatches
 from loader.completion.tracker import Pending
 from loader.monitor_client import MonitorAnswer, MonitorClient, ResourcesStatus
@@ -41,7 +42,8 @@ class FakeMonitor:
         if self.gate is not None:
             assert self.gate.wait(30)
         return [MonitorAnswer((ResourceSample(1_700_000_000_000_000, 1000 + n, 0),
-                               ResourceSample(1_700_000_000_010_000, 2000 + n, 5)), ResourcesStatus.OK)
+                               ResourceSample(1_700_000_000_010_000, 2000 + n, 5)), ResourcesStatus.OK,
+                              kernel_peak=KernelPeak(4096 + n, PeakSource.ACTIVATION))
                 for n in range(len(queries))]
 
 
@@ -75,7 +77,7 @@ class Stage:
         self.recorder.sink.fire()
         with self.conn.cursor() as cur:
             cur.execute("SELECT r.trace_name, r.status, r.resources_status, r.resources_reason, "
-                        "(SELECT count(*) FROM resources s WHERE s.run_id = r.run_id) "
+                        "(SELECT count(*) FROM resources s WHERE s.run_id = r.run_id), r.kernel_peak_source "
                         "FROM runs r WHERE experiment_id = %s ORDER BY trace_name", (self.experiment_id,))
             rows = cur.fetchall()
         self.conn.commit()
@@ -122,7 +124,7 @@ def test_one_query_per_batch_by_size_then_by_time(make_stage):
     assert monitor.batches == [[p.activation_id for p in runs[:3]], [p.activation_id for p in runs[3:6]],
                                [runs[6].activation_id]]
     rows = s.rows()
-    assert [(r[1], r[2], r[3], r[4]) for r in rows] == [("success", "ok", None, 2)] * 7
+    assert [(r[1], r[2], r[3], r[4], r[5]) for r in rows] == [("success", "ok", None, 2, "activation")] * 7
     assert sorted(s.stored) == [(f"t{n}", "success") for n in range(7)]
     assert s.recorder.outstanding == 0 and s.recorder.stats.resources == {"ok": 7}
 
@@ -138,13 +140,13 @@ def test_a_slow_monitor_does_not_hold_the_rows_and_its_late_answer_updates_them(
     s.clock.now_s += SETTINGS.answer_wait_s
     s.stage.tick()                                   # too late: the rows are written without it
     rows = s.rows()
-    assert [(r[1], r[2], r[4]) for r in rows] == [("success", "pending", 0)] * 2
+    assert [(r[1], r[2], r[4], r[5]) for r in rows] == [("success", "pending", 0, None)] * 2
     assert "had not answered 50 ms after it was asked" in rows[0][3]
     assert len(s.stored) == 2 and s.recorder.outstanding == 0     # terminal, committed, the mode told
     gate.set()
     s.stage.close()                                  # waits for the answer, which updates the same rows
     rows = s.rows()
-    assert [(r[1], r[2], r[4]) for r in rows] == [("success", "ok", 2)] * 2
+    assert [(r[1], r[2], r[4], r[5]) for r in rows] == [("success", "ok", 2, "activation")] * 2
     assert rows[0][3] == "answered after completion:resources_wait_s (the row was written first, then updated)"
     assert s.stage.late_answers == 2 and len(s.stored) == 2
     assert s.recorder.stats.resources == {"ok": 2}
