@@ -35,9 +35,10 @@ CPython), so a reader thread that reads ``count`` (with the GIL) sees the record
 below it.  A reader cannot know whether the writer is in the middle of an append (between two
 bytecodes, the record of sample ``count``, which is also the record of sample
 ``count - capacity``, may be written and ``count`` not yet stored): hence the ``+ 1`` in
-``first``.  A reader that copies records without the GIL (numpy releases it for large copies) or
-over several bytecodes must read ``count`` again afterwards and drop the samples below the new
-``first``: the writer may have overwritten them meanwhile (:meth:`SampleBuffer._snapshot` does).
+``first``.  A reader that searches or copies records without the GIL (numpy releases it for large
+copies) or over several bytecodes must read ``count`` again afterwards: if the new ``first`` is
+past a sample it used, the writer may have overwritten that sample meanwhile, and the reader
+starts again (:meth:`SampleBuffer.window` does; it copies only the records of its window).
 ``oldest`` only grows and has one writer too, :meth:`SampleBuffer.evict` (housekeeping);
 ``count`` and ``oldest`` are Python ints, each replaced by one store.
 """
@@ -56,7 +57,6 @@ _NONE = NOT_MEASURED
 _RECORD = struct.Struct("<dqqq")
 SAMPLE_DTYPE = np.dtype([("date_s", "<f8"), ("memory_bytes", "<i8"), ("cpu_ns", "<i8"), ("rss_mapped_bytes", "<i8")])
 assert SAMPLE_DTYPE.itemsize == _RECORD.size == 32
-_VALUE_FIELDS = ("memory_bytes", "cpu_ns", "rss_mapped_bytes")
 
 
 class SampleBuffer:
@@ -98,8 +98,7 @@ class SampleBuffer:
         cutoff_s = now_epoch_s - self.maxage_s
         if first == end or self.ring["date_s"][first % self.capacity] >= cutoff_s:
             return  # nothing old: the usual case, every housekeeping round for every container
-        dates = self._column("date_s", first, end)
-        old = int(np.searchsorted(dates, cutoff_s, side="left"))
+        old = _position([run["date_s"] for run in self._runs(first, end)], cutoff_s, "left")
         if old:
             self.oldest = first + min(old, end - first - 1)  # the newest sample stays
 
@@ -107,45 +106,55 @@ class SampleBuffer:
         first, end = self.span()
         return end - first
 
-    def _column(self, field: str, first: int, end: int) -> np.ndarray:
-        """Field ``field`` of samples ``first .. end - 1`` in order: a view, or a copy when they wrap."""
-        column = self.ring[field]
+    def _runs(self, first: int, end: int) -> list[np.ndarray]:
+        """The records of samples ``first .. end - 1`` in order, as views: one run, or two when
+        they wrap around the end of the ring."""
         start, stop = first % self.capacity, end % self.capacity
         if end == first:
-            return column[:0]
+            return []
         if start < stop:
-            return column[start:stop]
-        return np.concatenate((column[start:], column[:stop]))
-
-    def _snapshot(self) -> tuple[np.ndarray, np.ndarray]:
-        """Copies of every readable sample: dates, and ``(memory, cpu, rss_mapped)`` rows."""
-        first, end = self.span()
-        dates = np.array(self._column("date_s", first, end))
-        values = np.stack([self._column(field, first, end) for field in _VALUE_FIELDS], axis=1)
-        overwritten = self.span()[0] - first  # by appends while we copied (module note)
-        if overwritten > 0:
-            dates, values = dates[overwritten:], values[overwritten:]
-        return dates, values
+            return [self.ring[start:stop]]
+        return [self.ring[start:], self.ring[:stop]]
 
     def window(self, start_s: float, end_s: float, *, bracket: bool = False) -> tuple[Sample, ...]:
         """Samples with ``start_s <= date <= end_s`` (plus, with ``bracket``, the last one before
-        and the first one after), CPU relative to the first returned sample that has CPU."""
-        dates, values = self._snapshot()
-        lo = int(np.searchsorted(dates, start_s, side="left"))
-        hi = int(np.searchsorted(dates, end_s, side="right"))
-        if bracket:
-            lo = max(0, lo - 1)
-            hi = min(len(dates), hi + 1)
-        return _samples(dates[lo:hi], values[lo:hi])
+        and the first one after), CPU relative to the first returned sample that has CPU.
+
+        Searches the dates in place and copies only the window's records; starts again if the
+        writer overwrote one of them meanwhile (the module's memory-ordering note)."""
+        while True:
+            first, end = self.span()
+            if first == end:
+                return ()
+            dates = [run["date_s"] for run in self._runs(first, end)]
+            lo = first + _position(dates, start_s, "left")
+            hi = first + _position(dates, end_s, "right")
+            if bracket:
+                lo, hi = max(first, lo - 1), min(end, hi + 1)
+            if hi <= lo:
+                return ()
+            runs = self._runs(lo, hi)
+            records = runs[0].copy() if len(runs) == 1 else np.concatenate(runs)
+            if self.span()[0] <= lo:
+                return _samples(records)
 
 
-def _samples(dates: np.ndarray, values: np.ndarray) -> tuple[Sample, ...]:
-    cpu = values[:, 1]
+def _position(runs: list[np.ndarray], date_s: float, side: str) -> int:
+    """Where ``date_s`` goes in ``runs`` taken as one sorted series (``np.searchsorted`` of their
+    concatenation, without making it)."""
+    offset = 0
+    for run in runs:
+        at = int(np.searchsorted(run, date_s, side=side))  # type: ignore[call-overload]
+        if at < len(run):
+            return offset + at
+        offset += len(run)
+    return offset
+
+
+def _samples(records: np.ndarray) -> tuple[Sample, ...]:
+    cpu = records["cpu_ns"]
     measured = np.flatnonzero(cpu != _NONE)
     base = int(cpu[measured[0]]) if len(measured) else 0
-    out = []
-    for date, (memory, cpu_ns, rss) in zip(dates.tolist(), values.tolist()):
-        out.append(Sample(date, None if memory == _NONE else memory,
-                          None if cpu_ns == _NONE else cpu_ns - base,
-                          None if rss == _NONE else rss))
-    return tuple(out)
+    return tuple(Sample(date, None if memory == _NONE else memory, None if cpu_ns == _NONE else cpu_ns - base,
+                        None if rss == _NONE else rss)
+                 for date, memory, cpu_ns, rss in records.tolist())

@@ -1,11 +1,8 @@
 """monitor/sampler.py, monitor/registry.py, monitor/buffer.py driven by tick() and a FakeClock."""
 
 import shutil
-import sys
-import threading
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from faasload.clock import FakeClock
@@ -18,8 +15,7 @@ from faasload.monitor_protocol import (
     ProtocolError,
     Sample,
 )
-from monitor.buffer import SampleBuffer
-from monitor.cgroups import NOT_MEASURED, CgroupV2Reader
+from monitor.cgroups import CgroupV2Reader
 from monitor.discovery import Discovery
 from monitor.registry import Registry, State
 from monitor.sampler import VANISHED_AFTER_FAILED_READS, Sampler
@@ -195,83 +191,6 @@ def test_vanished_cgroup_is_treated_as_removed(tree, caplog):
     samples = registry.window(DOCKER, 0, clock.epoch_s())
     assert samples[0] == Sample(samples[0].date_s, None, None, None)  # not measured, never 0
     assert "reads of its cgroup failed in a row; treated as removed" in caplog.text
-
-
-def test_buffer_is_bounded_by_maxage_and_count():
-    buffer = SampleBuffer(maxage_s=10.0, max_samples=3000)
-    for i in range(7000):  # 0.001 s apart: the ring turns twice
-        buffer.append(float(i) * 0.001, i, i, i)
-    assert len(buffer) == 3000
-    assert buffer.dropped == 4000
-    samples = buffer.window(0, 1e9)
-    assert [s.memory_bytes for s in samples] == list(range(4000, 7000))
-    assert samples[0].cpu_ns == 0 and samples[-1].cpu_ns == 2999
-    buffer.evict(now_epoch_s=6.9995 + 10.0 - 0.5)  # samples older than 6.4995 s go
-    assert len(buffer) == 500
-    assert buffer.window(0, 1e9)[0].memory_bytes == 6500
-    buffer.evict(now_epoch_s=1e9)
-    assert [s.memory_bytes for s in buffer.window(0, 1e9)] == [6999]  # the newest stays
-
-
-def test_buffer_window_across_the_ring_boundary_and_not_measured():
-    buffer = SampleBuffer(maxage_s=10.0, max_samples=4)
-    for i in range(7):
-        buffer.append(100.0 + i, i * 10, NOT_MEASURED if i == 4 else 1000 + i, NOT_MEASURED)
-    assert buffer.span() == (3, 7)
-    assert buffer.window(104.0, 105.0) == (Sample(104.0, 40, None, None), Sample(105.0, 50, 0, None))
-    assert buffer.window(104.5, 104.6, bracket=True) == (Sample(104.0, 40, None, None), Sample(105.0, 50, 0, None))
-    assert [s.date_s for s in buffer.window(0, 1e9)] == [103.0, 104.0, 105.0, 106.0]
-
-
-class _RacedBuffer(SampleBuffer):
-    """The sampler appends twice while a reader copies the dates (row 1 is overwritten)."""
-
-    __slots__ = ()
-
-    def _column(self, field, first, end):
-        if field == "date_s":
-            for i in (5, 6):
-                self.append(float(i), i, i, i)
-        return super()._column(field, first, end)
-
-
-def test_buffer_snapshot_drops_rows_overwritten_while_copying():
-    """A reader whose copy raced appends keeps only the samples still readable afterwards."""
-    buffer = _RacedBuffer(maxage_s=10.0, max_samples=4)
-    for i in range(5):
-        SampleBuffer.append(buffer, float(i), i, i, i)
-    assert buffer.span() == (1, 5)
-    dates, values = buffer._snapshot()
-    assert dates.tolist() == [3.0, 4.0]
-    assert values[:, 0].tolist() == [3, 4]
-
-
-def test_buffer_readers_without_a_lock_see_whole_samples_while_the_writer_runs():
-    """One thread appends as fast as it can into a small ring while this one snapshots it:
-    every sample read is whole (its four values agree) and in order, none torn."""
-    buffer = SampleBuffer(maxage_s=1e9, max_samples=64)
-    done = threading.Event()
-
-    def write():
-        for i in range(100_000):
-            buffer.append(float(i), i, i, i)
-        done.set()
-
-    writer = threading.Thread(target=write)
-    snapshots = 0
-    previous_switch_s = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # switch threads as often as possible
-    try:
-        writer.start()
-        while not done.is_set():
-            dates, values = buffer._snapshot()
-            assert (values == dates.astype(np.int64)[:, None]).all()
-            assert (np.diff(dates) == 1.0).all()
-            snapshots += 1
-    finally:
-        sys.setswitchinterval(previous_switch_s)
-        writer.join()
-    assert snapshots > 10
 
 
 def test_memory_stat_is_read_every_nth_tick_only(tree):
