@@ -12,6 +12,7 @@ from loader.injection.traces import (
     parse_line,
     parse_name,
     parse_wait_us,
+    read_ahead_bytes,
     scan_trace,
 )
 
@@ -38,9 +39,16 @@ def test_name_gives_user_action_and_metadata(tmp_path):
 
 @pytest.mark.parametrize("text,expected", [("0", 0), ("1", 1_000_000), ("0.25", 250_000), (".5", 500_000),
                                            ("2.", 2_000_000), ("0.0000015", 2), ("0.0000025", 2),
-                                           ("123456.000001", 123_456_000_001)])
+                                           ("123456.000001", 123_456_000_001), ("007.000100", 7_000_100),
+                                           ("0.9999995", 1_000_000), ("31622400", 31_622_400_000_000)])
 def test_wait_is_converted_exactly_to_microseconds(text, expected):
     assert parse_wait_us(text) == expected
+
+
+@pytest.mark.parametrize("text", [".", "", "1.2.3", "+1", "-1", "1e3", "\u0661", "1.\u0661", "1 .5", "31622400.000001"])
+def test_a_wait_that_is_not_a_plain_number_of_seconds_is_refused(text):
+    with pytest.raises(ValueError, match="WAIT"):
+        parse_wait_us(text)
 
 
 def test_fractional_waits_accumulate_without_drift(tmp_path):
@@ -137,12 +145,15 @@ def test_reading_streams_and_holds_no_file_open(tmp_path):
 
 
 def test_source_reports_a_file_replaced_deleted_or_truncated_since_the_check(tmp_path):
-    """Issue 16 items 1-2: the line that could not be read, and how many planned invocations are lost."""
+    """Issue 16 items 1-2: the line that could not be read, and how many planned invocations are lost.
+
+    A source reads ahead; with a 1-byte read-ahead each refill holds one line (and a bit), so a change
+    is noticed at the next line, as the default read-ahead notices it at the next chunk (test below)."""
     text = "".join(f"1\t{n}.jpg\n" for n in range(5))
 
     def checked(name):
         path = _trace(tmp_path, name, text)
-        return path, FileTraceSource.of_scan(scan_trace(path), incont="i", outcont="o")
+        return path, FileTraceSource.of_scan(scan_trace(path), incont="i", outcont="o", read_ahead_bytes=1)
 
     path, source = checked("u-replaced")
     assert source.next_invocation().seq == 0
@@ -173,6 +184,42 @@ def test_source_reports_a_file_replaced_deleted_or_truncated_since_the_check(tmp
     with pytest.raises(TraceError, match=rf"^{path}:3: the file ended after 2 of the 5 invocations") as caught:
         source.next_invocation()
     assert caught.value.lost == 3
+
+
+def test_read_ahead_replays_what_it_read_and_notices_a_change_at_the_next_refill(tmp_path):
+    """Issue 17 item 2: lines are read in chunks (one open per chunk, none held between reads); the lines
+    already read come from the checked file, and the next refill sees the change."""
+    lines = [f"0.5\t{n}.jpg\tk:{'v' * (n % 7)}\n" for n in range(300)]
+    path = _trace(tmp_path, "u-chunks", "".join(lines))
+    source = FileTraceSource.of_scan(scan_trace(path), incont="i", outcont="o", read_ahead_bytes=1024)
+    first = source.next_invocation()
+    assert (first.seq, first.planned_offset_us, first.parameters[-1]) == (0, 500_000, ("k", ""))
+    in_first_chunk = len(source._buffer.split(b"\n")) - 1   # whole lines the first refill read
+    assert 1 < in_first_chunk < 300
+    path.rename(tmp_path / "elsewhere")
+    path.write_text("".join(lines))
+    replayed = [source.next_invocation() for _ in range(in_first_chunk - 1)]
+    assert [i.seq for i in replayed] == list(range(1, in_first_chunk))
+    assert replayed[-1].planned_offset_us == in_first_chunk * 500_000
+    with pytest.raises(TraceError, match=rf"^{path}:{in_first_chunk + 1}: the file was replaced") as caught:
+        source.next_invocation()
+    assert caught.value.lost == 300 - in_first_chunk
+
+
+def test_read_ahead_reads_lines_longer_than_the_chunk_and_a_last_line_without_newline(tmp_path):
+    long_value = "x" * 5000
+    path = _trace(tmp_path, "u-long", f"1\ta.jpg\tk:{long_value}\n\n# comment\n2\tb.jpg")
+    for read_ahead in (1, 7, 512, 4096, 65536):
+        source = FileTraceSource.of_scan(scan_trace(path), incont="i", outcont="o", read_ahead_bytes=read_ahead)
+        got = _all(source)
+        assert [(i.seq, i.planned_offset_us, i.input_object) for i in got] == [(0, 1_000_000, "a.jpg"),
+                                                                                 (1, 3_000_000, "b.jpg")]
+        assert got[0].parameters[-1] == ("k", long_value)
+
+
+def test_read_ahead_is_shared_out_within_bounds():
+    assert read_ahead_bytes(1) == 65536 and read_ahead_bytes(1000) == 16777
+    assert read_ahead_bytes(1_000_000) == 512
 
 
 def test_a_nul_byte_is_refused_at_validation_with_file_and_line(tmp_path):
