@@ -119,6 +119,10 @@ class NullSink:
                 self.sent_offsets_us.append(offset)
                 self.planned_offsets_us.append(item.planned_offset_us)
 
+    def write_many(self, writes) -> None:
+        for item, on_committed in writes:
+            self.write(item, on_committed)
+
     def fire(self) -> int:
         return 0
 

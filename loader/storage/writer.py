@@ -200,6 +200,14 @@ class StoreWriter:
             self._pending += 1
         self._queue.put(item)
 
+    def write_many(self, items: list[Item]) -> None:
+        """:meth:`write` for several items (one count update for all)."""
+        self._raise_failure()
+        with self._pending_lock:
+            self._pending += len(items)
+        for item in items:
+            self._queue.put(item)
+
     def flush(self, timeout_s: float | None = None) -> bool:
         """Wait until everything written so far is committed; False on timeout."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
