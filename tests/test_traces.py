@@ -218,7 +218,7 @@ def test_read_ahead_reads_lines_longer_than_the_chunk_and_a_last_line_without_ne
 
 
 def test_read_ahead_is_shared_out_within_bounds():
-    assert read_ahead_bytes(1) == 65536 and read_ahead_bytes(1000) == 16777
+    assert read_ahead_bytes(1) == 65536 and read_ahead_bytes(1000) == 4194
     assert read_ahead_bytes(1_000_000) == 512
 
 

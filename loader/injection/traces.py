@@ -32,8 +32,9 @@ _WAIT = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
 _US_PER_S = decimal.Decimal(1_000_000)
 #: What one trace reads ahead by default: a page, ~100 lines of a typical trace per refill.
 READ_AHEAD_BYTES = 4096
-#: What a whole run reads ahead at most (:func:`read_ahead_bytes`), each trace within the bounds below.
-READ_AHEAD_TOTAL_BYTES = 16 * 1024 * 1024
+#: What a whole run reads ahead (:func:`read_ahead_bytes`), shared out with each trace within the bounds
+#: below: 4 KiB each at 1,000 traces (a 1,000,000-line set holds 4 MB), 512 bytes each beyond 8,192.
+READ_AHEAD_TOTAL_BYTES = 4 * 1024 * 1024
 READ_AHEAD_MIN_BYTES = 512
 READ_AHEAD_MAX_BYTES = 64 * 1024
 
