@@ -264,7 +264,8 @@ class ProcessInvokerPool:
                     lane, frames = key.data
                     try:
                         messages = frames.read()
-                    except (OSError, pickle.UnpicklingError, EOFError):
+                    except Exception:  # noqa: BLE001 (a broken pipe or message: that sender is lost, not the run)
+                        log.exception("reading the answers of %s failed", lane.name)
                         messages = None
                     if messages is None:
                         selector.unregister(key.fd)
@@ -299,10 +300,14 @@ class ProcessInvokerPool:
                 accepted.append((invocation, user, activation_id, sent_s))
         try:
             self.recorder.sent_batch(sent)
-            for invocation, user, activation_id, sent_s in accepted:
-                self.tracker.register(invocation, self.recorder.key(invocation), user, activation_id, sent_s)
         except Exception:  # the store failed for good: the pipeline's supervisor reports it
             log.exception("recording %d answers of %s failed", len(sent), lane.name)
+            accepted = []
+        for invocation, user, activation_id, sent_s in accepted:
+            try:
+                self.tracker.register(invocation, self.recorder.key(invocation), user, activation_id, sent_s)
+            except Exception:  # noqa: BLE001 (one activation's bug must not cost the others theirs)
+                log.exception("tracking %s #%d failed", invocation.trace_name, invocation.seq)
         for invocation in cancelled:
             try:
                 self.recorder.cancelled(invocation, CANCEL_REASON, dispatched=True)
