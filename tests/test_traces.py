@@ -145,15 +145,12 @@ def test_reading_streams_and_holds_no_file_open(tmp_path):
 
 
 def test_source_reports_a_file_replaced_deleted_or_truncated_since_the_check(tmp_path):
-    """Issue 16 items 1-2: the line that could not be read, and how many planned invocations are lost.
-
-    A source reads ahead; with a 1-byte read-ahead each refill holds one line (and a bit), so a change
-    is noticed at the next line, as the default read-ahead notices it at the next chunk (test below)."""
+    """Issue 16 items 1-2: the line that could not be read, and how many planned invocations are lost."""
     text = "".join(f"1\t{n}.jpg\n" for n in range(5))
 
     def checked(name):
         path = _trace(tmp_path, name, text)
-        return path, FileTraceSource.of_scan(scan_trace(path), incont="i", outcont="o", read_ahead_bytes=1)
+        return path, FileTraceSource.of_scan(scan_trace(path), incont="i", outcont="o")
 
     path, source = checked("u-replaced")
     assert source.next_invocation().seq == 0
@@ -186,24 +183,40 @@ def test_source_reports_a_file_replaced_deleted_or_truncated_since_the_check(tmp
     assert caught.value.lost == 3
 
 
-def test_read_ahead_replays_what_it_read_and_notices_a_change_at_the_next_refill(tmp_path):
-    """Issue 17 item 2: lines are read in chunks (one open per chunk, none held between reads); the lines
-    already read come from the checked file, and the next refill sees the change."""
+def test_read_ahead_still_notices_a_change_at_the_next_line(tmp_path):
+    """Issue 17 item 2: lines are read in chunks (one open per chunk, none held between reads), and a
+    change since the check is still noticed at the line that follows it, read ahead or not."""
     lines = [f"0.5\t{n}.jpg\tk:{'v' * (n % 7)}\n" for n in range(300)]
-    path = _trace(tmp_path, "u-chunks", "".join(lines))
-    source = FileTraceSource.of_scan(scan_trace(path), incont="i", outcont="o", read_ahead_bytes=1024)
-    first = source.next_invocation()
-    assert (first.seq, first.planned_offset_us, first.parameters[-1]) == (0, 500_000, ("k", ""))
-    in_first_chunk = len(source._buffer.split(b"\n")) - 1   # whole lines the first refill read
-    assert 1 < in_first_chunk < 300
+    size_of = [len("".join(lines[:n]).encode()) for n in range(301)]
+
+    def checked(name):
+        path = _trace(tmp_path, name, "".join(lines))
+        source = FileTraceSource.of_scan(scan_trace(path), incont="i", outcont="o", read_ahead_bytes=1024)
+        first = source.next_invocation()
+        assert (first.seq, first.planned_offset_us, first.parameters[-1]) == (0, 500_000, ("k", ""))
+        assert 1 < len(source._buffer.split(b"\n")) - 1 < 300   # read ahead: more than one line, not all
+        return path, source
+
+    path, source = checked("u-replaced")
     path.rename(tmp_path / "elsewhere")
     path.write_text("".join(lines))
-    replayed = [source.next_invocation() for _ in range(in_first_chunk - 1)]
-    assert [i.seq for i in replayed] == list(range(1, in_first_chunk))
-    assert replayed[-1].planned_offset_us == in_first_chunk * 500_000
-    with pytest.raises(TraceError, match=rf"^{path}:{in_first_chunk + 1}: the file was replaced") as caught:
+    with pytest.raises(TraceError, match=rf"^{path}:2: the file was replaced since it was checked$") as caught:
         source.next_invocation()
-    assert caught.value.lost == 300 - in_first_chunk
+    assert caught.value.lost == 299
+
+    path, source = checked("u-cut")
+    assert [source.next_invocation().seq for _ in range(4)] == [1, 2, 3, 4]
+    os.truncate(path, size_of[10] - 3)   # the 10th line, read ahead, is no longer whole in the file
+    assert [source.next_invocation().seq for _ in range(4)] == [5, 6, 7, 8]
+    with pytest.raises(TraceError, match=rf"^{path}:10: the file ended after 9 of the 300 invocations") as caught:
+        source.next_invocation()
+    assert caught.value.lost == 291
+
+    path, source = checked("u-deleted")
+    path.unlink()
+    with pytest.raises(TraceError, match=rf"^{path}:2: cannot read any further: No such file") as caught:
+        source.next_invocation()
+    assert caught.value.lost == 299
 
 
 def test_read_ahead_reads_lines_longer_than_the_chunk_and_a_last_line_without_newline(tmp_path):
