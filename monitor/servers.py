@@ -302,6 +302,9 @@ class Handlers:
         self.resolution_s = resolution_s
         self.attribution_slack_s = attribution_slack_s
         self.epoch_s = clock_epoch_s
+        #: From when the monitor sees everything (epoch s): set once its start-up discovery is done
+        #: (monitor/daemon.py).  An activation that started before it has no samples of its start.
+        self.watching_since_s = 0.0
         self.notifications = 0
         self.dropped_notifications = 0
         self.queries = 0
@@ -352,13 +355,26 @@ class Handlers:
         except ProtocolError as exc:
             if exc.code is not ErrorCode.UNKNOWN_ACTIVATION:
                 raise
+            self._check_watched(query, None)
             # no notice bound it: attribution by name and running stretch (monitor/attribution.py)
             if query.end_ms is not None:
                 self._wait_for_trailing_sample(query.end_ms / 1000)
             return encode_activation(attribution.answer(self.registry, query, slack_s=self.attribution_slack_s))
+        self._check_watched(query, binding.start_s)
         if binding.end_s is not None:
             self._wait_for_trailing_sample(binding.end_s)
         return encode_activation(self.registry.activation(query.activation))
+
+    def _check_watched(self, query: ActivationQuery, start_s: float | None) -> None:
+        """Refuse (``monitor_down``) an activation that started before the monitor watched: it ran,
+        at least in part, while the monitor was down or still starting, so samples of its start
+        cannot exist.  ``start_s``: its start notice; else the query's ``start_ms``."""
+        if start_s is None and query.start_ms is not None:
+            start_s = query.start_ms / 1000
+        if start_s is not None and start_s < self.watching_since_s:
+            raise ProtocolError(f"activation {query.activation} started at {start_s:.3f}, before the monitor "
+                                f"watched (since {self.watching_since_s:.3f}): it was down or starting",
+                                ErrorCode.MONITOR_DOWN)
 
     def _wait_for_trailing_sample(self, end_s: float) -> None:
         """Let the sampler take the sample after the end."""
