@@ -114,6 +114,7 @@ class Platform:
         self.events.start()
         watch = MonitorWatch(h.notifier for h in self.hosts)
         if watch.notifiers:  # a restarted monitor gets the live containers again (localwhisk/notify.py)
+            watch.tick()  # the monitor there now: told of no container yet, so the first notice is not repeated
             threading.Thread(target=watch.run, args=(self._stopping,), name="monitor-watch", daemon=True).start()
 
     def _start_invoker(self, host: InvokerHost, backend: Backend) -> None:
