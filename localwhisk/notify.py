@@ -48,8 +48,8 @@ LOG = logging.getLogger(__name__)
 #: How often :class:`MonitorWatch` looks for a (re)started monitor.
 WATCH_PERIOD_S = 0.1
 #: After a re-announcement, activations wait until this long after it to start, so that the new
-#: monitor has sampled their container before (2.5 periods of its default 10 ms sampling).
-SETTLE_S = 0.025
+#: monitor has sampled their container before (5 periods of its default 10 ms sampling).
+SETTLE_S = 0.05
 
 
 class LiveContainer(NamedTuple):
