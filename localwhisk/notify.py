@@ -12,9 +12,13 @@ monitor creates its socket when it starts (it unlinks a stale one and binds anew
 always changes it.  The identity is checked before every notice (a ``stat``, ~2 µs) and every
 ``WATCH_PERIOD_S`` by :class:`MonitorWatch`, so the monitor has the containers within that period
 of its start, before their next activation, and in any case before that activation's
-``activation_start`` reaches it; an activation starting within ``SETTLE_S`` of a re-announcement
-waits for the rest of it, so that the monitor has a sample of its container from before its start
-(the baseline of its answer).  A failed send forgets the identity, so the next success re-announces.
+``activation_start`` reaches it.  The watch's re-announcement waits for the monitor to close each
+connection, which it does once it has applied the notice (``HANDLED_BUDGET_S`` at most in all),
+and an activation starting within ``SETTLE_S`` after a re-announcement waits for the rest, so that
+the monitor has a sample of its container from before its start (the baseline of its answer).
+A failed send forgets the identity, so the next success re-announces; a failed re-announcement
+to the same monitor is retried ``RETRY_S`` later (a new one at once), so a stuck monitor costs a
+notice on its way at most one connect timeout a second more.
 
 Why localwhisk announces rather than the monitor scanning localwhisk's cgroup parent: localwhisk
 knows its containers exactly (their ids, whether paused, which invoker and so which monitor each
@@ -47,6 +51,11 @@ LOG = logging.getLogger(__name__)
 
 #: How often :class:`MonitorWatch` looks for a (re)started monitor.
 WATCH_PERIOD_S = 0.1
+#: The watch's re-announcement waits for the monitor to have applied each notice (it closes the
+#: connection then), for this long at most in all.
+HANDLED_BUDGET_S = 0.5
+#: After a failed re-announcement, the next one waits this long.
+RETRY_S = 1.0
 #: After a re-announcement, activations wait until this long after it to start, so that the new
 #: monitor has sampled their container before (5 periods of its default 10 ms sampling).
 SETTLE_S = 0.05
@@ -81,6 +90,8 @@ class MonitorNotifier:
         self._order = threading.Lock()
         self._announced_to: _SocketIdentity | None = None
         self._settled_at_s = 0.0  # monotonic: the last re-announcement + SETTLE_S
+        #: The monitor a re-announcement failed to, and when to try it again (monotonic s).
+        self._failed: tuple[_SocketIdentity | None, float] = (None, 0.0)
 
     @property
     def enabled(self) -> bool:
@@ -95,22 +106,31 @@ class MonitorNotifier:
         return self._deliver(message)
 
     def _deliver(self, message: dict) -> bool:
+        sock = self._send(message)
+        if sock is None:
+            return False
+        sock.close()
+        return True
+
+    def _send(self, message: dict) -> socket.socket | None:
+        """Send one message; the connection, write side shut, or None (counted) when it was dropped."""
         data = json.dumps(message, separators=(",", ":")).encode() + b"\n"
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                sock.settimeout(self.timeout_s)
-                sock.connect(self.socket_path)
-                sock.sendall(data)
-                sock.shutdown(socket.SHUT_WR)
+            sock.settimeout(self.timeout_s)
+            sock.connect(self.socket_path)
+            sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
         except OSError as exc:
+            sock.close()
             with self._lock:
                 self.dropped += 1
                 self._announced_to = None  # whoever listens next gets the containers again
             LOG.debug("monitor notification dropped (%s): %s", exc, message)
-            return False
+            return None
         with self._lock:
             self.sent += 1
-        return True
+        return sock
 
     def _identity(self) -> _SocketIdentity | None:
         try:
@@ -119,28 +139,46 @@ class MonitorNotifier:
             return None
         return _SocketIdentity(info.st_dev, info.st_ino, info.st_ctime_ns)
 
-    def check_monitor(self) -> bool:
-        """Re-announce the live containers if the monitor at the socket is not the one that last
-        received them; True when it did (and every notice went through)."""
-        if not self.socket_path or self.live_containers is None:
-            return False
+    def _due(self) -> bool:
         identity = self._identity()
         if identity is None or identity == self._announced_to:
             return False
-        with self._order:
-            identity = self._identity()
-            if identity is None or identity == self._announced_to:
-                return False  # another thread just did it
-            live = list(self.live_containers())
-            delivered = all([self._deliver(_notice("run", c.id, c.cgroup)) for c in live]
-                            + [self._deliver(_notice("pause", c.id, None)) for c in live if c.paused])
-            if not delivered:
-                return False
-            with self._lock:
-                self._announced_to = identity
-                self.reannouncements += 1
-                if live:
+        failed_identity, retry_at_s = self._failed
+        return identity != failed_identity or time.monotonic() >= retry_at_s
+
+    def check_monitor(self, wait_handled: bool = False) -> bool:
+        """Re-announce the live containers if the monitor at the socket is not the one that last
+        received them; True when it did (and every notice went through).  ``wait_handled``: then
+        wait (``HANDLED_BUDGET_S`` at most, without holding up other notices) for the monitor to
+        have applied them (the watch thread does; a notice on its way does not wait)."""
+        if not self.socket_path or self.live_containers is None or not self._due():
+            return False
+        sent: list[socket.socket] = []
+        try:
+            with self._order:
+                if not self._due():
+                    return False  # another thread just did it
+                identity = self._identity()
+                live = list(self.live_containers())
+                for message in ([_notice("run", c.id, c.cgroup) for c in live]
+                                + [_notice("pause", c.id, None) for c in live if c.paused]):
+                    sock = self._send(message)
+                    if sock is None:
+                        self._failed = (identity, time.monotonic() + RETRY_S)  # a stuck monitor: one timeout a second
+                        return False
+                    sent.append(sock)
+                with self._lock:
+                    self._announced_to = identity
+                    self.reannouncements += 1
+                    if live:  # activations wait (activation()) until the monitor has sampled them
+                        self._settled_at_s = time.monotonic() + (HANDLED_BUDGET_S if wait_handled else 0) + SETTLE_S
+            if wait_handled and live:
+                _wait_for_close(sent, HANDLED_BUDGET_S)
+                with self._lock:
                     self._settled_at_s = time.monotonic() + SETTLE_S
+        finally:
+            for sock in sent:
+                sock.close()
         LOG.log(logging.INFO if live else logging.DEBUG, "monitor at %s (re)started: announced %d live "
                 "container(s) to it", self.socket_path, len(live))
         return True
@@ -153,18 +191,34 @@ class MonitorNotifier:
             return self._deliver(_notice(action, container_id, cgroup))
 
     def activation(self, action: str, container_id: str, activation_id: str, date_s: float) -> bool:
-        """An activation's start or end notice.  A start within ``SETTLE_S`` of a re-announcement
-        waits for the rest of it and is dated when it ends (the activation starts after this returns)."""
+        """An activation's start or end notice.  A start soon after a re-announcement waits until
+        the monitor has sampled the containers (``SETTLE_S`` after it applied them) and is then
+        dated anew (the activation starts after this returns)."""
         if not self.socket_path:
             return False
         self.check_monitor()
-        if action == "activation_start":
-            wait_s = self._settled_at_s - time.monotonic()
-            if wait_s > 0:
-                time.sleep(wait_s)
-                date_s = time.time()
+        if action == "activation_start" and self._settled_at_s > time.monotonic():
+            while (wait_s := self._settled_at_s - time.monotonic()) > 0:
+                time.sleep(min(wait_s, 0.005))  # the watch may bring the instant forward
+            date_s = time.time()
         return self._deliver({"action": action, "container": container_id, "activation": activation_id,
                               "date": date_s})
+
+
+def _wait_for_close(socks: list[socket.socket], timeout_s: float) -> None:
+    """Wait until the monitor closed every connection (it has applied their messages)."""
+    deadline_s = time.monotonic() + timeout_s
+    for sock in socks:
+        try:
+            while (remaining_s := deadline_s - time.monotonic()) > 0:
+                sock.settimeout(remaining_s)
+                if not sock.recv(64):
+                    break
+            else:
+                LOG.debug("the monitor did not apply a re-announcement within %.2f s", timeout_s)
+                return
+        except OSError:  # reset, or timed out: applied or not, nothing more to learn
+            return
 
 
 def _notice(action: str, container_id: str, cgroup: str | None) -> dict:
@@ -184,7 +238,7 @@ class MonitorWatch:
     def tick(self) -> None:
         for notifier in self.notifiers:
             try:
-                notifier.check_monitor()
+                notifier.check_monitor(wait_handled=True)
             except Exception:  # noqa: BLE001 (a broken snapshot must not end the watch)
                 LOG.exception("re-announcing containers to the monitor at %s failed", notifier.socket_path)
 

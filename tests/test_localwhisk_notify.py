@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from localwhisk.notify import SETTLE_S, LiveContainer, MonitorNotifier, MonitorWatch
+from localwhisk.notify import HANDLED_BUDGET_S, SETTLE_S, LiveContainer, MonitorNotifier, MonitorWatch
 
 
 class Listener:
@@ -135,3 +135,39 @@ def test_no_socket_configured_sends_nothing(tmp_path):
     notifier = MonitorNotifier("", live_containers=lambda: [LiveContainer("c-1", None, False)])
     assert not notifier.container("run", "c-1", None) and not notifier.check_monitor()
     assert MonitorWatch([notifier]).notifiers == ()
+
+
+def test_a_stuck_monitor_delays_no_container_notice_and_the_watch_is_bounded(setup, tmp_path):
+    """The monitor accepts nothing (its backlog holds the connections): the watch's wait for the
+    notices to be applied is bounded, and other notices do not wait for it."""
+    notifier, _, _ = setup
+    stuck = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stuck.bind(notifier.socket_path)
+    stuck.listen(64)
+    try:
+        watch = MonitorWatch([notifier])
+        ticked = threading.Thread(target=watch.tick)
+        began = time.monotonic()
+        ticked.start()
+        time.sleep(0.05)
+        notifier.container("run", "c-3", "/lw/c-3")  # not held up by the watch's wait
+        assert time.monotonic() - began < HANDLED_BUDGET_S
+        ticked.join(5)
+        assert time.monotonic() - began < HANDLED_BUDGET_S + 0.3
+        assert notifier.reannouncements == 1
+    finally:
+        stuck.close()
+
+
+def test_a_new_monitor_right_after_a_failed_reannouncement_is_told_at_once(setup):
+    notifier, _, start = setup
+    stale = notifier.socket_path
+    Path(stale).parent.mkdir(exist_ok=True)
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(stale)  # a killed monitor's socket file: nobody listens
+    dead.close()
+    assert not notifier.check_monitor()  # refused: retried a second later for this one
+    Path(stale).unlink()
+    monitor = start()
+    notifier.activation("activation_start", "c-1", "d" * 32, time.time())
+    assert monitor.wait(4) == [("run", "c-1"), ("run", "c-2"), ("pause", "c-2"), ("activation_start", "c-1")]
