@@ -7,7 +7,8 @@ wrappers import it from here.
 * Notification socket: :class:`ContainerNotice` (``run``/``rm``/``pause``/``resume``) and
   :class:`ActivationNotice` (``activation_start``/``activation_end``).
 * Measurement socket: :class:`WindowQuery` and :class:`ActivationQuery`; answers are a JSON list
-  of samples, an activation object, or an error object with a :class:`ErrorCode`.
+  of samples, an activation object (with the kernel's peak, :class:`KernelPeak`), or an error
+  object with a :class:`ErrorCode`.
 
 Parsing raises :class:`ProtocolError`, whose text says what was wrong with the message.
 """
@@ -109,6 +110,41 @@ class Sample:
     rss_mapped_bytes: int | None
 
 
+class PeakSource(str, enum.Enum):
+    """Which window the kernel's peak of an activation covers (docs/monitor.md, Kernel peaks)."""
+
+    ACTIVATION = "activation"            # reset at the activation's start, read at its end
+    SINCE_CREATION = "since_creation"    # the container's peak from its creation to the read
+    UNAVAILABLE = "unavailable"          # no peak that covers the activation could be read
+
+    @property
+    def meaning(self) -> str:
+        return _PEAK_SOURCE_MEANINGS[self]
+
+
+_PEAK_SOURCE_MEANINGS = {
+    PeakSource.ACTIVATION: "the kernel's counter (v1 `memory.max_usage_in_bytes`, v2 `memory.peak`) was reset "
+                           "when the activation started and read when it ended: the container's highest memory "
+                           "usage during the activation",
+    PeakSource.SINCE_CREATION: "the counter was not reset (v2 before Linux 6.12, a monitor not allowed to write "
+                               "it, a start notice handled too late, or no notice delimited the activation): the "
+                               "container's highest usage from its creation to the activation's end (or to the "
+                               "query): an upper bound of the activation's peak",
+    PeakSource.UNAVAILABLE: "no counter value covers the activation: no answer from the monitor, no counter "
+                            "(v2 before Linux 5.19), a failed read, or a v1 counter already reset for another "
+                            "activation of the same container (several at once)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class KernelPeak:
+    """The kernel's own peak of an activation's container (v1 ``memory.max_usage_in_bytes``, v2
+    ``memory.peak``), in bytes, and the window it covers.  ``None`` = not measured."""
+
+    memory_bytes: int | None
+    source: PeakSource
+
+
 @dataclass(frozen=True, slots=True)
 class ActivationAnswer:
     activation: str
@@ -116,6 +152,8 @@ class ActivationAnswer:
     start_s: float | None
     end_s: float | None
     samples: tuple[Sample, ...]
+    #: None: the monitor did not say (an older monitor).
+    kernel_peak: KernelPeak | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,9 +306,13 @@ def encode_samples(samples: tuple[Sample, ...] | list[Sample]) -> bytes:
 
 
 def encode_activation(answer: ActivationAnswer) -> bytes:
-    return json.dumps({"activation": answer.activation, "container": answer.container,
-                       "start": answer.start_s, "end": answer.end_s,
-                       "samples": [sample_to_json(s) for s in answer.samples]}).encode()
+    message: dict[str, Any] = {"activation": answer.activation, "container": answer.container,
+                               "start": answer.start_s, "end": answer.end_s,
+                               "samples": [sample_to_json(s) for s in answer.samples]}
+    if answer.kernel_peak is not None:
+        message["kernel_peak"] = {"memory": answer.kernel_peak.memory_bytes,
+                                  "source": answer.kernel_peak.source.value}
+    return json.dumps(message).encode()
 
 
 def encode_error(code: ErrorCode, text: str) -> bytes:
@@ -313,4 +355,21 @@ def parse_answer(raw: bytes) -> tuple[Sample, ...] | ActivationAnswer | ErrorAns
     return ActivationAnswer(_string(value, "activation"), _string(value, "container"),
                             None if start is None else _number(value, "start"),
                             None if end is None else _number(value, "end"),
-                            tuple(_sample_from_json(item) for item in samples))
+                            tuple(_sample_from_json(item) for item in samples),
+                            _kernel_peak_from_json(value.get("kernel_peak")))
+
+
+def _kernel_peak_from_json(value: Any) -> KernelPeak | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ProtocolError(f"'kernel_peak' must be an object, got {_show(value)}")
+    memory = value.get("memory")
+    if memory is not None and (isinstance(memory, bool) or not isinstance(memory, int)):
+        raise ProtocolError(f"kernel_peak 'memory' must be an integer or null, got {_show(memory)}")
+    try:
+        source = PeakSource(value.get("source"))
+    except ValueError:
+        raise ProtocolError(f"kernel_peak 'source' must be one of {', '.join(s.value for s in PeakSource)}, "
+                            f"got {_show(value.get('source'))}") from None
+    return KernelPeak(memory, source)

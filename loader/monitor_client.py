@@ -24,6 +24,7 @@ from faasload.monitor_protocol import (
     ActivationQuery,
     ErrorAnswer,
     ErrorCode,
+    KernelPeak,
     ProtocolError,
     Sample,
     WindowQuery,
@@ -54,6 +55,8 @@ class MonitorAnswer:
     samples: tuple[ResourceSample, ...]
     status: ResourcesStatus
     reason: str = ""
+    #: The kernel's peak of the activation's container (None: the monitor did not say).
+    kernel_peak: KernelPeak | None = None
 
 
 _STATUS_OF_ERROR = {
@@ -179,6 +182,7 @@ def _interpret(answer) -> MonitorAnswer:
     if isinstance(answer, ErrorAnswer):
         return MonitorAnswer((), _STATUS_OF_ERROR[answer.code], answer.error)
     samples = answer.samples if isinstance(answer, ActivationAnswer) else answer
+    kernel_peak = answer.kernel_peak if isinstance(answer, ActivationAnswer) else None
     if not samples:
-        return MonitorAnswer((), ResourcesStatus.EMPTY, "no sample in the activation's window")
-    return MonitorAnswer(tuple(to_record(s) for s in samples), ResourcesStatus.OK)
+        return MonitorAnswer((), ResourcesStatus.EMPTY, "no sample in the activation's window", kernel_peak)
+    return MonitorAnswer(tuple(to_record(s) for s in samples), ResourcesStatus.OK, kernel_peak=kernel_peak)

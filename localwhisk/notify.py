@@ -3,6 +3,12 @@
 One JSON object per connection on a UNIX stream socket; connect and send within
 ``connect_timeout_s`` (≤ 50 ms), else drop the message (counted, logged at DEBUG).
 
+Every notice then waits, within the same timeout, for the monitor to close the connection, which
+it does once it has handled the notice: so the monitor has found a new container's cgroup before
+its first activation starts, an activation's start notice has reset the container's kernel peak
+counter (docs/monitor.md, Kernel peaks) before the action runs, and the end of one activation is
+handled before the start of the next.
+
 **Re-announcing after a monitor restart.**  A monitor that starts knows nothing of the containers
 that already run, and localwhisk's process containers are no Docker containers it could list.  So
 localwhisk tells it again: every live container of the pool (``run``, or ``run`` then ``pause``
@@ -12,9 +18,9 @@ monitor creates its socket when it starts (it unlinks a stale one and binds anew
 always changes it.  The identity is checked before every notice (a ``stat``, ~2 µs) and every
 ``WATCH_PERIOD_S`` by :class:`MonitorWatch`, so the monitor has the containers within that period
 of its start, before their next activation, and in any case before that activation's
-``activation_start`` reaches it.  The watch's re-announcement waits for the monitor to close each
-connection, which it does once it has applied the notice (``HANDLED_BUDGET_S`` at most in all),
-and an activation starting within ``SETTLE_S`` after a re-announcement waits for the rest, so that
+``activation_start`` reaches it.  A re-announcement waits for the monitor to have handled its
+notices too, outside the ordering lock (the watch's ``HANDLED_BUDGET_S`` at most in all, one on
+the way of a notice the connect timeout), and an activation starting within ``SETTLE_S`` after a re-announcement waits for the rest, so that
 the monitor has a sample of its container from before its start (the baseline of its answer).
 A failed send forgets the identity, so the next success re-announces; a failed re-announcement
 to the same monitor is retried ``RETRY_S`` later (a new one at once), so a stuck monitor costs a
@@ -106,10 +112,15 @@ class MonitorNotifier:
         return self._deliver(message)
 
     def _deliver(self, message: dict) -> bool:
+        """Send one message and wait (within the timeout) for the monitor to have handled it."""
+        deadline_s = time.monotonic() + self.timeout_s
         sock = self._send(message)
         if sock is None:
             return False
-        sock.close()
+        try:
+            _wait_closed([sock], deadline_s)
+        finally:
+            sock.close()
         return True
 
     def _send(self, message: dict) -> socket.socket | None:
@@ -146,11 +157,12 @@ class MonitorNotifier:
         failed_identity, retry_at_s = self._failed
         return identity != failed_identity or time.monotonic() >= retry_at_s
 
-    def check_monitor(self, wait_handled: bool = False) -> bool:
+    def check_monitor(self, wait_handled_s: float | None = None) -> bool:
         """Re-announce the live containers if the monitor at the socket is not the one that last
-        received them; True when it did (and every notice went through).  ``wait_handled``: then
-        wait (``HANDLED_BUDGET_S`` at most, without holding up other notices) for the monitor to
-        have applied them (the watch thread does; a notice on its way does not wait)."""
+        received them; True when it did (and every notice went through).  Then wait, without
+        holding up other notices, for the monitor to have handled them: ``wait_handled_s`` at most
+        in all (the watch passes ``HANDLED_BUDGET_S``), the connect timeout by default."""
+        wait_s = self.timeout_s if wait_handled_s is None else wait_handled_s
         if not self.socket_path or self.live_containers is None or not self._due():
             return False
         sent: list[socket.socket] = []
@@ -171,9 +183,9 @@ class MonitorNotifier:
                     self._announced_to = identity
                     self.reannouncements += 1
                     if live:  # activations wait (activation()) until the monitor has sampled them
-                        self._settled_at_s = time.monotonic() + (HANDLED_BUDGET_S if wait_handled else 0) + SETTLE_S
-            if wait_handled and live:
-                _wait_for_close(sent, HANDLED_BUDGET_S)
+                        self._settled_at_s = time.monotonic() + wait_s + SETTLE_S
+            if live:
+                _wait_closed(sent, time.monotonic() + wait_s)
                 with self._lock:
                     self._settled_at_s = time.monotonic() + SETTLE_S
         finally:
@@ -205,19 +217,19 @@ class MonitorNotifier:
                               "date": date_s})
 
 
-def _wait_for_close(socks: list[socket.socket], timeout_s: float) -> None:
-    """Wait until the monitor closed every connection (it has applied their messages)."""
-    deadline_s = time.monotonic() + timeout_s
+def _wait_closed(socks: list[socket.socket], deadline_s: float) -> None:
+    """Until the monitor closed every connection, having handled their notices (it answers nothing
+    on this socket); a timeout is not a failure: the notice was delivered, the monitor is only slow."""
     for sock in socks:
         try:
-            while (remaining_s := deadline_s - time.monotonic()) > 0:
-                sock.settimeout(remaining_s)
+            while True:
+                sock.settimeout(max(0.0005, deadline_s - time.monotonic()))
                 if not sock.recv(64):
                     break
-            else:
-                LOG.debug("the monitor did not apply a re-announcement within %.2f s", timeout_s)
-                return
-        except OSError:  # reset, or timed out: applied or not, nothing more to learn
+        except TimeoutError:
+            LOG.debug("monitor slow to handle a notification (past its wait)")
+            return
+        except OSError:  # reset: nothing more to learn
             return
 
 
@@ -238,7 +250,7 @@ class MonitorWatch:
     def tick(self) -> None:
         for notifier in self.notifiers:
             try:
-                notifier.check_monitor(wait_handled=True)
+                notifier.check_monitor(HANDLED_BUDGET_S)
             except Exception:  # noqa: BLE001 (a broken snapshot must not end the watch)
                 LOG.exception("re-announcing containers to the monitor at %s failed", notifier.socket_path)
 

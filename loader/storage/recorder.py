@@ -15,6 +15,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from faasload.monitor_protocol import KernelPeak, PeakSource
 from loader.monitor_client import MonitorAnswer
 from loader.plan import PlannedInvocation
 from loader.platform.client import InvokeOutcome, InvokeStatus
@@ -26,6 +27,8 @@ from loader.storage.writer import StoreWriter
 log = logging.getLogger(__name__)
 
 OnStored = Callable[[PlannedInvocation, RunStatus], None]
+#: The kernel peak of a run the monitor gave none for (no answer, an error, an older monitor).
+UNMEASURED_PEAK = KernelPeak(None, PeakSource.UNAVAILABLE)
 
 _INVOKE_STATUS = {InvokeStatus.THROTTLED: RunStatus.THROTTLED, InvokeStatus.HTTP_ERROR: RunStatus.HTTP_ERROR,
                   InvokeStatus.CONNECTION_ERROR: RunStatus.CONNECTION_ERROR}
@@ -161,6 +164,9 @@ class Recorder:
             fields["resources_status"] = resources.status.value
             if resources.reason:
                 fields["resources_reason"] = resources.reason
+            kernel_peak = resources.kernel_peak or UNMEASURED_PEAK
+            fields["kernel_peak_memory_bytes"] = kernel_peak.memory_bytes
+            fields["kernel_peak_source"] = kernel_peak.source.value
             if resources.samples:
                 items.append(RunResources(self.key(invocation), tuple(resources.samples)))
                 memory = [s.memory_bytes for s in resources.samples if s.memory_bytes is not None]
