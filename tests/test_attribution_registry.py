@@ -23,9 +23,10 @@ from monitor import attribution
 from monitor.cgroups import CgroupV2Reader
 from monitor.discovery import Discovery
 from monitor.docker_events import DockerEvents, Recogniser, is_frozen
+from monitor.handlers import Handlers
 from monitor.registry import Registry, State
 from monitor.sampler import Sampler
-from monitor.servers import Handlers, ReadOutcome
+from monitor.servers import ReadOutcome
 
 V2 = Path(__file__).parent / "fixtures_data" / "cgroup_v2"
 A = "4f1c3a9e0b7d2c8e5a6f1b3d9c0e7a2b4d6f8a1c3e5b7d9f0a2c4e6b8d0f1a3c"
