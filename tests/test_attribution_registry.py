@@ -10,6 +10,7 @@ from faasload.clock import FakeClock
 from faasload.monitor_protocol import (
     ActivationNotice,
     ActivationQuery,
+    BatchQuery,
     Boundary,
     ContainerNotice,
     ErrorAnswer,
@@ -231,10 +232,12 @@ def test_activation_started_before_the_monitor_watched_is_monitor_down(world):
     down = ask(query(start_s=before_s, end_s=clock.epoch_s() + 0.01))
     assert isinstance(down, ErrorAnswer) and down.code is ErrorCode.MONITOR_DOWN
     assert "before the monitor watched" in down.error
-    # bound by its end notice only (its start notice went to no monitor)
+    # bound by its end notice only (its start notice went to no monitor); in a batch too
     registry.apply(ActivationNotice(Boundary.END, A, ACT, clock.epoch_s() + 0.01))
     down = ask(query(start_s=before_s, end_s=clock.epoch_s() + 0.01))
     assert isinstance(down, ErrorAnswer) and down.code is ErrorCode.MONITOR_DOWN
+    (in_batch,) = ask(BatchQuery((query(start_s=before_s, end_s=clock.epoch_s() + 0.01),))).answers
+    assert isinstance(in_batch, ErrorAnswer) and in_batch.code is ErrorCode.MONITOR_DOWN
     # an activation that started once the monitor watched is answered
     registry.apply(ActivationNotice(Boundary.START, A, ACT, clock.epoch_s()))
     sampler.tick()
