@@ -73,9 +73,10 @@ need_apt=()
 if ! "$BASE_PY" -c 'import ensurepip, venv' >/dev/null 2>&1; then
     if [ "$BASE_PY" = /usr/bin/python3 ]; then need_apt+=(python3-venv); else need_apt+=("python$base_version-venv"); fi
 fi
-command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
+# (dockerd is in /usr/sbin, which is not on an unprivileged user's PATH)
+command -v dockerd >/dev/null 2>&1 || [ -x /usr/sbin/dockerd ] || need_apt+=(docker.io)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
-if [ -n "$for_tests" ] && ! command -v chromium >/dev/null 2>&1; then
+if [ "$for_tests" -eq 1 ] && ! command -v chromium >/dev/null 2>&1; then
     need_apt+=(chromium fonts-dejavu-core)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -123,4 +124,12 @@ if ! stamped project "$project_key"; then
     printf 'project %s\n' "$project_key" >>"$STAMP.new"
     mv "$STAMP.new" "$STAMP"
 fi
+# The checkout as a path entry too, besides the editable install's import hook: Python searches
+# the path entries first, and there a directory named like a package of ours in the current
+# directory (the checkout itself, cloned as ~/faasload, when you are in ~; a systemd unit runs in
+# ~) would otherwise be taken for an empty namespace package: "cannot import name ... (unknown
+# location)". A path entry holding the real package wins over such a directory.
+site_packages=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+[ "$(cat "$site_packages/faasload-checkout.pth" 2>/dev/null)" = "$ROOT" ] \
+    || printf '%s\n' "$ROOT" >"$site_packages/faasload-checkout.pth"
 log "ready in $SECONDS s: $VENV (run FaaSLoad with $VENV/bin/python -m loader, or put $VENV/bin on the PATH)"
