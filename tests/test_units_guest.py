@@ -26,7 +26,8 @@ import yaml
 from faasload.cgroup_delegation import systemd_running
 from tests.slowness import scaled_s
 
-pytestmark = pytest.mark.vm
+# A minute or two in the guest when it is quiet; a loaded host makes it several times longer.
+pytestmark = [pytest.mark.vm, pytest.mark.timeout(scaled_s(90))]
 
 ROOT = Path(__file__).resolve().parent.parent
 HOME = Path.home()
@@ -144,7 +145,7 @@ def test_units_run_an_injection_under_the_users_systemd():
         journal = _journal()
         warnings = _journal("-p", "warning")
         print("\n".join(["journalctl --user -u faasload-loader:", *journal,
-                         "journalctl --user -u faasload-loader -p warning:", *warnings, *timings]))
+                         "journalctl --user -u faasload-loader -p warning:", *warnings]))
 
         assert state_now["Result"] == "success" and state_now["ExecMainStatus"] == "0", \
             f"{state_now}\n" + "\n".join(journal)
@@ -152,6 +153,8 @@ def test_units_run_an_injection_under_the_users_systemd():
         ended = [line for line in journal if " ended: " in line and line.startswith("INFO loader.experiment: experiment ")]
         assert ended and ended[-1].endswith(f"ended: success {INVOCATIONS}"), "\n".join(journal)
         assert any(line.startswith("experiment '") and "(id " in line for line in journal), "\n".join(journal)
+        # the monitor unit sampled every activation (localwhisk notified its socket)
+        assert f"monitor resources: ok {INVOCATIONS} (0 activations without samples)" in journal, "\n".join(journal)
         empty_trace = f"{traces / 'alice-audio_gain-256-empty'}: no invocation (empty trace)"
         assert any(line.endswith(empty_trace) for line in warnings), "\n".join(warnings)
         assert not any(line.startswith("INFO ") for line in warnings), "\n".join(warnings)
