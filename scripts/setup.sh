@@ -17,7 +17,8 @@
 # * Python packages: every version and hash of Pipfile.lock ([packages] and, unless --no-dev,
 #   [dev-packages]) with `pip install --require-hashes`, then FaaSLoad itself as an editable
 #   install (`python -m loader` from any directory; console scripts faasload-loader,
-#   faasload-monitor, localwhisk in VENV_DIR/bin).
+#   faasload-monitor, localwhisk in VENV_DIR/bin), plus the checkout as a path entry
+#   (faasload-checkout.pth, see below).
 # * Idempotent: a stamp in VENV_DIR records the interpreter, the lock and pyproject.toml; when
 #   they are unchanged a second run changes nothing. A changed lock or interpreter rebuilds the
 #   environment from scratch, so it never holds packages the lock dropped.

@@ -64,8 +64,12 @@ def _unit(name: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in shown.stdout.splitlines() if "=" in line)
 
 
+def _journal_of(unit: str, *args: str) -> list[str]:
+    return _run("journalctl", "--user", "-u", unit, "--no-pager", "-o", "cat", *args).stdout.splitlines()
+
+
 def _journal(*args: str) -> list[str]:
-    return _run("journalctl", "--user", "-u", "faasload-loader", "--no-pager", "-o", "cat", *args).stdout.splitlines()
+    return _journal_of("faasload-loader", *args)
 
 
 def _copy_checkout() -> None:
@@ -141,11 +145,12 @@ def test_units_run_an_injection_under_the_users_systemd():
             assert time.monotonic() < deadline, f"the loader unit still runs: {state_now}\n" + "\n".join(_journal())
             time.sleep(1)
         lap("systemctl --user start: the loader unit ended")
-        monitor = _unit("faasload-monitor")
+        monitor = _unit("faasload-monitor")  # Type=notify: active only once it sent READY=1
         journal = _journal()
         warnings = _journal("-p", "warning")
         print("\n".join(["journalctl --user -u faasload-loader:", *journal,
-                         "journalctl --user -u faasload-loader -p warning:", *warnings]))
+                         "journalctl --user -u faasload-loader -p warning:", *warnings,
+                         "journalctl --user -u faasload-monitor:", *_journal_of("faasload-monitor")]))
 
         assert state_now["Result"] == "success" and state_now["ExecMainStatus"] == "0", \
             f"{state_now}\n" + "\n".join(journal)
