@@ -2,7 +2,8 @@
 
 32 bytes per sample (epoch seconds as float64, memory/RSS+mapped bytes and CPU ns as int64,
 ``-1`` standing for "not measured").  Whole chunks older than ``maxage_s`` are dropped, and the
-buffer never holds more than ``max_samples``; the sampler appends, queries copy out under a lock.
+buffer never holds more than ``max_samples``; the sampler appends under a lock, queries take
+references to the chunks under it and copy out only the samples of their window.
 """
 
 from __future__ import annotations
@@ -63,12 +64,14 @@ class SampleBuffer:
         with self._lock:
             return 0 if not self._dates else (len(self._dates) - 1) * CHUNK_SAMPLES + self._fill
 
-    def _snapshot(self) -> tuple[np.ndarray, np.ndarray]:
+    def _chunks(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """References to the chunks (no sample copied), the last one cut at its fill.  Safe to read
+        without the lock: samples before the fill are never rewritten, dropped chunks stay alive."""
         with self._lock:
             if not self._dates:
-                return np.empty(0), np.empty((0, 3), dtype=np.int64)
-            dates = np.concatenate(self._dates)[: (len(self._dates) - 1) * CHUNK_SAMPLES + self._fill]
-            values = np.concatenate(self._values)[: len(dates)]
+                return [], []
+            dates, values, fill = list(self._dates), list(self._values), self._fill
+        dates[-1], values[-1] = dates[-1][:fill], values[-1][:fill]
         return dates, values
 
     def latest_date_s(self) -> float | None:
@@ -79,14 +82,35 @@ class SampleBuffer:
 
     def window(self, start_s: float, end_s: float, *, bracket: bool = False) -> tuple[Sample, ...]:
         """Samples with ``start_s <= date <= end_s`` (plus, with ``bracket``, the last one before
-        and the first one after), CPU relative to the first returned sample that has CPU."""
-        dates, values = self._snapshot()
-        lo = int(np.searchsorted(dates, start_s, side="left"))
-        hi = int(np.searchsorted(dates, end_s, side="right"))
+        and the first one after), CPU relative to the first returned sample that has CPU.
+
+        Looks the window up chunk by chunk and copies only its samples, not the whole buffer."""
+        dates, values = self._chunks()
+        if not dates:
+            return ()
+        lasts = np.fromiter((chunk[-1] for chunk in dates), dtype=np.float64, count=len(dates))
+        total = (len(dates) - 1) * CHUNK_SAMPLES + len(dates[-1])
+        lo = _position(dates, lasts, start_s, "left", total)
+        hi = _position(dates, lasts, end_s, "right", total)
         if bracket:
             lo = max(0, lo - 1)
-            hi = min(len(dates), hi + 1)
-        return _samples(dates[lo:hi], values[lo:hi])
+            hi = min(total, hi + 1)
+        if hi <= lo:
+            return ()
+        first, last = lo // CHUNK_SAMPLES, (hi - 1) // CHUNK_SAMPLES
+        offset = first * CHUNK_SAMPLES
+        window_dates = np.concatenate(dates[first:last + 1])[lo - offset:hi - offset]
+        window_values = np.concatenate(values[first:last + 1])[lo - offset:hi - offset]
+        return _samples(window_dates, window_values)
+
+
+def _position(dates: list[np.ndarray], lasts: np.ndarray, date_s: float, side: str, total: int) -> int:
+    """Where ``date_s`` goes in the chunks taken as one sorted series (``np.searchsorted`` of their
+    concatenation): every chunk but the last holds ``CHUNK_SAMPLES``."""
+    chunk = int(np.searchsorted(lasts, date_s, side=side))  # type: ignore[call-overload]
+    if chunk == len(dates):
+        return total
+    return chunk * CHUNK_SAMPLES + int(np.searchsorted(dates[chunk], date_s, side=side))  # type: ignore[call-overload]
 
 
 def _samples(dates: np.ndarray, values: np.ndarray) -> tuple[Sample, ...]:

@@ -113,9 +113,10 @@ class NotRegularFile(OSError):
     """A cgroup "file" that is a FIFO, a device, a directory...: never read."""
 
 
-def open_regular(path: Path) -> int:
-    """A read-only descriptor of the regular file ``path``; never blocks, even on a FIFO."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+def open_regular(path: Path, access: int = os.O_RDONLY) -> int:
+    """A descriptor of the regular file ``path`` (read-only, or ``access``: ``os.O_RDWR``);
+    never blocks, even on a FIFO."""
+    fd = os.open(path, access | os.O_CLOEXEC | os.O_NONBLOCK)
     try:
         regular = stat.S_ISREG(os.fstat(fd).st_mode)
     except OSError:

@@ -24,9 +24,10 @@ from .cgroups import make_reader
 from .config import MonitorConfig
 from .discovery import Discovery, docker_inspector
 from .docker_events import DockerEvents, Recogniser, client_factory
+from .handlers import Handlers
 from .registry import Registry
 from .sampler import Sampler
-from .servers import Handlers, MessageServer
+from .servers import MessageServer
 from .tcp_server import TcpMeasurementServer
 
 log = logging.getLogger("monitor")

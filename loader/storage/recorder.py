@@ -15,7 +15,8 @@ import logging
 import threading
 from collections.abc import Callable
 
-from loader.monitor_client import MonitorAnswer
+from faasload.monitor_protocol import KernelPeak, PeakSource
+from loader.monitor_client import MonitorAnswer, ResourcesStatus
 from loader.plan import PlannedInvocation
 from loader.platform.client import InvokeOutcome, InvokeStatus
 from loader.storage.activation_fields import completion_fields
@@ -26,6 +27,8 @@ from loader.storage.writer import StoreWriter
 log = logging.getLogger(__name__)
 
 OnStored = Callable[[PlannedInvocation, RunStatus], None]
+#: The kernel peak of a run the monitor gave none for (no answer, an error, an older monitor).
+UNMEASURED_PEAK = KernelPeak(None, PeakSource.UNAVAILABLE)
 
 _INVOKE_STATUS = {InvokeStatus.THROTTLED: RunStatus.THROTTLED, InvokeStatus.HTTP_ERROR: RunStatus.HTTP_ERROR,
                   InvokeStatus.CONNECTION_ERROR: RunStatus.CONNECTION_ERROR}
@@ -147,27 +150,54 @@ class Recorder:
                        outstanding=dispatched)
 
     def completed(self, invocation: PlannedInvocation, activation_id: str | None, record: dict | None,
-                  reason: str | None, resources: MonitorAnswer | None = None, invoker: str | None = None) -> None:
+                  reason: str | None, resources: MonitorAnswer | None = None, invoker: str | None = None) -> RunStatus:
         """The activation record (or None: lost with ``reason``) and the monitor's answer for it (None: not
-        asked); ``invoker`` ran it (its user event's ``source``; None without an event)."""
+        asked; ``pending``: asked, :meth:`resources_arrived` adds it later); ``invoker`` ran it (its user
+        event's ``source``; None without an event).  Returns the run's terminal status."""
         if record is None:
             update = self._base(invocation, RunStatus.LOST, status_reason=reason, activation_id=activation_id,
                                 invoker=invoker)
             self._terminal(invocation, RunStatus.LOST, [update])
-            return
+            return RunStatus.LOST
         fields = completion_fields(record)
-        items, peak = [], None
+        items: list = []
+        peak = None
         if resources is not None:
             fields["resources_status"] = resources.status.value
             if resources.reason:
                 fields["resources_reason"] = resources.reason
-            if resources.samples:
-                items.append(RunResources(self.key(invocation), tuple(resources.samples)))
-                memory = [s.memory_bytes for s in resources.samples if s.memory_bytes is not None]
-                peak = max(memory) if memory else None
+            if resources.status is not ResourcesStatus.PENDING:  # the answer brings them
+                fields.update(_kernel_peak_fields(resources))
+            items, peak = self._samples(invocation, resources)
         status = fields.pop("status")
         update = self._base(invocation, status, activation_id=activation_id, invoker=invoker, **fields)
         self._terminal(invocation, status, [update] + items, duration_ms=fields["duration_ms"],
                        wait_time_ms=fields["wait_time_ms"], cold_start=fields["cold_start"],
                        peak_memory_bytes=peak, has_record=True,
                        resources_status=fields.get("resources_status"))
+        return status
+
+    def resources_arrived(self, invocation: PlannedInvocation, status: RunStatus, resources: MonitorAnswer) -> None:
+        """The monitor's answer for a run already recorded ``status`` with resources ``pending``: the
+        same row gets the answer's status and reason (an update of its key), and its samples."""
+        late = "answered after completion:resources_wait_s (the row was written first, then updated)"
+        update = self._base(invocation, status, resources_status=resources.status.value,
+                            resources_reason=f"{resources.reason}; {late}" if resources.reason else late,
+                            **_kernel_peak_fields(resources))
+        items, peak = self._samples(invocation, resources)
+        for item in [update] + items:
+            self.sink.write(item)
+        self.stats.record_late_resources(invocation.action, resources.status.value, peak)
+
+    def _samples(self, invocation: PlannedInvocation, resources: MonitorAnswer) -> tuple[list, int | None]:
+        """The answer's samples as an item (none without samples), and their peak memory."""
+        if not resources.samples:
+            return [], None
+        memory = [s.memory_bytes for s in resources.samples if s.memory_bytes is not None]
+        return [RunResources(self.key(invocation), tuple(resources.samples))], max(memory) if memory else None
+
+
+def _kernel_peak_fields(resources: MonitorAnswer) -> dict:
+    """The run columns of the kernel's peak in the monitor's answer (unavailable when it gave none)."""
+    kernel_peak = resources.kernel_peak or UNMEASURED_PEAK
+    return {"kernel_peak_memory_bytes": kernel_peak.memory_bytes, "kernel_peak_source": kernel_peak.source.value}
