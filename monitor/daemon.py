@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 
-from faasload import dockerd
+from faasload import dockerd, sd_notify
 from faasload.cli import EXIT_OK
 from faasload.clock import Clock, RealClock
 from faasload.config import ConfigError
@@ -155,6 +155,15 @@ class _StopFlag:
         self.event.set()
 
 
+def _tell_systemd_ready() -> None:
+    """The sockets answer: a ``Type=notify`` unit (systemd/faasload-monitor.service) is started."""
+    try:
+        if sd_notify.notify_ready():
+            log.info("told systemd the monitor is ready")
+    except OSError as exc:
+        log.warning("cannot tell systemd the monitor is ready ($NOTIFY_SOCKET): %s", exc)
+
+
 def run(config: MonitorConfig) -> int:
     """Run the monitor until SIGINT or SIGTERM; return the exit code."""
     if not config.enabled:
@@ -168,6 +177,7 @@ def run(config: MonitorConfig) -> int:
         # cost 3% of a core (docs/performance.md).
         monitor = Monitor(config, RealClock(spin_s=0.0))
         monitor.start()
+        _tell_systemd_ready()
         try:
             while not flag.event.wait(HOUSEKEEPING_PERIOD_S):
                 monitor.housekeeping()
