@@ -42,6 +42,8 @@ class ErrorCode(str, enum.Enum):
     UNKNOWN_ACTIVATION = "unknown_activation"
     AMBIGUOUS = "ambiguous"
     TOO_LARGE = "too_large"
+    #: the monitor was not watching when the activation started (down, or still starting)
+    MONITOR_DOWN = "monitor_down"
 
 
 class ProtocolError(ValueError):

@@ -52,7 +52,7 @@ class ResourcesStatus(str, enum.Enum):
     EMPTY = "empty"                # the monitor knows the activation but has no sample in its window
     UNKNOWN = "unknown"            # the monitor knows neither the activation nor its container
     AMBIGUOUS = "ambiguous"        # the monitor cannot tell which container ran it
-    MONITOR_DOWN = "monitor_down"  # no answer: socket absent, refused, or timed out
+    MONITOR_DOWN = "monitor_down"  # no answer (socket absent, refused, timed out), or the monitor was down when it started
     ERROR = "error"                # the monitor refused the request, or answered nonsense
     PENDING = "pending"            # the row was written before the answer came (completion:resources_wait_s)
 
@@ -72,6 +72,7 @@ _STATUS_OF_ERROR = {
     ErrorCode.AMBIGUOUS: ResourcesStatus.AMBIGUOUS,
     ErrorCode.BAD_REQUEST: ResourcesStatus.ERROR,
     ErrorCode.TOO_LARGE: ResourcesStatus.ERROR,
+    ErrorCode.MONITOR_DOWN: ResourcesStatus.MONITOR_DOWN,
 }
 
 

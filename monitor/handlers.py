@@ -48,6 +48,9 @@ class Handlers:
         self.resolution_s = resolution_s
         self.attribution_slack_s = attribution_slack_s
         self.epoch_s = clock_epoch_s
+        #: From when the monitor sees everything (epoch s): set once its start-up discovery is done
+        #: (monitor/daemon.py).  An activation that started before it has no samples of its start.
+        self.watching_since_s = 0.0
         self.notifications = 0
         self.dropped_notifications = 0
         self.queries = 0
@@ -102,6 +105,7 @@ class Handlers:
         """The answer to one query (raises :class:`ProtocolError`); ``wait``: for the sample after a recent end."""
         if isinstance(query, WindowQuery):
             return self.registry.window(query.container, query.start_s, query.end_s)
+        self._check_watched(query)
         if wait:
             end_s = self._end_s(query)
             if end_s is not None:
@@ -113,6 +117,21 @@ class Handlers:
                 raise
         # no notice bound it: attribution by name and running stretch (monitor/attribution.py)
         return attribution.answer(self.registry, query, slack_s=self.attribution_slack_s)
+
+    def _check_watched(self, query: ActivationQuery) -> None:
+        """Refuse (``monitor_down``) an activation that started before the monitor watched: it ran,
+        at least in part, while the monitor was down or still starting, so samples of its start
+        cannot exist.  Its start: its start notice, else the query's ``start_ms``."""
+        try:
+            start_s = self.registry.activation_binding(query.activation).start_s
+        except ProtocolError:
+            start_s = None
+        if start_s is None and query.start_ms is not None:
+            start_s = query.start_ms / 1000
+        if start_s is not None and start_s < self.watching_since_s:
+            raise ProtocolError(f"activation {query.activation} started at {start_s:.3f}, before the monitor "
+                                f"watched (since {self.watching_since_s:.3f}): it was down or starting",
+                                ErrorCode.MONITOR_DOWN)
 
     def _batch(self, batch: BatchQuery) -> BatchAnswer:
         """Every query of the batch, after one wait for the sample after the latest end."""

@@ -197,6 +197,19 @@ class Registry:
         with self._lock:
             entry = self._entry(notice.container, State.PAUSED)
             self._set_state(entry, State.PAUSED, at_s)
+            first_seen_paused = entry.handle is None and not entry.reads
+            hint = entry.hint
+        if first_seen_paused:  # e.g. listed paused at start-up: ready when it resumes, with a baseline
+            self._resolve(entry, hint)
+            self._sample_frozen(entry)
+
+    def _sample_frozen(self, entry: Container) -> None:
+        """One sample of a paused container (its counters do not move while it is frozen): the
+        last sample before its next activation, as the sample before its pause would have been."""
+        handle = entry.handle
+        if handle is not None and entry.state is State.PAUSED:
+            entry.buffer.append(self.clock.epoch_s(), handle.read(with_stat=True))
+            entry.reads += 1
 
     def on_resume(self, notice: ContainerNotice, at_s: float | None = None) -> None:
         self.on_run(notice, at_s)

@@ -14,6 +14,7 @@ import collections
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from faasload.monitor_protocol import KernelPeak, PeakSource
 from loader.monitor_client import MonitorAnswer, ResourcesStatus
@@ -55,6 +56,15 @@ class DurableSink:
             self._written += 1
             if on_committed is not None:
                 self._callbacks.append((self._written, on_committed))
+
+    def write_many(self, writes: list[tuple[Any, Callable[[], None] | None]]) -> None:
+        """:meth:`write` for several ``(item, on_committed)`` at once, in order, under one lock."""
+        with self._lock:
+            self.writer.write_many([item for item, _ in writes])
+            for _, on_committed in writes:
+                self._written += 1
+                if on_committed is not None:
+                    self._callbacks.append((self._written, on_committed))
 
     def fire(self) -> int:
         """Call the callbacks of every committed item; return how many ran."""
@@ -104,16 +114,19 @@ class Recorder:
         return RunUpdate(self.key(invocation), invocation.user, invocation.action, invocation.planned_offset_us,
                          status, input_object=invocation.input_object, **fields)
 
+    def _stored_callback(self, invocation: PlannedInvocation, status: RunStatus) -> Callable[[], None] | None:
+        if self.on_stored is None:
+            return None
+        on_stored = self.on_stored
+        def callback():
+            on_stored(invocation, status)
+        return callback
+
     def _terminal(self, invocation: PlannedInvocation, status: RunStatus, items: list, *,
                   outstanding: bool = True, **stats) -> None:
-        callback = None
-        if self.on_stored is not None:
-            on_stored = self.on_stored
-            def callback():
-                on_stored(invocation, status)
         for item in items[:-1]:
             self.sink.write(item)
-        self.sink.write(items[-1], callback)
+        self.sink.write(items[-1], self._stored_callback(invocation, status))
         self.stats.record_terminal(invocation.action, status, **stats)
         if outstanding:
             with self._lock:
@@ -123,18 +136,40 @@ class Recorder:
 
     def sent(self, invocation: PlannedInvocation, sent_offset_us: int, outcome: InvokeOutcome) -> None:
         """The invoke answer: ``sent`` with the activation id, or a terminal invoke failure."""
-        lateness_us = sent_offset_us - invocation.planned_offset_us
-        self.stats.record_sent(lateness_us)
-        common = dict(sent_offset_us=sent_offset_us, lateness_us=lateness_us,
-                      invoke_http_status=outcome.http_status, invoke_attempts=outcome.attempts)
-        parameters = RunParameters(self.key(invocation), invocation.parameters)
-        if outcome.status is InvokeStatus.ACCEPTED:
-            self.sink.write(self._base(invocation, RunStatus.SENT, activation_id=outcome.activation_id, **common))
-            self.sink.write(parameters)
+        self.sent_batch([(invocation, sent_offset_us, outcome)])
+
+    def sent_batch(self, answers: list[tuple[PlannedInvocation, int, InvokeOutcome]]) -> None:
+        """:meth:`sent` for several answers, written to the sink at once (one lock, one writer call)."""
+        writes: list[tuple[Any, Callable[[], None] | None]] = []
+        failed: list[tuple[PlannedInvocation, RunStatus]] = []
+        for invocation, sent_offset_us, outcome in answers:
+            lateness_us = sent_offset_us - invocation.planned_offset_us
+            self.stats.record_sent(lateness_us)
+            key = self.key(invocation)
+            parameters = RunParameters(key, invocation.parameters)
+            if outcome.status is InvokeStatus.ACCEPTED:
+                writes.append((RunUpdate(key, invocation.user, invocation.action, invocation.planned_offset_us,
+                                         RunStatus.SENT, input_object=invocation.input_object,
+                                         sent_offset_us=sent_offset_us, lateness_us=lateness_us,
+                                         invoke_http_status=outcome.http_status, invoke_attempts=outcome.attempts,
+                                         activation_id=outcome.activation_id), None))
+                writes.append((parameters, None))
+                continue
+            status = _INVOKE_STATUS[outcome.status]
+            update = self._base(invocation, status, status_reason=outcome.reason, sent_offset_us=sent_offset_us,
+                                lateness_us=lateness_us, invoke_http_status=outcome.http_status,
+                                invoke_attempts=outcome.attempts)
+            writes.append((update, None))
+            writes.append((parameters, self._stored_callback(invocation, status)))
+            failed.append((invocation, status))
+        if not writes:
             return
-        status = _INVOKE_STATUS[outcome.status]
-        update = self._base(invocation, status, status_reason=outcome.reason, **common)
-        self._terminal(invocation, status, [update, parameters])
+        self.sink.write_many(writes)
+        for invocation, status in failed:  # counted once written, as _terminal does
+            self.stats.record_terminal(invocation.action, status)
+        if failed:
+            with self._lock:
+                self._outstanding -= len(failed)
 
     def cancelled(self, invocation: PlannedInvocation, reason: str, *, dispatched: bool) -> None:
         """Never sent: the run was stopped first (a ``cancelled`` row, or only a count with ``record_unsent`` off)."""

@@ -201,6 +201,15 @@ class StoreWriter:
             self._pending += 1
         self._queue.put((time.monotonic(), item))
 
+    def write_many(self, items: list[Item]) -> None:
+        """:meth:`write` for several items (one count update and one time for all)."""
+        self._raise_failure()
+        with self._pending_lock:
+            self._pending += len(items)
+        written_s = time.monotonic()
+        for item in items:
+            self._queue.put((written_s, item))
+
     def flush(self, timeout_s: float | None = None) -> bool:
         """Wait until everything written so far is committed; False on timeout."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
