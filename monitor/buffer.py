@@ -28,8 +28,10 @@ The writer fills a record with one ``struct.pack_into`` through a byte view of t
 
 Memory ordering (why readers need no lock)
 ------------------------------------------
-One writer, the sampler thread, calls :meth:`SampleBuffer.append`: it writes sample ``count``'s
-record, and only then publishes it by storing ``count + 1`` in ``count``.  Both happen with the
+One writer at a time calls :meth:`SampleBuffer.append`: the sampler thread while the container
+runs (and the registry, under its lock, for the one sample of a container first seen paused,
+which the sampler does not sample).  It writes sample ``count``'s record, and only then
+publishes it by storing ``count + 1`` in ``count``.  Both happen with the
 GIL held, and taking and releasing the GIL are full memory barriers (a mutex and atomics in
 CPython), so a reader thread that reads ``count`` (with the GIL) sees the records of every sample
 below it.  A reader cannot know whether the writer is in the middle of an append (between two
@@ -74,8 +76,8 @@ class SampleBuffer:
         self.oldest = 0
 
     def append(self, date_s: float, memory_bytes: int, cpu_ns: int, rss_mapped_bytes: int) -> None:
-        """Add a sample (values in the fields' units, ``NOT_MEASURED`` for None).  Only the
-        sampler thread calls this: one writer (see the module's memory-ordering note)."""
+        """Add a sample (values in the fields' units, ``NOT_MEASURED`` for None).  One writer at a
+        time (see the module's memory-ordering note)."""
         count = self.count
         self._pack(self._bytes, count % self.capacity * 32, date_s, memory_bytes, cpu_ns, rss_mapped_bytes)
         self.count = count + 1  # publishes the sample

@@ -207,9 +207,16 @@ class Registry:
         """One sample of a paused container (its counters do not move while it is frozen): the
         last sample before its next activation, as the sample before its pause would have been."""
         handle = entry.handle
-        if handle is not None and entry.state is State.PAUSED:
-            entry.buffer.append(self.clock.epoch_s(), handle.read(with_stat=True))
-            entry.reads += 1
+        if handle is None:
+            return
+        date_s = self.clock.epoch_s()
+        memory, cpu, rss_mapped = handle.sample(True)
+        with self._lock:
+            # The buffer has one writer at a time: paused, the container is not the sampler's
+            # (it samples running ones), and it cannot become running while we hold the lock.
+            if entry.state is State.PAUSED:
+                entry.buffer.append(date_s, memory, cpu, rss_mapped)
+                entry.reads += 1
 
     def on_resume(self, notice: ContainerNotice, at_s: float | None = None) -> None:
         self.on_run(notice, at_s)

@@ -203,3 +203,17 @@ def test_memory_stat_is_read_every_nth_tick_only(tree):
     samples = registry.window(DOCKER, start, start + 1)
     assert [s.rss_mapped_bytes is not None for s in samples] == [True, False, False, True, False, False, True]
     assert all(s.memory_bytes is not None and s.cpu_ns is not None for s in samples)
+
+
+def test_container_first_seen_paused_gets_one_sample_then_the_sampler_takes_over(tree):
+    clock, registry, sampler = build(tree)
+    start = clock.epoch_s()
+    registry.apply(ContainerNotice(Lifecycle.PAUSE, DOCKER))
+    run_ticks(clock, sampler, 3)  # paused: not the sampler's
+    frozen = registry.window(DOCKER, start, start + 1)
+    assert len(frozen) == 1 and frozen[0].memory_bytes is not None and frozen[0].rss_mapped_bytes is not None
+    registry.apply(ContainerNotice(Lifecycle.RESUME, DOCKER))
+    run_ticks(clock, sampler, 3)
+    samples = registry.window(DOCKER, start, start + 1)
+    assert len(samples) == 4
+    assert [s.date_s for s in samples] == sorted(s.date_s for s in samples)
