@@ -73,12 +73,14 @@ class Container:
     #: The kernel's peak counter of its cgroup (opened with ``handle``).
     peak: PeakCounter | None = None
 
-    def close_files(self) -> None:
-        if self.handle is not None:
-            self.handle.close()
+    def release_files(self) -> CgroupHandle | None:
+        """Forget the cgroup's files: the peak counter closed, the sampling handle returned to be
+        closed by the caller when no read of it can be in flight (:meth:`Registry.close_retired`)."""
+        handle = self.handle
         if self.peak is not None:
             self.peak.close()
         self.handle, self.peak = None, None
+        return handle
 
     def kernel_peak(self) -> KernelPeak:
         """The counter's value for an activation it was not reset for."""
@@ -109,6 +111,8 @@ class Registry:
         self.containers: dict[str, Container] = {}
         self.bindings: dict[str, Binding] = {}
         self.running: tuple[Container, ...] = ()
+        #: Handles of containers gone or re-resolved, closed by the sampler between sweeps.
+        self._retired: list[CgroupHandle] = []
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ notices
@@ -141,10 +145,30 @@ class Registry:
         entry.state = state
         if state is State.REMOVED:
             entry.removed_at_s = now
-            entry.close_files()
+            self._release_files(entry)
         else:
             entry.removed_at_s = None
         self._refresh_running()
+
+    def _release_files(self, entry: Container) -> None:
+        handle = entry.release_files()
+        if handle is not None:
+            self._retired.append(handle)
+
+    def close_retired(self) -> None:
+        """Close the sampling handles released since the last call.
+
+        Only the sampler's thread calls it, between its sweeps: a sweep reads the handles of the
+        ``running`` tuple it started with, without the lock, so a handle closed by a notice's
+        thread during the sweep could have its descriptor reused by another open (a new
+        container's files) and be read as the wrong file.  Deferred to here, no read is in flight.
+        """
+        if not self._retired:  # the common case, without the lock
+            return
+        with self._lock:
+            retired, self._retired = self._retired, []
+        for handle in retired:
+            handle.close()
 
     def _refresh_running(self) -> None:
         self.running = tuple(c for c in self.containers.values()
@@ -181,7 +205,7 @@ class Registry:
             if entry.state is State.RUNNING and entry.handle is not None:
                 return  # announced twice: one container
             if entry.state is State.REMOVED or (notice.cgroup is not None and notice.cgroup != entry.hint):
-                entry.close_files()
+                self._release_files(entry)
                 entry.dirs = None
             if notice.cgroup is not None:
                 entry.hint = notice.cgroup
@@ -206,15 +230,14 @@ class Registry:
     def _sample_frozen(self, entry: Container) -> None:
         """One sample of a paused container (its counters do not move while it is frozen): the
         last sample before its next activation, as the sample before its pause would have been."""
-        handle = entry.handle
-        if handle is None:
-            return
-        date_s = self.clock.epoch_s()
-        memory, cpu, rss_mapped = handle.sample(True)
         with self._lock:
             # The buffer has one writer at a time: paused, the container is not the sampler's
-            # (it samples running ones), and it cannot become running while we hold the lock.
-            if entry.state is State.PAUSED:
+            # (it samples running ones), and it cannot become running, nor its handle be
+            # released, while we hold the lock.
+            handle = entry.handle
+            if entry.state is State.PAUSED and handle is not None:
+                date_s = self.clock.epoch_s()
+                memory, cpu, rss_mapped = handle.sample(True)
                 entry.buffer.append(date_s, memory, cpu, rss_mapped)
                 entry.reads += 1
 
@@ -365,11 +388,14 @@ class Registry:
     def close(self) -> None:
         with self._lock:
             for entry in self.containers.values():
-                entry.close_files()
+                self._release_files(entry)
             for binding in self.bindings.values():
                 if binding.watch is not None:
                     binding.watch.close()
             self.running = ()
+            retired, self._retired = self._retired, []
+        for handle in retired:  # the sampler has stopped
+            handle.close()
 
 
 _LIFECYCLE_HANDLERS = {

@@ -51,6 +51,7 @@ class Sampler:
             skipped = int(late_s // self.resolution_s)
             self.missed_deadlines += skipped
             self.next_due_s += skipped * self.resolution_s
+        self.registry.close_retired()  # between sweeps: no read of a released handle in flight
         epoch_s, stat_every, taken = self.clock.epoch_s, self.stat_every, 0
         for entry in self.registry.running:
             handle = entry.handle

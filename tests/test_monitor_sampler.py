@@ -217,3 +217,29 @@ def test_container_first_seen_paused_gets_one_sample_then_the_sampler_takes_over
     samples = registry.window(DOCKER, start, start + 1)
     assert len(samples) == 4
     assert [s.date_s for s in samples] == sorted(s.date_s for s in samples)
+
+
+def test_a_removed_containers_files_are_closed_by_the_sampler_between_sweeps(tree):
+    """A notice's thread never closes a handle the sampler may be reading: the descriptor could be
+    reused by another container's open and read as the wrong file.  The sampler closes it at
+    the start of its next sweep."""
+    clock, registry, sampler = build(tree)
+    registry.apply(ContainerNotice(Lifecycle.RUN, DOCKER))
+    run_ticks(clock, sampler, 1)
+    handle = registry.containers[DOCKER].handle
+    assert handle is not None and not handle.closed
+    registry.apply(ContainerNotice(Lifecycle.RM, DOCKER))
+    assert registry.running == () and registry.containers[DOCKER].handle is None
+    assert not handle.closed  # a sweep that started before the rm may still read it
+    run_ticks(clock, sampler, 1)
+    assert handle.closed
+
+
+def test_registry_close_closes_released_handles_too(tree):
+    clock, registry, sampler = build(tree)
+    registry.apply(ContainerNotice(Lifecycle.RUN, DOCKER))
+    run_ticks(clock, sampler, 1)
+    handle = registry.containers[DOCKER].handle
+    registry.apply(ContainerNotice(Lifecycle.RM, DOCKER))
+    registry.close()
+    assert handle is not None and handle.closed
