@@ -119,6 +119,10 @@ class NullSink:
                 self.sent_offsets_us.append(offset)
                 self.planned_offsets_us.append(item.planned_offset_us)
 
+    def write_many(self, writes) -> None:
+        for item, on_committed in writes:
+            self.write(item, on_committed)
+
     def fire(self) -> int:
         return 0
 
@@ -268,6 +272,11 @@ def show(label: str, f: dict, wrk_rate: float | None) -> None:
     print(f"  loader CPU {cpu['user_s']} s user + {cpu['sys_s']} s sys over {cpu['wall_s']} s = "
           f"{cpu['pct_of_one_core']}% of one core; peak RSS {f['loader_peak_rss_mb']} MB; "
           f"nginx {f['nginx_cpu_pct_of_one_core']}% of one core")
+    sched = f["scheduler_process_cpu"]
+    if f["sent"]:
+        f["scheduler_process_us_per_invocation"] = round((sched["user_s"] + sched["sys_s"]) / f["sent"] * 1e6, 1)
+        print(f"  scheduler's process {f['scheduler_process_us_per_invocation']} µs CPU per invocation "
+              f"({sched['pct_of_one_core']}% of one core; bench/scheduler_cost.py isolates it)")
 
 
 def goals(rate: float, f: dict) -> dict:

@@ -7,7 +7,11 @@ wrappers import it from here.
 * Notification socket: :class:`ContainerNotice` (``run``/``rm``/``pause``/``resume``) and
   :class:`ActivationNotice` (``activation_start``/``activation_end``).
 * Measurement socket: :class:`WindowQuery` and :class:`ActivationQuery`; answers are a JSON list
-  of samples, an activation object, or an error object with a :class:`ErrorCode`.
+  of samples, an activation object (with the kernel's peak, :class:`KernelPeak`), or an error
+  object with a :class:`ErrorCode`.
+  :class:`BatchQuery` (``{"version": 1, "batch": [query, ...]}``) asks many at once; its answer
+  is :class:`BatchAnswer` (``{"version": 1, "answers": [answer, ...]}``, in the queries' order).
+  A monitor older than batches answers it ``bad_request``: clients then ask one by one.
 
 Parsing raises :class:`ProtocolError`, whose text says what was wrong with the message.
 """
@@ -26,6 +30,10 @@ from typing import Any
 ACTIVATION_ID = re.compile(r"\A[0-9a-f]{32}\Z")
 #: A container id or name: what Docker and localwhisk use (no slashes, no spaces).
 CONTAINER_ID = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}\Z")
+#: The version of the batch messages this code speaks (``"version"`` of a batch and its answer).
+BATCH_VERSION = 1
+#: The most queries in one batch.
+MAX_BATCH_QUERIES = 1000
 
 
 class ErrorCode(str, enum.Enum):
@@ -34,6 +42,8 @@ class ErrorCode(str, enum.Enum):
     UNKNOWN_ACTIVATION = "unknown_activation"
     AMBIGUOUS = "ambiguous"
     TOO_LARGE = "too_large"
+    #: the monitor was not watching when the activation started (down, or still starting)
+    MONITOR_DOWN = "monitor_down"
 
 
 class ProtocolError(ValueError):
@@ -97,6 +107,13 @@ class ActivationQuery:
 
 
 @dataclass(frozen=True, slots=True)
+class BatchQuery:
+    """Several queries in one message (version :data:`BATCH_VERSION`), answered in their order."""
+
+    queries: tuple[WindowQuery | ActivationQuery, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Sample:
     """One sample as answered: epoch seconds, memory usage bytes, CPU ns (relative to the first
     sample of the answer), RSS + mapped file bytes.  ``None`` = not measured."""
@@ -107,6 +124,41 @@ class Sample:
     rss_mapped_bytes: int | None
 
 
+class PeakSource(str, enum.Enum):
+    """Which window the kernel's peak of an activation covers (docs/monitor.md, Kernel peaks)."""
+
+    ACTIVATION = "activation"            # reset at the activation's start, read at its end
+    SINCE_CREATION = "since_creation"    # the container's peak from its creation to the read
+    UNAVAILABLE = "unavailable"          # no peak that covers the activation could be read
+
+    @property
+    def meaning(self) -> str:
+        return _PEAK_SOURCE_MEANINGS[self]
+
+
+_PEAK_SOURCE_MEANINGS = {
+    PeakSource.ACTIVATION: "the kernel's counter (v1 `memory.max_usage_in_bytes`, v2 `memory.peak`) was reset "
+                           "when the activation started and read when it ended: the container's highest memory "
+                           "usage during the activation",
+    PeakSource.SINCE_CREATION: "the counter was not reset (v2 before Linux 6.12, a monitor not allowed to write "
+                               "it, a start notice handled too late, or no notice delimited the activation): the "
+                               "container's highest usage from its creation to the activation's end (or to the "
+                               "query): an upper bound of the activation's peak",
+    PeakSource.UNAVAILABLE: "no counter value covers the activation: no answer from the monitor, no counter "
+                            "(v2 before Linux 5.19), a failed read, or a v1 counter already reset for another "
+                            "activation of the same container (several at once)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class KernelPeak:
+    """The kernel's own peak of an activation's container (v1 ``memory.max_usage_in_bytes``, v2
+    ``memory.peak``), in bytes, and the window it covers.  ``None`` = not measured."""
+
+    memory_bytes: int | None
+    source: PeakSource
+
+
 @dataclass(frozen=True, slots=True)
 class ActivationAnswer:
     activation: str
@@ -114,12 +166,21 @@ class ActivationAnswer:
     start_s: float | None
     end_s: float | None
     samples: tuple[Sample, ...]
+    #: None: the monitor did not say (an older monitor).
+    kernel_peak: KernelPeak | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ErrorAnswer:
     code: ErrorCode
     error: str
+
+
+@dataclass(frozen=True, slots=True)
+class BatchAnswer:
+    """The answers of a :class:`BatchQuery`, one per query, in its order."""
+
+    answers: tuple[tuple[Sample, ...] | ActivationAnswer | ErrorAnswer, ...]
 
 
 # --------------------------------------------------------------------------- decoding helpers
@@ -224,9 +285,15 @@ def encode_notice(notice: ContainerNotice | ActivationNotice) -> bytes:
 
 # --------------------------------------------------------------------------- queries
 
-def parse_query(raw: bytes) -> WindowQuery | ActivationQuery:
+def parse_query(raw: bytes) -> WindowQuery | ActivationQuery | BatchQuery:
     """Parse one request of the measurement socket."""
     message = _decode_object(raw)
+    if "batch" in message:
+        return _batch_query(message)
+    return _single_query(message)
+
+
+def _single_query(message: Mapping[str, Any]) -> WindowQuery | ActivationQuery:
     if "activation" in message:
         _unknown_keys(message, {"activation", "namespace", "action", "start_ms", "end_ms", "kind"})
         return ActivationQuery(_string(message, "activation", ACTIVATION_ID),
@@ -243,14 +310,50 @@ def parse_query(raw: bytes) -> WindowQuery | ActivationQuery:
     raise ProtocolError("a query needs 'activation', or 'container' with 'start' and 'end'")
 
 
-def encode_query(query: WindowQuery | ActivationQuery) -> bytes:
+def _check_version(message: Mapping[str, Any], what: str) -> None:
+    version = message.get("version")
+    if version != BATCH_VERSION or isinstance(version, bool):
+        raise ProtocolError(f"{what} 'version' must be {BATCH_VERSION} (the batch version this side speaks), "
+                            f"got {_show(version)}")
+
+
+def _batch_query(message: Mapping[str, Any]) -> BatchQuery:
+    """A batch is refused as a whole when anything in it is malformed, naming the entry."""
+    _unknown_keys(message, {"version", "batch"})
+    _check_version(message, "batch")
+    entries = message["batch"]
+    if not isinstance(entries, list) or not entries:
+        raise ProtocolError(f"'batch' must be a non-empty list of queries, got {_show(entries)}")
+    if len(entries) > MAX_BATCH_QUERIES:
+        raise ProtocolError(f"'batch' holds {len(entries)} queries, more than {MAX_BATCH_QUERIES}")
+    queries = []
+    for index, entry in enumerate(entries):
+        try:
+            if not isinstance(entry, dict):
+                raise ProtocolError(f"expected a query object, got {_show(entry)}")
+            if "batch" in entry:
+                raise ProtocolError("a batch cannot hold a batch")
+            queries.append(_single_query(entry))
+        except ProtocolError as exc:
+            raise ProtocolError(f"batch[{index}]: {exc}") from None
+    return BatchQuery(tuple(queries))
+
+
+def _query_message(query: WindowQuery | ActivationQuery) -> dict[str, Any]:
     if isinstance(query, WindowQuery):
-        message: dict[str, Any] = {"container": query.container, "start": query.start_s, "end": query.end_s}
+        return {"container": query.container, "start": query.start_s, "end": query.end_s}
+    message: dict[str, Any] = {"activation": query.activation}
+    for key in ("namespace", "action", "start_ms", "end_ms", "kind"):
+        if getattr(query, key) is not None:
+            message[key] = getattr(query, key)
+    return message
+
+
+def encode_query(query: WindowQuery | ActivationQuery | BatchQuery) -> bytes:
+    if isinstance(query, BatchQuery):
+        message = {"version": BATCH_VERSION, "batch": [_query_message(q) for q in query.queries]}
     else:
-        message = {"activation": query.activation}
-        for key in ("namespace", "action", "start_ms", "end_ms", "kind"):
-            if getattr(query, key) is not None:
-                message[key] = getattr(query, key)
+        message = _query_message(query)
     return json.dumps(message).encode() + b"\n"
 
 
@@ -265,14 +368,38 @@ def encode_samples(samples: tuple[Sample, ...] | list[Sample]) -> bytes:
     return json.dumps([sample_to_json(s) for s in samples]).encode()
 
 
+def _activation_json(answer: ActivationAnswer) -> dict[str, Any]:
+    message: dict[str, Any] = {"activation": answer.activation, "container": answer.container,
+                               "start": answer.start_s, "end": answer.end_s,
+                               "samples": [sample_to_json(s) for s in answer.samples]}
+    if answer.kernel_peak is not None:
+        message["kernel_peak"] = {"memory": answer.kernel_peak.memory_bytes,
+                                  "source": answer.kernel_peak.source.value}
+    return message
+
+
 def encode_activation(answer: ActivationAnswer) -> bytes:
-    return json.dumps({"activation": answer.activation, "container": answer.container,
-                       "start": answer.start_s, "end": answer.end_s,
-                       "samples": [sample_to_json(s) for s in answer.samples]}).encode()
+    return json.dumps(_activation_json(answer)).encode()
+
+
+def _error_json(code: ErrorCode, text: str) -> dict[str, Any]:
+    return {"error": text, "code": code.value}
 
 
 def encode_error(code: ErrorCode, text: str) -> bytes:
-    return json.dumps({"error": text, "code": code.value}).encode()
+    return json.dumps(_error_json(code, text)).encode()
+
+
+def _answer_json(answer: tuple[Sample, ...] | ActivationAnswer | ErrorAnswer) -> Any:
+    if isinstance(answer, ActivationAnswer):
+        return _activation_json(answer)
+    if isinstance(answer, ErrorAnswer):
+        return _error_json(answer.code, answer.error)
+    return [sample_to_json(s) for s in answer]
+
+
+def encode_batch_answer(answer: BatchAnswer) -> bytes:
+    return json.dumps({"version": BATCH_VERSION, "answers": [_answer_json(a) for a in answer.answers]}).encode()
 
 
 def _sample_from_json(item: Any) -> Sample:
@@ -287,13 +414,23 @@ def _sample_from_json(item: Any) -> Sample:
     return Sample(_number(item, "date"), *values)
 
 
-def parse_answer(raw: bytes) -> tuple[Sample, ...] | ActivationAnswer | ErrorAnswer:
+def parse_answer(raw: bytes) -> tuple[Sample, ...] | ActivationAnswer | ErrorAnswer | BatchAnswer:
     """Parse the monitor's answer (for clients)."""
     text = raw.strip()
     try:
         value = json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ProtocolError(f"answer is not valid JSON: {exc}") from None
+    if isinstance(value, dict) and "answers" in value:
+        _check_version(value, "batch answer")
+        answers = value["answers"]
+        if not isinstance(answers, list):
+            raise ProtocolError(f"batch answer 'answers' must be a list, got {_show(answers)}")
+        return BatchAnswer(tuple(_answer_value(item) for item in answers))
+    return _answer_value(value)
+
+
+def _answer_value(value: Any) -> tuple[Sample, ...] | ActivationAnswer | ErrorAnswer:
     if isinstance(value, list):
         return tuple(_sample_from_json(item) for item in value)
     if not isinstance(value, dict):
@@ -311,4 +448,21 @@ def parse_answer(raw: bytes) -> tuple[Sample, ...] | ActivationAnswer | ErrorAns
     return ActivationAnswer(_string(value, "activation"), _string(value, "container"),
                             None if start is None else _number(value, "start"),
                             None if end is None else _number(value, "end"),
-                            tuple(_sample_from_json(item) for item in samples))
+                            tuple(_sample_from_json(item) for item in samples),
+                            _kernel_peak_from_json(value.get("kernel_peak")))
+
+
+def _kernel_peak_from_json(value: Any) -> KernelPeak | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ProtocolError(f"'kernel_peak' must be an object, got {_show(value)}")
+    memory = value.get("memory")
+    if memory is not None and (isinstance(memory, bool) or not isinstance(memory, int)):
+        raise ProtocolError(f"kernel_peak 'memory' must be an integer or null, got {_show(memory)}")
+    try:
+        source = PeakSource(value.get("source"))
+    except ValueError:
+        raise ProtocolError(f"kernel_peak 'source' must be one of {', '.join(s.value for s in PeakSource)}, "
+                            f"got {_show(value.get('source'))}") from None
+    return KernelPeak(memory, source)

@@ -65,7 +65,10 @@ class CompletionConfig:
     poll_interval_s: float = option(2.0, unit="s", exclusive_minimum=0, doc="interval between polls of an activation record (404 means not yet)")
     record_retry_s: float = option(0.05, unit="s", exclusive_minimum=0, doc="first backoff when a record is still 404 after its event, doubled up to `poll_interval_s`")
     final_deadline_s: float = option(600.0, unit="s", exclusive_minimum=0, doc="time after sending after which an activation without a record ends with status `lost`")
-    workers: int = option(8, minimum=1, doc="threads that fetch activation records and monitor samples")
+    workers: int = option(8, minimum=1, doc="threads that fetch activation records (the monitor is asked apart, in batches)")
+    resources_batch_max: int = option(200, minimum=1, doc="completed activations asked of the monitor in one query, at most")
+    resources_batch_wait_s: float = option(0.01, unit="s", exclusive_minimum=0, doc="longest a completed activation waits for others to share its monitor query")
+    resources_wait_s: float = option(0.05, unit="s", exclusive_minimum=0, doc="longest a completed activation's row waits for the monitor's answer; a later answer updates the row (`resources_status` `pending` until then)")
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,7 @@ class DatabaseSection:
     database: str = option("faasload", doc="database name")
     embedded_datadir: Path | None = option(None, doc="data directory of the embedded server (null: `~/.local/state/faasload/pgdata`; as root `/var/lib/faasload/pgdata`, since the server then runs as an unprivileged user, which cannot reach `/root`)")
     batch_size: int = option(500, minimum=1, doc="rows per write transaction, at most")
-    flush_interval_s: float = option(0.5, unit="s", exclusive_minimum=0, doc="longest time a written row waits before its transaction")
+    flush_interval_s: float = option(0.05, unit="s", exclusive_minimum=0, doc="longest time a written row waits for others before its transaction (a batch is written as soon as it holds `batch_size` rows)")
     retry_interval_s: float = option(1.0, unit="s", exclusive_minimum=0, doc="wait before retrying a failed write transaction (the batch is kept)")
 
     def __repr__(self) -> str:  # never show the password, alone or inside the DSN

@@ -23,6 +23,7 @@ from faasload.retry import Backoff
 from faasload.token_file import TokenFileError
 from loader import stop_signals
 from loader.cluster.membership import ClusterSettings, Membership
+from loader.completion.resource_batches import BatchSettings
 from loader.completion.tracker import TrackerSettings
 from loader.config import LoaderConfig
 from loader.pipeline import Pipeline, PipelineSettings
@@ -77,7 +78,8 @@ def pipeline_settings(config: LoaderConfig, *, record_cancelled: bool = True) ->
         late_threshold_us=round(config.injection.late_threshold_ms * 1000),
         record_cancelled=record_cancelled,
         invoke_retries=config.openwhisk.invoke_retries,
-        invoke_retry_backoff_s=config.openwhisk.invoke_retry_backoff_s)
+        invoke_retry_backoff_s=config.openwhisk.invoke_retry_backoff_s,
+        resources=BatchSettings(c.resources_batch_max, c.resources_batch_wait_s, c.resources_wait_s))
 
 
 def open_monitor(config: LoaderConfig):

@@ -3,6 +3,9 @@
 :meth:`MonitorClient.samples_for_activation` never raises on monitor trouble and never takes
 longer than ``timeout_s``: every outcome is a :class:`MonitorAnswer` whose ``status`` goes to
 ``runs.resources_status`` and whose samples go to ``resources``.
+:meth:`MonitorClient.samples_for_activations` asks for many activations in one batch query (one
+connection, one answer), with the same guarantees; a monitor that does not speak batches is
+asked one by one.
 
 Units of the samples (:class:`loader.storage.rows.ResourceSample`): ``sampled_at_us`` epoch µs,
 ``memory_bytes`` the cgroup's memory usage, ``cpu_ns`` cumulative CPU since the first sample of
@@ -20,10 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from faasload.monitor_protocol import (
+    MAX_BATCH_QUERIES,
     ActivationAnswer,
     ActivationQuery,
+    BatchAnswer,
+    BatchQuery,
     ErrorAnswer,
     ErrorCode,
+    KernelPeak,
     ProtocolError,
     Sample,
     WindowQuery,
@@ -45,8 +52,9 @@ class ResourcesStatus(str, enum.Enum):
     EMPTY = "empty"                # the monitor knows the activation but has no sample in its window
     UNKNOWN = "unknown"            # the monitor knows neither the activation nor its container
     AMBIGUOUS = "ambiguous"        # the monitor cannot tell which container ran it
-    MONITOR_DOWN = "monitor_down"  # no answer: socket absent, refused, or timed out
+    MONITOR_DOWN = "monitor_down"  # no answer (socket absent, refused, timed out), or the monitor was down when it started
     ERROR = "error"                # the monitor refused the request, or answered nonsense
+    PENDING = "pending"            # the row was written before the answer came (completion:resources_wait_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +62,8 @@ class MonitorAnswer:
     samples: tuple[ResourceSample, ...]
     status: ResourcesStatus
     reason: str = ""
+    #: The kernel's peak of the activation's container (None: the monitor did not say).
+    kernel_peak: KernelPeak | None = None
 
 
 _STATUS_OF_ERROR = {
@@ -62,7 +72,17 @@ _STATUS_OF_ERROR = {
     ErrorCode.AMBIGUOUS: ResourcesStatus.AMBIGUOUS,
     ErrorCode.BAD_REQUEST: ResourcesStatus.ERROR,
     ErrorCode.TOO_LARGE: ResourcesStatus.ERROR,
+    ErrorCode.MONITOR_DOWN: ResourcesStatus.MONITOR_DOWN,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class ResourcesQuery:
+    """One activation asked in a batch, and the invoker that ran it (its user event's ``source``:
+    only a router of several monitors uses it)."""
+
+    query: ActivationQuery
+    source: str | None = None
 
 
 class MonitorDown(Exception):
@@ -80,6 +100,7 @@ class MonitorClient:
     def __init__(self, socket_path: str | Path, timeout_s: float = 2.0):
         self.socket_path = str(socket_path)
         self.timeout_s = timeout_s
+        self._warned_batch = False
 
     def samples_for_activation(self, activation_id: str, *, container: str | None = None,
                                start_s: float | None = None, end_s: float | None = None,
@@ -110,6 +131,50 @@ class MonitorClient:
         except Exception as exc:  # never let the monitor break the loader  # noqa: BLE001
             log.error("monitor query for activation %s failed unexpectedly", activation_id, exc_info=True)
             return MonitorAnswer((), ResourcesStatus.ERROR, f"{type(exc).__name__}: {exc}")
+
+    def samples_for_activations(self, queries: list[ResourcesQuery]) -> list[MonitorAnswer]:
+        """The answers to ``queries``, in their order, asked in batches of at most
+        :data:`MAX_BATCH_QUERIES` (each within ``timeout_s``).  Never raises on monitor trouble."""
+        answers: list[MonitorAnswer] = []
+        for first in range(0, len(queries), MAX_BATCH_QUERIES):
+            answers += self._batch([q.query for q in queries[first:first + MAX_BATCH_QUERIES]])
+        return answers
+
+    def _batch(self, queries: list[ActivationQuery]) -> list[MonitorAnswer]:
+        try:
+            answer = self._ask(encode_query(BatchQuery(tuple(queries))), time.monotonic() + self.timeout_s)
+        except MonitorDown as exc:
+            log.debug("monitor down for a batch of %d activations: %s", len(queries), exc)
+            return [MonitorAnswer((), ResourcesStatus.MONITOR_DOWN, str(exc))] * len(queries)
+        except ProtocolError as exc:
+            log.warning("monitor answered nonsense to a batch of %d activations: %s", len(queries), exc)
+            return [MonitorAnswer((), ResourcesStatus.ERROR, f"bad answer: {exc}")] * len(queries)
+        except Exception as exc:  # never let the monitor break the loader  # noqa: BLE001
+            log.error("monitor batch query failed unexpectedly", exc_info=True)
+            return [MonitorAnswer((), ResourcesStatus.ERROR, f"{type(exc).__name__}: {exc}")] * len(queries)
+        if isinstance(answer, BatchAnswer):
+            if len(answer.answers) != len(queries):
+                reason = f"bad answer: {len(answer.answers)} answers to a batch of {len(queries)} queries"
+                log.warning("monitor: %s", reason)
+                return [MonitorAnswer((), ResourcesStatus.ERROR, reason)] * len(queries)
+            return [_interpret(a) for a in answer.answers]
+        if isinstance(answer, ErrorAnswer) and answer.code is ErrorCode.TOO_LARGE and len(queries) > 1:
+            half = len(queries) // 2  # longer than the monitor's sockets:max_message_bytes: in two halves
+            return self._batch(queries[:half]) + self._batch(queries[half:])
+        if isinstance(answer, ErrorAnswer) and answer.code is ErrorCode.BAD_REQUEST:
+            if not self._warned_batch:
+                self._warned_batch = True
+                log.info("the monitor at %s refused a batch query (%s): asking it one activation at a time",
+                         self.socket_path, answer.error)
+            return [self._one(q) for q in queries]
+        reason = f"bad answer: a batch answered with {type(answer).__name__}"
+        return [MonitorAnswer((), ResourcesStatus.ERROR, reason)] * len(queries)
+
+    def _one(self, query: ActivationQuery) -> MonitorAnswer:
+        return self.samples_for_activation(
+            query.activation, namespace=query.namespace, action=query.action, kind=query.kind,
+            start_s=None if query.start_ms is None else query.start_ms / 1000,
+            end_s=None if query.end_ms is None else query.end_ms / 1000)
 
     def samples_for_window(self, container: str, start_s: float, end_s: float) -> MonitorAnswer:
         """The samples of a container in [start_s, end_s] (the original FaaSLoad query)."""
@@ -177,7 +242,10 @@ def _remaining(deadline_s: float) -> float:
 def _interpret(answer) -> MonitorAnswer:
     if isinstance(answer, ErrorAnswer):
         return MonitorAnswer((), _STATUS_OF_ERROR[answer.code], answer.error)
+    if isinstance(answer, BatchAnswer):
+        return MonitorAnswer((), ResourcesStatus.ERROR, "bad answer: a batch answer to one query")
     samples = answer.samples if isinstance(answer, ActivationAnswer) else answer
+    kernel_peak = answer.kernel_peak if isinstance(answer, ActivationAnswer) else None
     if not samples:
-        return MonitorAnswer((), ResourcesStatus.EMPTY, "no sample in the activation's window")
-    return MonitorAnswer(tuple(to_record(s) for s in samples), ResourcesStatus.OK)
+        return MonitorAnswer((), ResourcesStatus.EMPTY, "no sample in the activation's window", kernel_peak)
+    return MonitorAnswer(tuple(to_record(s) for s in samples), ResourcesStatus.OK, kernel_peak=kernel_peak)

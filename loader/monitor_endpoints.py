@@ -22,7 +22,14 @@ from urllib.parse import urlsplit
 
 from faasload.monitor_tcp import encode_auth, parse_host_port
 from faasload.token_file import read_token
-from loader.monitor_client import MonitorAnswer, MonitorClient, MonitorDown, ResourcesStatus, _remaining
+from loader.monitor_client import (
+    MonitorAnswer,
+    MonitorClient,
+    MonitorDown,
+    ResourcesQuery,
+    ResourcesStatus,
+    _remaining,
+)
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +140,43 @@ class MonitorRouter:
                         "monitor for its activations", source)
         return self._ask_all(activation_id, hints)
 
+    def samples_for_activations(self, queries: list[ResourcesQuery]) -> list[MonitorAnswer]:
+        """One batch per monitor: each query to its invoker's monitor; those of an unknown invoker to
+        every monitor in turn, each asked only for what the ones before did not know."""
+        answers: list[MonitorAnswer | None] = [None] * len(queries)
+        by_client: dict[str, list[int]] = {}
+        unknown: list[int] = []
+        for index, query in enumerate(queries):
+            if query.source is not None and query.source in self.clients:
+                by_client.setdefault(query.source, []).append(index)
+            else:
+                if query.source is not None and query.source not in self._warned:
+                    self._warned.add(query.source)
+                    log.warning("user events name invoker %r, which has no entry in monitor:endpoints: asking "
+                                "every monitor for its activations", query.source)
+                unknown.append(index)
+        for invoker, indexes in by_client.items():
+            self.asked[invoker] += len(indexes)
+            for index, answer in zip(indexes, self.clients[invoker].samples_for_activations(
+                    [queries[i] for i in indexes])):
+                answers[index] = answer
+        tried: dict[int, list[tuple[str, MonitorAnswer]]] = {index: [] for index in unknown}
+        for invoker, client in self.clients.items():
+            if not unknown:
+                break
+            self.asked[invoker] += len(unknown)
+            still = []
+            for index, answer in zip(unknown, client.samples_for_activations([queries[i] for i in unknown])):
+                if answer.status in _FINAL:
+                    answers[index] = answer
+                else:
+                    tried[index].append((invoker, answer))
+                    still.append(index)
+            unknown = still
+        for index in unknown:
+            answers[index] = _none_knows(tried[index])
+        return [answer for answer in answers if answer is not None]
+
     def _ask_all(self, activation_id: str, hints: dict) -> MonitorAnswer:
         answers = []
         for invoker, client in self.clients.items():
@@ -141,10 +185,15 @@ class MonitorRouter:
             if answer.status in _FINAL:
                 return answer
             answers.append((invoker, answer))
-        reasons = "; ".join(f"{invoker}: {a.status.value} ({a.reason})" for invoker, a in answers)
-        status = (ResourcesStatus.MONITOR_DOWN if all(a.status is ResourcesStatus.MONITOR_DOWN for _, a in answers)
-                  else ResourcesStatus.UNKNOWN)
-        return MonitorAnswer((), status, f"no monitor knows the activation (its invoker is not known): {reasons}")
+        return _none_knows(answers)
+
+
+def _none_knows(answers: list[tuple[str, MonitorAnswer]]) -> MonitorAnswer:
+    """What every monitor answered an activation none of them knows."""
+    reasons = "; ".join(f"{invoker}: {a.status.value} ({a.reason})" for invoker, a in answers)
+    status = (ResourcesStatus.MONITOR_DOWN if all(a.status is ResourcesStatus.MONITOR_DOWN for _, a in answers)
+              else ResourcesStatus.UNKNOWN)
+    return MonitorAnswer((), status, f"no monitor knows the activation (its invoker is not known): {reasons}")
 
 
 def open_monitors(endpoints: dict[str, str], token_file: Path | None, timeout_s: float) -> MonitorRouter:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from faasload.clock import SPIN_BEFORE_DEADLINE_S, Clock, RealClock, set_fine_timer_slack
-from loader.completion.resources import record_completion
+from loader.completion.resource_batches import BatchSettings, ResourceBatches
 from loader.completion.tracker import CompletionTracker, Pending, TrackerSettings
 from loader.completion.user_events import EventConsumer
 from loader.config import UserEventsConfig
@@ -71,6 +71,7 @@ class PipelineSettings:
     consumer_ready_timeout_s: float = 15.0
     invoke_retries: int = 0                  # retries of what provably did not reach the platform
     invoke_retry_backoff_s: float = 1.0
+    resources: BatchSettings = BatchSettings()   # the monitor's answers, asked in batches
 
 
 class Pipeline:
@@ -91,6 +92,9 @@ class Pipeline:
         self.recorder = Recorder(self.sink, experiment_id, self.stats, on_stored=on_stored,
                                  record_unsent=settings.record_cancelled)
         self.monitor = monitor
+        # Its deadlines need no spin (which would take the GIL from the scheduler in this process).
+        self.resources = ResourceBatches(self.recorder, monitor, settings.resources,
+                                         clock=RealClock(spin_s=0.0) if isinstance(self.clock, RealClock) else self.clock)
         self.tracker = CompletionTracker(client, settings.tracker, self._complete, clock=self.clock)
         self.stopping = threading.Event()      # stop injecting
         self._halt = threading.Event()         # stop the service threads
@@ -131,7 +135,7 @@ class Pipeline:
         self._stop_requests += 1
 
     def _complete(self, pending: Pending, record: dict | None, reason: str | None) -> None:
-        record_completion(self.recorder, self.monitor, pending, record, reason)
+        self.resources.submit(pending, record, reason)
 
     # ------------------------------------------------------------------ running
 
@@ -149,6 +153,7 @@ class Pipeline:
                             self.consumer.stats.last_error or "topic missing")
         self.pool.start()
         threads.append(self._thread(self.tracker.run, "completion-tracker", self._halt))
+        threads.append(self._thread(self.resources.run, "resource-batches", self._halt))
         if self.retries is not None:
             threads.append(self._thread(self.retries.run, "invoke-retries", self._halt))
         self.scheduler = scheduler = Scheduler(self.sources, self.pool.submit, clock=self.clock, start_s=0.0,
@@ -178,6 +183,7 @@ class Pipeline:
             for thread in threads:
                 thread.join(10.0)
             self.tracker.close()
+            self.resources.close()
             if self.consumer is not None:
                 self.consumer.stop()
         self.sink.writer.flush()
@@ -238,6 +244,8 @@ class Pipeline:
             if len(self.failures) > handled_failures:
                 handled_failures = len(self.failures)
                 self._on_failure(scheduler_thread)
+            if "resource-batches" in self.failures:
+                self.resources.bypass()
             if "completion-tracker" in self.failures:
                 self.tracker.give_up(TRACKER_FAILED_REASON.format(failure=self.failures["completion-tracker"]))
             self.sink.fire()

@@ -88,7 +88,7 @@ class EventsConfig:
 class MonitorNotifyConfig:
     notification_socket: str = option("", doc="the monitor's notification socket (empty: send no notifications)")
     notification_sockets: dict[str, str] = option({}, doc="with several `invokers`, each invoker's own monitor: invoker name (`invoker1`) -> notification socket; an invoker not listed uses `notification_socket`")
-    connect_timeout_s: float = option(0.05, unit="s", exclusive_minimum=0, maximum=0.05, doc="longest wait to deliver one notification (dropped beyond)")
+    connect_timeout_s: float = option(0.05, unit="s", exclusive_minimum=0, maximum=0.05, doc="longest wait to deliver one notification (dropped beyond) and for the monitor to handle it (an activation start handled later does not reset its kernel peak, docs/monitor.md)")
 
 
 @dataclass(frozen=True)

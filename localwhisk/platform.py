@@ -26,6 +26,7 @@ from .events import EventPublisher, NoEvents
 from .invoker import Invoker, Job, now_ms
 from .invokers import InvokerHost, home_invoker, make_hosts
 from .limits import ConcurrencyThrottler, RateThrottler
+from .notify import LiveContainer, MonitorWatch
 from .pool import ContainerPool
 from .users import Identity, UserStore
 
@@ -75,6 +76,7 @@ class Platform:
             if events.enabled else NoEvents()
         self._count_lock = threading.Lock()
         self._run_dir = state / "run" / str(os.getpid())
+        self._stopping = threading.Event()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -110,6 +112,10 @@ class Platform:
         LOG.info("container backend: %s; invokers: %s", backend.name if backend else "none",
                  ", ".join(h.name for h in self.hosts))
         self.events.start()
+        watch = MonitorWatch(h.notifier for h in self.hosts)
+        if watch.notifiers:  # a restarted monitor gets the live containers again (localwhisk/notify.py)
+            watch.tick()  # the monitor there now: told of no container yet, so the first notice is not repeated
+            threading.Thread(target=watch.run, args=(self._stopping,), name="monitor-watch", daemon=True).start()
 
     def _start_invoker(self, host: InvokerHost, backend: Backend) -> None:
         cfg = self.config.containers
@@ -124,8 +130,10 @@ class Platform:
                                on_done=self._done, max_payload_bytes=self.config.limits.max_payload_bytes,
                                log_wait_s=cfg.log_wait_s, pool_wait_s=self.config.limits.max_action_duration_ms / 1000)
         threading.Thread(target=host.pool.run, name=f"pool-{host.name}", daemon=True).start()
+        host.notifier.live_containers = functools.partial(self._live_containers, host)
 
     def stop(self) -> None:
+        self._stopping.set()
         for host in self.hosts:
             if host.pool is not None:
                 host.pool.stop()
@@ -178,6 +186,11 @@ class Platform:
             host.containers_created += 1
             count = host.containers_created
         return container_name(host.instance, count, job.identity.namespace, job.action.name)
+
+    @staticmethod
+    def _live_containers(host: InvokerHost) -> list[LiveContainer]:
+        pool = host.pool
+        return [] if pool is None else [LiveContainer(c.id, c.cgroup, paused) for c, paused in pool.live()]
 
     def _notify_container(self, host: InvokerHost, action: str, container: Container) -> None:
         host.notifier.container(action, container.id, container.cgroup)

@@ -237,6 +237,11 @@ class ContainerPool:
         for pooled in everything:
             self._destroy(pooled)
 
+    def live(self) -> list[tuple[Container, bool]]:
+        """Every container of the pool and whether it is paused (to announce them again)."""
+        with self._cond:
+            return [(p.container, p.paused) for p in self._all]
+
     def stats(self) -> dict[str, int]:
         with self._cond:
             return {"containers": len(self._all), "free": len(self._free), "used_mb": self.used_mb}

@@ -119,5 +119,6 @@ def answer(registry, query: ActivationQuery, *, slack_s: float = DEFAULT_SLACK_S
     if entry is None:
         raise ProtocolError(f"activation {query.activation}: container {container} expired meanwhile",
                             ErrorCode.UNKNOWN_ACTIVATION)
+    # no notice delimited it: the kernel's peak can only be the container's since its creation
     return ActivationAnswer(query.activation, container, start_s, end_s,
-                            entry.buffer.window(start_s, end_s, bracket=True))
+                            entry.buffer.window(start_s, end_s, bracket=True), entry.kernel_peak())

@@ -1,101 +1,162 @@
-"""A container's samples: a bounded, append-only series in fixed-size numpy chunks.
+"""A container's samples: a preallocated ring of fixed-size records, one writer, readers without a lock.
 
-32 bytes per sample (epoch seconds as float64, memory/RSS+mapped bytes and CPU ns as int64,
-``-1`` standing for "not measured").  Whole chunks older than ``maxage_s`` are dropped, and the
-buffer never holds more than ``max_samples``; the sampler appends, queries copy out under a lock.
+Data layout (what a reader may rely on)
+---------------------------------------
+``ring`` is a numpy structured array of ``capacity`` records of 32 bytes (:data:`SAMPLE_DTYPE`,
+little-endian, no padding), allocated once with ``np.empty`` (the system provides the pages only
+as the ring fills them):
+
+======================  =======  ===========================================================
+field                   dtype    value
+======================  =======  ===========================================================
+``date_s``              float64  when the sample was read, epoch seconds (increasing)
+``memory_bytes``        int64    cgroup memory usage, bytes
+``cpu_ns``              int64    cumulative CPU time as read from the cgroup, ns (not relative)
+``rss_mapped_bytes``    int64    RSS + mapped file, bytes
+======================  =======  ===========================================================
+
+``ring["date_s"]`` and the others are strided views (no copy).  ``NOT_MEASURED`` (-1) in an int
+field is "not measured" (None in a :class:`Sample`).  Samples are numbered from 0 in the order
+appended; sample ``k`` is record ``k % capacity``.  ``count`` is the number of samples appended
+so far; ``oldest`` the number of the oldest sample not evicted by age.  The samples a reader may
+use are numbers ``first .. count - 1`` with ``first = max(oldest, count - capacity + 1)``
+(:meth:`SampleBuffer.span`): in record order that is at most two runs, ``[first % capacity,
+capacity)`` then ``[0, count % capacity)`` when it wraps, each sorted by date, the first older.
+
+The writer fills a record with one ``struct.pack_into`` through a byte view of the same memory
+(one C call instead of four numpy item assignments, each of which costs more than the call).
+
+Memory ordering (why readers need no lock)
+------------------------------------------
+One writer at a time calls :meth:`SampleBuffer.append`: the sampler thread while the container
+runs (and the registry, under its lock, for the one sample of a container first seen paused,
+which the sampler does not sample).  It writes sample ``count``'s record, and only then
+publishes it by storing ``count + 1`` in ``count``.  Both happen with the
+GIL held, and taking and releasing the GIL are full memory barriers (a mutex and atomics in
+CPython), so a reader thread that reads ``count`` (with the GIL) sees the records of every sample
+below it.  A reader cannot know whether the writer is in the middle of an append (between two
+bytecodes, the record of sample ``count``, which is also the record of sample
+``count - capacity``, may be written and ``count`` not yet stored): hence the ``+ 1`` in
+``first``.  A reader that searches or copies records without the GIL (numpy releases it for large
+copies) or over several bytecodes must read ``count`` again afterwards: if the new ``first`` is
+past a sample it used, the writer may have overwritten that sample meanwhile, and the reader
+starts again (:meth:`SampleBuffer.window` does; it copies only the records of its window).
+``oldest`` only grows and has one writer too, :meth:`SampleBuffer.evict` (housekeeping);
+``count`` and ``oldest`` are Python ints, each replaced by one store.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import deque
+import struct
 
 import numpy as np
 
 from faasload.monitor_protocol import Sample
 
-from .cgroups import Reading
+from .cgroups import NOT_MEASURED
 
-CHUNK_SAMPLES = 1024
-_NONE = -1
+_NONE = NOT_MEASURED
+_RECORD = struct.Struct("<dqqq")
+SAMPLE_DTYPE = np.dtype([("date_s", "<f8"), ("memory_bytes", "<i8"), ("cpu_ns", "<i8"), ("rss_mapped_bytes", "<i8")])
+assert SAMPLE_DTYPE.itemsize == _RECORD.size == 32
 
 
 class SampleBuffer:
-    __slots__ = ("maxage_s", "max_chunks", "_dates", "_values", "_fill", "_lock", "dropped")
+    __slots__ = ("maxage_s", "capacity", "ring", "_bytes", "_pack", "count", "oldest")
 
     def __init__(self, maxage_s: float, max_samples: int):
         self.maxage_s = maxage_s
-        self.max_chunks = max(2, -(-max_samples // CHUNK_SAMPLES) + 1)
-        self._dates: deque[np.ndarray] = deque()
-        self._values: deque[np.ndarray] = deque()
-        self._fill = CHUNK_SAMPLES  # the last chunk is full: the next append opens one
-        self._lock = threading.Lock()
-        self.dropped = 0
+        #: One record more than max_samples: the record an append may be overwriting is not readable.
+        self.capacity = max(2, max_samples + 1)
+        memory = np.empty(self.capacity * _RECORD.size, dtype=np.uint8)
+        self.ring = memory.view(SAMPLE_DTYPE)
+        self._bytes = memory.data
+        self._pack = _RECORD.pack_into
+        self.count = 0
+        self.oldest = 0
 
-    def append(self, date_s: float, reading: Reading) -> None:
-        with self._lock:
-            if self._fill == CHUNK_SAMPLES:
-                self._dates.append(np.empty(CHUNK_SAMPLES, dtype=np.float64))
-                self._values.append(np.empty((CHUNK_SAMPLES, 3), dtype=np.int64))
-                self._fill = 0
-                if len(self._dates) > self.max_chunks:
-                    self._drop_oldest()
-            i = self._fill
-            self._dates[-1][i] = date_s
-            row = self._values[-1][i]
-            row[0] = _NONE if reading.memory_bytes is None else reading.memory_bytes
-            row[1] = _NONE if reading.cpu_ns is None else reading.cpu_ns
-            row[2] = _NONE if reading.rss_mapped_bytes is None else reading.rss_mapped_bytes
-            self._fill = i + 1
+    def append(self, date_s: float, memory_bytes: int, cpu_ns: int, rss_mapped_bytes: int) -> None:
+        """Add a sample (values in the fields' units, ``NOT_MEASURED`` for None).  One writer at a
+        time (see the module's memory-ordering note)."""
+        count = self.count
+        self._pack(self._bytes, count % self.capacity * 32, date_s, memory_bytes, cpu_ns, rss_mapped_bytes)
+        self.count = count + 1  # publishes the sample
+
+    def span(self) -> tuple[int, int]:
+        """``(first, end)``: the numbers of the samples a reader may use are ``first .. end - 1``."""
+        end = self.count
+        return max(self.oldest, end - self.capacity + 1), end
+
+    @property
+    def dropped(self) -> int:
+        """Samples no longer held (overwritten by newer ones, or evicted by age)."""
+        return self.span()[0]
 
     def evict(self, now_epoch_s: float) -> None:
-        """Drop whole chunks whose newest sample is older than ``maxage_s``."""
-        with self._lock:
-            while len(self._dates) > 1 and self._dates[0][-1] < now_epoch_s - self.maxage_s:
-                self._drop_oldest()
-
-    def _drop_oldest(self) -> None:
-        self._dates.popleft()
-        self._values.popleft()
-        self.dropped += CHUNK_SAMPLES
+        """Forget samples older than ``maxage_s`` (their records are reused as the ring turns).
+        Appends meanwhile may overwrite the oldest records with newer dates: the search then
+        finds fewer old samples, never more."""
+        first, end = self.span()
+        cutoff_s = now_epoch_s - self.maxage_s
+        if first == end or self.ring["date_s"][first % self.capacity] >= cutoff_s:
+            return  # nothing old: the usual case, every housekeeping round for every container
+        old = _position([run["date_s"] for run in self._runs(first, end)], cutoff_s, "left")
+        if old:
+            self.oldest = first + min(old, end - first - 1)  # the newest sample stays
 
     def __len__(self) -> int:
-        with self._lock:
-            return 0 if not self._dates else (len(self._dates) - 1) * CHUNK_SAMPLES + self._fill
+        first, end = self.span()
+        return end - first
 
-    def _snapshot(self) -> tuple[np.ndarray, np.ndarray]:
-        with self._lock:
-            if not self._dates:
-                return np.empty(0), np.empty((0, 3), dtype=np.int64)
-            dates = np.concatenate(self._dates)[: (len(self._dates) - 1) * CHUNK_SAMPLES + self._fill]
-            values = np.concatenate(self._values)[: len(dates)]
-        return dates, values
-
-    def latest_date_s(self) -> float | None:
-        with self._lock:
-            if not self._dates:
-                return None
-            return float(self._dates[-1][self._fill - 1])
+    def _runs(self, first: int, end: int) -> list[np.ndarray]:
+        """The records of samples ``first .. end - 1`` in order, as views: one run, or two when
+        they wrap around the end of the ring."""
+        start, stop = first % self.capacity, end % self.capacity
+        if end == first:
+            return []
+        if start < stop:
+            return [self.ring[start:stop]]
+        return [self.ring[start:], self.ring[:stop]]
 
     def window(self, start_s: float, end_s: float, *, bracket: bool = False) -> tuple[Sample, ...]:
         """Samples with ``start_s <= date <= end_s`` (plus, with ``bracket``, the last one before
-        and the first one after), CPU relative to the first returned sample that has CPU."""
-        dates, values = self._snapshot()
-        lo = int(np.searchsorted(dates, start_s, side="left"))
-        hi = int(np.searchsorted(dates, end_s, side="right"))
-        if bracket:
-            lo = max(0, lo - 1)
-            hi = min(len(dates), hi + 1)
-        return _samples(dates[lo:hi], values[lo:hi])
+        and the first one after), CPU relative to the first returned sample that has CPU.
+
+        Searches the dates in place and copies only the window's records; starts again if the
+        writer overwrote one of them meanwhile (the module's memory-ordering note)."""
+        while True:
+            first, end = self.span()
+            if first == end:
+                return ()
+            dates = [run["date_s"] for run in self._runs(first, end)]
+            lo = first + _position(dates, start_s, "left")
+            hi = first + _position(dates, end_s, "right")
+            if bracket:
+                lo, hi = max(first, lo - 1), min(end, hi + 1)
+            if hi <= lo:
+                return ()
+            runs = self._runs(lo, hi)
+            records = runs[0].copy() if len(runs) == 1 else np.concatenate(runs)
+            if self.span()[0] <= lo:
+                return _samples(records)
 
 
-def _samples(dates: np.ndarray, values: np.ndarray) -> tuple[Sample, ...]:
-    cpu = values[:, 1]
+def _position(runs: list[np.ndarray], date_s: float, side: str) -> int:
+    """Where ``date_s`` goes in ``runs`` taken as one sorted series (``np.searchsorted`` of their
+    concatenation, without making it)."""
+    offset = 0
+    for run in runs:
+        at = int(np.searchsorted(run, date_s, side=side))  # type: ignore[call-overload]
+        if at < len(run):
+            return offset + at
+        offset += len(run)
+    return offset
+
+
+def _samples(records: np.ndarray) -> tuple[Sample, ...]:
+    cpu = records["cpu_ns"]
     measured = np.flatnonzero(cpu != _NONE)
     base = int(cpu[measured[0]]) if len(measured) else 0
-    out = []
-    for date, (memory, cpu_ns, rss) in zip(dates.tolist(), values.tolist()):
-        out.append(Sample(date, None if memory == _NONE else memory,
-                          None if cpu_ns == _NONE else cpu_ns - base,
-                          None if rss == _NONE else rss))
-    return tuple(out)
+    return tuple(Sample(date, None if memory == _NONE else memory, None if cpu_ns == _NONE else cpu_ns - base,
+                        None if rss == _NONE else rss)
+                 for date, memory, cpu_ns, rss in records.tolist())

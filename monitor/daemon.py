@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 
-from faasload import dockerd
+from faasload import dockerd, sd_notify
 from faasload.cli import EXIT_OK
 from faasload.clock import Clock, RealClock
 from faasload.config import ConfigError
@@ -24,14 +24,17 @@ from .cgroups import make_reader
 from .config import MonitorConfig
 from .discovery import Discovery, docker_inspector
 from .docker_events import DockerEvents, Recogniser, client_factory
+from .handlers import Handlers
 from .registry import Registry
 from .sampler import Sampler
-from .servers import Handlers, MessageServer
+from .servers import MessageServer
 from .tcp_server import TcpMeasurementServer
 
 log = logging.getLogger("monitor")
 
 HOUSEKEEPING_PERIOD_S = 0.5
+#: The longest wait at start-up for Docker's listing of the containers that already exist.
+STARTUP_LISTING_TIMEOUT_S = 5.0
 #: Python threads switch every 5 ms by default: a busy server thread would delay the sampler.
 SWITCH_INTERVAL_S = 0.0005
 
@@ -64,8 +67,25 @@ class Monitor:
         self._sampler_thread: threading.Thread | None = None
 
     def start(self) -> None:
+        """Sampler, then the Docker listing (the containers that already exist, waited for up to
+        ``STARTUP_LISTING_TIMEOUT_S``), then the sockets: from the instant they open, the monitor
+        knows every container Docker lists, and queries for activations that started earlier are
+        answered ``monitor_down`` (docs/monitor.md, "Restarting the monitor")."""
         log.info("cgroup v%d hierarchy at %s; sampling every %.1f ms", self.reader.version,
                  self.reader.root, self.sampler.resolution_s * 1000)
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        self._sampler_thread = threading.Thread(target=self.sampler.run, args=(self._sampler_stop,),
+                                                name="sampler", daemon=True)
+        self._sampler_thread.start()
+        if self.docker_events is not None:
+            self.docker_events.start()
+            if self.docker_events.connected.wait(STARTUP_LISTING_TIMEOUT_S):
+                log.info("Docker listing at start-up: %d OpenWhisk container(s) already there",
+                         len(self.docker_events.followed))
+            else:
+                log.warning("no Docker listing within %.0f s of start-up: containers that already exist are "
+                            "found once the daemon answers", STARTUP_LISTING_TIMEOUT_S)
+        self.handlers.watching_since_s = self.clock.epoch_s()
         started = []
         try:
             for server in self.servers:
@@ -74,13 +94,8 @@ class Monitor:
         except Exception:
             for server in started:
                 server.stop()
+            self._stop_background()
             raise
-        sys.setswitchinterval(SWITCH_INTERVAL_S)
-        self._sampler_thread = threading.Thread(target=self.sampler.run, args=(self._sampler_stop,),
-                                                name="sampler", daemon=True)
-        self._sampler_thread.start()
-        if self.docker_events is not None:
-            self.docker_events.start()
 
     def housekeeping(self) -> None:
         self.registry.housekeeping()
@@ -88,16 +103,19 @@ class Monitor:
     def stop(self) -> None:
         for server in self.servers:
             server.stop()
+        self._stop_background()
+        handlers, sampler = self.handlers, self.sampler
+        log.info("stopped: %d notifications (%d dropped), %d queries (%d bad), %d samples, "
+                 "%d missed deadlines", handlers.notifications, handlers.dropped_notifications,
+                 handlers.queries, handlers.bad_queries, sampler.samples_taken, sampler.missed_deadlines)
+
+    def _stop_background(self) -> None:
         if self.docker_events is not None:
             self.docker_events.stop()
         self._sampler_stop.set()
         if self._sampler_thread is not None:
             self._sampler_thread.join()
         self.registry.close()
-        handlers, sampler = self.handlers, self.sampler
-        log.info("stopped: %d notifications (%d dropped), %d queries (%d bad), %d samples, "
-                 "%d missed deadlines", handlers.notifications, handlers.dropped_notifications,
-                 handlers.queries, handlers.bad_queries, sampler.samples_taken, sampler.missed_deadlines)
 
 
 def _tcp_server(sockets, handlers: Handlers) -> TcpMeasurementServer:
@@ -137,6 +155,15 @@ class _StopFlag:
         self.event.set()
 
 
+def _tell_systemd_ready() -> None:
+    """The sockets answer: a ``Type=notify`` unit (systemd/faasload-monitor.service) is started."""
+    try:
+        if sd_notify.notify_ready():
+            log.info("told systemd the monitor is ready")
+    except OSError as exc:
+        log.warning("cannot tell systemd the monitor is ready ($NOTIFY_SOCKET): %s", exc)
+
+
 def run(config: MonitorConfig) -> int:
     """Run the monitor until SIGINT or SIGTERM; return the exit code."""
     if not config.enabled:
@@ -150,6 +177,7 @@ def run(config: MonitorConfig) -> int:
         # cost 3% of a core (docs/performance.md).
         monitor = Monitor(config, RealClock(spin_s=0.0))
         monitor.start()
+        _tell_systemd_ready()
         try:
             while not flag.event.wait(HOUSEKEEPING_PERIOD_S):
                 monitor.housekeeping()

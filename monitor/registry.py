@@ -9,6 +9,9 @@ stuck discovery of one container never delays notices and queries of the others.
 Retention: a removed container's samples stay queryable ``retention_s`` after ``rm``; a live
 container's samples older than ``maxage_s`` are dropped; activation bindings go with their
 container, or after ``maxage_s`` + ``retention_s``.
+
+Kernel peaks (:mod:`monitor.kernel_peak`): an activation's start notice resets its container's
+peak counter and its end notice reads it, in the notification thread that handles the notice.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from faasload.monitor_protocol import (
     Boundary,
     ContainerNotice,
     ErrorCode,
+    KernelPeak,
     Lifecycle,
     ProtocolError,
     Sample,
@@ -34,6 +38,7 @@ from .attribution import Candidate
 from .buffer import SampleBuffer
 from .cgroups import CgroupDirs, CgroupError, CgroupHandle
 from .discovery import Discovery
+from .kernel_peak import LATE_RESET_S, UNAVAILABLE, PeakCounter, Watch
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +70,21 @@ class Container:
     resolve_error: str | None = None
     #: Docker's name for it, when Docker events announced it (for attribution, issue 8).
     name: str | None = None
+    #: The kernel's peak counter of its cgroup (opened with ``handle``).
+    peak: PeakCounter | None = None
+
+    def release_files(self) -> CgroupHandle | None:
+        """Forget the cgroup's files: the peak counter closed, the sampling handle returned to be
+        closed by the caller when no read of it can be in flight (:meth:`Registry.close_retired`)."""
+        handle = self.handle
+        if self.peak is not None:
+            self.peak.close()
+        self.handle, self.peak = None, None
+        return handle
+
+    def kernel_peak(self) -> KernelPeak:
+        """The counter's value for an activation it was not reset for."""
+        return UNAVAILABLE if self.peak is None else self.peak.unscoped()
 
 
 @dataclass(slots=True)
@@ -74,6 +94,8 @@ class Binding:
     start_s: float | None = None
     end_s: float | None = None
     bound_at_s: float = 0.0
+    watch: Watch | None = None              # the container's peak counter, between start and end
+    kernel_peak: KernelPeak | None = None   # read at the end
 
 
 class Registry:
@@ -89,6 +111,8 @@ class Registry:
         self.containers: dict[str, Container] = {}
         self.bindings: dict[str, Binding] = {}
         self.running: tuple[Container, ...] = ()
+        #: Handles of containers gone or re-resolved, closed by the sampler between sweeps.
+        self._retired: list[CgroupHandle] = []
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ notices
@@ -121,12 +145,30 @@ class Registry:
         entry.state = state
         if state is State.REMOVED:
             entry.removed_at_s = now
-            if entry.handle is not None:
-                entry.handle.close()
-                entry.handle = None
+            self._release_files(entry)
         else:
             entry.removed_at_s = None
         self._refresh_running()
+
+    def _release_files(self, entry: Container) -> None:
+        handle = entry.release_files()
+        if handle is not None:
+            self._retired.append(handle)
+
+    def close_retired(self) -> None:
+        """Close the sampling handles released since the last call.
+
+        Only the sampler's thread calls it, between its sweeps: a sweep reads the handles of the
+        ``running`` tuple it started with, without the lock, so a handle closed by a notice's
+        thread during the sweep could have its descriptor reused by another open (a new
+        container's files) and be read as the wrong file.  Deferred to here, no read is in flight.
+        """
+        if not self._retired:  # the common case, without the lock
+            return
+        with self._lock:
+            retired, self._retired = self._retired, []
+        for handle in retired:
+            handle.close()
 
     def _refresh_running(self) -> None:
         self.running = tuple(c for c in self.containers.values()
@@ -149,6 +191,7 @@ class Registry:
                        and entry.handle is None and entry.hint == hint)
             if current:
                 entry.dirs, entry.handle, entry.resolve_error = dirs, handle, None
+                entry.peak = PeakCounter(dirs.memory, self.reader.version)
                 self._refresh_running()
         if not current:
             handle.close()
@@ -162,9 +205,8 @@ class Registry:
             if entry.state is State.RUNNING and entry.handle is not None:
                 return  # announced twice: one container
             if entry.state is State.REMOVED or (notice.cgroup is not None and notice.cgroup != entry.hint):
-                if entry.handle is not None:
-                    entry.handle.close()
-                entry.handle, entry.dirs = None, None
+                self._release_files(entry)
+                entry.dirs = None
             if notice.cgroup is not None:
                 entry.hint = notice.cgroup
             if entry.handle is None:
@@ -179,6 +221,25 @@ class Registry:
         with self._lock:
             entry = self._entry(notice.container, State.PAUSED)
             self._set_state(entry, State.PAUSED, at_s)
+            first_seen_paused = entry.handle is None and not entry.reads
+            hint = entry.hint
+        if first_seen_paused:  # e.g. listed paused at start-up: ready when it resumes, with a baseline
+            self._resolve(entry, hint)
+            self._sample_frozen(entry)
+
+    def _sample_frozen(self, entry: Container) -> None:
+        """One sample of a paused container (its counters do not move while it is frozen): the
+        last sample before its next activation, as the sample before its pause would have been."""
+        with self._lock:
+            # The buffer has one writer at a time: paused, the container is not the sampler's
+            # (it samples running ones), and it cannot become running, nor its handle be
+            # released, while we hold the lock.
+            handle = entry.handle
+            if entry.state is State.PAUSED and handle is not None:
+                date_s = self.clock.epoch_s()
+                memory, cpu, rss_mapped = handle.sample(True)
+                entry.buffer.append(date_s, memory, cpu, rss_mapped)
+                entry.reads += 1
 
     def on_resume(self, notice: ContainerNotice, at_s: float | None = None) -> None:
         self.on_run(notice, at_s)
@@ -196,11 +257,28 @@ class Registry:
         with self._lock:
             binding = self._binding(notice)
             binding.start_s = notice.date_s
+            entry = self.containers.get(notice.container)
+            if binding.watch is None and binding.kernel_peak is None and entry is not None and entry.peak is not None:
+                late = self.clock.epoch_s() - notice.date_s > LATE_RESET_S
+                if late:
+                    log.warning("activation %s: start notice handled %.1f ms after its date: its kernel peak "
+                                "is not reset", notice.activation, (self.clock.epoch_s() - notice.date_s) * 1000)
+                binding.watch = entry.peak.begin(late)
 
     def on_activation_end(self, notice: ActivationNotice) -> None:
         with self._lock:
             binding = self._binding(notice)
             binding.end_s = notice.date_s
+            if binding.kernel_peak is None:
+                binding.kernel_peak = self._end_watch(binding, self.containers.get(notice.container))
+
+    @staticmethod
+    def _end_watch(binding: Binding, entry: Container | None) -> KernelPeak:
+        """The kernel peak of an activation that ended (its watch, if any, closed)."""
+        watch, binding.watch = binding.watch, None
+        if watch is not None:
+            return watch.counter.end(watch)
+        return UNAVAILABLE if entry is None else entry.kernel_peak()
 
     def _binding(self, notice: ActivationNotice) -> Binding:
         binding = self.bindings.get(notice.activation)
@@ -246,7 +324,18 @@ class Registry:
             binding = self.bindings.get(activation)
             if binding is None:
                 raise ProtocolError(f"unknown activation {activation}", ErrorCode.UNKNOWN_ACTIVATION)
-            return Binding(binding.activation, set(binding.containers), binding.start_s, binding.end_s)
+            if binding.kernel_peak is not None:
+                kernel_peak = binding.kernel_peak
+            elif binding.watch is not None:  # no end yet: the peak so far
+                kernel_peak = binding.watch.counter.peek(binding.watch)
+            else:
+                kernel_peak = self._container_peak(binding.containers)
+            return Binding(binding.activation, set(binding.containers), binding.start_s, binding.end_s,
+                           kernel_peak=kernel_peak)
+
+    def _container_peak(self, containers: set[str]) -> KernelPeak:
+        entry = self.containers.get(next(iter(containers))) if len(containers) == 1 else None
+        return UNAVAILABLE if entry is None else entry.kernel_peak()
 
     def activation(self, activation: str) -> ActivationAnswer:
         """The samples of the container an activation ran in, from the last sample at or before
@@ -263,7 +352,7 @@ class Registry:
         end_s = binding.end_s if binding.end_s is not None else self.clock.epoch_s()
         start_s = binding.start_s if binding.start_s is not None else end_s  # a binding has a start or an end
         samples = entry.buffer.window(start_s, end_s, bracket=True)
-        return ActivationAnswer(activation, container, binding.start_s, binding.end_s, samples)
+        return ActivationAnswer(activation, container, binding.start_s, binding.end_s, samples, binding.kernel_peak)
 
     # ------------------------------------------------------------------ housekeeping
 
@@ -290,6 +379,8 @@ class Registry:
             for activation, binding in list(self.bindings.items()):
                 gone = all(c not in self.containers for c in binding.containers)
                 if binding.bound_at_s < horizon or (gone and binding.bound_at_s < now - self.retention_s):
+                    if binding.watch is not None:  # never ended
+                        binding.watch.counter.end(binding.watch)
                     del self.bindings[activation]
         for entry, hint in retry:
             self._resolve(entry, hint)
@@ -297,10 +388,14 @@ class Registry:
     def close(self) -> None:
         with self._lock:
             for entry in self.containers.values():
-                if entry.handle is not None:
-                    entry.handle.close()
-                    entry.handle = None
+                self._release_files(entry)
+            for binding in self.bindings.values():
+                if binding.watch is not None:
+                    binding.watch.close()
             self.running = ()
+            retired, self._retired = self._retired, []
+        for handle in retired:  # the sampler has stopped
+            handle.close()
 
 
 _LIFECYCLE_HANDLERS = {

@@ -16,6 +16,7 @@ import threading
 
 from faasload.clock import Clock, set_fine_timer_slack
 
+from .cgroups import NOT_MEASURED
 from .registry import Registry
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 #: A container whose every read failed this many times in a row is treated as removed.
 VANISHED_AFTER_FAILED_READS = 100
 MISS_LOG_PERIOD_S = 10.0
+#: With a resolution up to this, the sampler sleeps without waiting on its stop event.
+STOP_CHECK_S = 0.1
 
 
 class Sampler:
@@ -48,22 +51,26 @@ class Sampler:
             skipped = int(late_s // self.resolution_s)
             self.missed_deadlines += skipped
             self.next_due_s += skipped * self.resolution_s
+        self.registry.close_retired()  # between sweeps: no read of a released handle in flight
+        epoch_s, stat_every, taken = self.clock.epoch_s, self.stat_every, 0
         for entry in self.registry.running:
             handle = entry.handle
             if handle is None:  # removed while we iterate
                 continue
-            date_s = self.clock.epoch_s()
+            reads = entry.reads
+            entry.reads = reads + 1
+            date_s = epoch_s()
             # memory.stat on each container's 1st, (N+1)th... sample: spread over the ticks
-            reading = handle.read(with_stat=entry.reads % self.stat_every == 0)
-            entry.reads += 1
-            entry.buffer.append(date_s, reading)
-            self.samples_taken += 1
-            if reading.memory_bytes is None and reading.cpu_ns is None and reading.rss_mapped_bytes is None:
+            memory, cpu, rss_mapped = handle.sample(reads % stat_every == 0)
+            entry.buffer.append(date_s, memory, cpu, rss_mapped)
+            taken += 1
+            if memory == NOT_MEASURED and cpu == NOT_MEASURED and rss_mapped == NOT_MEASURED:
                 entry.failed_reads += 1
                 if entry.failed_reads == VANISHED_AFTER_FAILED_READS:
                     self.registry.vanished(entry, f"{entry.failed_reads} reads of its cgroup failed in a row")
-            else:
+            elif entry.failed_reads:
                 entry.failed_reads = 0
+        self.samples_taken += taken
         self.ticks += 1
         self.next_due_s += self.resolution_s
         self._log_misses(now_s)
@@ -81,6 +88,9 @@ class Sampler:
         """Tick on deadlines until ``stop`` is set (call in the sampler's own thread)."""
         if not set_fine_timer_slack():
             log.info("could not set a fine timer slack: sampling may be a little late")
+        # Between close deadlines a plain sleep: waiting on the event costs twice the CPU per
+        # tick (a lock made and timed out each time); stop is then seen at the next tick.
+        wake = stop if self.resolution_s > STOP_CHECK_S else None
         while not stop.is_set():
             due_s = self.tick()
-            self.clock.sleep_until(due_s, stop)
+            self.clock.sleep_until(due_s, wake)

@@ -28,27 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from faasload.errors import Failure
-from faasload.monitor_protocol import (
-    ActivationQuery,
-    ErrorCode,
-    ProtocolError,
-    encode_activation,
-    encode_error,
-    encode_samples,
-    parse_notification,
-    parse_query,
-)
-
-from . import attribution
-from .registry import Registry
+from faasload.monitor_protocol import ErrorCode, encode_error
 
 log = logging.getLogger(__name__)
 
 ACCEPT_POLL_S = 0.2
 WORKERS_PER_SOCKET = 8
 RECV_BYTES = 65536
-#: How long an activation query may wait for the first sample after the activation's end.
-TRAILING_SAMPLE_WAIT_RESOLUTIONS = 2.5
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
@@ -115,7 +101,7 @@ def _drain(conn: socket.socket, limit_bytes: int = 1 << 20, timeout_s: float = 0
         drained += len(chunk)
 
 
-def _excerpt(raw: bytes) -> str:
+def excerpt(raw: bytes) -> str:
     text = repr(raw[:80])
     return text + ("..." if len(raw) > 80 else "")
 
@@ -267,7 +253,7 @@ class MessageServer:
             try:
                 answer = self.handler(raw, outcome)
             except Exception:  # a handler bug must not stop the server  # noqa: BLE001
-                log.exception("%s: handler failed on %s", self.name, _excerpt(raw))
+                log.exception("%s: handler failed on %s", self.name, excerpt(raw))
                 answer = encode_error(ErrorCode.BAD_REQUEST, "internal error in the monitor (see its log)")
             if answer is not None:
                 conn.settimeout(self.read_timeout_s)
@@ -291,85 +277,3 @@ class MessageServer:
                 pass
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-class Handlers:
-    """What the two sockets do with a message; counts what was dropped."""
-
-    def __init__(self, registry: Registry, resolution_s: float, clock_epoch_s: Callable[[], float] = time.time,
-                 attribution_slack_s: float = attribution.DEFAULT_SLACK_S):
-        self.registry = registry
-        self.resolution_s = resolution_s
-        self.attribution_slack_s = attribution_slack_s
-        self.epoch_s = clock_epoch_s
-        self.notifications = 0
-        self.dropped_notifications = 0
-        self.queries = 0
-        self.bad_queries = 0
-
-    def notification(self, raw: bytes, outcome: ReadOutcome) -> None:
-        if outcome is ReadOutcome.COMPLETE and not raw.strip():
-            log.debug("empty notification connection (probe) ignored")
-            return None
-        try:
-            if outcome is not ReadOutcome.COMPLETE:
-                raise ProtocolError(_outcome_text(outcome, raw))
-            notice = parse_notification(raw)
-        except ProtocolError as exc:
-            self.dropped_notifications += 1
-            log.warning("notification dropped: %s: %s", exc, _excerpt(raw))
-            return None
-        self.notifications += 1
-        log.debug("notification %s", notice)
-        self.registry.apply(notice)
-        return None
-
-    def query(self, raw: bytes, outcome: ReadOutcome) -> bytes | None:
-        if outcome is ReadOutcome.COMPLETE and not raw.strip():
-            log.debug("empty measurement connection (probe) closed without answer")
-            return None
-        try:
-            if outcome is ReadOutcome.TOO_LARGE:
-                raise ProtocolError(_outcome_text(outcome, raw), ErrorCode.TOO_LARGE)
-            if outcome is not ReadOutcome.COMPLETE:
-                raise ProtocolError(_outcome_text(outcome, raw))
-            query = parse_query(raw)
-            self.queries += 1
-            if isinstance(query, ActivationQuery):
-                return self._activation(query)
-            return encode_samples(self.registry.window(query.container, query.start_s, query.end_s))
-        except ProtocolError as exc:
-            if exc.code in (ErrorCode.BAD_REQUEST, ErrorCode.TOO_LARGE):
-                self.bad_queries += 1
-                log.warning("bad measurement request: %s: %s", exc, _excerpt(raw))
-            else:
-                log.info("measurement request: %s", exc)
-            return encode_error(exc.code, str(exc))
-
-    def _activation(self, query: ActivationQuery) -> bytes:
-        try:
-            binding = self.registry.activation_binding(query.activation)
-        except ProtocolError as exc:
-            if exc.code is not ErrorCode.UNKNOWN_ACTIVATION:
-                raise
-            # no notice bound it: attribution by name and running stretch (monitor/attribution.py)
-            if query.end_ms is not None:
-                self._wait_for_trailing_sample(query.end_ms / 1000)
-            return encode_activation(attribution.answer(self.registry, query, slack_s=self.attribution_slack_s))
-        if binding.end_s is not None:
-            self._wait_for_trailing_sample(binding.end_s)
-        return encode_activation(self.registry.activation(query.activation))
-
-    def _wait_for_trailing_sample(self, end_s: float) -> None:
-        """Let the sampler take the sample after the end."""
-        wait_s = end_s + TRAILING_SAMPLE_WAIT_RESOLUTIONS * self.resolution_s - self.epoch_s()
-        if 0 < wait_s <= 1.0:
-            time.sleep(wait_s)
-
-
-def _outcome_text(outcome: ReadOutcome, raw: bytes) -> str:
-    if outcome is ReadOutcome.TOO_LARGE:
-        return "message longer than sockets:max_message_bytes"
-    if outcome is ReadOutcome.TIMEOUT:
-        return f"message incomplete after the read timeout ({len(raw)} bytes, no newline nor end of stream)"
-    return f"connection failed after {len(raw)} bytes"

@@ -39,8 +39,10 @@ config_dir=$(realpath -m "$config_dir")
 unit_dir=$(realpath -m "$unit_dir")
 python=$FAASLOAD_VENV/bin/python
 [ -x "$python" ] || fail "no environment at $FAASLOAD_VENV: run scripts/setup.sh first (or pass --venv DIR)"
-"$python" -c 'import loader.__main__, monitor.__main__' 2>/dev/null \
-    || fail "$python cannot import FaaSLoad: run scripts/setup.sh $FAASLOAD_VENV"
+# from another directory, as the units run it (FaaSLoad must be installed in it, not found in the
+# current directory)
+import_error=$(cd / && "$python" -c 'import loader.__main__, monitor.__main__' 2>&1) \
+    || fail "$python cannot import FaaSLoad (${import_error##*$'\n'}): run scripts/setup.sh $FAASLOAD_VENV"
 
 # Paths go into unit files as they are: no whitespace (unquoted ExecStart arguments), '%' doubled.
 unit_path() {

@@ -17,7 +17,8 @@
 # * Python packages: every version and hash of Pipfile.lock ([packages] and, unless --no-dev,
 #   [dev-packages]) with `pip install --require-hashes`, then FaaSLoad itself as an editable
 #   install (`python -m loader` from any directory; console scripts faasload-loader,
-#   faasload-monitor, localwhisk in VENV_DIR/bin).
+#   faasload-monitor, localwhisk in VENV_DIR/bin), plus the checkout as a path entry
+#   (faasload-checkout.pth, see below).
 # * Idempotent: a stamp in VENV_DIR records the interpreter, the lock and pyproject.toml; when
 #   they are unchanged a second run changes nothing. A changed lock or interpreter rebuilds the
 #   environment from scratch, so it never holds packages the lock dropped.
@@ -73,9 +74,10 @@ need_apt=()
 if ! "$BASE_PY" -c 'import ensurepip, venv' >/dev/null 2>&1; then
     if [ "$BASE_PY" = /usr/bin/python3 ]; then need_apt+=(python3-venv); else need_apt+=("python$base_version-venv"); fi
 fi
-command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
+# (dockerd is in /usr/sbin, which is not on an unprivileged user's PATH)
+command -v dockerd >/dev/null 2>&1 || [ -x /usr/sbin/dockerd ] || need_apt+=(docker.io)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
-if [ -n "$for_tests" ] && ! command -v chromium >/dev/null 2>&1; then
+if [ "$for_tests" -eq 1 ] && ! command -v chromium >/dev/null 2>&1; then
     need_apt+=(chromium fonts-dejavu-core)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -123,4 +125,12 @@ if ! stamped project "$project_key"; then
     printf 'project %s\n' "$project_key" >>"$STAMP.new"
     mv "$STAMP.new" "$STAMP"
 fi
+# The checkout as a path entry too, besides the editable install's import hook: Python searches
+# the path entries first, and there a directory named like a package of ours in the current
+# directory (the checkout itself, cloned as ~/faasload, when you are in ~; a systemd unit runs in
+# ~) would otherwise be taken for an empty namespace package: "cannot import name ... (unknown
+# location)". A path entry holding the real package wins over such a directory.
+site_packages=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+[ "$(cat "$site_packages/faasload-checkout.pth" 2>/dev/null)" = "$ROOT" ] \
+    || printf '%s\n' "$ROOT" >"$site_packages/faasload-checkout.pth"
 log "ready in $SECONDS s: $VENV (run FaaSLoad with $VENV/bin/python -m loader, or put $VENV/bin on the PATH)"

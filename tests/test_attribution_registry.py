@@ -7,13 +7,27 @@ from pathlib import Path
 import pytest
 
 from faasload.clock import FakeClock
-from faasload.monitor_protocol import ActivationQuery, ContainerNotice, ErrorCode, Lifecycle, ProtocolError
+from faasload.monitor_protocol import (
+    ActivationNotice,
+    ActivationQuery,
+    BatchQuery,
+    Boundary,
+    ContainerNotice,
+    ErrorAnswer,
+    ErrorCode,
+    Lifecycle,
+    ProtocolError,
+    encode_query,
+    parse_answer,
+)
 from monitor import attribution
 from monitor.cgroups import CgroupV2Reader
 from monitor.discovery import Discovery
 from monitor.docker_events import DockerEvents, Recogniser, is_frozen
+from monitor.handlers import Handlers
 from monitor.registry import Registry, State
 from monitor.sampler import Sampler
+from monitor.servers import ReadOutcome
 
 V2 = Path(__file__).parent / "fixtures_data" / "cgroup_v2"
 A = "4f1c3a9e0b7d2c8e5a6f1b3d9c0e7a2b4d6f8a1c3e5b7d9f0a2c4e6b8d0f1a3c"
@@ -181,3 +195,53 @@ def test_old_running_stretches_are_trimmed_with_the_samples(world):
     # maxage is 60 s; the stretches ended 104, 83, 62, 41 and 20 s ago: the first three are gone
     now = clock.epoch_s()
     assert [round(now - end) for _, end in registry.containers[A].intervals] == [41, 20]
+
+
+def test_container_listed_paused_at_start_up_has_its_cgroup_and_a_baseline(world):
+    """A monitor (re)started while a container is paused: it is ready to sample at once when it
+    resumes, and its first activation has a sample from before its start (its frozen state)."""
+    _, clock, registry, events, sampler = world
+    events.sync([{"Id": A, "Names": ["/wsk0_1_guest_hello"], "State": "paused", "Labels": {}}])
+    entry = registry.containers[A]
+    assert entry.state is State.PAUSED and entry.handle is not None and len(entry.buffer) == 1
+    listed_s = clock.epoch_s()
+    clock.advance(1.0)
+    sampler.tick()
+    assert len(entry.buffer) == 1  # paused: not sampled
+    events.handle(event("unpause", A, "wsk0_1_guest_hello", clock.epoch_s()))
+    start_s = clock.epoch_s() + 0.001
+    for _ in range(5):
+        clock.advance(RES_S)
+        sampler.tick()
+    answer = attribution.answer(registry, query(start_s=start_s, end_s=start_s + 0.02))
+    assert answer.container == A and answer.samples[0].date_s == pytest.approx(listed_s)
+    assert len(answer.samples) >= 3
+
+
+def test_activation_started_before_the_monitor_watched_is_monitor_down(world):
+    _, clock, registry, events, sampler = world
+    handlers = Handlers(registry, RES_S, clock.epoch_s)
+    events.handle(event("start", A, "wsk0_1_guest_hello", clock.epoch_s()))
+    before_s = clock.epoch_s() - 5.0
+    handlers.watching_since_s = clock.epoch_s()
+
+    def ask(q):
+        return parse_answer(handlers.query(encode_query(q), ReadOutcome.COMPLETE))
+
+    # unbound, for attribution: it started before the monitor watched
+    down = ask(query(start_s=before_s, end_s=clock.epoch_s() + 0.01))
+    assert isinstance(down, ErrorAnswer) and down.code is ErrorCode.MONITOR_DOWN
+    assert "before the monitor watched" in down.error
+    # bound by its end notice only (its start notice went to no monitor); in a batch too
+    registry.apply(ActivationNotice(Boundary.END, A, ACT, clock.epoch_s() + 0.01))
+    down = ask(query(start_s=before_s, end_s=clock.epoch_s() + 0.01))
+    assert isinstance(down, ErrorAnswer) and down.code is ErrorCode.MONITOR_DOWN
+    (in_batch,) = ask(BatchQuery((query(start_s=before_s, end_s=clock.epoch_s() + 0.01),))).answers
+    assert isinstance(in_batch, ErrorAnswer) and in_batch.code is ErrorCode.MONITOR_DOWN
+    # an activation that started once the monitor watched is answered
+    registry.apply(ActivationNotice(Boundary.START, A, ACT, clock.epoch_s()))
+    sampler.tick()
+    clock.advance(RES_S)
+    sampler.tick()
+    answered = ask(query(start_s=clock.epoch_s() - RES_S, end_s=clock.epoch_s()))
+    assert not isinstance(answered, ErrorAnswer) and answered.container == A

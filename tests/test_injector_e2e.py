@@ -33,7 +33,10 @@ def test_every_planned_invocation_is_one_terminal_row_equal_to_its_activation_re
                                         "0.0\t4.jpg\tfail:yes"])
     setup.trace(f"{alice}-other-128", ["0.5\ta.wav\tx:1", "0.3333\tb.wav"])
     setup.trace(f"{bobby}-echo", ["0.1\t9.avi", "0.9\t8.avi\tp:", "0.000001\t7.avi"])
-    setup.write_config(injection={"sender_processes": sender_processes})
+    # the last assertion checks that completions came from the user events: give a loaded machine's
+    # broker time to deliver them before the record is polled instead
+    setup.write_config(injection={"sender_processes": sender_processes},
+                       completion={"event_timeout_s": 20.0})
 
     result = setup.run_loader()
     assert result.returncode == 0, result.stderr[-3000:]

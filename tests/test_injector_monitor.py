@@ -1,6 +1,7 @@
 """Injection with the monitor on: every successful activation gets its samples in `resources`;
 killing the monitor mid-run loses only resources (with the reason stored), never runs."""
 
+import time
 import uuid
 
 import pytest
@@ -61,3 +62,31 @@ def test_killing_the_monitor_mid_run_loses_only_resources(monitored):
     summary = loader.stdout_text()
     down = statuses.count("monitor_down")
     assert f"monitor resources: monitor_down {down}, ok {planned - down} ({down} activations without samples)" in summary
+
+
+def test_restarting_the_monitor_mid_run_loses_nothing_after_it(monitored, monitor_factory):
+    """Issue 13: after a restart, activations in containers that already ran are attributed (they
+    were all ``unknown`` until the containers were recycled); those that started while it was down
+    are ``monitor_down``."""
+    setup, monitor, user = monitored
+    planned = 60  # 15 s: the restart falls in the middle
+    setup.trace(f"{user}-echo", [f"0.25\t{i}.jpg" for i in range(planned)])
+    setup.write_config(monitor=_monitor_section(monitor))
+    loader = setup.start_loader()
+    wait_for(lambda: setup.count_runs("resources_status = 'ok'") >= 3, timeout_s=60, what="first monitored runs")
+    monitor.kill()
+    time.sleep(1.0)
+    sockets = {"notification": str(monitor.notification_socket), "measurement": str(monitor.measurement_socket)}
+    monitor_factory.start(sockets=sockets)
+    restarted_ms = time.time() * 1000
+    assert loader.wait(120) == 0, loader.stderr_text()[-3000:]
+    rows = setup.query("SELECT seq, status, resources_status, start_ms, cold_start FROM runs ORDER BY seq")
+    assert [r[0] for r in rows] == list(range(planned)) and all(r[1] == "success" for r in rows)
+    statuses = [r[2] for r in rows]
+    assert set(statuses) <= {"ok", "monitor_down"} and "monitor_down" in statuses, statuses
+    after = [r for r in rows if r[3] > restarted_ms]
+    assert len(after) >= 10 and not any(r[4] for r in after)  # warm: containers from before the restart
+    ok_after = sum(r[2] == "ok" for r in after)
+    print(f"\nafter the monitor's restart: {ok_after} of {len(after)} activations attributed (ok); "
+          f"{statuses.count('monitor_down')} monitor_down while it was down")
+    assert ok_after == len(after)

@@ -53,6 +53,7 @@ def test_plain_lines_when_stderr_is_not_the_journal(tmp_path):
 
 def test_kafka_info_is_quieted_unless_configured():
     assert logsetup.merged({})["loggers"]["kafka"] == {"level": "WARNING"}
+    assert logsetup.merged({})["loggers"]["kafka.net.selector"] == {"level": "ERROR"}
     assert logsetup.merged({"loggers": {"kafka": {"level": "INFO"}}})["loggers"]["kafka"] == {"level": "INFO"}
     journal = logsetup.merged({"root": {"level": "DEBUG"}}, journal=True)
     assert journal["handlers"]["stderr"]["formatter"] == "journal" and journal["root"]["level"] == "DEBUG"

@@ -15,8 +15,7 @@ from faasload.monitor_protocol import (
     ProtocolError,
     Sample,
 )
-from monitor.buffer import CHUNK_SAMPLES, SampleBuffer
-from monitor.cgroups import CgroupV2Reader, Reading
+from monitor.cgroups import CgroupV2Reader
 from monitor.discovery import Discovery
 from monitor.registry import Registry, State
 from monitor.sampler import VANISHED_AFTER_FAILED_READS, Sampler
@@ -194,20 +193,6 @@ def test_vanished_cgroup_is_treated_as_removed(tree, caplog):
     assert "reads of its cgroup failed in a row; treated as removed" in caplog.text
 
 
-def test_buffer_is_bounded_by_maxage_and_count():
-    buffer = SampleBuffer(maxage_s=10.0, max_samples=3 * CHUNK_SAMPLES)
-    for i in range(6 * CHUNK_SAMPLES):
-        buffer.append(float(i) * 0.001, Reading(i, i, i))
-    assert len(buffer) <= 4 * CHUNK_SAMPLES
-    assert buffer.dropped >= 2 * CHUNK_SAMPLES
-    buffer.evict(now_epoch_s=6 * CHUNK_SAMPLES * 0.001 + 10.0 - 0.5)
-    assert len(buffer) < 2 * CHUNK_SAMPLES
-    newest = buffer.window(0, 1e9)
-    assert newest[-1].memory_bytes == 6 * CHUNK_SAMPLES - 1
-    assert newest[0].cpu_ns == 0
-
-
-
 def test_memory_stat_is_read_every_nth_tick_only(tree):
     """rss_mapped is measured on a container's samples 0, N, 2N...; None (not measured) in between, never 0."""
     clock, registry, _ = build(tree)
@@ -218,3 +203,43 @@ def test_memory_stat_is_read_every_nth_tick_only(tree):
     samples = registry.window(DOCKER, start, start + 1)
     assert [s.rss_mapped_bytes is not None for s in samples] == [True, False, False, True, False, False, True]
     assert all(s.memory_bytes is not None and s.cpu_ns is not None for s in samples)
+
+
+def test_container_first_seen_paused_gets_one_sample_then_the_sampler_takes_over(tree):
+    clock, registry, sampler = build(tree)
+    start = clock.epoch_s()
+    registry.apply(ContainerNotice(Lifecycle.PAUSE, DOCKER))
+    run_ticks(clock, sampler, 3)  # paused: not the sampler's
+    frozen = registry.window(DOCKER, start, start + 1)
+    assert len(frozen) == 1 and frozen[0].memory_bytes is not None and frozen[0].rss_mapped_bytes is not None
+    registry.apply(ContainerNotice(Lifecycle.RESUME, DOCKER))
+    run_ticks(clock, sampler, 3)
+    samples = registry.window(DOCKER, start, start + 1)
+    assert len(samples) == 4
+    assert [s.date_s for s in samples] == sorted(s.date_s for s in samples)
+
+
+def test_a_removed_containers_files_are_closed_by_the_sampler_between_sweeps(tree):
+    """A notice's thread never closes a handle the sampler may be reading: the descriptor could be
+    reused by another container's open and read as the wrong file.  The sampler closes it at
+    the start of its next sweep."""
+    clock, registry, sampler = build(tree)
+    registry.apply(ContainerNotice(Lifecycle.RUN, DOCKER))
+    run_ticks(clock, sampler, 1)
+    handle = registry.containers[DOCKER].handle
+    assert handle is not None and not handle.closed
+    registry.apply(ContainerNotice(Lifecycle.RM, DOCKER))
+    assert registry.running == () and registry.containers[DOCKER].handle is None
+    assert not handle.closed  # a sweep that started before the rm may still read it
+    run_ticks(clock, sampler, 1)
+    assert handle.closed
+
+
+def test_registry_close_closes_released_handles_too(tree):
+    clock, registry, sampler = build(tree)
+    registry.apply(ContainerNotice(Lifecycle.RUN, DOCKER))
+    run_ticks(clock, sampler, 1)
+    handle = registry.containers[DOCKER].handle
+    registry.apply(ContainerNotice(Lifecycle.RM, DOCKER))
+    registry.close()
+    assert handle is not None and handle.closed

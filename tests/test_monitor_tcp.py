@@ -11,10 +11,20 @@ from pathlib import Path
 
 import pytest
 
-from faasload.monitor_protocol import ErrorCode, encode_error
+from faasload.monitor_protocol import (
+    ActivationAnswer,
+    ActivationQuery,
+    BatchAnswer,
+    BatchQuery,
+    ErrorCode,
+    Sample,
+    encode_batch_answer,
+    encode_error,
+    parse_query,
+)
 from faasload.monitor_tcp import encode_auth
 from faasload.token_file import TokenFileError, create_token_file, read_token
-from loader.monitor_client import MonitorAnswer, MonitorClient, ResourcesStatus
+from loader.monitor_client import MonitorAnswer, MonitorClient, ResourcesQuery, ResourcesStatus
 from loader.monitor_endpoints import EndpointError, MonitorRouter, TcpMonitorClient, open_monitors, parse_endpoint
 from monitor import config as monitor_config
 from monitor.servers import ReadOutcome
@@ -154,12 +164,33 @@ class Known:
     def __init__(self, name: str, known: set[str], status=ResourcesStatus.OK):
         self.name, self.known, self.status = name, known, status
         self.asked: list[str] = []
+        self.batches: list[list[str]] = []
 
     def samples_for_activation(self, activation_id: str, **hints) -> MonitorAnswer:
         self.asked.append(activation_id)
         if activation_id in self.known:
             return MonitorAnswer((), self.status, self.name)
         return MonitorAnswer((), ResourcesStatus.UNKNOWN, f"{self.name} does not know it")
+
+    def samples_for_activations(self, queries) -> list[MonitorAnswer]:
+        self.batches.append([q.query.activation for q in queries])
+        return [self.samples_for_activation(q.query.activation) for q in queries]
+
+
+def test_the_router_asks_one_batch_per_monitor():
+    a, b = Known("a", {"x1", "x2", "z"}), Known("b", {"y", "w"})
+    router = MonitorRouter({"invoker0": a, "invoker1": b})
+    queries = [ResourcesQuery(ActivationQuery(activation), source) for activation, source in
+               [("x1", "invoker0"), ("y", "invoker1"), ("w", None), ("x2", "invoker0"), ("z", "invoker9"),
+                ("lost", None)]]
+    answers = router.samples_for_activations(queries)
+    assert [a.reason for a in answers[:5]] == ["a", "b", "b", "a", "a"]
+    assert answers[5].status is ResourcesStatus.UNKNOWN
+    assert "invoker0: unknown (a does not know it); invoker1: unknown (b does not know it)" in answers[5].reason
+    # the sources' batches, then the unknown ones to every monitor in turn, each asked only what is left
+    assert a.batches == [["x1", "x2"], ["w", "z", "lost"]]
+    assert b.batches == [["y"], ["w", "lost"]]
+    assert router.asked == {"invoker0": 5, "invoker1": 3}
 
 
 def test_the_router_asks_the_monitor_of_the_source_only():
@@ -212,3 +243,25 @@ def test_loader_config_endpoints(tmp_path):
     path.write_text("monitor:\n  endpoints:\n    invoker1: tcp://10.0.0.2\n")
     with pytest.raises(loader_config.ConfigError, match=r"monitor:endpoints:invoker1: expected HOST:PORT"):
         loader_config.load(path)
+
+
+def _batch_answer_of(raw: bytes, outcome: ReadOutcome) -> bytes:
+    """A handler that answers each query of a batch with one sample whose memory is its position."""
+    batch = parse_query(raw)
+    assert isinstance(batch, BatchQuery)
+    return encode_batch_answer(BatchAnswer(tuple(
+        ActivationAnswer(q.activation, "wsk1_1_u_a", 1.0, 2.0, (Sample(1.5, n, 0, None),))
+        for n, q in enumerate(batch.queries))))
+
+
+def test_batches_travel_over_tcp():
+    tcp = TcpMeasurementServer("127.0.0.1", 0, TOKEN, _batch_answer_of, max_message_bytes=65536, read_timeout_s=1.0)
+    tcp.start()
+    try:
+        ids = [f"{n:032x}" for n in range(5)]
+        answers = TcpMonitorClient(*tcp.address, TOKEN, timeout_s=2).samples_for_activations(
+            [ResourcesQuery(ActivationQuery(a)) for a in ids])
+    finally:
+        tcp.stop()
+    assert [a.status for a in answers] == [ResourcesStatus.OK] * 5
+    assert [a.samples[0].memory_bytes for a in answers] == list(range(5))

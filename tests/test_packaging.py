@@ -102,11 +102,15 @@ def test_a_built_wheel_carries_the_example_files(tmp_path):
 
 
 @pytest.mark.parametrize("module", ["loader", "monitor", "localwhisk", "loader.psql", "faasload.resources"])
-def test_installed_faasload_runs_from_any_directory(tmp_path, module):
+@pytest.mark.parametrize("cwd", ["elsewhere", "home"])
+def test_installed_faasload_runs_from_any_directory(tmp_path, module, cwd):
     try:
         metadata.distribution("faasload")
     except metadata.PackageNotFoundError:
         pytest.skip("faasload is not installed in this interpreter (scripts/setup.sh installs it in .venv)")
+    if cwd == "home":  # a home directory with the checkout cloned as ~/faasload, as the systemd units run
+        (tmp_path / "faasload" / "config").mkdir(parents=True)
+        (tmp_path / "faasload" / "loader").mkdir()
     result = subprocess.run([sys.executable, "-m", module, "--help" if module != "faasload.resources" else "config/loader.yml"],
                             cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

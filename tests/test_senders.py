@@ -77,6 +77,10 @@ class FakeRecorder:
         with self.lock:
             self.sent_rows.append((invocation, sent_offset_us, outcome))
 
+    def sent_batch(self, answers):
+        for invocation, sent_offset_us, outcome in answers:
+            self.sent(invocation, sent_offset_us, outcome)
+
     def cancelled(self, invocation, reason, *, dispatched):
         with self.lock:
             self.cancelled_rows.append((invocation, reason, dispatched))
@@ -270,3 +274,28 @@ def test_a_refused_connection_is_retried_then_recorded():
     (_, _, outcome), = recorder.sent_rows
     assert (outcome.status, outcome.attempts) == (InvokeStatus.CONNECTION_ERROR, 2)
     assert "ConnectionRefusedError" in outcome.reason
+
+
+def test_answer_frames_are_read_in_chunks_as_a_connection_sends_them():
+    """The results thread reads the answer pipe itself (several messages per read, a message over several)."""
+    import multiprocessing
+    import pickle
+
+    from loader.sending.processes import _Frames
+
+    ours, theirs = multiprocessing.get_context("spawn").Pipe(duplex=True)
+    frames = _Frames(ours.fileno())
+    sent = [[(1, 2.5, "accepted", 1, "a" * 32, 202, None)], ("stats", {"held": 0}), [], list(range(30_000))]
+    theirs.send(sent[0])
+    theirs.send_bytes(pickle.dumps(sent[1]))
+    theirs.send(sent[2])
+    got = []
+    while len(got) < 3:
+        got += frames.read()
+    writer = threading.Thread(target=theirs.send, args=(sent[3],))  # ~150 KB: more than one read
+    writer.start()
+    while len(got) < 4:
+        got += frames.read()
+    writer.join()
+    theirs.close()
+    assert got == sent and frames.read() is None and not frames.buffer

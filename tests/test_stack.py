@@ -76,3 +76,23 @@ exec {sys.executable} "$@"
     assert "stopped monitor" in result.stderr and "stopped tansu" in result.stderr
     assert "broken on purpose" in (state / "logs" / "localwhisk.log").read_text()
     assert not list((state / "pids").glob("*.pid"))
+
+
+@pytest.mark.slow
+def test_up_with_a_monitor_already_listening(tmp_path):
+    """--monitor-socket: no monitor started; localwhisk notifies the given socket (the monitor unit's)."""
+    state = tmp_path / "stack"
+    notif = tmp_path / "wdm" / "notif"
+    up = _stack("up", "--state", str(state), "--monitor-socket", str(notif))
+    try:
+        assert up.returncode == 0, up.stderr + up.stdout
+        assert f"monitor: not started here; localwhisk notifies {notif}" in up.stdout
+        env = dict(line.split("=", 1) for line in (state / "stack.env").read_text().splitlines())
+        assert shlex.split(env["NOTIFICATION_SOCKET"]) == [str(notif)] and env["MEASUREMENT_SOCKET"] == "''"
+        assert not (state / "pids" / "monitor.pid").exists()
+        assert f"monitor:notification_socket={notif}" in (state / "logs" / "localwhisk.cmd").read_text()
+        status = _stack("status", "--state", str(state))
+        assert "monitor:" not in status.stdout.split("loader flags:")[1].splitlines()[0], status.stdout
+    finally:
+        down = _stack("down", "--state", str(state))
+    assert down.returncode == 0, down.stderr

@@ -168,6 +168,32 @@ def test_database_state_constraint_equals_the_experiment_state_enum(database):
             cur.execute("UPDATE experiments SET state = 'paused' WHERE experiment_id = %s", (experiment_id,))
 
 
+def test_database_peak_source_constraint_equals_the_peak_source_enum(database):
+    """Fails when PeakSource gains or loses a member without a migration changing the constraint."""
+    from faasload.monitor_protocol import PeakSource
+    conn = experiments.open_store(database)
+    assert schema.peak_source_constraint_values(conn) == {source.value for source in PeakSource}
+    experiment_id = experiments.ensure_experiment(conn, name="e-peak", mode="injection")
+    key = RunKey(experiment_id, "t", 0)
+    store.write_batch(conn, [RunUpdate(key, "u", "a", 0, RunStatus.SUCCESS, kernel_peak_memory_bytes=17 << 20,
+                                       kernel_peak_source=PeakSource.ACTIVATION.value)])
+    with conn.cursor() as cur:
+        cur.execute("SELECT kernel_peak_memory_bytes, kernel_peak_source FROM runs")
+        assert cur.fetchall() == [(17 << 20, "activation")]
+    conn.commit()
+    with pytest.raises(Exception, match=schema.PEAK_SOURCE_CONSTRAINT):
+        with conn, conn.cursor() as cur:
+            cur.execute("UPDATE runs SET kernel_peak_source = 'sampled' WHERE experiment_id = %s", (experiment_id,))
+
+
+def test_docs_peak_source_table_is_the_enum():
+    from pathlib import Path
+
+    from loader.storage.rows import peak_source_table
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "dataset.md").read_text()
+    assert peak_source_table() in docs
+
+
 def test_docs_state_table_is_the_enum():
     from pathlib import Path
 

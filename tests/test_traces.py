@@ -12,6 +12,7 @@ from loader.injection.traces import (
     parse_line,
     parse_name,
     parse_wait_us,
+    read_ahead_bytes,
     scan_trace,
 )
 
@@ -38,9 +39,16 @@ def test_name_gives_user_action_and_metadata(tmp_path):
 
 @pytest.mark.parametrize("text,expected", [("0", 0), ("1", 1_000_000), ("0.25", 250_000), (".5", 500_000),
                                            ("2.", 2_000_000), ("0.0000015", 2), ("0.0000025", 2),
-                                           ("123456.000001", 123_456_000_001)])
+                                           ("123456.000001", 123_456_000_001), ("007.000100", 7_000_100),
+                                           ("0.9999995", 1_000_000), ("31622400", 31_622_400_000_000)])
 def test_wait_is_converted_exactly_to_microseconds(text, expected):
     assert parse_wait_us(text) == expected
+
+
+@pytest.mark.parametrize("text", [".", "", "1.2.3", "+1", "-1", "1e3", "\u0661", "1.\u0661", "1 .5", "31622400.000001"])
+def test_a_wait_that_is_not_a_plain_number_of_seconds_is_refused(text):
+    with pytest.raises(ValueError, match="WAIT"):
+        parse_wait_us(text)
 
 
 def test_fractional_waits_accumulate_without_drift(tmp_path):
@@ -173,6 +181,58 @@ def test_source_reports_a_file_replaced_deleted_or_truncated_since_the_check(tmp
     with pytest.raises(TraceError, match=rf"^{path}:3: the file ended after 2 of the 5 invocations") as caught:
         source.next_invocation()
     assert caught.value.lost == 3
+
+
+def test_read_ahead_still_notices_a_change_at_the_next_line(tmp_path):
+    """Issue 17 item 2: lines are read in chunks (one open per chunk, none held between reads), and a
+    change since the check is still noticed at the line that follows it, read ahead or not."""
+    lines = [f"0.5\t{n}.jpg\tk:{'v' * (n % 7)}\n" for n in range(300)]
+    size_of = [len("".join(lines[:n]).encode()) for n in range(301)]
+
+    def checked(name):
+        path = _trace(tmp_path, name, "".join(lines))
+        source = FileTraceSource.of_scan(scan_trace(path), incont="i", outcont="o", read_ahead_bytes=1024)
+        first = source.next_invocation()
+        assert (first.seq, first.planned_offset_us, first.parameters[-1]) == (0, 500_000, ("k", ""))
+        assert 1 < len(source._buffer.split(b"\n")) - 1 < 300   # read ahead: more than one line, not all
+        return path, source
+
+    path, source = checked("u-replaced")
+    path.rename(tmp_path / "elsewhere")
+    path.write_text("".join(lines))
+    with pytest.raises(TraceError, match=rf"^{path}:2: the file was replaced since it was checked$") as caught:
+        source.next_invocation()
+    assert caught.value.lost == 299
+
+    path, source = checked("u-cut")
+    assert [source.next_invocation().seq for _ in range(4)] == [1, 2, 3, 4]
+    os.truncate(path, size_of[10] - 3)   # the 10th line, read ahead, is no longer whole in the file
+    assert [source.next_invocation().seq for _ in range(4)] == [5, 6, 7, 8]
+    with pytest.raises(TraceError, match=rf"^{path}:10: the file ended after 9 of the 300 invocations") as caught:
+        source.next_invocation()
+    assert caught.value.lost == 291
+
+    path, source = checked("u-deleted")
+    path.unlink()
+    with pytest.raises(TraceError, match=rf"^{path}:2: cannot read any further: No such file") as caught:
+        source.next_invocation()
+    assert caught.value.lost == 299
+
+
+def test_read_ahead_reads_lines_longer_than_the_chunk_and_a_last_line_without_newline(tmp_path):
+    long_value = "x" * 5000
+    path = _trace(tmp_path, "u-long", f"1\ta.jpg\tk:{long_value}\n\n# comment\n2\tb.jpg")
+    for read_ahead in (1, 7, 512, 4096, 65536):
+        source = FileTraceSource.of_scan(scan_trace(path), incont="i", outcont="o", read_ahead_bytes=read_ahead)
+        got = _all(source)
+        assert [(i.seq, i.planned_offset_us, i.input_object) for i in got] == [(0, 1_000_000, "a.jpg"),
+                                                                                 (1, 3_000_000, "b.jpg")]
+        assert got[0].parameters[-1] == ("k", long_value)
+
+
+def test_read_ahead_is_shared_out_within_bounds():
+    assert read_ahead_bytes(1) == 65536 and read_ahead_bytes(1000) == 4194
+    assert read_ahead_bytes(1_000_000) == 512
 
 
 def test_a_nul_byte_is_refused_at_validation_with_file_and_line(tmp_path):

@@ -69,6 +69,7 @@ def test_units_run_the_environments_python_with_absolute_configuration(installed
             assert result.returncode == 0, result.stderr
     monitor = _settings(installed / ".config" / "systemd" / "user" / "faasload-monitor.service")
     assert "--set sockets:measurement=%t/wdm/meas" in monitor["ExecStart"] and monitor["RuntimeDirectory"] == "wdm"
+    assert monitor["Type"] == "notify"  # READY=1 once the sockets answer: the loader unit starts after that
 
 
 def test_example_configuration_is_copied_once_and_private(installed):

@@ -1,8 +1,9 @@
 """Ask the monitor for the resources of one completed activation, and record the completion.
 
-Runs on the completion side, in the thread that fetched the activation record; the
-answer goes with the record to :meth:`loader.storage.recorder.Recorder.completed`
-(:func:`record_completion`, shared by the pipeline and the recovery after a crash).
+:func:`record_with` records a completion with the monitor's answer
+(:meth:`loader.storage.recorder.Recorder.completed`); :func:`record_completion` asks the monitor
+first, in the calling thread (the recovery after a crash; the pipeline asks in batches,
+:mod:`loader.completion.resource_batches`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from loader.monitor_client import MonitorAnswer, MonitorClient, ResourcesStatus
 from loader.storage.activation_fields import completion_fields
 from loader.storage.database import StoreError
 from loader.storage.recorder import Recorder
+from loader.storage.rows import RunStatus
 
 log = logging.getLogger(__name__)
 
@@ -44,17 +46,29 @@ def query_resources(monitor: MonitorClient | None, activation_id: str, record: d
 
 def record_completion(recorder: Recorder, monitor: MonitorClient | None, pending: Pending, record: dict | None,
                       reason: str | None) -> None:
-    """The terminal row of ``pending``: its record (or lost with ``reason``) and the monitor's samples.
-
-    A bug on the way is logged with its traceback and the run still ends, lost with the error.
-    """
+    """The terminal row of ``pending``: its record (or lost with ``reason``) and the monitor's samples,
+    asked now, in this thread (the recovery after a crash; the pipeline asks in batches,
+    :mod:`loader.completion.resource_batches`)."""
     try:
         resources = query_resources(monitor, pending.activation_id, record, pending.source)
-        recorder.completed(pending.invocation, pending.activation_id, record, reason, resources,
-                           invoker=pending.source)
+    except Exception as exc:  # noqa: BLE001 (query_resources never raises; a bug must not lose the run)
+        log.exception("monitor query for activation %s failed", pending.activation_id)
+        resources = MonitorAnswer((), ResourcesStatus.ERROR, f"{type(exc).__name__}: {exc}")
+    record_with(recorder, pending, record, reason, resources)
+
+
+def record_with(recorder: Recorder, pending: Pending, record: dict | None, reason: str | None,
+                resources: MonitorAnswer | None) -> RunStatus | None:
+    """The terminal row of ``pending`` with the monitor's answer ``resources``; its status (None when
+    recording it failed).  A bug on the way is logged with its traceback and the run still ends,
+    lost with the error."""
+    try:
+        return recorder.completed(pending.invocation, pending.activation_id, record, reason, resources,
+                                  invoker=pending.source)
     except StoreError:
         raise
     except Exception as exc:  # a bug must not leave the run pending forever  # noqa: BLE001
         log.exception("recording activation %s failed", pending.activation_id)
         recorder.completed(pending.invocation, pending.activation_id, None,
                            f"loader error while recording the completion: {type(exc).__name__}: {exc}")
+        return None

@@ -20,7 +20,14 @@ from loader.cluster.shard import Shard
 from loader.config import LoaderConfig
 from loader.experiment import ExperimentSpec, exit_code, make_client, run_experiment
 from loader.injection import limits
-from loader.injection.traces import FileTraceSource, TraceScan, list_traces, parse_name, scan_trace
+from loader.injection.traces import (
+    FileTraceSource,
+    TraceScan,
+    list_traces,
+    parse_name,
+    read_ahead_bytes,
+    scan_trace,
+)
 from loader.platform.check import check_actions
 from loader.platform.client import OpenWhiskClient
 from loader.platform.keys import KeyFileError, UserKey, load_key
@@ -129,8 +136,9 @@ def run(config: LoaderConfig, source: str | Path) -> int:
         return cli.EXIT_CONFIG
     log.info("injecting %d traces (%d invocations over %.3f s) into %s", len(plan.traces), plan.invocations,
              plan.duration_s, config.openwhisk.apihost)
-    sources = [FileTraceSource.of_scan(t, incont=config.injection.incont, outcont=config.injection.outcont)
-               for t in plan.traces]
+    read_ahead = read_ahead_bytes(len(plan.traces))
+    sources = [FileTraceSource.of_scan(t, incont=config.injection.incont, outcont=config.injection.outcont,
+                                       read_ahead_bytes=read_ahead) for t in plan.traces]
     summary = run_experiment(config, ExperimentSpec(mode="injection", sources=sources, keys=plan.keys,
                                                     planned_total=plan.invocations,
                                                     planned_duration_s=plan.duration_s))

@@ -28,6 +28,7 @@ import asyncio
 import collections
 import logging
 import os
+import pickle
 import resource
 import signal
 import ssl
@@ -299,7 +300,7 @@ async def _serve(settings: ClientSettings, keys: dict[str, UserKey], conn, cance
             batch = outgoing[:]
             outgoing.clear()
             try:
-                conn.send(batch)
+                conn.send_bytes(pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))
             except (OSError, ValueError):  # the parent is gone
                 done.set()
 

@@ -25,10 +25,14 @@ from __future__ import annotations
 import itertools
 import logging
 import multiprocessing
-import multiprocessing.connection
+import os
+import pickle
+import selectors
+import struct
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from faasload.clock import Clock, RealClock
 from loader.completion.tracker import CompletionTracker
@@ -36,14 +40,22 @@ from loader.plan import PlannedInvocation
 from loader.platform.client import ClientSettings, InvokeOutcome, InvokeStatus
 from loader.platform.keys import UserKey
 from loader.scheduler import Dispatch, offset_us
-from loader.sending.common import CANCEL_REASON, no_key_reason, record_outcome, record_unsent
+from loader.sending.common import CANCEL_REASON, no_key_reason, record_unsent
 from loader.sending.event_loop import CANCELLED, READY, sender_main
 from loader.storage.recorder import Recorder
 
 log = logging.getLogger(__name__)
 
+_STATUSES = {status.value: status for status in InvokeStatus}
 #: How often the result thread looks at the stop flag (to cancel what the senders still hold back).
 WATCH_S = 0.05
+#: How long the results thread lets answers gather after recording some: answers are recorded
+#: in batches (their lateness was measured by the sender), and the scheduler thread is not
+#: interrupted for each one.
+GATHER_S = 0.002
+#: What one read of an answer pipe takes at most.
+READ_BYTES = 1 << 16
+_SHORT, _LONG = struct.Struct("!i"), struct.Struct("!Q")
 START_TIMEOUT_S = 60.0
 
 
@@ -64,17 +76,61 @@ class _Lane:
         return f"sender process {self.number}"
 
 
+@dataclass
+class PoolStats:
+    """Pipe messages of the scheduler's process: dispatch batches written, answer batches read."""
+
+    dispatch_messages: int = 0
+    answer_messages: int = 0
+
+
+class _Frames:
+    """The messages of a :class:`multiprocessing.connection.Connection`, read from its descriptor in chunks.
+
+    The same framing as ``Connection.send_bytes`` (a signed 32-bit big-endian length, or -1 and a
+    64-bit one, then the pickle); a read takes what the pipe holds, whole messages are unpickled.
+    """
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.buffer = bytearray()
+
+    def read(self) -> list | None:
+        """The messages completed by one read (maybe none); None at the end of the stream."""
+        data = os.read(self.fd, READ_BYTES)
+        if not data:
+            return None
+        buffer = self.buffer
+        buffer += data
+        messages, position, end = [], 0, len(buffer)
+        while end - position >= 4:
+            (size,) = _SHORT.unpack_from(buffer, position)
+            start = position + 4
+            if size == -1:
+                if end - start < 8:
+                    break
+                (size,) = _LONG.unpack_from(buffer, start)
+                start += 8
+            if end - start < size:
+                break
+            messages.append(pickle.loads(memoryview(buffer)[start:start + size]))
+            position = start + size
+        del buffer[:position]
+        return messages
+
+
 class ProcessInvokerPool:
     """The :class:`~loader.sending.common.InvokerPool` of sender processes, each an event loop."""
 
     def __init__(self, processes: int, client: ClientSettings, keys: Mapping[str, UserKey],
                  recorder: Recorder, tracker: CompletionTracker, *, clock: Clock, start_s: Callable[[], float],
-                 stopping: threading.Event, max_in_flight: int = 10_000):
+                 stopping: threading.Event, max_in_flight: int = 10_000, sender: Callable[..., None] = sender_main):
         if processes < 1 or max_in_flight < 1:
             raise ValueError("a process pool needs at least one process and one request in flight")
         if not isinstance(clock, RealClock):
             raise ValueError("sender processes need the real clock (times cross processes as time.monotonic())")
         self.processes = processes
+        self.sender = sender   # each process's body: sender_main's arguments (a bench swaps in a stand-in)
         self.max_in_flight = max_in_flight
         self.client = client
         self.keys = dict(keys)
@@ -90,6 +146,7 @@ class ProcessInvokerPool:
         self._tickets = itertools.count()
         self._results_thread: threading.Thread | None = None
         self.process_ids: list[int] = []
+        self.stats = PoolStats()
 
     # ------------------------------------------------------------------ the scheduler's side
 
@@ -98,7 +155,7 @@ class ProcessInvokerPool:
         for number in range(self.processes):
             ours, theirs = self._context.Pipe(duplex=True)
             process = self._context.Process(
-                target=sender_main, name=f"faasload-sender-{number}", daemon=True,
+                target=self.sender, name=f"faasload-sender-{number}", daemon=True,
                 args=(number, self.client, self.keys, theirs, self._cancel,
                       logging.getLogger().getEffectiveLevel(), share))
             process.start()
@@ -152,8 +209,9 @@ class ProcessInvokerPool:
             if not lane.batch:
                 continue
             batch, lane.batch = lane.batch, []
-            try:
-                lane.conn.send(batch)
+            try:  # pickle.dumps: several times cheaper than Connection.send's ForkingPickler for plain tuples
+                lane.conn.send_bytes(pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))
+                self.stats.dispatch_messages += 1
             except (OSError, ValueError):  # the sender died: record what this batch held
                 for ticket, *_ in batch:
                     with self._lock:
@@ -195,41 +253,73 @@ class ProcessInvokerPool:
     # ------------------------------------------------------------------ the answers
 
     def _collect(self) -> None:
-        """The results thread: record each answer; notice dead senders; pass the stop flag on."""
-        open_conns = {lane.conn: lane for lane in self._lanes}
-        while open_conns:
-            if self.stopping.is_set() and not self._cancel.is_set():
-                self._cancel.set()
-            for conn in multiprocessing.connection.wait(list(open_conns), WATCH_S):
-                lane = open_conns[conn]
-                try:
-                    message = lane.conn.recv()  # conn itself (wait() is typed for sockets and fds too)
-                except (EOFError, OSError):
-                    del open_conns[conn]
-                    self._lane_ended(lane)
-                    continue
-                if isinstance(message, tuple) and message and message[0] == "stats":
-                    lane.stats = message[1]
-                    continue
-                for answer in message:
-                    self._record(lane, answer)
+        """The results thread: record each answer; notice dead senders; pass the stop flag on.
 
-    def _record(self, lane: _Lane, answer: tuple) -> None:
-        ticket, sent_s, status, attempts, activation_id, http_status, reason = answer
+        One selector for the whole run, and each ready pipe read at once with what it holds (one
+        ``os.read`` often brings several answer messages): ``Connection.recv`` per message behind
+        ``multiprocessing.connection.wait`` (a new selector per call) cost more than recording."""
+        with selectors.DefaultSelector() as selector:
+            for lane in self._lanes:
+                selector.register(lane.conn.fileno(), selectors.EVENT_READ, (lane, _Frames(lane.conn.fileno())))
+            while selector.get_map():
+                if self.stopping.is_set() and not self._cancel.is_set():
+                    self._cancel.set()
+                ready = selector.select(WATCH_S)
+                for key, _ in ready:
+                    lane, frames = key.data
+                    try:
+                        messages = frames.read()
+                    except Exception:  # noqa: BLE001 (a broken pipe or message: that sender is lost, not the run)
+                        log.exception("reading the answers of %s failed", lane.name)
+                        messages = None
+                    if messages is None:
+                        selector.unregister(key.fd)
+                        self._lane_ended(lane)
+                        continue
+                    for message in messages:
+                        if isinstance(message, tuple) and message and message[0] == "stats":
+                            lane.stats = message[1]
+                            continue
+                        self.stats.answer_messages += 1
+                        self._record(lane, message)
+                if ready:  # let the next answers gather: fewer wake-ups taking the GIL from the scheduler
+                    time.sleep(GATHER_S)
+
+    def _record(self, lane: _Lane, answers: list[tuple]) -> None:
+        """One message of answers: its rows written at once, then its accepted activations tracked."""
         with self._lock:
-            held = lane.in_flight.pop(ticket, None)
-        if held is None:
-            log.error("%s answered an unknown ticket %d", lane.name, ticket)
-            return
-        invocation, user = held
-        try:
+            held = [lane.in_flight.pop(answer[0], None) for answer in answers]
+        start_s = self.start_s()
+        sent: list[tuple[PlannedInvocation, int, InvokeOutcome]] = []
+        accepted: list[tuple[PlannedInvocation, UserKey, str, float]] = []
+        cancelled: list[PlannedInvocation] = []
+        for (ticket, sent_s, status, attempts, activation_id, http_status, reason), entry in zip(answers, held):
+            if entry is None:
+                log.error("%s answered an unknown ticket %d", lane.name, ticket)
+                continue
+            invocation, user = entry
             if status == CANCELLED:
-                self.recorder.cancelled(invocation, CANCEL_REASON, dispatched=True)
-                return
-            outcome = InvokeOutcome(InvokeStatus(status), attempts, activation_id, http_status, reason)
-            record_outcome(self.recorder, self.tracker, invocation, user, sent_s, self.start_s(), outcome)
+                cancelled.append(invocation)
+                continue
+            outcome = InvokeOutcome(_STATUSES[status], attempts, activation_id, http_status, reason)
+            sent.append((invocation, round((sent_s - start_s) * 1_000_000), outcome))
+            if outcome.status is InvokeStatus.ACCEPTED and activation_id is not None:
+                accepted.append((invocation, user, activation_id, sent_s))
+        try:
+            self.recorder.sent_batch(sent)
         except Exception:  # the store failed for good: the pipeline's supervisor reports it
-            log.exception("recording the answer for %s #%d failed", invocation.trace_name, invocation.seq)
+            log.exception("recording %d answers of %s failed", len(sent), lane.name)
+            accepted = []
+        for invocation, user, activation_id, sent_s in accepted:
+            try:
+                self.tracker.register(invocation, self.recorder.key(invocation), user, activation_id, sent_s)
+            except Exception:  # noqa: BLE001 (one activation's bug must not cost the others theirs)
+                log.exception("tracking %s #%d failed", invocation.trace_name, invocation.seq)
+        for invocation in cancelled:
+            try:
+                self.recorder.cancelled(invocation, CANCEL_REASON, dispatched=True)
+            except Exception:  # noqa: BLE001 (as above)
+                log.exception("recording the cancellation of %s #%d failed", invocation.trace_name, invocation.seq)
 
     def _lane_ended(self, lane: _Lane) -> None:
         lane.alive = False

@@ -14,8 +14,10 @@ import collections
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
-from loader.monitor_client import MonitorAnswer
+from faasload.monitor_protocol import KernelPeak, PeakSource
+from loader.monitor_client import MonitorAnswer, ResourcesStatus
 from loader.plan import PlannedInvocation
 from loader.platform.client import InvokeOutcome, InvokeStatus
 from loader.storage.activation_fields import completion_fields
@@ -26,6 +28,8 @@ from loader.storage.writer import StoreWriter
 log = logging.getLogger(__name__)
 
 OnStored = Callable[[PlannedInvocation, RunStatus], None]
+#: The kernel peak of a run the monitor gave none for (no answer, an error, an older monitor).
+UNMEASURED_PEAK = KernelPeak(None, PeakSource.UNAVAILABLE)
 
 _INVOKE_STATUS = {InvokeStatus.THROTTLED: RunStatus.THROTTLED, InvokeStatus.HTTP_ERROR: RunStatus.HTTP_ERROR,
                   InvokeStatus.CONNECTION_ERROR: RunStatus.CONNECTION_ERROR}
@@ -52,6 +56,15 @@ class DurableSink:
             self._written += 1
             if on_committed is not None:
                 self._callbacks.append((self._written, on_committed))
+
+    def write_many(self, writes: list[tuple[Any, Callable[[], None] | None]]) -> None:
+        """:meth:`write` for several ``(item, on_committed)`` at once, in order, under one lock."""
+        with self._lock:
+            self.writer.write_many([item for item, _ in writes])
+            for _, on_committed in writes:
+                self._written += 1
+                if on_committed is not None:
+                    self._callbacks.append((self._written, on_committed))
 
     def fire(self) -> int:
         """Call the callbacks of every committed item; return how many ran."""
@@ -101,16 +114,19 @@ class Recorder:
         return RunUpdate(self.key(invocation), invocation.user, invocation.action, invocation.planned_offset_us,
                          status, input_object=invocation.input_object, **fields)
 
+    def _stored_callback(self, invocation: PlannedInvocation, status: RunStatus) -> Callable[[], None] | None:
+        if self.on_stored is None:
+            return None
+        on_stored = self.on_stored
+        def callback():
+            on_stored(invocation, status)
+        return callback
+
     def _terminal(self, invocation: PlannedInvocation, status: RunStatus, items: list, *,
                   outstanding: bool = True, **stats) -> None:
-        callback = None
-        if self.on_stored is not None:
-            on_stored = self.on_stored
-            def callback():
-                on_stored(invocation, status)
         for item in items[:-1]:
             self.sink.write(item)
-        self.sink.write(items[-1], callback)
+        self.sink.write(items[-1], self._stored_callback(invocation, status))
         self.stats.record_terminal(invocation.action, status, **stats)
         if outstanding:
             with self._lock:
@@ -120,18 +136,40 @@ class Recorder:
 
     def sent(self, invocation: PlannedInvocation, sent_offset_us: int, outcome: InvokeOutcome) -> None:
         """The invoke answer: ``sent`` with the activation id, or a terminal invoke failure."""
-        lateness_us = sent_offset_us - invocation.planned_offset_us
-        self.stats.record_sent(lateness_us)
-        common = dict(sent_offset_us=sent_offset_us, lateness_us=lateness_us,
-                      invoke_http_status=outcome.http_status, invoke_attempts=outcome.attempts)
-        parameters = RunParameters(self.key(invocation), invocation.parameters)
-        if outcome.status is InvokeStatus.ACCEPTED:
-            self.sink.write(self._base(invocation, RunStatus.SENT, activation_id=outcome.activation_id, **common))
-            self.sink.write(parameters)
+        self.sent_batch([(invocation, sent_offset_us, outcome)])
+
+    def sent_batch(self, answers: list[tuple[PlannedInvocation, int, InvokeOutcome]]) -> None:
+        """:meth:`sent` for several answers, written to the sink at once (one lock, one writer call)."""
+        writes: list[tuple[Any, Callable[[], None] | None]] = []
+        failed: list[tuple[PlannedInvocation, RunStatus]] = []
+        for invocation, sent_offset_us, outcome in answers:
+            lateness_us = sent_offset_us - invocation.planned_offset_us
+            self.stats.record_sent(lateness_us)
+            key = self.key(invocation)
+            parameters = RunParameters(key, invocation.parameters)
+            if outcome.status is InvokeStatus.ACCEPTED:
+                writes.append((RunUpdate(key, invocation.user, invocation.action, invocation.planned_offset_us,
+                                         RunStatus.SENT, input_object=invocation.input_object,
+                                         sent_offset_us=sent_offset_us, lateness_us=lateness_us,
+                                         invoke_http_status=outcome.http_status, invoke_attempts=outcome.attempts,
+                                         activation_id=outcome.activation_id), None))
+                writes.append((parameters, None))
+                continue
+            status = _INVOKE_STATUS[outcome.status]
+            update = self._base(invocation, status, status_reason=outcome.reason, sent_offset_us=sent_offset_us,
+                                lateness_us=lateness_us, invoke_http_status=outcome.http_status,
+                                invoke_attempts=outcome.attempts)
+            writes.append((update, None))
+            writes.append((parameters, self._stored_callback(invocation, status)))
+            failed.append((invocation, status))
+        if not writes:
             return
-        status = _INVOKE_STATUS[outcome.status]
-        update = self._base(invocation, status, status_reason=outcome.reason, **common)
-        self._terminal(invocation, status, [update, parameters])
+        self.sink.write_many(writes)
+        for invocation, status in failed:  # counted once written, as _terminal does
+            self.stats.record_terminal(invocation.action, status)
+        if failed:
+            with self._lock:
+                self._outstanding -= len(failed)
 
     def cancelled(self, invocation: PlannedInvocation, reason: str, *, dispatched: bool) -> None:
         """Never sent: the run was stopped first (a ``cancelled`` row, or only a count with ``record_unsent`` off)."""
@@ -147,27 +185,54 @@ class Recorder:
                        outstanding=dispatched)
 
     def completed(self, invocation: PlannedInvocation, activation_id: str | None, record: dict | None,
-                  reason: str | None, resources: MonitorAnswer | None = None, invoker: str | None = None) -> None:
+                  reason: str | None, resources: MonitorAnswer | None = None, invoker: str | None = None) -> RunStatus:
         """The activation record (or None: lost with ``reason``) and the monitor's answer for it (None: not
-        asked); ``invoker`` ran it (its user event's ``source``; None without an event)."""
+        asked; ``pending``: asked, :meth:`resources_arrived` adds it later); ``invoker`` ran it (its user
+        event's ``source``; None without an event).  Returns the run's terminal status."""
         if record is None:
             update = self._base(invocation, RunStatus.LOST, status_reason=reason, activation_id=activation_id,
                                 invoker=invoker)
             self._terminal(invocation, RunStatus.LOST, [update])
-            return
+            return RunStatus.LOST
         fields = completion_fields(record)
-        items, peak = [], None
+        items: list = []
+        peak = None
         if resources is not None:
             fields["resources_status"] = resources.status.value
             if resources.reason:
                 fields["resources_reason"] = resources.reason
-            if resources.samples:
-                items.append(RunResources(self.key(invocation), tuple(resources.samples)))
-                memory = [s.memory_bytes for s in resources.samples if s.memory_bytes is not None]
-                peak = max(memory) if memory else None
+            if resources.status is not ResourcesStatus.PENDING:  # the answer brings them
+                fields.update(_kernel_peak_fields(resources))
+            items, peak = self._samples(invocation, resources)
         status = fields.pop("status")
         update = self._base(invocation, status, activation_id=activation_id, invoker=invoker, **fields)
         self._terminal(invocation, status, [update] + items, duration_ms=fields["duration_ms"],
                        wait_time_ms=fields["wait_time_ms"], cold_start=fields["cold_start"],
                        peak_memory_bytes=peak, has_record=True,
                        resources_status=fields.get("resources_status"))
+        return status
+
+    def resources_arrived(self, invocation: PlannedInvocation, status: RunStatus, resources: MonitorAnswer) -> None:
+        """The monitor's answer for a run already recorded ``status`` with resources ``pending``: the
+        same row gets the answer's status and reason (an update of its key), and its samples."""
+        late = "answered after completion:resources_wait_s (the row was written first, then updated)"
+        update = self._base(invocation, status, resources_status=resources.status.value,
+                            resources_reason=f"{resources.reason}; {late}" if resources.reason else late,
+                            **_kernel_peak_fields(resources))
+        items, peak = self._samples(invocation, resources)
+        for item in [update] + items:
+            self.sink.write(item)
+        self.stats.record_late_resources(invocation.action, resources.status.value, peak)
+
+    def _samples(self, invocation: PlannedInvocation, resources: MonitorAnswer) -> tuple[list, int | None]:
+        """The answer's samples as an item (none without samples), and their peak memory."""
+        if not resources.samples:
+            return [], None
+        memory = [s.memory_bytes for s in resources.samples if s.memory_bytes is not None]
+        return [RunResources(self.key(invocation), tuple(resources.samples))], max(memory) if memory else None
+
+
+def _kernel_peak_fields(resources: MonitorAnswer) -> dict:
+    """The run columns of the kernel's peak in the monitor's answer (unavailable when it gave none)."""
+    kernel_peak = resources.kernel_peak or UNMEASURED_PEAK
+    return {"kernel_peak_memory_bytes": kernel_peak.memory_bytes, "kernel_peak_source": kernel_peak.source.value}

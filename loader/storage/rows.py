@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, fields
 
+from faasload.monitor_protocol import PeakSource
+
 
 class RunStatus(str, enum.Enum):
     """Where a planned invocation stands; all but PLANNED and SENT are terminal.
@@ -121,6 +123,14 @@ def status_table() -> str:
     return "\n".join(lines)
 
 
+def peak_source_table() -> str:
+    """The Markdown table of ``runs.kernel_peak_source`` values in ``docs/dataset.md`` (a test
+    keeps the two equal)."""
+    lines = ["| kernel_peak_source | meaning |", "|---|---|"]
+    lines += [f"| `{source.value}` | {source.meaning} |" for source in PeakSource]
+    return "\n".join(lines)
+
+
 @dataclass(frozen=True, slots=True)
 class RunKey:
     """The natural key of a run: one planned invocation of one trace of one experiment."""
@@ -168,6 +178,8 @@ class RunUpdate:
     resources_status: str | None = None
     resources_reason: str | None = None
     invoker: str | None = None
+    kernel_peak_memory_bytes: int | None = None
+    kernel_peak_source: str | None = None
 
 
 #: Columns of ``runs`` that a :class:`RunUpdate` sets, in order.

@@ -32,6 +32,8 @@ def status_constraint_sql() -> str:
             f"ALTER TABLE runs ADD CONSTRAINT {STATUS_CONSTRAINT} CHECK (status IN ({values}));\n")
 
 
+#: The name of the CHECK constraint on ``runs.kernel_peak_source`` (migration 6).
+PEAK_SOURCE_CONSTRAINT = "runs_kernel_peak_source_check"
 #: The name of the CHECK constraint on ``experiments.state``.
 STATE_CONSTRAINT = "experiments_state_check"
 
@@ -163,6 +165,12 @@ ALTER TABLE experiments ADD COLUMN state text NOT NULL DEFAULT 'running';
 UPDATE experiments SET state = CASE WHEN ended_at IS NULL THEN 'running'
                                     WHEN summary->>'stopped' = 'true' THEN 'stopped' ELSE 'finished' END;
 """ + state_constraint_sql() + status_constraint_sql()),
+    # the sources are faasload.monitor_protocol.PeakSource (tests/test_store.py compares them)
+    (6, "runs.kernel_peak_memory_bytes and kernel_peak_source: the kernel's own peak of the activation", """
+ALTER TABLE runs ADD COLUMN kernel_peak_memory_bytes bigint;
+ALTER TABLE runs ADD COLUMN kernel_peak_source text CONSTRAINT runs_kernel_peak_source_check
+    CHECK (kernel_peak_source IN ('activation', 'since_creation', 'unavailable'));
+"""),
 ]
 
 _BOOKKEEPING = """
@@ -203,6 +211,11 @@ def status_constraint_values(conn: psycopg2.extensions.connection) -> set[str]:
 def state_constraint_values(conn: psycopg2.extensions.connection) -> set[str]:
     """The states the database's ``experiments.state`` constraint allows (read back from the catalog)."""
     return _constraint_values(conn, "experiments", STATE_CONSTRAINT)
+
+
+def peak_source_constraint_values(conn: psycopg2.extensions.connection) -> set[str]:
+    """The sources the database's ``runs.kernel_peak_source`` constraint allows."""
+    return _constraint_values(conn, "runs", PEAK_SOURCE_CONSTRAINT)
 
 
 def _constraint_values(conn: psycopg2.extensions.connection, table: str, constraint: str) -> set[str]:

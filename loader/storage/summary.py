@@ -15,6 +15,9 @@ import numpy
 
 from loader.storage.rows import RunStatus
 
+#: ``runs.resources_status`` of a row written before the monitor's answer came (loader.monitor_client).
+PENDING_RESOURCES = "pending"
+
 
 def percentile(values, fraction: float) -> float | None:
     """Nearest-rank percentile (numpy's ``inverted_cdf``) of ``values``; None when empty."""
@@ -93,6 +96,17 @@ class RunStats:
                     function.durations_ms.append(duration_ms)
                 if wait_time_ms is not None:
                     self.wait_times_ms.append(wait_time_ms)
+            if peak_memory_bytes is not None:
+                function.peak_memory_bytes = max(function.peak_memory_bytes or 0, peak_memory_bytes)
+
+    def record_late_resources(self, action: str, resources_status: str, peak_memory_bytes: int | None) -> None:
+        """A run counted with resources ``pending`` got the monitor's answer."""
+        with self._lock:
+            self.resources[PENDING_RESOURCES] -= 1
+            if not self.resources[PENDING_RESOURCES]:
+                del self.resources[PENDING_RESOURCES]
+            self.resources[resources_status] += 1
+            function = self.functions.setdefault(action, _Function())
             if peak_memory_bytes is not None:
                 function.peak_memory_bytes = max(function.peak_memory_bytes or 0, peak_memory_bytes)
 

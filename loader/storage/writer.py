@@ -175,13 +175,14 @@ class StoreWriter:
     """
 
     def __init__(self, config: DatabaseConfiguration, *, batch_size: int = 500,
-                 flush_interval_s: float = 0.5, retry_interval_s: float = 1.0):
+                 flush_interval_s: float = 0.05, retry_interval_s: float = 1.0):
         self.config = config
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
         self.retry_interval_s = retry_interval_s
         self.stats = WriterStats()
-        self._queue: queue.Queue[Item | None] = queue.Queue()
+        #: Items with the monotonic time they were written (None: stop).
+        self._queue: queue.Queue[tuple[float, Item] | None] = queue.Queue()
         self._pending = 0
         self._pending_lock = threading.Condition()
         self._failure: BaseException | None = None
@@ -198,7 +199,16 @@ class StoreWriter:
         self._raise_failure()
         with self._pending_lock:
             self._pending += 1
-        self._queue.put(item)
+        self._queue.put((time.monotonic(), item))
+
+    def write_many(self, items: list[Item]) -> None:
+        """:meth:`write` for several items (one count update and one time for all)."""
+        self._raise_failure()
+        with self._pending_lock:
+            self._pending += len(items)
+        written_s = time.monotonic()
+        for item in items:
+            self._queue.put((written_s, item))
 
     def flush(self, timeout_s: float | None = None) -> bool:
         """Wait until everything written so far is committed; False on timeout."""
@@ -217,10 +227,11 @@ class StoreWriter:
         return self._pending
 
     def close(self, timeout_s: float = 60.0) -> None:
-        """Flush, then stop; raises :class:`StoreError` if rows could not be written in time."""
-        flushed = self.flush(timeout_s)
+        """Flush (without waiting for a partial batch's interval), then stop; raises :class:`StoreError`
+        if rows could not be written in time."""
         self._closing.set()
-        self._queue.put(None)
+        self._queue.put(None)  # ends the batch being collected, then the thread
+        flushed = self.flush(timeout_s)
         if self._thread is not None:
             self._thread.join(5.0)
         if self._conn is not None:
@@ -235,24 +246,27 @@ class StoreWriter:
             raise StoreError(f"store writer failed: {self._failure}") from self._failure
 
     def _next_batch(self) -> list[Item] | None:
+        """The next batch: up to ``batch_size`` items, collected until ``flush_interval_s`` after its
+        first item was *written* (so items queued during a slow transaction wait for no more)."""
         try:
             first = self._queue.get(timeout=0.2)
         except queue.Empty:
             return []
         if first is None:
             return None
-        batch = [first]
-        deadline = time.monotonic() + self.flush_interval_s
+        written_s, item = first
+        batch = [item]
+        deadline = written_s + self.flush_interval_s
         while len(batch) < self.batch_size:
             remaining = deadline - time.monotonic()
             try:
-                item = self._queue.get(timeout=max(0.0, remaining)) if remaining > 0 else self._queue.get_nowait()
+                entry = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
             except queue.Empty:
                 break
-            if item is None:
+            if entry is None:
                 self._queue.put(None)
                 break
-            batch.append(item)
+            batch.append(entry[1])
         return batch
 
     def _run(self) -> None:

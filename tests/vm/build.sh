@@ -28,7 +28,11 @@ force=
 log() { printf 'vm-build: %s\n' "$*" >&2; }
 [ "$(id -u)" -eq 0 ] || { log "needs root (mmdebstrap, chroot, loop-free ext4 image)"; exit 2; }
 
-key=$(cat "$here/build.sh" $(find "$here/guest" -type f | LC_ALL=C sort) "$checkout/Pipfile.lock" | sha256sum | cut -c1-16)
+# What the guest is made of: this script, guest/, and what decides the unprivileged user's
+# environment made by scripts/setup.sh (the lock, the packaging, setup.sh itself).
+KEY_FILES=("$here/build.sh" $(find "$here/guest" -type f | LC_ALL=C sort) "$checkout/Pipfile.lock"
+           "$checkout/scripts/setup.sh" "$checkout/scripts/lock_requirements.py" "$checkout/pyproject.toml" "$checkout/setup.py")
+key=$(cat "${KEY_FILES[@]}" | sha256sum | cut -c1-16)
 guest=$cache/$key
 if [ -z "$force" ] && [ -f "$guest/ready" ]; then
     log "cached guest $guest"
@@ -140,6 +144,11 @@ platforms=(--platform manylinux1_x86_64 --platform manylinux2010_x86_64 --platfo
 for glibc_minor in $(seq 5 36); do platforms+=(--platform "manylinux_2_${glibc_minor}_x86_64"); done  # bookworm: glibc 2.36
 quietly pip-download "$PY" -m pip download --require-hashes --only-binary=:all: --python-version 3.11 --implementation cp \
     "${platforms[@]}" -d "$wheels" -r "$work/requirements.txt"
+# the build backend of pyproject.toml, for setup.sh's editable install of FaaSLoad (pip builds it
+# in an isolated environment, from these wheels too)
+build_requires=$("$PY" -c 'import sys, tomllib; print(" ".join(tomllib.load(open(sys.argv[1], "rb"))["build-system"]["requires"]))' "$checkout/pyproject.toml")
+quietly pip-download-build "$PY" -m pip download --only-binary=:all: --python-version 3.11 --implementation cp \
+    "${platforms[@]}" -d "$wheels" $build_requires
 step "wheels"
 for fs in proc sys dev; do mount --bind "/$fs" "$rootfs/$fs"; mounted=("$rootfs/$fs" "${mounted[@]}"); done
 mkdir -p "$rootfs/tmp/wheels"
@@ -148,21 +157,35 @@ cp "$work/requirements.txt" "$rootfs/tmp/requirements.txt"
 chroot "$rootfs" /usr/bin/python3 -m venv /opt/faasload-venv
 quietly pip-install chroot "$rootfs" env -i PATH=/usr/bin:/bin PIP_CONFIG_FILE=/dev/null /opt/faasload-venv/bin/pip install --no-index \
     --disable-pip-version-check --find-links /tmp/wheels --require-hashes -r /tmp/requirements.txt
+step "python environment"
+
+# the unprivileged user `faasload` (lingering: its systemd user manager runs from boot), and in
+# its home what a user of FaaSLoad has: a copy of the checkout at ~/faasload (the files git
+# tracks; the test that uses it first copies the current checkout over it) and its environment
+# ~/faasload/.venv made by scripts/setup.sh as that user, offline from the same wheels.
+chroot "$rootfs" useradd --create-home --uid 1000 --shell /bin/bash faasload
+mkdir -p "$rootfs/var/lib/systemd/linger"
+touch "$rootfs/var/lib/systemd/linger/faasload"
+user_checkout=$rootfs/home/faasload/faasload
+mkdir -p "$user_checkout"
+git -C "$checkout" ls-files -z | tar -C "$checkout" --null --no-recursion --ignore-failed-read -T - -cf - 2>/dev/null \
+    | tar -C "$user_checkout" -xf -
+chroot "$rootfs" chown -R faasload:faasload /home/faasload/faasload
+quietly user-setup chroot --userspec=faasload:faasload "$rootfs" env -i HOME=/home/faasload PATH=/usr/bin:/bin LANG=C.UTF-8 \
+    PIP_CONFIG_FILE=/dev/null PIP_NO_INDEX=1 PIP_FIND_LINKS=/tmp/wheels PIP_NO_CACHE_DIR=1 \
+    /home/faasload/faasload/scripts/setup.sh --no-dev
 for m in "${mounted[@]}"; do umount "$m"; done
 mounted=()
 rm -rf "$rootfs/tmp/wheels" "$rootfs/tmp/requirements.txt"
-step "python environment"
+step "the user's environment (scripts/setup.sh --no-dev as faasload)"
 
-# guest configuration: the job runner, Docker's settings, an unprivileged user with lingering
+# guest configuration: the job runner, Docker's settings
 install -m 0755 "$here/guest/job-runner" "$rootfs/usr/local/sbin/faasload-ci-job"
 install -m 0644 "$here/guest/faasload-ci-job.service" "$rootfs/etc/systemd/system/"
 mkdir -p "$rootfs/etc/systemd/system/multi-user.target.wants"
 ln -sf /etc/systemd/system/faasload-ci-job.service "$rootfs/etc/systemd/system/multi-user.target.wants/"
 mkdir -p "$rootfs/etc/docker"
 install -m 0644 "$here/guest/docker-daemon.json" "$rootfs/etc/docker/daemon.json"
-chroot "$rootfs" useradd --create-home --uid 1000 --shell /bin/bash faasload
-mkdir -p "$rootfs/var/lib/systemd/linger"
-touch "$rootfs/var/lib/systemd/linger/faasload"
 echo faasload-ci > "$rootfs/etc/hostname"
 : > "$rootfs/etc/fstab"
 : > "$rootfs/etc/machine-id"

@@ -52,6 +52,7 @@ printf 'CHECKOUT=%q\n' "$checkout" > "$job/env"
     printf 'export PATH=%q HOME=/root LANG=C.UTF-8 PYTHONPYCACHEPREFIX=/tmp/faasload-pycache\n' \
         "$GUEST_VENV/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     echo 'export FAASLOAD_TEST_START_DOCKERD=0'  # the guest's own dockerd, or Docker tests skip
+    echo 'export FAASLOAD_TEST_VM_GUEST=1'  # a throw-away machine: tests may change the user's home (systemd units)
     echo "export FAASLOAD_TEST_TIME_SCALE=${FAASLOAD_VM_TIME_SCALE:-10}"  # deadlines (tests/slowness.py)
     echo 'printf "guest: kernel %s, %s at /sys/fs/cgroup, job started at uptime %s s\n" "$(uname -r)" "$(stat -fc %T /sys/fs/cgroup)" "$(cut -d" " -f1 /proc/uptime)"'
     echo 'started=$(cut -d" " -f1 /proc/uptime)'
@@ -60,7 +61,7 @@ printf 'CHECKOUT=%q\n' "$checkout" > "$job/env"
         printf 'systemctl start user@%s.service\n' "$GUEST_UID"
         printf 'runuser -u %s -- env XDG_RUNTIME_DIR=/run/user/%s systemd-run --user --wait --pipe --quiet --collect' \
             "$GUEST_USER" "$GUEST_UID"
-        printf ' --working-directory=%q -E PATH="$PATH" -E LANG -E PYTHONPYCACHEPREFIX -E FAASLOAD_TEST_START_DOCKERD -E FAASLOAD_TEST_TIME_SCALE' "$checkout"
+        printf ' --working-directory=%q -E PATH="$PATH" -E LANG -E PYTHONPYCACHEPREFIX -E FAASLOAD_TEST_START_DOCKERD -E FAASLOAD_TEST_TIME_SCALE -E FAASLOAD_TEST_VM_GUEST' "$checkout"
         printf ' %q' "${pytest[@]}"
         echo
     else

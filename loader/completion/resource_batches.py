@@ -1,0 +1,209 @@
+"""The monitor's samples of completed activations, asked in batches, off the record-fetch path.
+
+A fetch thread hands each completed activation (with its record) to :class:`ResourceBatches` and
+goes back to fetching.  The stage collects completions for up to ``batch_wait_s`` after the first
+one, or until ``batch_max`` of them, asks the monitor once for all of them
+(``samples_for_activations``: one connection, one answer) in one of a few query threads, so that a
+slow monitor never stops the collection, and records each run with its record and answer.
+
+A batch whose answer is not in ``answer_wait_s`` after it was asked is recorded without it, with
+``resources_status`` ``pending``; the answer, when it comes (at most the monitor client's timeout
+later), updates that same row (:meth:`loader.storage.recorder.Recorder.resources_arrived`): one row
+per run either way, and a slow monitor does not delay the rows.  Without a monitor, or without a
+record (lost), the run is recorded at once.  Every loop is a ``tick()`` driven by ``run()``.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import threading
+from dataclasses import dataclass, field
+
+from faasload.clock import Clock
+from faasload.monitor_protocol import ActivationQuery
+from loader.completion.resources import record_with
+from loader.completion.tracker import FetchThreads, Pending
+from loader.monitor_client import MonitorAnswer, ResourcesQuery, ResourcesStatus
+from loader.storage.activation_fields import completion_fields
+from loader.storage.recorder import Recorder
+from loader.storage.rows import RunStatus
+
+log = logging.getLogger(__name__)
+
+#: Threads that wait on the monitor's answers (batches asked at once, at most).
+QUERY_THREADS = 4
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    batch_max: int = 200           # activations in one query, at most
+    batch_wait_s: float = 0.01     # longest a completion waits for others to share its query
+    answer_wait_s: float = 0.05    # longest a row waits for the monitor's answer (then: pending)
+
+
+@dataclass(frozen=True, slots=True)
+class _Completion:
+    pending: Pending
+    record: dict
+    query: ResourcesQuery
+    received_s: float
+
+
+class _State(enum.Enum):
+    ASKING = "asking"
+    RECORDED = "recorded"   # written with resources pending; the answer will update the rows
+    DONE = "done"
+
+
+@dataclass(eq=False)
+class _Batch:
+    completions: list[_Completion]
+    answer_due_s: float
+    state: _State = _State.ASKING
+    statuses: list[RunStatus | None] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def resources_query(pending: Pending, record: dict) -> ResourcesQuery:
+    """The monitor query for a completed activation: its id and the record's hints for attribution."""
+    fields = completion_fields(record)
+    namespace, name = record.get("namespace"), record.get("name")
+    return ResourcesQuery(ActivationQuery(
+        pending.activation_id, namespace if isinstance(namespace, str) else None,
+        name if isinstance(name, str) else None, fields.get("start_ms"), fields.get("end_ms"),
+        fields.get("kind")), pending.source)
+
+
+class ResourceBatches:
+    def __init__(self, recorder: Recorder, monitor, settings: BatchSettings, *, clock: Clock):
+        self.recorder = recorder
+        self.monitor = monitor
+        self.settings = settings
+        self.clock = clock
+        self.wake = threading.Event()
+        self.batches = 0           # queries asked
+        self.late_answers = 0      # runs recorded pending, then updated with the answer
+        self._lock = threading.Lock()
+        self._collecting: list[_Completion] = []
+        self._asking: list[_Batch] = []
+        self._bypass = False
+        self._queries = FetchThreads(QUERY_THREADS, "resources") if monitor is not None else None
+
+    # ------------------------------------------------------------------ input (fetch threads)
+
+    def submit(self, pending: Pending, record: dict | None, reason: str | None) -> None:
+        """A finished activation: its record (None: lost with ``reason``).  Never blocks on the monitor."""
+        if self.monitor is None or record is None:
+            record_with(self.recorder, pending, record, reason, None)
+            return
+        try:
+            query = resources_query(pending, record)
+        except Exception as exc:  # a record the mapping chokes on: record it (lost, with the error)  # noqa: BLE001
+            log.exception("activation %s: no monitor query from its record", pending.activation_id)
+            record_with(self.recorder, pending, record, reason,
+                        MonitorAnswer((), ResourcesStatus.ERROR, f"{type(exc).__name__}: {exc}"))
+            return
+        completion = _Completion(pending, record, query, self.clock.monotonic_s())
+        if self._bypass:  # the stage's thread died: asked alone, in this thread
+            self._answered(_Batch([completion], math.inf))
+            return
+        with self._lock:
+            self._collecting.append(completion)
+            full = len(self._collecting) >= self.settings.batch_max
+        if full or len(self._collecting) == 1:
+            self.wake.set()
+
+    @property
+    def collecting(self) -> int:
+        return len(self._collecting)
+
+    # ------------------------------------------------------------------ the loop (its own thread)
+
+    def tick(self, *, everything: bool = False) -> float | None:
+        """Ask for the batches that are due, record those whose answer is late; the next due time."""
+        now_s = self.clock.monotonic_s()
+        s = self.settings
+        with self._lock:
+            batches = []
+            while self._collecting and (everything or len(self._collecting) >= s.batch_max
+                                        or self._collecting[0].received_s + s.batch_wait_s <= now_s):
+                batches.append(self._collecting[:s.batch_max])
+                del self._collecting[:s.batch_max]
+            next_s = self._collecting[0].received_s + s.batch_wait_s if self._collecting else None
+        for completions in batches:
+            self._ask(completions, now_s)
+        for batch in self._asking:
+            if batch.state is _State.ASKING and batch.answer_due_s <= now_s:
+                self._record_pending(batch)
+        self._asking = [b for b in self._asking if b.state is _State.ASKING]
+        dues = [b.answer_due_s for b in self._asking] + ([next_s] if next_s is not None else [])
+        return min(dues) if dues else None
+
+    def run(self, stop: threading.Event, *, idle_s: float = 0.1) -> None:
+        """Tick until ``stop`` is set, waking on new completions."""
+        while not stop.is_set():
+            next_s = self.tick()
+            now_s = self.clock.monotonic_s()
+            self.wake.clear()
+            self.clock.sleep_until(now_s + idle_s if next_s is None else min(next_s, now_s + idle_s), self.wake)
+
+    def _ask(self, completions: list[_Completion], now_s: float) -> None:
+        batch = _Batch(completions, now_s + self.settings.answer_wait_s)
+        self._asking.append(batch)
+        self.batches += 1
+        assert self._queries is not None, "a monitor asks"
+        self._queries.submit(self._answered, batch)
+
+    # ------------------------------------------------------------------ answers (query threads)
+
+    def _answered(self, batch: _Batch) -> None:
+        count = len(batch.completions)
+        try:
+            answers = self.monitor.samples_for_activations([c.query for c in batch.completions])
+            if len(answers) != count:
+                raise RuntimeError(f"{len(answers)} answers for {count} activations")
+        except Exception as exc:  # the client should never raise; never lose the runs for it  # noqa: BLE001
+            log.exception("monitor batch query for %d activations failed", count)
+            answers = [MonitorAnswer((), ResourcesStatus.ERROR, f"{type(exc).__name__}: {exc}")] * count
+        try:
+            with batch.lock:
+                recorded, batch.state = batch.state is _State.RECORDED, _State.DONE
+                for completion, status, answer in zip(batch.completions, batch.statuses or [None] * count, answers):
+                    if not recorded:
+                        record_with(self.recorder, completion.pending, completion.record, None, answer)
+                    elif status is not None:
+                        self.recorder.resources_arrived(completion.pending.invocation, status, answer)
+                        self.late_answers += 1
+        except Exception:  # the writer failed for good: the pipeline sees it on its next flush  # noqa: BLE001
+            log.exception("recording a batch of %d completions failed", count)
+
+    def _record_pending(self, batch: _Batch) -> None:
+        """The answer is late: the runs are recorded now, ``pending``; the answer will update them."""
+        waited_ms = self.settings.answer_wait_s * 1000
+        pending = MonitorAnswer((), ResourcesStatus.PENDING,
+                                f"the monitor had not answered {waited_ms:g} ms after it was asked "
+                                "(completion:resources_wait_s); the loader stopped before the answer came")
+        with batch.lock:
+            if batch.state is not _State.ASKING:
+                return
+            batch.state = _State.RECORDED
+            batch.statuses = [record_with(self.recorder, c.pending, c.record, None, pending)
+                              for c in batch.completions]
+
+    # ------------------------------------------------------------------ stopping
+
+    def bypass(self) -> None:
+        """The stage's thread died: ask what it held now, and each later completion alone, in its fetch thread."""
+        self._bypass = True
+        if self._queries is not None:
+            self.tick(everything=True)
+
+    def close(self) -> None:
+        """Ask for what is collected and wait for every answer (each within the monitor's timeout).
+        Call once no more completions come (the tracker closed) and the loop stopped."""
+        if self._queries is None:
+            return
+        self.tick(everything=True)
+        self._queries.shutdown(wait=True)

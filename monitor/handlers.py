@@ -1,0 +1,177 @@
+"""What the monitor's two sockets do with a message (docs/monitor.md): notices go to the registry;
+queries (by window, by activation, or a batch of them) are answered from it, or by attribution.
+
+A bad message is logged and counted; the measurement socket answers an error object naming what
+was wrong, and the monitor keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from faasload.monitor_protocol import (
+    ActivationAnswer,
+    ActivationQuery,
+    BatchAnswer,
+    BatchQuery,
+    ErrorAnswer,
+    ErrorCode,
+    ProtocolError,
+    Sample,
+    WindowQuery,
+    encode_activation,
+    encode_batch_answer,
+    encode_error,
+    encode_samples,
+    parse_notification,
+    parse_query,
+)
+
+from . import attribution
+from .registry import Registry
+from .servers import ReadOutcome, excerpt
+
+log = logging.getLogger(__name__)
+
+#: How long an activation query may wait for the first sample after the activation's end.
+TRAILING_SAMPLE_WAIT_RESOLUTIONS = 2.5
+
+
+class Handlers:
+    """What the two sockets do with a message; counts what was dropped."""
+
+    def __init__(self, registry: Registry, resolution_s: float, clock_epoch_s: Callable[[], float] = time.time,
+                 attribution_slack_s: float = attribution.DEFAULT_SLACK_S):
+        self.registry = registry
+        self.resolution_s = resolution_s
+        self.attribution_slack_s = attribution_slack_s
+        self.epoch_s = clock_epoch_s
+        #: From when the monitor sees everything (epoch s): set once its start-up discovery is done
+        #: (monitor/daemon.py).  An activation that started before it has no samples of its start.
+        self.watching_since_s = 0.0
+        self.notifications = 0
+        self.dropped_notifications = 0
+        self.queries = 0
+        self.batches = 0
+        self.bad_queries = 0
+
+    def notification(self, raw: bytes, outcome: ReadOutcome) -> None:
+        if outcome is ReadOutcome.COMPLETE and not raw.strip():
+            log.debug("empty notification connection (probe) ignored")
+            return None
+        try:
+            if outcome is not ReadOutcome.COMPLETE:
+                raise ProtocolError(_outcome_text(outcome, raw))
+            notice = parse_notification(raw)
+        except ProtocolError as exc:
+            self.dropped_notifications += 1
+            log.warning("notification dropped: %s: %s", exc, excerpt(raw))
+            return None
+        self.notifications += 1
+        log.debug("notification %s", notice)
+        self.registry.apply(notice)
+        return None
+
+    def query(self, raw: bytes, outcome: ReadOutcome) -> bytes | None:
+        if outcome is ReadOutcome.COMPLETE and not raw.strip():
+            log.debug("empty measurement connection (probe) closed without answer")
+            return None
+        try:
+            if outcome is ReadOutcome.TOO_LARGE:
+                raise ProtocolError(_outcome_text(outcome, raw), ErrorCode.TOO_LARGE)
+            if outcome is not ReadOutcome.COMPLETE:
+                raise ProtocolError(_outcome_text(outcome, raw))
+            query = parse_query(raw)
+            if isinstance(query, BatchQuery):
+                self.batches += 1
+                return encode_batch_answer(self._batch(query))
+            self.queries += 1
+            answer = self._answer(query)
+            if isinstance(answer, ActivationAnswer):
+                return encode_activation(answer)
+            return encode_samples(answer)
+        except ProtocolError as exc:
+            if exc.code in (ErrorCode.BAD_REQUEST, ErrorCode.TOO_LARGE):
+                self.bad_queries += 1
+                log.warning("bad measurement request: %s: %s", exc, excerpt(raw))
+            else:
+                log.info("measurement request: %s", exc)
+            return encode_error(exc.code, str(exc))
+
+    def _answer(self, query: WindowQuery | ActivationQuery, *,
+                wait: bool = True) -> tuple[Sample, ...] | ActivationAnswer:
+        """The answer to one query (raises :class:`ProtocolError`); ``wait``: for the sample after a recent end."""
+        if isinstance(query, WindowQuery):
+            return self.registry.window(query.container, query.start_s, query.end_s)
+        self._check_watched(query)
+        if wait:
+            end_s = self._end_s(query)
+            if end_s is not None:
+                self._wait_for_trailing_sample(end_s)
+        try:
+            return self.registry.activation(query.activation)
+        except ProtocolError as exc:
+            if exc.code is not ErrorCode.UNKNOWN_ACTIVATION:
+                raise
+        # no notice bound it: attribution by name and running stretch (monitor/attribution.py)
+        return attribution.answer(self.registry, query, slack_s=self.attribution_slack_s)
+
+    def _check_watched(self, query: ActivationQuery) -> None:
+        """Refuse (``monitor_down``) an activation that started before the monitor watched: it ran,
+        at least in part, while the monitor was down or still starting, so samples of its start
+        cannot exist.  Its start: its start notice, else the query's ``start_ms``."""
+        try:
+            start_s = self.registry.activation_binding(query.activation).start_s
+        except ProtocolError:
+            start_s = None
+        if start_s is None and query.start_ms is not None:
+            start_s = query.start_ms / 1000
+        if start_s is not None and start_s < self.watching_since_s:
+            raise ProtocolError(f"activation {query.activation} started at {start_s:.3f}, before the monitor "
+                                f"watched (since {self.watching_since_s:.3f}): it was down or starting",
+                                ErrorCode.MONITOR_DOWN)
+
+    def _batch(self, batch: BatchQuery) -> BatchAnswer:
+        """Every query of the batch, after one wait for the sample after the latest end."""
+        self.queries += len(batch.queries)
+        ends = [end_s for query in batch.queries if (end_s := self._end_s(query)) is not None]
+        if ends:
+            self._wait_for_trailing_sample(max(ends))
+        answers: list[tuple[Sample, ...] | ActivationAnswer | ErrorAnswer] = []
+        for query in batch.queries:
+            try:
+                answers.append(self._answer(query, wait=False))
+            except ProtocolError as exc:
+                if exc.code is ErrorCode.BAD_REQUEST:
+                    self.bad_queries += 1
+                answers.append(ErrorAnswer(exc.code, str(exc)))
+            except Exception:  # a bug on one query must not cost the others their answer  # noqa: BLE001
+                log.exception("measurement batch: answering %s failed", query)
+                answers.append(ErrorAnswer(ErrorCode.BAD_REQUEST, "internal error in the monitor (see its log)"))
+        return BatchAnswer(tuple(answers))
+
+    def _end_s(self, query: WindowQuery | ActivationQuery) -> float | None:
+        """When an activation query's activation ended (its notice, else the query's hint); None if unknown."""
+        if not isinstance(query, ActivationQuery):
+            return None
+        try:
+            end_s = self.registry.activation_binding(query.activation).end_s
+        except ProtocolError:
+            return None if query.end_ms is None else query.end_ms / 1000
+        return end_s
+
+    def _wait_for_trailing_sample(self, end_s: float) -> None:
+        """Let the sampler take the sample after the end."""
+        wait_s = end_s + TRAILING_SAMPLE_WAIT_RESOLUTIONS * self.resolution_s - self.epoch_s()
+        if 0 < wait_s <= 1.0:
+            time.sleep(wait_s)
+
+
+def _outcome_text(outcome: ReadOutcome, raw: bytes) -> str:
+    if outcome is ReadOutcome.TOO_LARGE:
+        return "message longer than sockets:max_message_bytes"
+    if outcome is ReadOutcome.TIMEOUT:
+        return f"message incomplete after the read timeout ({len(raw)} bytes, no newline nor end of stream)"
+    return f"connection failed after {len(raw)} bytes"

@@ -1,0 +1,230 @@
+"""The completion side's monitor stage (loader/completion/resource_batches.py) and the writer's
+flush, against a real PostgreSQL: batches by size and by time, one query per batch, rows not held
+past ``answer_wait_s`` by a slow monitor and still one row per run once its answer comes, a monitor
+down recorded as such, nothing lost.  The monitor is a fake of the client's one method (or a real
+client of an absent socket); a real monitor answers batches in tests/test_monitor_batch.py."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+
+from faasload.clock import FakeClock
+from faasload.monitor_protocol import KernelPeak, PeakSource
+from loader.completion.resource_batches import BatchSettings, ResourceBatches
+from loader.completion.tracker import Pending
+from loader.monitor_client import MonitorAnswer, MonitorClient, ResourcesStatus
+from loader.plan import PlannedInvocation
+from loader.platform.client import InvokeOutcome, InvokeStatus
+from loader.platform.keys import parse_key
+from loader.storage import experiments
+from loader.storage import writer as store
+from loader.storage.recorder import DurableSink, Recorder
+from loader.storage.rows import ResourceSample, RunStatus
+from loader.storage.summary import RunStats
+
+USER = parse_key("00000000-0000-0000-0000-000000000000:key", "alice", "alice")
+SETTINGS = BatchSettings(batch_max=3, batch_wait_s=0.01, answer_wait_s=0.05)
+
+
+class FakeMonitor:
+    """Answers each activation with two samples; ``gate`` (when given) holds every answer until set."""
+
+    def __init__(self, gate: threading.Event | None = None):
+        self.gate = gate
+        self.batches: list[list[str]] = []
+
+    def samples_for_activations(self, queries):
+        self.batches.append([q.query.activation for q in queries])
+        if self.gate is not None:
+            assert self.gate.wait(30)
+        return [MonitorAnswer((ResourceSample(1_700_000_000_000_000, 1000 + n, 0),
+                               ResourceSample(1_700_000_000_010_000, 2000 + n, 5)), ResourcesStatus.OK,
+                              kernel_peak=KernelPeak(4096 + n, PeakSource.ACTIVATION))
+                for n in range(len(queries))]
+
+
+class Stage:
+    """A recorder over a real writer, the stage under test, and runs already ``sent``."""
+
+    def __init__(self, database, monitor, settings=SETTINGS):
+        self.conn = experiments.open_store(database)
+        self.experiment_id = experiments.ensure_experiment(conn=self.conn, name=f"rb-{uuid.uuid4().hex[:8]}",
+                                                           mode="injection")
+        self.writer = store.StoreWriter(database, batch_size=100, flush_interval_s=0.01).start()
+        self.stored: list[tuple[str, str]] = []
+        self.recorder = Recorder(DurableSink(self.writer), self.experiment_id, RunStats(10_000),
+                                 on_stored=lambda invocation, status: self.stored.append((invocation.trace_name,
+                                                                                          status.value)))
+        self.clock = FakeClock()
+        self.stage = ResourceBatches(self.recorder, monitor, settings, clock=self.clock)
+
+    def pending(self, count: int) -> list[Pending]:
+        out = []
+        for seq in range(count):
+            activation_id = uuid.uuid4().hex
+            invocation = PlannedInvocation(f"t{seq}", 0, "alice", "resize", seq, "1.jpg", (("object", "1.jpg"),))
+            self.recorder.dispatched()
+            self.recorder.sent(invocation, seq, InvokeOutcome(InvokeStatus.ACCEPTED, 1, activation_id, 202))
+            out.append(Pending(invocation, self.recorder.key(invocation), USER, activation_id, 0.0, 600.0))
+        return out
+
+    def rows(self):
+        self.writer.flush(10)
+        self.recorder.sink.fire()
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT r.trace_name, r.status, r.resources_status, r.resources_reason, "
+                        "(SELECT count(*) FROM resources s WHERE s.run_id = r.run_id), r.kernel_peak_source "
+                        "FROM runs r WHERE experiment_id = %s ORDER BY trace_name", (self.experiment_id,))
+            rows = cur.fetchall()
+        self.conn.commit()
+        return rows
+
+    def close(self):
+        self.stage.close()
+        self.writer.close()
+        self.conn.close()
+
+
+def record(activation_id: str) -> dict:
+    return {"activationId": activation_id, "namespace": "alice", "name": "resize", "start": 1_700_000_000_000,
+            "end": 1_700_000_000_010, "duration": 10, "response": {"status": "success", "statusCode": 0,
+                                                                    "success": True, "result": {}},
+            "annotations": [{"key": "kind", "value": "python:3.11"}, {"key": "waitTime", "value": 3}]}
+
+
+@pytest.fixture
+def make_stage(database):
+    stages = []
+
+    def make(monitor, settings=SETTINGS) -> Stage:
+        stage = Stage(database, monitor, settings)
+        stages.append(stage)
+        return stage
+
+    yield make
+    for stage in stages:
+        stage.close()
+
+
+def test_one_query_per_batch_by_size_then_by_time(make_stage):
+    monitor = FakeMonitor()
+    s = make_stage(monitor)
+    runs = s.pending(7)
+    for p in runs:
+        s.stage.submit(p, record(p.activation_id), None)
+    s.stage.tick()                                   # two full batches at once, one completion left
+    assert s.stage.collecting == 1 and s.stage.batches == 2
+    s.clock.now_s += SETTINGS.batch_wait_s           # the last one waited long enough
+    s.stage.tick()
+    s.stage.close()
+    assert monitor.batches == [[p.activation_id for p in runs[:3]], [p.activation_id for p in runs[3:6]],
+                               [runs[6].activation_id]]
+    rows = s.rows()
+    assert [(r[1], r[2], r[3], r[4], r[5]) for r in rows] == [("success", "ok", None, 2, "activation")] * 7
+    assert sorted(s.stored) == [(f"t{n}", "success") for n in range(7)]
+    assert s.recorder.outstanding == 0 and s.recorder.stats.resources == {"ok": 7}
+
+
+def test_a_slow_monitor_does_not_hold_the_rows_and_its_late_answer_updates_them(make_stage):
+    gate = threading.Event()
+    s = make_stage(FakeMonitor(gate))
+    runs = s.pending(2)
+    for p in runs:
+        s.stage.submit(p, record(p.activation_id), None)
+    s.clock.now_s += SETTINGS.batch_wait_s
+    s.stage.tick()                                   # asked; the monitor holds its answer
+    s.clock.now_s += SETTINGS.answer_wait_s
+    s.stage.tick()                                   # too late: the rows are written without it
+    rows = s.rows()
+    assert [(r[1], r[2], r[4], r[5]) for r in rows] == [("success", "pending", 0, None)] * 2
+    assert "had not answered 50 ms after it was asked" in rows[0][3]
+    assert len(s.stored) == 2 and s.recorder.outstanding == 0     # terminal, committed, the mode told
+    gate.set()
+    s.stage.close()                                  # waits for the answer, which updates the same rows
+    rows = s.rows()
+    assert [(r[1], r[2], r[4], r[5]) for r in rows] == [("success", "ok", 2, "activation")] * 2
+    assert rows[0][3] == "answered after completion:resources_wait_s (the row was written first, then updated)"
+    assert s.stage.late_answers == 2 and len(s.stored) == 2
+    assert s.recorder.stats.resources == {"ok": 2}
+    assert s.recorder.stats.statuses == {RunStatus.SUCCESS: 2}
+
+
+def test_monitor_down_is_recorded_and_nothing_is_lost(make_stage, tmp_path):
+    s = make_stage(MonitorClient(tmp_path / "no-monitor", timeout_s=1))
+    runs = s.pending(5)
+    for p in runs[:4]:
+        s.stage.submit(p, record(p.activation_id), None)
+    s.stage.submit(runs[4], None, "no activation record")          # lost: recorded at once, not asked
+    s.stage.close()
+    rows = s.rows()
+    assert [(r[1], r[2]) for r in rows] == [("success", "monitor_down")] * 4 + [("lost", None)]
+    assert "No such file or directory" in rows[0][3]
+    assert len(s.stored) == 5 and s.recorder.outstanding == 0
+
+
+def test_without_a_monitor_runs_are_recorded_at_once(make_stage):
+    s = make_stage(None)
+    (p,) = s.pending(1)
+    s.stage.submit(p, record(p.activation_id), None)
+    assert [(r[1], r[2]) for r in s.rows()] == [("success", None)]
+
+
+def test_a_failing_client_costs_the_batch_its_samples_not_its_rows(make_stage):
+    class Broken:
+        def samples_for_activations(self, queries):
+            raise RuntimeError("a bug in the client")
+
+    s = make_stage(Broken())
+    runs = s.pending(2)
+    for p in runs:
+        s.stage.submit(p, record(p.activation_id), None)
+    s.stage.close()
+    rows = s.rows()
+    assert [(r[1], r[2], r[3]) for r in rows] == [("success", "error", "RuntimeError: a bug in the client")] * 2
+
+
+def test_a_dead_stage_thread_hands_over_to_the_fetch_threads(make_stage):
+    monitor = FakeMonitor()
+    s = make_stage(monitor)
+    first, second = s.pending(2)
+    s.stage.submit(first, record(first.activation_id), None)   # collected, never ticked: the thread died
+    s.stage.bypass()                                            # asked now
+    s.stage.submit(second, record(second.activation_id), None)  # asked in this thread, alone
+    s.stage.close()
+    assert [(r[1], r[2]) for r in s.rows()] == [("success", "ok")] * 2
+    assert sorted(monitor.batches) == sorted([[first.activation_id], [second.activation_id]])
+
+
+# --------------------------------------------------------------------------- the writer's flush
+
+def test_writer_flushes_a_full_batch_at_once_and_a_partial_one_after_its_interval(database):
+    conn = experiments.open_store(database)
+    experiment_id = experiments.ensure_experiment(conn, name=f"flush-{uuid.uuid4().hex[:8]}", mode="injection")
+    recorder_stats = RunStats(10_000)
+    on_size = store.StoreWriter(database, batch_size=4, flush_interval_s=3600).start()
+    recorder = Recorder(DurableSink(on_size), experiment_id, recorder_stats)
+    invocations = [PlannedInvocation(f"f{n}", 0, "alice", "resize", n, "1.jpg", ()) for n in range(3)]
+    try:
+        recorder.sent(invocations[0], 0, InvokeOutcome(InvokeStatus.ACCEPTED, 1, "a" * 32, 202))
+        recorder.sent(invocations[1], 0, InvokeOutcome(InvokeStatus.ACCEPTED, 1, "b" * 32, 202))  # 4 items
+        assert on_size.flush(timeout_s=20)          # written on size, an hour before its interval
+        assert on_size.stats.batches_written == 1
+        recorder.sent(invocations[2], 0, InvokeOutcome(InvokeStatus.ACCEPTED, 1, "c" * 32, 202))  # 2 items
+        time.sleep(0.3)
+        assert on_size.pending == 2                 # a partial batch waits for its interval
+    finally:
+        conn.close()
+    on_time = store.StoreWriter(database, batch_size=500, flush_interval_s=0.05).start()
+    try:
+        other = Recorder(DurableSink(on_time), experiment_id, recorder_stats)
+        other.sent(PlannedInvocation("g", 0, "alice", "resize", 0, "1.jpg", ()), 0,
+                   InvokeOutcome(InvokeStatus.ACCEPTED, 1, "d" * 32, 202))
+        assert on_time.flush(timeout_s=20) and on_time.stats.batches_written == 1  # 2 of 500: on time
+    finally:
+        on_time.close()
+    on_size.close()                                  # close flushes what waits
+    assert on_size.stats.items_written == 6
