@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -21,17 +22,32 @@ CODE = ("import time\n"
         "    return {'echo': args.get('n')}\n")
 
 
-@pytest.fixture
-def proxy(tmp_path):
-    port_file = tmp_path / "port"
-    process = subprocess.Popen([sys.executable, str(PROXY), "--port-file", str(port_file)], cwd=tmp_path,
+def _accepts(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.fixture(params=["tcp", "unix"])
+def proxy(request, tmp_path):
+    """A way to reach a running proxy: TCP (process backend) or a UNIX socket (Docker backend)."""
+    port_file, socket_path = tmp_path / "port", tmp_path / "proxy.sock"
+    where = ["--port-file", str(port_file)] if request.param == "tcp" else ["--socket", str(socket_path)]
+    process = subprocess.Popen([sys.executable, str(PROXY), *where], cwd=tmp_path,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 20
-        while not port_file.exists():
+        while not (port_file.exists() if request.param == "tcp" else _accepts(socket_path)):
             assert process.poll() is None and time.monotonic() < deadline, "the proxy did not start"
             time.sleep(0.01)
-        yield int(port_file.read_text())
+        if request.param == "tcp":
+            port = int(port_file.read_text())
+            yield lambda: RuntimeConnection(port)
+        else:
+            yield lambda: RuntimeConnection(0, socket_path=str(socket_path))
     finally:
         process.kill()
         process.wait()
@@ -43,7 +59,7 @@ def _init(connection: RuntimeConnection) -> None:
 
 
 def test_successive_calls_share_one_connection(proxy):
-    connection = RuntimeConnection(proxy)
+    connection = proxy()
     _init(connection)
     answers = [connection.post("/run", {"value": {"n": n}}, 10) for n in range(3)]
     assert [(a.status, a.body) for a in answers] == [(200, f'{{"echo": {n}}}\n') for n in range(3)]
@@ -57,7 +73,7 @@ def test_successive_calls_share_one_connection(proxy):
 
 
 def test_a_timed_out_call_drops_the_connection(proxy):
-    connection = RuntimeConnection(proxy)
+    connection = proxy()
     _init(connection)
     assert connection.post("/run", {"value": {"sleep_s": 1.0}}, 0.2).outcome is CallOutcome.TIMED_OUT
     time.sleep(1.0)  # the action finishes; its late answer must not be read as the next call's
@@ -67,10 +83,10 @@ def test_a_timed_out_call_drops_the_connection(proxy):
 
 
 def test_a_kept_connection_does_not_block_another(proxy):
-    kept = RuntimeConnection(proxy)
+    kept = proxy()
     _init(kept)
     assert kept.post("/run", {"value": {"n": 1}}, 10).status == 200  # left open
-    other = RuntimeConnection(proxy)
+    other = proxy()
     answer = other.post("/run", {"value": {"n": 2}}, 5)
     assert (answer.outcome, answer.body) == (CallOutcome.ANSWERED, '{"echo": 2}\n')
     second_init = other.post("/init", {"value": {"code": CODE}}, 5)
@@ -80,7 +96,6 @@ def test_a_kept_connection_does_not_block_another(proxy):
 
 
 def test_a_refused_connection_is_a_connection_error(tmp_path):
-    import socket
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
