@@ -19,6 +19,7 @@ from faasload import cli
 from . import arrivals, naming
 from .azure2019 import AppMemory
 from .conversion import ConversionOptions
+from .draws import Draws
 from .limits import DEFAULT_RUNTIME_MEMORY_MB, PlatformLimits
 from .mapping import DEFAULT_MANIFEST, MapMode, MemoryPick
 from .records import WorkloadError
@@ -89,6 +90,9 @@ def _common(default_map: MapMode) -> argparse.ArgumentParser:
                        help="memory of functions whose source gives none (calibrated mapping)")
     group.add_argument("--memory", type=MemoryPick, choices=list(MemoryPick), default=MemoryPick.MEDIAN,
                        help="calibrated memory_mb: the function's median (default) or a draw per invocation")
+    group.add_argument("--draws", type=Draws, choices=list(Draws), default=Draws.STRATIFIED,
+                       help="per-invocation durations (and --memory draw) drawn stratified (default: each "
+                            "function's values follow its percentiles even for few invocations) or iid")
     group.add_argument("--cpu-share", type=_share, default=1.0,
                        help="share of its duration the calibrated action spends computing (default 1)")
     group.add_argument("--runtime", dest="calibrated_runtime", default="python:3.11",
@@ -155,7 +159,7 @@ def open_source(args: argparse.Namespace):
 def recorded_options(args: argparse.Namespace) -> dict:
     """Every option as given or defaulted, in plain JSON types."""
     def plain(value):
-        if isinstance(value, (MapMode, MemoryPick, naming.UsersBy, arrivals.Iat, AppMemory)):
+        if isinstance(value, (MapMode, MemoryPick, Draws, naming.UsersBy, arrivals.Iat, AppMemory)):
             return value.value
         if isinstance(value, (Path, Fraction)):
             return str(value)
@@ -214,7 +218,7 @@ def convert_and_report(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else getattr(source, "seed", 0)
     options = ConversionOptions(args.out, seed, args.map_mode, args.manifest, args.users_by, args.time_scale,
                                 args.sample, platform, args.default_memory_mb, args.cpu_share, args.memory,
-                                args.inputs, args.input_object, args.calibrated_runtime)
+                                args.inputs, args.input_object, args.calibrated_runtime, args.draws)
     document = convert(source, options, recorded_options(args))
     print(summary(document, args.out))
     return cli.EXIT_OK

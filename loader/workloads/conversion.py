@@ -19,6 +19,7 @@ from pathlib import Path
 from loader.generation.traces import EXTENSIONS, as_text, below, draw
 
 from . import arrivals, limits, mapping, naming, sampling, seeding
+from .draws import Draws, units
 from .limits import CalibratedLimits, PlatformLimits, UserLoad
 from .mapping import ActionTarget, MapMode, MemoryPick
 from .output import OutputDir, format_number
@@ -44,6 +45,7 @@ class ConversionOptions:
     inputs: int = 10
     input_object: str = "none"
     calibrated_runtime: str = "python:3.11"
+    draws: Draws = Draws.STRATIFIED
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,21 +146,51 @@ def target_entry(target: ActionTarget, platform: PlatformLimits) -> tuple[dict, 
 # --------------------------------------------------------------------------- lines
 
 
-class Lines:
-    """The lines of one planned trace: input and parameters per invocation, all seeded per function."""
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """How many units a function's lines draw: durations (invocations without their own) and memory."""
 
-    def __init__(self, item: Plan, options: ConversionOptions):
-        self.item, self.options = item, options
+    durations: int
+    memory: int
+
+
+def counts(source: Source, item: Plan, options: ConversionOptions) -> Counts | None:
+    """``None`` unless stratified draws need them: then one first pass over the function's invocations."""
+    if options.draws is Draws.IID:
+        return None
+    draws_memory = item.calibrated is not None and options.memory is MemoryPick.DRAW
+    if item.function.profile.duration_ms is None and not draws_memory:
+        return None
+    durations = memory = 0
+    for invocation in source.invocations(item.function):
+        memory += 1
+        durations += invocation.duration_ms is None
+    return Counts(durations, memory)
+
+
+class Lines:
+    """The lines of one planned trace: input and parameters per invocation, all seeded per function.
+
+    ``counts`` (from :func:`counts`) makes the duration and memory draws stratified.
+    """
+
+    def __init__(self, item: Plan, options: ConversionOptions, counted: Counts | None = None):
+        self.item, self.options, self.counted = item, options, counted
         self.memory = limits.profile_memory(item.function.profile, options.default_memory_mb)
+
+    def _mode(self) -> Draws:
+        return Draws.IID if self.counted is None else Draws.STRATIFIED
 
     def _durations(self) -> Callable[[float | None], float | None]:
         profile = self.item.function.profile.duration_ms
         rng = seeding.stream(self.options.seed, "duration", self.item.function.source)
+        unit = (units(rng, self._mode(), self.counted.durations if self.counted else None)
+                if profile is not None else None)
 
         def duration(own: float | None) -> float | None:
             if own is not None:
                 return own
-            return profile.draw(rng.random()) if profile is not None else None
+            return profile.draw(unit()) if profile is not None and unit is not None else None
         return duration
 
     def events(self, source: Source) -> Iterator[tuple[int, int | None]]:
@@ -174,6 +206,8 @@ class Lines:
         function = item.function
         duration = self._durations()
         memory_rng = seeding.stream(options.seed, "memory", function.source)
+        memory_unit = (units(memory_rng, self._mode(), self.counted.memory if self.counted else None)
+                       if item.calibrated is not None and options.memory is MemoryPick.DRAW else memory_rng.random)
         parameter_rng = seeding.stream(options.seed, "parameters", function.source)
         input_rng = seeding.stream(options.seed, "input", function.source)
         for invocation in source.invocations(function):
@@ -184,7 +218,7 @@ class Lines:
                 value = duration(invocation.duration_ms)
                 assert value is not None
                 memory_mb = (self.memory.p50 if options.memory is MemoryPick.MEDIAN
-                              else self.memory.draw(memory_rng.random()))
+                              else self.memory.draw(memory_unit()))
                 parameters += [("memory_mb", format_number(min(memory_mb, item.calibrated.memory_cap_mb))),
                                ("duration_ms", format_number(min(value, item.calibrated.duration_cap_ms))),
                                ("cpu_share", format_number(options.cpu_share))]
@@ -210,8 +244,10 @@ def write(source: Source, plans: list[Plan], options: ConversionOptions, out: Ou
     for user in sorted(by_user):
         items = sorted(by_user[user], key=lambda p: p.trace_name)
         written = []
+        counted: dict[str, Counts | None] = {}
         for item in items:
-            count = out.write_trace(item.trace_name, Lines(item, options).lines(source))
+            counted[item.trace_name] = counts(source, item, options)
+            count = out.write_trace(item.trace_name, Lines(item, options, counted[item.trace_name]).lines(source))
             if count == 0:
                 totals.thinned_away.append(item.trace_name)
                 continue
@@ -221,7 +257,8 @@ def write(source: Source, plans: list[Plan], options: ConversionOptions, out: Ou
             out.mapping.writerow(mapping_row(item, count))
         if written:
             load = UserLoad()
-            for start, end in heapq.merge(*(Lines(item, options).events(source) for item in written),
+            for start, end in heapq.merge(*(Lines(item, options, counted[item.trace_name]).events(source)
+                                            for item in written),
                                           key=lambda event: event[0]):
                 load.add(start, end)
                 if end is not None:
