@@ -20,6 +20,8 @@ from pathlib import Path
 import _common
 import monitor_cost
 
+from monitor.config import SamplingConfig
+
 _common.use_repo_imports()
 
 #: Where an activation's window ends and starts, before its user event is due (the invoker
@@ -37,7 +39,7 @@ class MonitorSide:
         self.cgroups = monitor_cost.Containers(containers, uuid.uuid4().hex[:6])
         self.process = None
         try:
-            self.process, self.notif, self.meas = monitor_cost.start_monitor(directory, resolution_s)
+            self.process, self.notif, self.meas = monitor_cost.start_monitor(directory, resolution_s, SamplingConfig().stat_every)
             self.names = [f"bench-{index}" for index in range(containers)]
             for name, path in zip(self.names, self.cgroups.paths):
                 monitor_cost.send(self.notif, {"action": "run", "container": name, "cgroup": path})

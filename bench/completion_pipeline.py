@@ -385,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
         create_topic(services.broker.bootstrap)
         if True in modes:
             monitor = MonitorSide(scratch)
+        from faasload import gc_tuning
+        gc_tuning.tune()  # as the loader's Pipeline does for its run
         for rate in [float(r) for r in args.rates.split(",") if r.strip()]:
             for with_monitor in modes:
                 figures = measure(services, scratch, rate, args.duration_s, args.fetch_workers,

@@ -138,6 +138,7 @@ class NullTracker:
 
 def child(tracedir: Path, apihost: str, workers: int, time_limit_s: float, spin_us: float | None,
           processes: int = 0, max_in_flight: int = 10_000, window_s: float = 0.0) -> dict:
+    from faasload import gc_tuning
     from faasload.clock import RealClock, set_fine_timer_slack
     from loader.injection.traces import FileTraceSource, list_traces, scan_trace
     from loader.pipeline import SWITCH_INTERVAL_S
@@ -188,6 +189,7 @@ def child(tracedir: Path, apihost: str, workers: int, time_limit_s: float, spin_
 
     previous_interval = sys.getswitchinterval()
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    gc_tuning.tune()  # as the Pipeline does
     sender_pids = list(getattr(pool, "process_ids", []))
     cpu0 = [_common.cpu_times(pid) for pid in [None, *sender_pids]]
     start[0] = clock.monotonic_s()

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from faasload import gc_tuning
 from faasload.clock import SPIN_BEFORE_DEADLINE_S, Clock, RealClock, set_fine_timer_slack
 from loader.completion.resource_batches import BatchSettings, ResourceBatches
 from loader.completion.tracker import CompletionTracker, Pending, TrackerSettings
@@ -160,6 +161,7 @@ class Pipeline:
                                                flush=self.pool.flush)
         previous_interval = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL_S)
+        previous_gc = gc_tuning.tune()
         try:
             if start_at_s is not None:
                 while self.clock.monotonic_s() < start_at_s and not self._stop_requests:
@@ -175,6 +177,7 @@ class Pipeline:
             if self.live is not None:
                 self.live.close()
             sys.setswitchinterval(previous_interval)
+            gc_tuning.restore(previous_gc)
             self._halt.set()
             self.stopping.set()
             if self.retries is not None:

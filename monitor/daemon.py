@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 
-from faasload import dockerd, sd_notify
+from faasload import dockerd, gc_tuning, sd_notify
 from faasload.cli import EXIT_OK
 from faasload.clock import Clock, RealClock
 from faasload.config import ConfigError
@@ -74,6 +74,7 @@ class Monitor:
         log.info("cgroup v%d hierarchy at %s; sampling every %.1f ms", self.reader.version,
                  self.reader.root, self.sampler.resolution_s * 1000)
         sys.setswitchinterval(SWITCH_INTERVAL_S)
+        gc_tuning.tune()
         self._sampler_thread = threading.Thread(target=self.sampler.run, args=(self._sampler_stop,),
                                                 name="sampler", daemon=True)
         self._sampler_thread.start()

@@ -36,6 +36,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from faasload import gc_tuning
 from loader.platform.client import ClientSettings, InvokeOutcome, InvokeStatus, invoke_outcome
 from loader.platform.http import Response, TransportError
 from loader.platform.http_parse import finish_at_eof, parse_response
@@ -285,6 +286,7 @@ def sender_main(number: int, settings: ClientSettings, keys: dict[str, UserKey],
     if limit < max_in_flight + 64:
         log.warning("open-file limit %d: at most ~%d requests in flight in this sender", limit, limit - 64)
         max_in_flight = max(1, limit - 64)
+    gc_tuning.tune()
     asyncio.run(_serve(settings, keys, conn, cancel, max_in_flight))
 
 
