@@ -8,12 +8,12 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import threading
 from pathlib import Path
 
 import pytest
 
 from tests.docker_images import tiny_image
+from tests.notification_sink import NotificationSink
 
 ROOT = Path(__file__).resolve().parent.parent
 WRAPPERS = ROOT / "scripts" / "invoker-wrappers"
@@ -27,41 +27,6 @@ done
 printf 'trailing-no-newline'
 exit "${FAKE_EXIT:-0}"
 """
-
-
-class Listener:
-    """A stand-in for the monitor's notification socket: collects the JSON messages."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.messages: list[dict] = []
-        self.cond = threading.Condition()
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.bind(str(path))
-        self.sock.listen(16)
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                data = b""
-                while chunk := conn.recv(4096):
-                    data += chunk
-            with self.cond:
-                self.messages.append(json.loads(data))
-                self.cond.notify_all()
-
-    def wait_for(self, count: int, timeout_s: float = 15.0) -> list[dict]:
-        with self.cond:
-            self.cond.wait_for(lambda: len(self.messages) >= count, timeout_s)
-            return list(self.messages)
-
-    def close(self):
-        self.sock.close()
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +58,7 @@ def _run(args, environment, **extra):
 
 def test_run_passes_output_through_exactly_and_notifies_the_id(env):
     environment, sock = env
-    listener = Listener(sock)
+    listener = NotificationSink(sock)
     result = _run(["docker", "--host", "unix:///x", "run", "-d", "--name", "wsk0_1_guest_hello", "img"], environment)
     assert result.returncode == 0
     container_id = "4f3c2b1a0e9d8c7b6a5f4e3d2c1b0a99887766554433221100ffeeddccbbaa99"
@@ -113,7 +78,7 @@ def test_run_passes_output_through_exactly_and_notifies_the_id(env):
 ])
 def test_lifecycle_commands_notify(env, argv, expected):
     environment, sock = env
-    listener = Listener(sock)
+    listener = NotificationSink(sock)
     result = _run(argv, environment)
     assert result.returncode == 0
     assert result.stdout == b"trailing-no-newline"
@@ -124,7 +89,7 @@ def test_lifecycle_commands_notify(env, argv, expected):
 
 def test_failures_pass_exit_status_and_send_nothing(env):
     environment, sock = env
-    listener = Listener(sock)
+    listener = NotificationSink(sock)
     for argv in (["docker", "run", "-d", "img"], ["docker", "pause", "abc"], ["runc", "resume", "abc"]):
         result = _run(argv, environment, FAKE_EXIT="3")
         assert result.returncode == 3
@@ -152,7 +117,7 @@ def test_python_fallback_without_the_static_sender(env, tmp_path):
     for name in ("docker", "runc", "notify.sh"):
         shutil.copy2(WRAPPERS / name, copy / name)
     environment = dict(environment, PATH=environment["PATH"].replace(str(WRAPPERS), str(copy)))
-    listener = Listener(sock)
+    listener = NotificationSink(sock)
     assert _run(["docker", "pause", "abc"], environment).returncode == 0
     assert listener.wait_for(1) == [{"action": "pause", "container": "abc"}]
     listener.close()
@@ -176,7 +141,7 @@ def test_real_docker_lifecycle_is_notified(wrapper_dir, docker_daemon, tmp_path)
     if real_docker is None:
         pytest.skip("docker CLI not installed")
     sock_dir = Path(tempfile.mkdtemp(dir="/tmp"))
-    listener = Listener(sock_dir / "notif")
+    listener = NotificationSink(sock_dir / "notif")
     environment = dict(os.environ, DOCKER_HOST=docker_daemon, FAASLOAD_MONITOR_SOCKET=str(sock_dir / "notif"),
                        PATH=f"{wrapper_dir}:{os.environ['PATH']}", FAASLOAD_NOTIFY_DEBUG="1")
     image = _tiny_image(real_docker, environment, tmp_path)

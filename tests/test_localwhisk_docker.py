@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.notification_sink import NotificationSink
 from tests.slowness import scaled_s
-from tests.test_localwhisk_events import _NotificationSink
 
 pytestmark = pytest.mark.docker
 
@@ -36,7 +36,7 @@ def docker_api(docker_daemon):
 @pytest.fixture
 def sink():
     directory = Path(tempfile.mkdtemp(prefix="lw-dnotif-", dir="/tmp"))
-    sink = _NotificationSink(directory / "notif")
+    sink = NotificationSink(directory / "notif")
     yield sink
     sink.close()
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 import json
 import socket
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import pytest
 import requests
 from kafka import KafkaConsumer, TopicPartition
+
+from tests.notification_sink import NotificationSink
 
 HELLO = "def main(args):\n    print('hi')\n    return {'greeting': 'hello'}\n"
 
@@ -120,38 +121,10 @@ def test_throttle_metric_event(localwhisk_factory, kafka_broker):
     assert metric["subject"] == "metricuser" and metric["userId"] == key.split(":")[0]
 
 
-class _NotificationSink:
-    """A UNIX socket server collecting one JSON object per connection (the monitor's side)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.messages: list[dict] = []
-        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.server.bind(str(path))
-        self.server.listen(64)
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.server.accept()
-            except OSError:
-                return
-            with conn:
-                data = b""
-                while chunk := conn.recv(65536):
-                    data += chunk
-            self.messages.append(json.loads(data))
-
-    def close(self) -> None:
-        self.server.close()
-
-
 @pytest.fixture
 def notification_sink():
     directory = Path(tempfile.mkdtemp(prefix="lw-notif-", dir="/tmp"))
-    sink = _NotificationSink(directory / "notif")
+    sink = NotificationSink(directory / "notif")
     yield sink
     sink.close()
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import threading
 import time
@@ -12,31 +11,11 @@ from pathlib import Path
 import pytest
 
 from localwhisk.notify import HANDLED_BUDGET_S, SETTLE_S, LiveContainer, MonitorNotifier, MonitorWatch
+from tests.notification_sink import NotificationSink
 
 
-class Listener:
-    """A monitor's notification socket: one JSON message per connection, kept in order."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.messages: list[dict] = []
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(str(path))
-        self.sock.listen(64)
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                data = b""
-                while chunk := conn.recv(65536):
-                    data += chunk
-            self.messages.append(json.loads(data))
+class Listener(NotificationSink):
+    """A monitor's notification socket whose file goes away with it (a monitor's restart)."""
 
     def wait(self, count: int) -> list[dict]:
         deadline = time.monotonic() + 5
@@ -46,14 +25,8 @@ class Listener:
         time.sleep(0.02)  # nothing more should come
         return [(m["action"], m["container"]) for m in self.messages]
 
-    def close(self) -> None:
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
-        except OSError:
-            pass
-        self.sock.close()
-        self.path.unlink()
-        self._thread.join(5)
+    def close(self, *, unlink: bool = True) -> None:
+        super().close(unlink=unlink)
 
 
 @pytest.fixture
