@@ -87,7 +87,8 @@ def make_reader(root: Path, version: int | None = None) -> CgroupV1Reader | Cgro
     return CgroupV1Reader(root) if version == 1 else CgroupV2Reader(root)
 
 
-def _pread_int(fd: int | None) -> int | None:
+def pread_int(fd: int | None) -> int | None:
+    """The integer a cgroup file holds, read from its kept descriptor; None when absent or unreadable."""
     if fd is None:
         return None
     try:
@@ -200,9 +201,9 @@ class CgroupHandle:
 
     def _sample_each(self, with_stat: bool) -> tuple[int, int, int]:
         """:meth:`sample` reading each file on its own: one failure loses one value only."""
-        memory = _pread_int(self._usage_fd)
+        memory = pread_int(self._usage_fd)
         if self._cpu_key is None:
-            cpu = _pread_int(self._cpu_fd)
+            cpu = pread_int(self._cpu_fd)
         else:
             (usage_us,) = _stat_fields(self._cpu_fd, (self._cpu_key,))
             cpu = None if usage_us is None else usage_us * 1000

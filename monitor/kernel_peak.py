@@ -33,7 +33,7 @@ from pathlib import Path
 
 from faasload.monitor_protocol import KernelPeak, PeakSource
 
-from .cgroups import open_regular
+from .cgroups import open_regular, pread_int
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +45,6 @@ _RESET = {1: b"0", 2: b"reset"}
 LATE_RESET_S = 0.05
 
 UNAVAILABLE = KernelPeak(None, PeakSource.UNAVAILABLE)
-
-
-def _read(fd: int | None) -> int | None:
-    if fd is None:
-        return None
-    try:
-        return int(os.pread(fd, 64, 0))
-    except (OSError, ValueError):
-        return None
 
 
 def _close(fd: int | None) -> None:
@@ -155,7 +146,7 @@ class PeakCounter:
         """The peak of a running activation so far (its end was not announced)."""
         if watch.scoped:
             with self._lock:  # close() may run meanwhile: never read a descriptor number reused
-                value = _read(watch.fd if self.version == 2 else self._fd)
+                value = pread_int(watch.fd if self.version == 2 else self._fd)
             if value is not None:
                 return KernelPeak(value, PeakSource.ACTIVATION)
         return self.unscoped()
@@ -175,7 +166,7 @@ class PeakCounter:
         with self._lock:
             if self._ever_reset:
                 return UNAVAILABLE
-            value = _read(self._fd)
+            value = pread_int(self._fd)
         return UNAVAILABLE if value is None else KernelPeak(value, PeakSource.SINCE_CREATION)
 
     def close(self) -> None:
