@@ -20,8 +20,11 @@ always changes it.  The identity is checked before every notice (a ``stat``, ~2 
 of its start, before their next activation, and in any case before that activation's
 ``activation_start`` reaches it.  A re-announcement waits for the monitor to have handled its
 notices too, outside the ordering lock (the watch's ``HANDLED_BUDGET_S`` at most in all, one on
-the way of a notice the connect timeout), and an activation starting within ``SETTLE_S`` after a re-announcement waits for the rest, so that
-the monitor has a sample of its container from before its start (the baseline of its answer).
+the way of a notice the connect timeout), and an activation starting within ``SETTLE_S`` after a
+re-announcement waits for the rest, so that the monitor has a sample of its container from before
+its start (the baseline of its answer): the monitor samples a container once when it finds its
+cgroup, before it closes the notice's connection; ``SETTLE_S`` is the margin for a monitor too
+slow to close it within the wait.
 A failed send forgets the identity, so the next success re-announces; a failed re-announcement
 to the same monitor is retried ``RETRY_S`` later (a new one at once), so a stuck monitor costs a
 notice on its way at most one connect timeout a second more.
@@ -62,8 +65,8 @@ WATCH_PERIOD_S = 0.1
 HANDLED_BUDGET_S = 0.5
 #: After a failed re-announcement, the next one waits this long.
 RETRY_S = 1.0
-#: After a re-announcement, activations wait until this long after it to start, so that the new
-#: monitor has sampled their container before (5 periods of its default 10 ms sampling).
+#: After a re-announcement has been handled (or its wait ran out), activations wait this long more
+#: to start: a margin for a slow monitor to have taken its first sample of their container.
 SETTLE_S = 0.05
 
 

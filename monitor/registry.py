@@ -192,6 +192,11 @@ class Registry:
             if current:
                 entry.dirs, entry.handle, entry.resolve_error = dirs, handle, None
                 entry.peak = PeakCounter(dirs.memory, self.reader.version)
+                # Its first sample now, not at the sampler's next sweep: the baseline of an
+                # activation that starts as soon as the notifier has seen this notice handled
+                # (a container re-announced after a restart, one listed at start-up).  Not yet in
+                # ``running``, the buffer is not the sampler's: one writer still.
+                self._append_sample(entry)
                 self._refresh_running()
         if not current:
             handle.close()
@@ -223,23 +228,21 @@ class Registry:
             self._set_state(entry, State.PAUSED, at_s)
             first_seen_paused = entry.handle is None and not entry.reads
             hint = entry.hint
-        if first_seen_paused:  # e.g. listed paused at start-up: ready when it resumes, with a baseline
+        if first_seen_paused:
+            # e.g. listed paused at start-up: ready when it resumes, and sampled once when found
+            # (its counters do not move while it is frozen: the last sample before its next
+            # activation, as the sample before its pause would have been)
             self._resolve(entry, hint)
-            self._sample_frozen(entry)
 
-    def _sample_frozen(self, entry: Container) -> None:
-        """One sample of a paused container (its counters do not move while it is frozen): the
-        last sample before its next activation, as the sample before its pause would have been."""
-        with self._lock:
-            # The buffer has one writer at a time: paused, the container is not the sampler's
-            # (it samples running ones), and it cannot become running, nor its handle be
-            # released, while we hold the lock.
-            handle = entry.handle
-            if entry.state is State.PAUSED and handle is not None:
-                date_s = self.clock.epoch_s()
-                memory, cpu, rss_mapped = handle.sample(True)
-                entry.buffer.append(date_s, memory, cpu, rss_mapped)
-                entry.reads += 1
+    def _append_sample(self, entry: Container) -> None:
+        """One sample of ``entry`` outside the sampler's sweep; the caller holds the lock and
+        ``entry`` is not in ``running`` (the sampler is its buffer's only other writer)."""
+        handle = entry.handle
+        if handle is not None:
+            date_s = self.clock.epoch_s()
+            memory, cpu, rss_mapped = handle.sample(True)
+            entry.buffer.append(date_s, memory, cpu, rss_mapped)
+            entry.reads += 1
 
     def on_resume(self, notice: ContainerNotice, at_s: float | None = None) -> None:
         self.on_run(notice, at_s)

@@ -60,10 +60,12 @@ def test_samples_on_absolute_deadlines_and_window_cpu_is_relative(tree):
     registry.apply(ContainerNotice(Lifecycle.RUN, DOCKER))
     start = clock.epoch_s()
     run_ticks(clock, sampler, 10, lambda i: set_values(tree, DOCKER, 1000 * (i + 1), 500 + 10 * (i + 1)))
-    samples = registry.window(DOCKER, start, start + 1)
+    registered, *samples = registry.window(DOCKER, start, start + 1)
+    assert registered.date_s == start  # sampled when its cgroup was found: the baseline
     assert len(samples) == 10
     assert [round(s.date_s - start, 6) for s in samples] == [round(i * RES_S, 6) for i in range(10)]
-    # first sample read the fixture's values; then the ones written after each tick
+    # the first samples read the fixture's values; then the ones written after each tick
+    assert registered.memory_bytes == samples[0].memory_bytes
     assert [s.memory_bytes for s in samples[1:]] == [1000 * i for i in range(1, 10)]
     assert [s.cpu_ns for s in samples] == [0] + [(500 + 10 * i) * 1000 - 750000 * 1000 for i in range(1, 10)]
     later = registry.window(DOCKER, samples[5].date_s, samples[8].date_s)
@@ -96,7 +98,7 @@ def test_no_sampling_while_paused_and_after_rm(tree):
     registry.apply(ContainerNotice(Lifecycle.RM, DOCKER))
     run_ticks(clock, sampler, 5)
     samples = registry.window(DOCKER, 0, clock.epoch_s())
-    assert len(samples) == 10
+    assert len(samples) == 1 + 10  # at registration, then 5 ticks running, 5 resumed
     assert not [s for s in samples if paused_at <= s.date_s < resumed_at]
     entry = registry.containers[DOCKER]
     assert entry.state is State.REMOVED and entry.handle is None
@@ -112,7 +114,7 @@ def test_removed_container_kept_for_retention_then_dropped(tree):
     registry.apply(ContainerNotice(Lifecycle.RM, DOCKER))
     clock.advance(4.0)
     registry.housekeeping()
-    assert len(registry.window(DOCKER, 0, clock.epoch_s())) == 3
+    assert len(registry.window(DOCKER, 0, clock.epoch_s())) == 1 + 3
     assert registry.activation(ACT).container == DOCKER
     clock.advance(2.0)
     registry.housekeeping()
@@ -172,8 +174,9 @@ def test_unresolved_container_is_retried_then_given_up(tree, caplog):
     for name in ("memory.current", "memory.stat", "cpu.stat"):
         shutil.copy(tree / "docker" / DOCKER / name, tree / "localwhisk" / "late-one" / name)
     registry.housekeeping()
+    assert len(registry.window("late-one", 0, clock.epoch_s())) == 1  # sampled once found
     run_ticks(clock, sampler, 1)
-    assert len(registry.window("late-one", 0, clock.epoch_s())) == 1
+    assert len(registry.window("late-one", 0, clock.epoch_s())) == 2
     registry.apply(ContainerNotice(Lifecycle.RUN, "never", (("", "/nowhere"),)))
     clock.advance(31)
     registry.housekeeping()
@@ -188,7 +191,8 @@ def test_vanished_cgroup_is_treated_as_removed(tree, caplog):
         (tree / "docker" / DOCKER / name).write_text("gone\n")
     run_ticks(clock, sampler, VANISHED_AFTER_FAILED_READS)
     assert registry.containers[DOCKER].state is State.REMOVED
-    samples = registry.window(DOCKER, 0, clock.epoch_s())
+    registered, *samples = registry.window(DOCKER, 0, clock.epoch_s())
+    assert registered.memory_bytes is not None  # found while its files were still readable
     assert samples[0] == Sample(samples[0].date_s, None, None, None)  # not measured, never 0
     assert "reads of its cgroup failed in a row; treated as removed" in caplog.text
 
@@ -201,7 +205,8 @@ def test_memory_stat_is_read_every_nth_tick_only(tree):
     start = clock.epoch_s()
     run_ticks(clock, sampler, 7)
     samples = registry.window(DOCKER, start, start + 1)
-    assert [s.rss_mapped_bytes is not None for s in samples] == [True, False, False, True, False, False, True]
+    # the sample at registration is its 1st; the ticks take the 2nd to the 8th
+    assert [s.rss_mapped_bytes is not None for s in samples] == [True, False, False, True, False, False, True, False]
     assert all(s.memory_bytes is not None and s.cpu_ns is not None for s in samples)
 
 
