@@ -182,7 +182,7 @@ class Lines:
         self.memory = limits.profile_memory(item.function.profile, options.default_memory_mb)
 
     def _mode(self) -> Draws:
-        return Draws.IID if self.counted is None else Draws.STRATIFIED
+        return Draws.IID if self.counted is None else self.options.draws
 
     def _durations(self) -> Callable[[float | None], float | None]:
         profile = self.item.function.profile.duration_ms
