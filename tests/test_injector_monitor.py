@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from loader.storage.recorder import LATE_ANSWER
 from tests.injector_support import ECHO_ACTION, Setup, wait_for
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.cgroups]
@@ -37,7 +38,9 @@ def test_every_successful_activation_has_its_samples(monitored):
     assert len(rows) == 8
     for status, resources_status, reason, samples, peak in rows:
         assert status == "success"
-        assert resources_status == "ok" and reason is None
+        # a monitor slower than completion:resources_wait_s (a loaded machine) still answers: the
+        # row is written first, then updated, and says so
+        assert resources_status == "ok" and reason in (None, LATE_ANSWER), reason
         assert samples >= 2 and peak > 0  # ~50 ms at 10 ms resolution, plus the bracketing samples
 
 

@@ -35,6 +35,10 @@ _INVOKE_STATUS = {InvokeStatus.THROTTLED: RunStatus.THROTTLED, InvokeStatus.HTTP
                   InvokeStatus.CONNECTION_ERROR: RunStatus.CONNECTION_ERROR}
 
 
+#: ``runs.resources_reason`` of a row whose monitor answer came after ``completion:resources_wait_s``.
+LATE_ANSWER = "answered after completion:resources_wait_s (the row was written first, then updated)"
+
+
 class DurableSink:
     """A :class:`StoreWriter` front that calls back once an item is committed.
 
@@ -215,7 +219,7 @@ class Recorder:
     def resources_arrived(self, invocation: PlannedInvocation, status: RunStatus, resources: MonitorAnswer) -> None:
         """The monitor's answer for a run already recorded ``status`` with resources ``pending``: the
         same row gets the answer's status and reason (an update of its key), and its samples."""
-        late = "answered after completion:resources_wait_s (the row was written first, then updated)"
+        late = LATE_ANSWER
         update = self._base(invocation, status, resources_status=resources.status.value,
                             resources_reason=f"{resources.reason}; {late}" if resources.reason else late,
                             **_kernel_peak_fields(resources))
