@@ -11,10 +11,12 @@ was refused is marked ``store_error`` with the error (:func:`write_rejected`).
 
 from __future__ import annotations
 
+import enum
 import logging
 import queue
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 
 import psycopg2
@@ -83,7 +85,9 @@ def write_batch(conn, items: list[Item]) -> None:
     """Write a batch in one transaction: runs first, then parameters and resources.
 
     Idempotent: writing the same batch again changes nothing.  Parameters and
-    resources must refer to runs already stored or in the same batch.
+    resources must refer to runs already stored or in the same batch (else
+    :class:`StoreError`).  The rows are copied (``COPY``) into temporary tables of the
+    connection, then merged by the server in one round trip (:data:`_MERGE`).
     """
     runs: dict[RunKey, RunUpdate] = {}
     params: list[RunParameters] = []
@@ -97,24 +101,99 @@ def write_batch(conn, items: list[Item]) -> None:
             resources.append(item)
         else:
             raise TypeError(f"cannot store {type(item).__name__}")
+    if conn not in _STAGED:  # in a transaction of its own: a failed batch must not roll the tables back
+        with conn, conn.cursor() as cur:
+            cur.execute(_STAGING)
+        _STAGED.add(conn)
     with conn, conn.cursor() as cur:
         if runs:
-            psycopg2.extras.execute_values(cur, _RUN_UPSERT, [_run_row(u) for u in runs.values()], page_size=1000)
-        children = [p.key for p in params] + [r.key for r in resources]
-        if not children:
-            return
-        ids = _run_ids(cur, set(children))
-        param_rows = [(ids[p.key], name, value) for p in params for name, value in p.values]
-        if param_rows:
-            psycopg2.extras.execute_values(
-                cur, "INSERT INTO parameters (run_id, name, value) VALUES %s ON CONFLICT DO NOTHING",
-                param_rows, page_size=1000)
-        sample_rows = [(ids[r.key], s.sampled_at_us, s.memory_bytes, s.rss_mapped_bytes, s.cpu_ns)
-                       for r in resources for s in r.samples]
-        if sample_rows:
-            psycopg2.extras.execute_values(
-                cur, "INSERT INTO resources (run_id, sampled_at_us, memory_bytes, rss_mapped_bytes, cpu_ns) "
-                     "VALUES %s ON CONFLICT DO NOTHING", sample_rows, page_size=1000)
+            cur.copy_expert(_COPY_RUNS, _CopyText(_copy_lines(_run_row(u) for u in runs.values())))
+        if params:
+            cur.copy_expert(_COPY_PARAMS, _CopyText(_copy_lines(
+                (p.key.experiment_id, p.key.trace_name, p.key.seq, name, value)
+                for p in params for name, value in p.values)))
+        if resources:
+            cur.copy_expert(_COPY_SAMPLES, _CopyText(_copy_lines(
+                (r.key.experiment_id, r.key.trace_name, r.key.seq, s.sampled_at_us, s.memory_bytes,
+                 s.rss_mapped_bytes, s.cpu_ns) for r in resources for s in r.samples)))
+        cur.execute(_MERGE)
+        missing = cur.fetchall()
+        if missing:
+            raise StoreError("parameters or resources for runs never written: "
+                             f"{[RunKey(e, t, n) for e, t, n in missing]}")
+
+
+# --------------------------------------------------------------------------- COPY
+
+#: Per-connection temporary tables the batches are copied into (emptied at each commit).
+_STAGING = (
+    f"CREATE TEMPORARY TABLE staged_runs ON COMMIT DELETE ROWS AS SELECT {', '.join(RUN_COLUMNS)} "
+    "FROM runs WITH NO DATA; "
+    "CREATE TEMPORARY TABLE staged_parameters (experiment_id integer, trace_name text, seq integer, name text, "
+    "value text) ON COMMIT DELETE ROWS; "
+    "CREATE TEMPORARY TABLE staged_samples (experiment_id integer, trace_name text, seq integer, "
+    "sampled_at_us bigint, memory_bytes bigint, rss_mapped_bytes bigint, cpu_ns bigint) ON COMMIT DELETE ROWS")
+_COPY_RUNS = f"COPY staged_runs ({', '.join(RUN_COLUMNS)}) FROM STDIN"
+_COPY_PARAMS = "COPY staged_parameters FROM STDIN"
+_COPY_SAMPLES = "COPY staged_samples FROM STDIN"
+_JOIN = "JOIN runs r ON r.experiment_id = s.experiment_id AND r.trace_name = s.trace_name AND r.seq = s.seq"
+#: The staged rows merged into the dataset, then the staged children whose run does not exist.
+_MERGE = (
+    _RUN_UPSERT.replace("VALUES %s", f"SELECT {', '.join(RUN_COLUMNS)} FROM staged_runs") + "; "
+    f"INSERT INTO parameters (run_id, name, value) SELECT r.run_id, s.name, s.value FROM staged_parameters s {_JOIN} "
+    "ON CONFLICT DO NOTHING; "
+    "INSERT INTO resources (run_id, sampled_at_us, memory_bytes, rss_mapped_bytes, cpu_ns) "
+    f"SELECT r.run_id, s.sampled_at_us, s.memory_bytes, s.rss_mapped_bytes, s.cpu_ns FROM staged_samples s {_JOIN} "
+    "ON CONFLICT DO NOTHING; "
+    "SELECT DISTINCT s.experiment_id, s.trace_name, s.seq FROM (SELECT experiment_id, trace_name, seq "
+    "FROM staged_parameters UNION ALL SELECT experiment_id, trace_name, seq FROM staged_samples) s "
+    "WHERE NOT EXISTS (SELECT 1 FROM runs r WHERE r.experiment_id = s.experiment_id AND r.trace_name = s.trace_name "
+    "AND r.seq = s.seq) LIMIT 5")
+#: The connections whose temporary tables exist.
+_STAGED: weakref.WeakSet = weakref.WeakSet()
+#: COPY's text format: backslash, and the characters that end a field or a line, escaped.
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_field(value) -> str:
+    """A value that is neither None nor a str, in COPY's text format."""
+    if value is True:
+        return "t"
+    if value is False:
+        return "f"
+    if isinstance(value, enum.Enum):
+        return _copy_field(value.value) if not isinstance(value.value, str) else value.value.translate(_ESCAPES)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)   # inf, -inf and nan are accepted as they are
+    if isinstance(value, str):
+        return value.translate(_ESCAPES)
+    raise TypeError(f"cannot store a {type(value).__name__} in a column")
+
+
+def _copy_lines(rows) -> str:
+    """Rows in COPY's text format (None: NULL; text escaped).  Inline tests for the common
+    cases: a function call per value cost as much as the rest of the batch."""
+    return "".join(["\t".join(["\\N" if v is None else v.translate(_ESCAPES) if type(v) is str
+                                 else str(v) if type(v) is int else _copy_field(v) for v in row]) + "\n"
+                    for row in rows])
+
+
+class _CopyText:
+    """The file ``copy_expert`` reads: one string, handed over whole (a single read)."""
+
+    def __init__(self, text: str):
+        if "\x00" in text:  # refused by the server too, with a vaguer message (an encoding error)
+            raise ValueError("A string literal cannot contain NUL (0x00) characters.")
+        self._data: bytes | None = text.encode()
+
+    def read(self, size: int = -1) -> bytes:
+        data, self._data = self._data, None
+        return data or b""
+
+    def readline(self, size: int = -1) -> bytes:
+        return self.read(size)
 
 
 def write_rejected(conn, key: RunKey, update: RunUpdate | None, reason: str) -> None:
@@ -136,20 +215,6 @@ def write_rejected(conn, key: RunKey, update: RunUpdate | None, reason: str) -> 
         row = RunUpdate(key, update.user_name, update.action_name, update.planned_offset_us, RunStatus.STORE_ERROR,
                         status_reason=reason, **kept)
         psycopg2.extras.execute_values(cur, _RUN_UPSERT, [_run_row(row)])
-
-
-def _run_ids(cur, keys: set[RunKey]) -> dict[RunKey, int]:
-    rows = [(k.experiment_id, k.trace_name, k.seq) for k in keys]
-    found = psycopg2.extras.execute_values(
-        cur, "SELECT r.run_id, r.experiment_id, r.trace_name, r.seq FROM runs r "
-             "JOIN (VALUES %s) AS k(experiment_id, trace_name, seq) "
-             "ON r.experiment_id = k.experiment_id AND r.trace_name = k.trace_name AND r.seq = k.seq",
-        rows, template="(%s::integer, %s::text, %s::integer)", fetch=True)
-    ids = {RunKey(e, t, s): run_id for run_id, e, t, s in found}
-    missing = keys - ids.keys()
-    if missing:
-        raise StoreError(f"parameters or resources for runs never written: {sorted(missing, key=str)[:5]}")
-    return ids
 
 
 # --------------------------------------------------------------------------- the writer thread
