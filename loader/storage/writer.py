@@ -136,19 +136,21 @@ _STAGING = (
 _COPY_RUNS = f"COPY staged_runs ({', '.join(RUN_COLUMNS)}) FROM STDIN"
 _COPY_PARAMS = "COPY staged_parameters FROM STDIN"
 _COPY_SAMPLES = "COPY staged_samples FROM STDIN"
-_JOIN = "JOIN runs r ON r.experiment_id = s.experiment_id AND r.trace_name = s.trace_name AND r.seq = s.seq"
+#: A staged child's run, looked up by its key in the unique index (a correlated subquery: a join
+#: would let the planner, which knows nothing of a temporary table's size, scan all of ``runs``).
+_RUN_ID = ("(SELECT r.run_id FROM runs r WHERE r.experiment_id = s.experiment_id AND r.trace_name = s.trace_name "
+           "AND r.seq = s.seq)")
 #: The staged rows merged into the dataset, then the staged children whose run does not exist.
 _MERGE = (
     _RUN_UPSERT.replace("VALUES %s", f"SELECT {', '.join(RUN_COLUMNS)} FROM staged_runs") + "; "
-    f"INSERT INTO parameters (run_id, name, value) SELECT r.run_id, s.name, s.value FROM staged_parameters s {_JOIN} "
-    "ON CONFLICT DO NOTHING; "
-    "INSERT INTO resources (run_id, sampled_at_us, memory_bytes, rss_mapped_bytes, cpu_ns) "
-    f"SELECT r.run_id, s.sampled_at_us, s.memory_bytes, s.rss_mapped_bytes, s.cpu_ns FROM staged_samples s {_JOIN} "
-    "ON CONFLICT DO NOTHING; "
+    f"INSERT INTO parameters (run_id, name, value) SELECT * FROM (SELECT {_RUN_ID} AS run_id, s.name, s.value "
+    "FROM staged_parameters s) p WHERE run_id IS NOT NULL ON CONFLICT DO NOTHING; "
+    "INSERT INTO resources (run_id, sampled_at_us, memory_bytes, rss_mapped_bytes, cpu_ns) SELECT * FROM "
+    f"(SELECT {_RUN_ID} AS run_id, s.sampled_at_us, s.memory_bytes, s.rss_mapped_bytes, s.cpu_ns "
+    "FROM staged_samples s) r WHERE run_id IS NOT NULL ON CONFLICT DO NOTHING; "
     "SELECT DISTINCT s.experiment_id, s.trace_name, s.seq FROM (SELECT experiment_id, trace_name, seq "
     "FROM staged_parameters UNION ALL SELECT experiment_id, trace_name, seq FROM staged_samples) s "
-    "WHERE NOT EXISTS (SELECT 1 FROM runs r WHERE r.experiment_id = s.experiment_id AND r.trace_name = s.trace_name "
-    "AND r.seq = s.seq) LIMIT 5")
+    f"WHERE {_RUN_ID} IS NULL LIMIT 5")
 #: The connections whose temporary tables exist.
 _STAGED: weakref.WeakSet = weakref.WeakSet()
 #: COPY's text format: backslash, and the characters that end a field or a line, escaped.
