@@ -188,7 +188,7 @@ def measure(services: Services, scratch: Path, rate: float, duration_s: float, f
     defaults = CompletionConfig()
     batches = ResourceBatches(recorder, None if monitor is None else AnswerTimes(monitor.client, answered_s),
                               BatchSettings(defaults.resources_batch_max, defaults.resources_batch_wait_s,
-                                            defaults.resources_wait_s), clock=clock)
+                                            defaults.resources_wait_s, defaults.resources_wait_max_s), clock=clock)
     client = OpenWhiskClient(services.nginx.apihost, timeout_s=10.0)
     settings = TrackerSettings(event_timeout_s=3600.0, poll_interval_s=2.0, record_retry_s=0.05,
                                final_deadline_s=7200.0, fetches_in_flight=fetches_in_flight)
@@ -227,6 +227,8 @@ def measure(services: Services, scratch: Path, rate: float, duration_s: float, f
     broker_cpu0, nginx_cpu0 = _common.cpu_times(services.broker.process.pid), \
         [_common.cpu_times(p) for p in services.nginx.pids]
     cpu0 = _common.cpu_times()
+    fetcher_pid = getattr(tracker.fetcher, "process_id", None)
+    fetcher_cpu0 = _common.cpu_times(fetcher_pid) if fetcher_pid else None
     postgres_cpu0 = postgres_cpu(services)
     children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     monitor_cpu0 = _common.cpu_times(monitor.process.pid) if monitor is not None else None
@@ -239,6 +241,8 @@ def measure(services: Services, scratch: Path, rate: float, duration_s: float, f
         time.sleep(fire_interval_s)
     sink.fire()
     cpu1 = _common.cpu_times()
+    fetcher_cpu = (_common.cpu_share(fetcher_cpu0, _common.cpu_times(fetcher_pid))
+                   if fetcher_pid and fetcher_cpu0 is not None else None)
     postgres_cpu1 = postgres_cpu(services)
     monitor_cpu = (_common.cpu_share(monitor_cpu0, _common.cpu_times(monitor.process.pid))
                    if monitor is not None and monitor_cpu0 is not None else None)
@@ -282,7 +286,7 @@ def measure(services: Services, scratch: Path, rate: float, duration_s: float, f
                       "consumed_to_record_fetched": _common.spread(fetch_ms, scale=1000, digits=1),
                       "fetched_to_monitor_answered": _common.spread(answer_ms, scale=1000, digits=1),
                       "fetched_to_row_committed": _common.spread(store_ms, scale=1000, digits=1)},
-        "pipeline_cpu": _common.cpu_share(cpu0, cpu1),
+        "pipeline_cpu": _common.cpu_share(cpu0, cpu1), "fetch_process_cpu": fetcher_cpu,
         "broker_cpu": _common.cpu_share(broker_cpu0, broker_cpu1),
         "postgres_cpu": _common.cpu_share(postgres_cpu0, postgres_cpu1),
         "producer_cpu_s": round(producer_cpu_s, 2),
@@ -355,8 +359,10 @@ def show(f: dict) -> None:
     if f["monitor_cpu"] is not None:
         monitor = (f", monitor {f['monitor_cpu']['pct_of_one_core']}% ({f['monitor_batches']} batch queries, "
                    f"{f['late_answers']} answers later than completion:resources_wait_s)")
+    fetch_cpu = f"; the fetch process {f['fetch_process_cpu']['pct_of_one_core']}% of one core" \
+        if f["fetch_process_cpu"] else ""
     print(f"  record fetches: at most {f['fetches_in_flight']} in flight, peak {f['fetch_peak_in_flight']}, "
-          f"{f['fetch_connections_opened']} connections opened")
+          f"{f['fetch_connections_opened']} connections opened{fetch_cpu}")
     print(f"  pipeline process {cpu['pct_of_one_core']}% of one core ({cpu['user_s']} s user + {cpu['sys_s']} s sys), "
           f"broker {f['broker_cpu']['pct_of_one_core']}%, PostgreSQL {f['postgres_cpu']['pct_of_one_core']}%, "
           f"nginx {f['nginx_cpu_pct_of_one_core']}%{monitor}; the producer process {f['producer_cpu_s']} s in all")

@@ -79,7 +79,8 @@ def pipeline_settings(config: LoaderConfig, *, record_cancelled: bool = True) ->
         record_cancelled=record_cancelled,
         invoke_retries=config.openwhisk.invoke_retries,
         invoke_retry_backoff_s=config.openwhisk.invoke_retry_backoff_s,
-        resources=BatchSettings(c.resources_batch_max, c.resources_batch_wait_s, c.resources_wait_s))
+        resources=BatchSettings(c.resources_batch_max, c.resources_batch_wait_s, c.resources_wait_s,
+                                c.resources_wait_max_s))
 
 
 def open_monitor(config: LoaderConfig):

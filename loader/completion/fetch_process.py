@@ -88,6 +88,11 @@ class FetchProcess:
         self._reader = threading.Thread(target=self._collect, args=(ours,), name="record-fetch-answers", daemon=True)
         self._reader.start()
 
+    @property
+    def process_id(self) -> int | None:
+        """The child's pid (for CPU accounting)."""
+        return self._process.pid
+
     # ------------------------------------------------------------------ the tracker's side
 
     def fetch(self, pendings: list[Pending], done: Done) -> None:

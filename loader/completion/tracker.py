@@ -92,7 +92,7 @@ class CompletionTracker:
         if fetcher is None:
             from loader.completion.fetch_process import FetchProcess  # it needs Pending, defined here
             fetcher = FetchProcess(client.settings, settings.fetches_in_flight)
-        self._fetcher = fetcher
+        self.fetcher = fetcher
         self._record_backoff = Backoff(settings.record_retry_s, max(settings.record_retry_s, settings.poll_interval_s))
 
     # ------------------------------------------------------------------ inputs (any thread)
@@ -132,7 +132,7 @@ class CompletionTracker:
     @property
     def fetcher_stats(self) -> dict:
         """What the fetcher counted (fetches, connections opened, peak in flight), once closed."""
-        return dict(getattr(self._fetcher, "stats", None) or {})
+        return dict(getattr(self.fetcher, "stats", None) or {})
 
     @property
     def pending_count(self) -> int:
@@ -161,7 +161,7 @@ class CompletionTracker:
             if self._early:
                 self._forget_early(now_s)
         if due:
-            self._fetcher.fetch(due, self._handle)
+            self.fetcher.fetch(due, self._handle)
         with self._lock:
             return self._heap[0][0] if self._heap else None
 
@@ -236,4 +236,4 @@ class CompletionTracker:
 
     def close(self) -> None:
         """Wait for the fetches in flight (each within the client's timeout) and stop the fetcher."""
-        self._fetcher.close()
+        self.fetcher.close()

@@ -11,9 +11,9 @@ was refused is marked ``store_error`` with the error (:func:`write_rejected`).
 
 from __future__ import annotations
 
+import collections
 import enum
 import logging
-import queue
 import threading
 import time
 import weakref
@@ -248,8 +248,13 @@ class StoreWriter:
         self.flush_interval_s = flush_interval_s
         self.retry_interval_s = retry_interval_s
         self.stats = WriterStats()
-        #: Items with the monotonic time they were written (None: stop).
-        self._queue: queue.Queue[tuple[float, Item] | None] = queue.Queue()
+        #: Items with the monotonic time they were written, in order.  A deque and a condition the
+        #: writer waits on only when it has nothing (or too little) to write: ``queue.Queue``'s lock
+        #: and notification per put and per get cost ~10 µs of GIL time per item at 5,000 rows/s.
+        self._items: collections.deque[tuple[float, Item]] = collections.deque()
+        self._arrived = threading.Condition()
+        self._wanted = 0           # items the writer waits for (0: not waiting)
+        self._stop = False
         self._pending = 0
         self._pending_lock = threading.Condition()
         self._failure: BaseException | None = None
@@ -263,10 +268,7 @@ class StoreWriter:
         return self
 
     def write(self, item: Item) -> None:
-        self._raise_failure()
-        with self._pending_lock:
-            self._pending += 1
-        self._queue.put((time.monotonic(), item))
+        self.write_many([item])
 
     def write_many(self, items: list[Item]) -> None:
         """:meth:`write` for several items (one count update and one time for all)."""
@@ -274,8 +276,10 @@ class StoreWriter:
         with self._pending_lock:
             self._pending += len(items)
         written_s = time.monotonic()
-        for item in items:
-            self._queue.put((written_s, item))
+        self._items.extend([(written_s, item) for item in items])
+        if self._wanted and len(self._items) >= self._wanted:
+            with self._arrived:
+                self._arrived.notify()
 
     def flush(self, timeout_s: float | None = None) -> bool:
         """Wait until everything written so far is committed; False on timeout."""
@@ -297,7 +301,9 @@ class StoreWriter:
         """Flush (without waiting for a partial batch's interval), then stop; raises :class:`StoreError`
         if rows could not be written in time."""
         self._closing.set()
-        self._queue.put(None)  # ends the batch being collected, then the thread
+        with self._arrived:  # ends the batch being collected, then the thread once nothing is left
+            self._stop = True
+            self._arrived.notify()
         flushed = self.flush(timeout_s)
         if self._thread is not None:
             self._thread.join(5.0)
@@ -314,27 +320,28 @@ class StoreWriter:
 
     def _next_batch(self) -> list[Item] | None:
         """The next batch: up to ``batch_size`` items, collected until ``flush_interval_s`` after its
-        first item was *written* (so items queued during a slow transaction wait for no more)."""
-        try:
-            first = self._queue.get(timeout=0.2)
-        except queue.Empty:
-            return []
-        if first is None:
-            return None
-        written_s, item = first
-        batch = [item]
-        deadline = written_s + self.flush_interval_s
-        while len(batch) < self.batch_size:
+        first item was *written* (so items queued during a slow transaction wait for no more);
+        None once stopped with nothing left."""
+        items = self._items
+        if not items:
+            with self._arrived:
+                self._wanted = 1
+                if not items and not self._stop:
+                    self._arrived.wait(0.2)
+                self._wanted = 0
+            if not items:
+                return None if self._stop else []
+        deadline = items[0][0] + self.flush_interval_s
+        while len(items) < self.batch_size and not self._stop:
             remaining = deadline - time.monotonic()
-            try:
-                entry = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
-            except queue.Empty:
+            if remaining <= 0:
                 break
-            if entry is None:
-                self._queue.put(None)
-                break
-            batch.append(entry[1])
-        return batch
+            with self._arrived:
+                self._wanted = self.batch_size
+                if len(items) < self.batch_size and not self._stop:
+                    self._arrived.wait(remaining)
+                self._wanted = 0
+        return [items.popleft()[1] for _ in range(min(self.batch_size, len(items)))]
 
     def _run(self) -> None:
         while True:
