@@ -96,18 +96,23 @@ class FetchProcess:
     # ------------------------------------------------------------------ the tracker's side
 
     def fetch(self, pendings: list[Pending], done: Done) -> None:
-        """Hand ``pendings`` over in one message; ``done(pending, outcome)`` runs on this object's thread."""
+        """Hand ``pendings`` over in one message; ``done(pending, outcome)`` runs on this object's thread.
+        A dead child is replaced first (once per call)."""
         why = "stopped"
         with self._send_lock:
-            if not self._closing and not self._process.is_alive() and not self._reader.is_alive():
-                self.restarts += 1
-                log.error("the record-fetch process died (exit code %s); starting another", self._process.exitcode)
-                try:
-                    self._start()
-                except RuntimeError as exc:
-                    why = str(exc)
-            sent = not self._closing and self._process.is_alive()
-            if sent:
+            for _ in range(2):
+                if self._closing:
+                    break
+                if not self._process.is_alive():
+                    self.restarts += 1
+                    log.error("the record-fetch process died (exit code %s); starting another",
+                              self._process.exitcode)
+                    self._reader.join(CLOSE_GRACE_S)   # it reads the pipe's end and fails what the child held
+                    try:
+                        self._start()
+                    except RuntimeError as exc:
+                        why = str(exc)
+                        break
                 batch = []
                 with self._lock:
                     for pending in pendings:
@@ -116,14 +121,15 @@ class FetchProcess:
                         batch.append((ticket, pending.user, pending.activation_id))
                 try:
                     self._conn.send_bytes(pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))
-                except (OSError, ValueError) as exc:
-                    why, sent = f"{type(exc).__name__}: {exc}", False
+                    return
+                except (OSError, ValueError) as exc:   # the child is dying: replace it and send again
+                    why = f"{type(exc).__name__}: {exc}"
                     with self._lock:
                         for ticket, _, _ in batch:
                             self._waiting.pop(ticket, None)
-        if not sent:
-            for pending in pendings:
-                done(pending, network_outcome(GONE_REASON.format(why=why)))
+                    self._process.join(CLOSE_GRACE_S)
+        for pending in pendings:
+            done(pending, network_outcome(GONE_REASON.format(why=why)))
 
     def close(self) -> None:
         """Let the child answer what it holds (each within the client's timeout), then end it."""
