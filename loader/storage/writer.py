@@ -230,6 +230,8 @@ class WriterStats:
     rejected: list[dict] = field(default_factory=list)
     last_error: str | None = None
     outage_s: float = 0.0
+    #: Time spent writing batches (composing, the server's work, the commits), outages included.
+    busy_s: float = 0.0
     extra: dict = field(default_factory=dict)
 
 
@@ -351,7 +353,9 @@ class StoreWriter:
             if not batch:
                 continue
             try:
+                began_s = time.monotonic()
                 self._write_with_retry(batch)
+                self.stats.busy_s += time.monotonic() - began_s
             except BaseException as exc:  # fatal: surface to the caller, never swallow
                 log.error("store writer stopped: %s", exc, exc_info=True)
                 self._failure = exc
