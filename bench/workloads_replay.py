@@ -1,6 +1,7 @@
 """Replay an imported Azure 2019 workload on localwhisk and compare what was recorded with the trace.
 
     python bench/workloads_replay.py [--minutes 3] [--runs uniform:nearest,equidistant:nearest,uniform:calibrated]
+                                     [--cpu-share F] [--memory median|draw] [--draws stratified|quantiles|iid]
 
 For each run ``IAT:MAP``: ``python -m loader.workloads azure2019`` converts the first
 ``--minutes`` of ``tests/data/azure2019-sample`` (seed ``--seed``) with that ``--iat`` and
@@ -225,7 +226,8 @@ def one_run(scratch: Path, index: int, iat: str, map_mode: str, args, broker, me
     root = scratch / f"run{index}"
     root.mkdir()
     out = root / "workload"
-    extra = ["--cpu-share", str(args.cpu_share), "--memory", args.memory] if map_mode == "calibrated" else []
+    extra = (["--cpu-share", str(args.cpu_share), "--memory", args.memory, "--draws", args.draws]
+             if map_mode == "calibrated" else [])
     conversion = run("-m", "loader.workloads", "azure2019", "--trace", str(SAMPLE), "--out", str(out),
                      "--seed", str(args.seed), "--minutes", f"{FIRST_MINUTE}:{FIRST_MINUTE + args.minutes}",
                      "--iat", iat, "--map", map_mode, "--runtime-memory-mb", str(args.runtime_memory_mb), *extra)
@@ -272,11 +274,14 @@ def main() -> int:
     parser.add_argument("--cpu-share", type=float, default=1.0, help="calibrated runs")
     parser.add_argument("--runtime-memory-mb", type=float, default=16.0)
     parser.add_argument("--memory", default="median", choices=("median", "draw"), help="calibrated runs")
+    parser.add_argument("--draws", default="stratified", choices=("stratified", "quantiles", "iid"),
+                        help="calibrated runs: how durations are drawn (docs/workloads.md)")
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="faasload-bench-replay-", dir="/tmp"))
     scratch.chmod(0o755)
     results: dict = {"minutes": args.minutes, "seed": args.seed, "backend": args.backend,
                      "user_memory_mb": args.user_memory_mb, "cpu_share": args.cpu_share, "memory": args.memory,
+                     "draws": args.draws,
                      "runs": {},
                      "machine": _common.machine()}
     broker = monitor = None

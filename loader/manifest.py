@@ -192,6 +192,26 @@ def _annotations(path: Path, key: str, annotations: Any) -> tuple[str | None, tu
     return input_kind, tuple(p.to_dict() for p in parsed)
 
 
+def _inputs(path: Path, key: str, inputs: Any) -> tuple[tuple[str, Any], ...]:
+    """wskdeploy's ``inputs``: the action's default parameters, ``name: value`` or the multi-line
+    ``name: {value: V}`` (else its ``default``; ``type``, ``description``, ``required`` ignored),
+    scalar values only."""
+    if inputs is None:
+        return ()
+    if not isinstance(inputs, dict):
+        _fail(path, key, f"expected a mapping of parameter names to values, got {_type_name(inputs)}")
+    parsed = []
+    for name, value in inputs.items():
+        if isinstance(value, dict):
+            if "value" not in value and "default" not in value:
+                _fail(path, f"{key}:{name}", "expected a value, or a mapping with `value:` or `default:`")
+            value = value["value"] if "value" in value else value["default"]
+        if not isinstance(value, (str, int, float, bool)):
+            _fail(path, f"{key}:{name}", f"expected a string, number or boolean, got {_type_name(value)}")
+        parsed.append((str(name), value))
+    return tuple(sorted(parsed))
+
+
 def _action(path: Path, key: str, package: str, name: str, action: Any) -> FunctionRow:
     if not isinstance(action, dict):
         _fail(path, key, f"expected a mapping, got {_type_name(action)}")
@@ -214,9 +234,10 @@ def _action(path: Path, key: str, package: str, name: str, action: Any) -> Funct
         runtime = runtime or "blackbox"
     limits = _limits(path, f"{key}:limits", action.get("limits"))
     input_kind, specs = _annotations(path, f"{key}:annotations", action.get("annotations"))
+    inputs = _inputs(path, f"{key}:inputs", action.get("inputs"))
     return FunctionRow(name=name, package=None if package.lower() == "default" else package, runtime=runtime,
                        image=image, code_path=code_path, main=action.get("main"), input_kind=input_kind,
-                       parameter_specs=specs, manifest_path=str(path.resolve()), **limits)
+                       parameter_specs=specs, inputs=inputs, manifest_path=str(path.resolve()), **limits)
 
 
 def read_functions(path: str | Path) -> list[FunctionRow]:

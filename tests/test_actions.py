@@ -171,13 +171,22 @@ def test_manifest_parameter_ranges_are_accepted_by_the_actions(storage):
             assert "error" not in result, (row.name, args, result)
 
 
-#: Loads the replay action once and runs it on each argument set, as a warm container does.
+#: Loads the replay action once and runs it on each argument set, as a warm container does; an
+#: argument set's ``started_ms_ago`` is not passed: it sets ``__OW_DEADLINE`` as a platform that
+#: started the run that long ago would (its start + the ``timeout_ms`` argument).
 WARM_DRIVER = """
-import importlib.util, json, sys
+import importlib.util, json, os, sys, time
 spec = importlib.util.spec_from_file_location("main__", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
-print(json.dumps([module.main(args) for args in json.loads(sys.argv[2])]))
+
+def call(args):
+    ago_ms = args.pop("started_ms_ago", None)
+    if ago_ms is not None:
+        os.environ["__OW_DEADLINE"] = str(int(time.time() * 1000) - ago_ms + int(args["timeout_ms"]))
+    return module.main(args)
+
+print(json.dumps([call(args) for args in json.loads(sys.argv[2])]))
 """
 MIB = 1 << 20
 
@@ -204,6 +213,24 @@ def test_calibrated_replay_holds_memory_across_invocations_and_lasts_its_duratio
     assert grow["cpu_ms"] > shrink["cpu_ms"]
     bad = run_action(ACTIONS / "calibrated" / "replay.py", {"memory_mb": "-1"}, None)
     assert bad["error"].startswith("bad parameters: memory_mb=-1.0")
+
+
+def test_calibrated_replay_times_its_duration_from_the_platforms_start():
+    """Warm runs last ``duration_ms`` from the platform's start (deadline − timeout), the time
+    before ``main`` included; a container's first run, and a run without ``timeout_ms``, from
+    ``main``'s own start."""
+    first, warm, overdue, untimed = run_warm([
+        {"memory_mb": "0", "duration_ms": "100", "timeout_ms": "60000", "started_ms_ago": 40},
+        {"memory_mb": "0", "duration_ms": "100", "timeout_ms": "60000", "started_ms_ago": 40},
+        {"memory_mb": "0", "duration_ms": "100", "timeout_ms": "60000", "started_ms_ago": 250},
+        {"memory_mb": "0", "duration_ms": "100", "started_ms_ago": None}])
+    assert first["timed_from"] == "action" and first["started_late_ms"] is None and first["wall_ms"] >= 100
+    assert warm["timed_from"] == "platform" and 40 <= warm["started_late_ms"] < 60, warm
+    assert abs(warm["wall_ms"] + warm["started_late_ms"] - 100) <= 2, warm  # it ends 100 ms after the start
+    assert overdue["timed_from"] == "platform" and overdue["wall_ms"] < 10, overdue  # already late: at once
+    assert untimed["timed_from"] == "action" and untimed["wall_ms"] >= 100
+    bad = run_action(ACTIONS / "calibrated" / "replay.py", {"timeout_ms": "0"}, None)
+    assert "timeout_ms > 0" in bad["error"]
 
 
 def test_calibrated_replay_targets_its_containers_memory(cgroups):

@@ -35,6 +35,10 @@ project:
               - {name: mode, ensemble: [nearest, bilinear]}
         probe:
           docker: example/probe:1
+          inputs:
+            greeting: hello
+            retries: {type: integer, description: how many, value: 3}
+            verbose: {type: boolean, default: false}
     media:
       actions:
         gain:
@@ -109,6 +113,12 @@ INVALID = [
      f"{ACTION}:annotations:input_kind", "expected one of image, audio, video, got 'text'"),
     ("packages: {faasload: {actions: {resize: {function: a.py, annotations: {parameters: {a: 1}}}}}}",
      f"{ACTION}:annotations:parameters", "expected a list of parameter specs, got dict"),
+    ("packages: {faasload: {actions: {resize: {function: a.py, inputs: [a]}}}}", f"{ACTION}:inputs",
+     "expected a mapping of parameter names to values, got list"),
+    ("packages: {faasload: {actions: {resize: {function: a.py, inputs: {a: [1, 2]}}}}}", f"{ACTION}:inputs:a",
+     "expected a string, number or boolean, got list"),
+    ("packages: {faasload: {actions: {resize: {function: a.py, inputs: {a: {type: string}}}}}}",
+     f"{ACTION}:inputs:a", "expected a value, or a mapping with `value:` or `default:`"),
 ]
 SPEC = f"{ACTION}:annotations:parameters[1]"
 INVALID_SPECS = [
@@ -184,6 +194,8 @@ def test_load_to_database_upserts(tmp_path, database: DatabaseConfiguration):
         conn.close()
     assert [*rows] == ["gain", "probe", "resize"]
     assert rows["resize"].memory_mb == 512
+    assert rows["probe"].inputs == (("greeting", "hello"), ("retries", 3), ("verbose", False))
+    assert rows["resize"].inputs == ()
     assert rows["resize"].parameter_specs == ({"name": "width", "range_int": [16, 512]},
                                               {"name": "sigma", "range_float": [0.5, 3.0]},
                                               {"name": "mode", "ensemble": ["nearest", "bilinear"]})

@@ -13,7 +13,7 @@ import requests
 import yaml
 
 from loader.plan import PlannedInvocation
-from loader.platform.keys import KeyFileError, load_key, store_key
+from loader.platform.keys import KeyFileError, UserKey, load_key, store_key
 from loader.storage import experiments
 from loader.storage import writer as store
 from loader.storage.recorder import DurableSink, Recorder
@@ -114,3 +114,31 @@ def _committed(conn, experiment_id, seq):
         row = cur.fetchone()
     conn.commit()
     return row[0] if row else None
+
+
+def test_manifest_inputs_are_the_deployed_actions_default_parameters(tmp_path, localwhisk):
+    """wskdeploy's ``inputs`` reach the platform as the action's ``parameters``; an invocation's
+    own parameters override them (OpenWhisk's merge)."""
+    from loader.manifest import read_functions
+    from loader.platform.client import OpenWhiskClient
+    from loader.platform.deploy import deploy_action
+
+    (tmp_path / "echo.py").write_text("def main(args):\n    return args\n")
+    manifest = tmp_path / "manifest.yml"
+    manifest.write_text("packages:\n  default:\n    actions:\n      echo:\n        function: echo.py\n"
+                        "        runtime: python:3.11\n        inputs: {greeting: hello, times: {value: 2}}\n")
+    (row,) = read_functions(manifest)
+    user = f"inputs{uuid.uuid4().hex[:6]}"
+    uuid_part, key_part = localwhisk.create_user(user).split(":", 1)
+    client = OpenWhiskClient(localwhisk.apihost)
+    try:
+        deploy_action(client, UserKey(user, uuid_part, key_part), row)
+    finally:
+        client.close()
+    auth = (uuid_part, key_part)
+    action = requests.get(localwhisk.url("actions/echo"), auth=auth, timeout=10).json()
+    assert action["parameters"] == [{"key": "greeting", "value": "hello"}, {"key": "times", "value": 2}]
+    answer = requests.post(localwhisk.url("actions/echo?blocking=true&result=true"), json={"times": 5},
+                           auth=auth, timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"greeting": "hello", "times": 5}

@@ -14,17 +14,28 @@ function, and this action reproduces them.
   mappings added or released (``munmap``), so an invocation pays only for the change (none
   within 1 MiB of the target: the usage's own noise does not make it churn).
   The runtime's own memory (``baseline_bytes``) is the floor;
-* **time**: it returns ``duration_ms`` ms of wall time after it started (the memory
-  adjustment included), whatever the CPU contention; the last millisecond is spun rather
-  than slept, so that the deadline is not overslept;
+* **time**: it returns ``duration_ms`` ms of wall time after the platform started the
+  activation (the memory adjustment included), whatever the CPU contention; the last
+  millisecond is spun rather than slept, so that the deadline is not overslept.  The platform's
+  start is the activation's deadline (``__OW_DEADLINE``, epoch ms, which OpenWhisk sets to the
+  start of the ``/run`` call plus the action's timeout) less ``timeout_ms``, the action's timeout,
+  which the converter gives the action as a default parameter: so the time the platform spends
+  before ``main`` runs (the request to the runtime, its parsing) is inside ``duration_ms``, not
+  added to it, and the duration the platform records is the trace's.  Timed from ``main``'s own
+  start instead when either is missing, and for a container's first run (its deadline was set
+  before ``/init``: a cold start's initialisation is not taken out of its run);
 * **CPU**: in every 10 ms slice it computes (busy loop) ``cpu_share`` of the slice and
   sleeps the rest; ``cpu_share`` 1 computes all along, 0 only sleeps.
 
 Parameters (numbers, as strings from a trace): ``memory_mb`` (>= 0, default 64),
-``duration_ms`` (>= 0, default 100), ``cpu_share`` (0 to 1, default 1).  Standard library only.
+``duration_ms`` (>= 0, default 100), ``cpu_share`` (0 to 1, default 1), ``timeout_ms`` (the
+action's timeout, > 0; none: timed from ``main``).  The result says how it was timed
+(``timed_from``: ``platform`` or ``action``) and how long after the platform's start ``main``
+began (``started_late_ms``).  Standard library only.
 """
 
 import mmap
+import os
 import time
 
 PAGE_BYTES = mmap.PAGESIZE
@@ -36,6 +47,8 @@ SPIN_S = 0.001
 TOLERANCE_MIB = 1
 #: 1 MiB mappings held by this process (a warm container keeps them for the next invocation)
 HELD: list = []
+#: runs of this process so far (its first is a container's cold one)
+RUNS = [0]
 
 
 def resident_bytes():
@@ -125,25 +138,44 @@ def run_until(deadline, cpu_share):
             time.sleep(rest)
 
 
+def started_late_s(timeout_ms, first_run):
+    """How long ago the platform started this run (s), from its deadline; None when unknown."""
+    deadline_ms = os.environ.get("__OW_DEADLINE")
+    if timeout_ms is None or deadline_ms is None or first_run:
+        return None
+    try:
+        platform_start_s = (float(deadline_ms) - timeout_ms) / 1000
+    except ValueError:
+        return None
+    return max(0.0, time.time() - platform_start_s)
+
+
 def main(args):
+    start = time.perf_counter()
+    RUNS[0] += 1
     try:
         memory_mb = float(args.get("memory_mb", 64))
         duration_ms = float(args.get("duration_ms", 100))
         cpu_share = float(args.get("cpu_share", 1))
+        timeout_ms = float(args["timeout_ms"]) if args.get("timeout_ms") is not None else None
     except (TypeError, ValueError) as exc:
         return {"error": f"bad parameter: {exc}"}
-    if not (memory_mb >= 0 and duration_ms >= 0 and 0 <= cpu_share <= 1):
+    if not (memory_mb >= 0 and duration_ms >= 0 and 0 <= cpu_share <= 1 and (timeout_ms is None or timeout_ms > 0)):
         return {"error": f"bad parameters: memory_mb={memory_mb} duration_ms={duration_ms} cpu_share={cpu_share} "
-                         "(memory_mb >= 0, duration_ms >= 0, 0 <= cpu_share <= 1)"}
-    start = time.perf_counter()
+                         f"timeout_ms={timeout_ms} (memory_mb >= 0, duration_ms >= 0, 0 <= cpu_share <= 1, "
+                         "timeout_ms > 0)"}
+    late_s = started_late_s(timeout_ms, RUNS[0] == 1)
+    deadline = start + duration_ms / 1000 - (late_s or 0.0)
     cpu_start = time.process_time()
     held_before = len(HELD)
     baseline = hold(memory_mb)
     adjusted = time.perf_counter()
     resident = memory_bytes()
-    spins = run_until(start + duration_ms / 1000, cpu_share)
+    spins = run_until(deadline, cpu_share)
     end = time.perf_counter()
     return {"outputsize": 0, "measured": "cgroup" if USAGE_PATH else "rss", "baseline_bytes": baseline,
+            "timed_from": "action" if late_s is None else "platform",
+            "started_late_ms": None if late_s is None else late_s * 1e3,
             "held_bytes": len(HELD) * MIB,
             "held_before_bytes": held_before * MIB, "memory_bytes": resident, "adjust_ms": (adjusted - start) * 1e3,
             "wall_ms": (end - start) * 1e3, "cpu_ms": (time.process_time() - cpu_start) * 1e3, "spins": spins,

@@ -37,7 +37,7 @@ def create_localwhisk_user(user: str, localwhisk_args: list[str]) -> str:
 
 
 def action_body(row: FunctionRow) -> dict:
-    """The PUT body of a manifest action (exec and limits)."""
+    """The PUT body of a manifest action (exec, limits, default parameters)."""
     if row.image:
         exec_ = {"kind": "blackbox", "image": row.image}
     else:
@@ -57,6 +57,8 @@ def action_body(row: FunctionRow) -> dict:
     body: dict[str, object] = {"exec": exec_}
     if limits:
         body["limits"] = limits
+    if row.inputs:
+        body["parameters"] = [{"key": name, "value": value} for name, value in row.inputs]
     return body
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg2
 import psycopg2.extensions
@@ -193,13 +194,20 @@ def lease_is_free(conn, name: str) -> bool:
 # --------------------------------------------------------------------------- functions
 
 FUNCTION_COLUMNS = ("name", "package", "runtime", "image", "code_path", "main", "memory_mb", "timeout_ms",
-                    "log_size_mb", "concurrency", "input_kind", "parameter_specs", "manifest_path")
+                    "log_size_mb", "concurrency", "input_kind", "parameter_specs", "inputs", "manifest_path")
+
+
+def _column_value(row: FunctionRow, column: str) -> Any:
+    if column == "parameter_specs":
+        return json.dumps(list(row.parameter_specs))
+    if column == "inputs":
+        return json.dumps(dict(row.inputs))
+    return getattr(row, column)
 
 
 def upsert_functions(conn, rows: list[FunctionRow]) -> int:
     """Insert or update functions by name; return how many rows were written."""
-    values = [tuple(json.dumps(list(r.parameter_specs)) if c == "parameter_specs" else getattr(r, c)
-                    for c in FUNCTION_COLUMNS) for r in rows]
+    values = [tuple(_column_value(r, c) for c in FUNCTION_COLUMNS) for r in rows]
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in FUNCTION_COLUMNS if c != "name")
     with conn, conn.cursor() as cur:
         psycopg2.extras.execute_values(
@@ -219,6 +227,8 @@ def fetch_functions(conn) -> list[FunctionRow]:
         values = dict(zip(FUNCTION_COLUMNS, row))
         specs = values["parameter_specs"]
         values["parameter_specs"] = tuple(json.loads(specs) if isinstance(specs, str) else (specs or ()))
+        inputs = values["inputs"]
+        values["inputs"] = tuple(sorted((json.loads(inputs) if isinstance(inputs, str) else (inputs or {})).items()))
         result.append(FunctionRow(**values))
     return result
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, fields
+from typing import Any
 
 from faasload.monitor_protocol import PeakSource
 
@@ -244,4 +245,6 @@ class FunctionRow:
     concurrency: int | None = None
     input_kind: str | None = None
     parameter_specs: tuple = ()
+    #: The action's default parameters (wskdeploy ``inputs``), sorted by name: ``((name, value), ...)``.
+    inputs: tuple[tuple[str, Any], ...] = ()
     manifest_path: str | None = None

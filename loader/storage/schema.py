@@ -171,6 +171,9 @@ ALTER TABLE runs ADD COLUMN kernel_peak_memory_bytes bigint;
 ALTER TABLE runs ADD COLUMN kernel_peak_source text CONSTRAINT runs_kernel_peak_source_check
     CHECK (kernel_peak_source IN ('activation', 'since_creation', 'unavailable'));
 """),
+    (7, "functions.inputs: the action's default parameters (wskdeploy inputs)", """
+ALTER TABLE functions ADD COLUMN inputs jsonb NOT NULL DEFAULT '{}'::jsonb;
+"""),
 ]
 
 _BOOKKEEPING = """

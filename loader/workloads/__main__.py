@@ -91,8 +91,9 @@ def _common(default_map: MapMode) -> argparse.ArgumentParser:
     group.add_argument("--memory", type=MemoryPick, choices=list(MemoryPick), default=MemoryPick.MEDIAN,
                        help="calibrated memory_mb: the function's median (default) or a draw per invocation")
     group.add_argument("--draws", type=Draws, choices=list(Draws), default=Draws.STRATIFIED,
-                       help="per-invocation durations (and --memory draw) drawn stratified (default: each "
-                            "function's values follow its percentiles even for few invocations) or iid")
+                       help="per-invocation durations (and --memory draw): stratified (default: each "
+                            "function's warm invocations follow its percentiles even when few), quantiles "
+                            "(the strata's midpoints: the exact quantiles, no tails) or iid")
     group.add_argument("--cpu-share", type=_share, default=1.0,
                        help="share of its duration the calibrated action spends computing (default 1)")
     group.add_argument("--runtime", dest="calibrated_runtime", default="python:3.11",

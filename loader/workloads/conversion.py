@@ -115,8 +115,11 @@ def plan(source: Source, functions: list[TraceFunction], options: ConversionOpti
 
 
 def calibrated_entry(calibrated: CalibratedLimits, runtime: str) -> dict:
+    """The manifest entry of a calibrated action; its timeout is also a default parameter, from
+    which the action finds when the platform started a run (actions/calibrated/replay.py)."""
     return {"function": str(mapping.CALIBRATED_CODE), "runtime": runtime, "main": "main",
-            "limits": {"memorySize": calibrated.memory_limit_mb, "timeout": calibrated.timeout_ms, "logSize": 1}}
+            "limits": {"memorySize": calibrated.memory_limit_mb, "timeout": calibrated.timeout_ms, "logSize": 1},
+            "inputs": {"timeout_ms": calibrated.timeout_ms}}
 
 
 def target_entry(target: ActionTarget, platform: PlatformLimits) -> tuple[dict, tuple[str, ...]]:
@@ -179,7 +182,7 @@ class Lines:
         self.memory = limits.profile_memory(item.function.profile, options.default_memory_mb)
 
     def _mode(self) -> Draws:
-        return Draws.IID if self.counted is None else Draws.STRATIFIED
+        return Draws.IID if self.counted is None else self.options.draws
 
     def _durations(self) -> Callable[[float | None], float | None]:
         profile = self.item.function.profile.duration_ms

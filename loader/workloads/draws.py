@@ -1,14 +1,26 @@
-"""Per-invocation uniform draws of one function: i.i.d. or stratified (``--draws``).
+"""Per-invocation uniform draws of one function: i.i.d., stratified or quantiles (``--draws``).
 
 The conversion turns a function's duration (and, with ``--memory draw``, memory)
 percentiles into one value per invocation by inverse-CDF sampling of a unit ``u`` in
 [0, 1).  With ``iid`` draws each ``u`` is an independent uniform: a function with few
 invocations then gets a handful of values whose median can be far from the function's
-(heavy-tailed percentiles).  With ``stratified`` draws (1-D Latin hypercube) the ``n``
-invocations of a function get ``u_i = (π(i) + U_i) / n``, ``π`` a seeded permutation of
-``0..n-1`` and ``U_i`` seeded uniforms: exactly one ``u`` falls in each stratum
-``[k/n, (k+1)/n)``, so the k-th smallest requested value lies between the function's
-percentiles ``100 k/n`` and ``100 (k+1)/n``, for any ``n``, while the order stays random.
+(heavy-tailed percentiles).
+
+With ``stratified`` draws (1-D Latin hypercube) a function's **first** invocation gets an
+independent uniform and the ``m = n - 1`` others get ``u_i = (π(i) + U_i) / m``, ``π`` a
+seeded permutation of ``0..m-1`` and ``U_i`` seeded uniforms: exactly one ``u`` falls in each
+stratum ``[k/m, (k+1)/m)``, so the k-th smallest value of invocations 2..n lies between the
+function's percentiles ``100 k/m`` and ``100 (k+1)/m``, for any ``n``, while the order stays
+random.  The first is left out of the strata because it is a cold start on any platform that
+has no container of the function yet: its recorded duration holds the initialisation and is
+left out of warm statistics, and the warm runs are then still a stratified sample.  Every
+invocation's value still follows the function's distribution.
+
+With ``quantiles`` the same strata are replaced by their midpoints, ``u_i = (π(i) + ½) / m``
+(the first invocation: ½): invocations 2..n request exactly the function's quantiles
+``(k + ½)/m`` in a seeded order, so their median is the function's median for odd ``m`` and
+every value is known in advance; the tails beyond the outermost midpoints are never drawn
+(a function of one warm invocation always runs its median).
 
 ``π`` is a keyed Feistel network on the smallest even power of two covering ``n``, with
 cycle walking back into ``0..n-1`` (format-preserving encryption's construction): a
@@ -31,6 +43,7 @@ class Draws(str, enum.Enum):
 
     IID = "iid"
     STRATIFIED = "stratified"
+    QUANTILES = "quantiles"
 
     def __str__(self) -> str:
         return self.value
@@ -71,25 +84,30 @@ class Permutation:
 
 
 def units(rng: random.Random, mode: Draws, count: int | None) -> Callable[[], float]:
-    """The function's next unit in [0, 1) at each call; at most ``count`` calls when stratified.
+    """The function's next unit in [0, 1) at each call; at most ``count`` calls unless i.i.d.
 
     ``count`` is the number of units the function will ask for (``None``: unknown, only for
     ``iid``).  Stratified draws take the permutation's keys from ``rng`` first, then one
-    uniform per call.
+    uniform per call; quantiles only the keys.
     """
     if mode is Draws.IID:
         return rng.random
     if count is None:
-        raise ValueError("stratified draws need the number of invocations")
-    order = Permutation(rng, count) if count else None
+        raise ValueError(f"{mode} draws need the number of invocations")
+    strata = max(0, count - 1)  # the first invocation is outside the strata
+    order = Permutation(rng, strata) if strata else None
+    jitter: Callable[[], float] = rng.random if mode is Draws.STRATIFIED else (lambda: 0.5)
     position = 0
 
     def unit() -> float:
         nonlocal position
-        if order is None or position >= count:
-            raise ValueError(f"more than the {count} stratified draws counted")
-        value = (order[position] + rng.random()) / count
+        if position >= count:
+            raise ValueError(f"more than the {count} {mode} draws counted")
         position += 1
-        return min(value, 1.0 - 2.0 ** -53)  # (n - 1 + U) / n can round up to 1.0
+        if position == 1:
+            return jitter()
+        assert order is not None
+        value = (order[position - 2] + jitter()) / strata
+        return min(value, 1.0 - 2.0 ** -53)  # (m - 1 + U) / m can round up to 1.0
 
     return unit
