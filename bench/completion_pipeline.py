@@ -294,7 +294,7 @@ def measure(services: Services, scratch: Path, rate: float, duration_s: float, f
         "nginx_cpu_pct_of_one_core": round(100 * sum(b.total_s - a.total_s for a, b in zip(nginx_cpu0, nginx_cpu1))
                                            / (cpu1.wall_s - cpu0.wall_s), 1),
         "writer": {"batches": writer.stats.batches_written, "items": writer.stats.items_written,
-                   "busy_s": round(writer.stats.busy_s, 2)},
+                   "busy_s": round(writer.stats.busy_s, 2), "cpu_s": round(writer.stats.cpu_s, 2)},
         "fetches_in_flight": fetches_in_flight, "fetch_peak_in_flight": fetch_stats.get("peak_in_flight"),
         "fetch_connections_opened": fetch_stats.get("connections_opened"), "store_batch_size": writer.batch_size,
         "store_flush_interval_s": writer.flush_interval_s, "rows_check": check,
@@ -365,7 +365,8 @@ def show(f: dict) -> None:
         if f["fetch_process_cpu"] else ""
     w = f["writer"]
     print(f"  store writer: {w['items']} items in {w['batches']} transactions "
-          f"({w['items'] / max(1, w['batches']):.0f} per transaction), busy {w['busy_s']} s")
+          f"({w['items'] / max(1, w['batches']):.0f} per transaction), busy {w['busy_s']} s "
+          f"(its own CPU {w['cpu_s']} s, setup included)")
     print(f"  record fetches: at most {f['fetches_in_flight']} in flight, peak {f['fetch_peak_in_flight']}, "
           f"{f['fetch_connections_opened']} connections opened{fetch_cpu}")
     print(f"  pipeline process {cpu['pct_of_one_core']}% of one core ({cpu['user_s']} s user + {cpu['sys_s']} s sys), "

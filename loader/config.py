@@ -69,7 +69,7 @@ class CompletionConfig:
     resources_batch_max: int = option(200, minimum=1, doc="completed activations asked of the monitor in one query, at most")
     resources_batch_wait_s: float = option(0.01, unit="s", exclusive_minimum=0, doc="longest a completed activation waits for others to share its monitor query")
     resources_wait_s: float = option(0.05, unit="s", exclusive_minimum=0, doc="longest a completed activation's row waits for the monitor's answer while the monitor answers quickly; a later answer updates the row (`resources_status` `pending` until then)")
-    resources_wait_max_s: float = option(0.5, unit="s", exclusive_minimum=0, doc="longest that wait when the monitor answers slowly: the wait follows 1.5 × the p90 of its recent answer times, between `resources_wait_s` and this (fewer rows written twice on a loaded machine)")
+    resources_wait_max_s: float = option(1.0, unit="s", exclusive_minimum=0, doc="longest that wait when the monitor answers slowly: the wait follows 1.5 × the p90 of its recent answer times, between `resources_wait_s` and this (fewer rows written twice on a loaded machine)")
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,7 @@ class BatchSettings:
     batch_max: int = 200           # activations in one query, at most
     batch_wait_s: float = 0.01     # longest a completion waits for others to share its query
     answer_wait_s: float = 0.05    # longest a row waits for the monitor's answer (then: pending) ...
-    answer_wait_max_s: float = 0.5  # ... unless the monitor answers slowly: then up to this
+    answer_wait_max_s: float = 1.0  # ... unless the monitor answers slowly: then up to this
 
 
 @dataclass(frozen=True, slots=True)
