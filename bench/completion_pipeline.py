@@ -9,7 +9,7 @@ In this process, the loader's real completion path, wired as :class:`loader.pipe
 it: :class:`loader.completion.user_events.EventConsumer` → :class:`loader.completion.tracker.CompletionTracker` (its fetch
 pool and :class:`loader.platform.client.OpenWhiskClient`) → :class:`loader.storage.recorder.Recorder` →
 :class:`loader.completion.resource_batches.ResourceBatches` (the monitor asked in batches, loader defaults) →
-:class:`loader.storage.recorder.DurableSink` → :class:`loader.storage.writer.StoreWriter` (loader defaults: batches
+:class:`loader.storage.recorder.DurableSink` → :class:`loader.storage.writer_process.WriterProcess` (a :class:`loader.storage.writer.StoreWriter` in a process of its own; loader defaults: batches
 of 500, flush interval 50 ms, ``completion:fetches_in_flight`` at its default unless
 ``--fetches-in-flight``).  The GIL switch interval is the pipeline's while it runs
 (``loader.pipeline.SWITCH_INTERVAL_S``), and the garbage collector is tuned as it tunes it.
@@ -164,15 +164,15 @@ def measure(services: Services, scratch: Path, rate: float, duration_s: float, f
     from loader.platform.client import InvokeOutcome, InvokeStatus, OpenWhiskClient
     from loader.platform.keys import parse_key
     from loader.storage import experiments
-    from loader.storage import writer as store
     from loader.storage.recorder import DurableSink, Recorder
     from loader.storage.summary import RunStats
+    from loader.storage.writer_process import WriterProcess
 
     count = int(rate * duration_s)
     conn = experiments.open_store(services.database)
     experiment_id = experiments.ensure_experiment(conn, name=f"bench-completions-{rate:g}-{uuid.uuid4().hex[:6]}",
                                             mode="injection")
-    writer = store.StoreWriter(services.database).start()
+    writer = WriterProcess(services.database).start()   # as loader.experiment runs the pipeline's writer
     stats = RunStats(10_000, count)
     stored_s: dict[str, float] = {}
     consumed_s: dict[str, float] = {}
@@ -229,6 +229,8 @@ def measure(services: Services, scratch: Path, rate: float, duration_s: float, f
     cpu0 = _common.cpu_times()
     fetcher_pid = getattr(tracker.fetcher, "process_id", None)
     fetcher_cpu0 = _common.cpu_times(fetcher_pid) if fetcher_pid else None
+    writer_pid = writer.process_id
+    writer_cpu0 = _common.cpu_times(writer_pid) if writer_pid else None
     postgres_cpu0 = postgres_cpu(services)
     children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     monitor_cpu0 = _common.cpu_times(monitor.process.pid) if monitor is not None else None
@@ -243,6 +245,8 @@ def measure(services: Services, scratch: Path, rate: float, duration_s: float, f
     cpu1 = _common.cpu_times()
     fetcher_cpu = (_common.cpu_share(fetcher_cpu0, _common.cpu_times(fetcher_pid))
                    if fetcher_pid and fetcher_cpu0 is not None else None)
+    writer_cpu = (_common.cpu_share(writer_cpu0, _common.cpu_times(writer_pid))
+                  if writer_pid and writer_cpu0 is not None else None)
     postgres_cpu1 = postgres_cpu(services)
     monitor_cpu = (_common.cpu_share(monitor_cpu0, _common.cpu_times(monitor.process.pid))
                    if monitor is not None and monitor_cpu0 is not None else None)
@@ -287,6 +291,7 @@ def measure(services: Services, scratch: Path, rate: float, duration_s: float, f
                       "fetched_to_monitor_answered": _common.spread(answer_ms, scale=1000, digits=1),
                       "fetched_to_row_committed": _common.spread(store_ms, scale=1000, digits=1)},
         "pipeline_cpu": _common.cpu_share(cpu0, cpu1), "fetch_process_cpu": fetcher_cpu,
+        "writer_process_cpu": writer_cpu,
         "broker_cpu": _common.cpu_share(broker_cpu0, broker_cpu1),
         "postgres_cpu": _common.cpu_share(postgres_cpu0, postgres_cpu1),
         "producer_cpu_s": round(producer_cpu_s, 2),
@@ -366,7 +371,9 @@ def show(f: dict) -> None:
     w = f["writer"]
     print(f"  store writer: {w['items']} items in {w['batches']} transactions "
           f"({w['items'] / max(1, w['batches']):.0f} per transaction), busy {w['busy_s']} s "
-          f"(its own CPU {w['cpu_s']} s, setup included)")
+          f"(its own CPU {w['cpu_s']} s, setup included)"
+          + (f"; the writer process {f['writer_process_cpu']['pct_of_one_core']}% of one core"
+             if f["writer_process_cpu"] else ""))
     print(f"  record fetches: at most {f['fetches_in_flight']} in flight, peak {f['fetch_peak_in_flight']}, "
           f"{f['fetch_connections_opened']} connections opened{fetch_cpu}")
     print(f"  pipeline process {cpu['pct_of_one_core']}% of one core ({cpu['user_s']} s user + {cpu['sys_s']} s sys), "

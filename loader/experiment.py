@@ -32,12 +32,12 @@ from loader.platform import client as platform_client
 from loader.platform.client import OpenWhiskClient
 from loader.platform.keys import UserKey
 from loader.storage import experiments
-from loader.storage import writer as store
 from loader.storage.database import StoreUnavailable, open_database
 from loader.storage.dsn import mask_dsn
 from loader.storage.recorder import OnStored
 from loader.storage.rows import ExperimentRow, ExperimentState
 from loader.storage.whole_summary import whole_experiment_summary
+from loader.storage.writer_process import WriterProcess
 from loader.verdict import Thresholds, fidelity_from_summary, judge
 
 log = logging.getLogger(__name__)
@@ -233,8 +233,8 @@ def _run_pipeline(config: LoaderConfig, spec: ExperimentSpec, database, experime
                   lease: experiments.ExperimentLease, membership: Membership | None = None) -> dict:
     start_at_s = membership.wait_for_start() if membership is not None else None
     db = config.database
-    writer = store.StoreWriter(database, batch_size=db.batch_size, flush_interval_s=db.flush_interval_s,
-                               retry_interval_s=db.retry_interval_s).start()
+    writer = WriterProcess(database, batch_size=db.batch_size, flush_interval_s=db.flush_interval_s,
+                           retry_interval_s=db.retry_interval_s).start()
     pipeline = Pipeline(sources=spec.sources, keys=spec.keys, client=make_client(config), writer=writer,
                         experiment_id=experiment_id,
                         settings=pipeline_settings(config, record_cancelled=spec.record_cancelled),

@@ -61,13 +61,14 @@ def test_terminal_status_is_never_overwritten_and_fields_merge(database):
 
 
 def test_every_value_comes_back_as_written(database):
-    """Batches are copied (COPY's text format): text with tabs, line ends, backslashes, quotes and
-    non-ASCII characters, the text ``\\N``, NULLs, booleans, big integers and special floats come back
-    unchanged, in runs, parameters and resources alike."""
+    """A batch is one statement whose values the writer composes: text with tabs, line ends,
+    backslashes, quotes, placeholders, braces, dollar quotes, SQL and non-ASCII characters, NULLs,
+    booleans, big integers and special floats come back unchanged, in runs, parameters and
+    resources alike."""
     conn = experiments.open_store(database)
     experiment_id = experiments.ensure_experiment(conn, name="values", mode="injection")
     key = RunKey(experiment_id, "tab\tname", 0)
-    awkward = "a\tb\nc\r\\d\\N 'quoted' \"double\" é 日本 \x7f"
+    awkward = "a\tb\nc\r\\d\\N 'quoted' \"double\" é 日本 \x7f %s %(x)s {values} $$ '); DROP TABLE runs; --"
     update = RunUpdate(key, "u\\ser", "pkg/act ion", 2**62, RunStatus.APPLICATION_ERROR, status_reason=awkward,
                        result_error="\\N", cold_start=False, extract_ms=float("inf"), transform_ms=-0.0,
                        load_ms=1e-300, output_size_bytes=2**63 - 1, duration_ms=None, kernel_peak_source="activation")
@@ -87,7 +88,7 @@ def test_every_value_comes_back_as_written(database):
 
 
 def test_a_value_out_of_its_column_range_costs_only_its_run(database):
-    """An integer beyond bigint, refused by the server inside a COPY, marks only its run ``store_error``."""
+    """An integer beyond bigint, refused by the server, marks only its run ``store_error``."""
     writer = store.StoreWriter(database, flush_interval_s=0.01).start()
     conn = experiments.open_store(database)
     experiment_id = experiments.ensure_experiment(conn, name="range", mode="injection")

@@ -23,7 +23,7 @@ from loader.platform.client import InvokeOutcome, InvokeStatus
 from loader.storage.activation_fields import completion_fields
 from loader.storage.rows import RunKey, RunParameters, RunResources, RunStatus, RunUpdate
 from loader.storage.summary import RunStats
-from loader.storage.writer import StoreWriter
+from loader.storage.writer import ItemWriter
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class DurableSink:
     thread that calls :meth:`fire` (the pipeline's main loop).
     """
 
-    def __init__(self, writer: StoreWriter):
+    def __init__(self, writer: ItemWriter):
         self.writer = writer
         self._lock = threading.Lock()
         self._written = writer.stats.items_written + writer.pending

@@ -27,6 +27,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import psycopg2
 import psycopg2.extensions
@@ -95,8 +96,8 @@ def write_batch(conn, items: list[Item]) -> None:
 
     Idempotent: writing the same batch again changes nothing.  Parameters and
     resources must refer to runs already stored or in the same batch (else
-    :class:`StoreError`).  The rows are copied (``COPY``) into temporary tables of the
-    connection, then merged by the server in one round trip (:data:`_MERGE`).
+    :class:`StoreError`).  The whole batch is one statement (its values composed here,
+    :func:`_literal`) and a commit: two round trips.
     """
     runs: dict[RunKey, RunUpdate] = {}
     params: list[RunParameters] = []
@@ -110,101 +111,87 @@ def write_batch(conn, items: list[Item]) -> None:
             resources.append(item)
         else:
             raise TypeError(f"cannot store {type(item).__name__}")
-    if conn not in _STAGED:  # in a transaction of its own: a failed batch must not roll the tables back
+    param_rows = [(p.key.experiment_id, p.key.trace_name, p.key.seq, name, value)
+                  for p in params for name, value in p.values]
+    sample_rows = [(r.key.experiment_id, r.key.trace_name, r.key.seq, s.sampled_at_us, s.memory_bytes,
+                    s.rss_mapped_bytes, s.cpu_ns) for r in resources for s in r.samples]
+    statements = []
+    if runs:
+        statements.append(_RUN_UPSERT.replace("%s", _values(_run_row(u) for u in runs.values())))
+    if param_rows:
+        statements.append(_PARAMS_INSERT.format(values=_values(param_rows)))
+    if sample_rows:
+        statements.append(_SAMPLES_INSERT.format(values=_values(sample_rows)))
+    children = {p.key for p in params} | {r.key for r in resources}
+    if children:
+        statements.append(_MISSING.format(values=_values((k.experiment_id, k.trace_name, k.seq) for k in children)))
+    if not statements:
+        return
+    if conn not in _SET_UP:  # the quoting of _literal needs standard strings (PostgreSQL's default)
         with conn, conn.cursor() as cur:
-            cur.execute(_STAGING)
-        _STAGED.add(conn)
+            cur.execute("SET standard_conforming_strings = on")
+        _SET_UP.add(conn)
     with conn, conn.cursor() as cur:
-        if runs:
-            cur.copy_expert(_COPY_RUNS, _CopyText(_copy_lines(_run_row(u) for u in runs.values())))
-        if params:
-            cur.copy_expert(_COPY_PARAMS, _CopyText(_copy_lines(
-                (p.key.experiment_id, p.key.trace_name, p.key.seq, name, value)
-                for p in params for name, value in p.values)))
-        if resources:
-            cur.copy_expert(_COPY_SAMPLES, _CopyText(_copy_lines(
-                (r.key.experiment_id, r.key.trace_name, r.key.seq, s.sampled_at_us, s.memory_bytes,
-                 s.rss_mapped_bytes, s.cpu_ns) for r in resources for s in r.samples)))
-        cur.execute(_MERGE)
-        missing = cur.fetchall()
+        cur.execute("; ".join(statements))
+        missing = cur.fetchall() if children else []
         if missing:
             raise StoreError("parameters or resources for runs never written: "
                              f"{[RunKey(e, t, n) for e, t, n in missing]}")
 
 
-# --------------------------------------------------------------------------- COPY
+# --------------------------------------------------------------------------- one statement per batch
 
-#: Per-connection temporary tables the batches are copied into (emptied at each commit).
-_STAGING = (
-    f"CREATE TEMPORARY TABLE staged_runs ON COMMIT DELETE ROWS AS SELECT {', '.join(RUN_COLUMNS)} "
-    "FROM runs WITH NO DATA; "
-    "CREATE TEMPORARY TABLE staged_parameters (experiment_id integer, trace_name text, seq integer, name text, "
-    "value text) ON COMMIT DELETE ROWS; "
-    "CREATE TEMPORARY TABLE staged_samples (experiment_id integer, trace_name text, seq integer, "
-    "sampled_at_us bigint, memory_bytes bigint, rss_mapped_bytes bigint, cpu_ns bigint) ON COMMIT DELETE ROWS")
-_COPY_RUNS = f"COPY staged_runs ({', '.join(RUN_COLUMNS)}) FROM STDIN"
-_COPY_PARAMS = "COPY staged_parameters FROM STDIN"
-_COPY_SAMPLES = "COPY staged_samples FROM STDIN"
-#: A staged child's run, looked up by its key in the unique index (a correlated subquery: a join
-#: would let the planner, which knows nothing of a temporary table's size, scan all of ``runs``).
+#: A child's run, looked up by its key in the unique index (a correlated subquery: a join let the
+#: planner scan all of ``runs`` for each batch).
 _RUN_ID = ("(SELECT r.run_id FROM runs r WHERE r.experiment_id = s.experiment_id AND r.trace_name = s.trace_name "
            "AND r.seq = s.seq)")
-#: The staged rows merged into the dataset, then the staged children whose run does not exist.
-_MERGE = (
-    _RUN_UPSERT.replace("VALUES %s", f"SELECT {', '.join(RUN_COLUMNS)} FROM staged_runs") + "; "
+_PARAMS_INSERT = (
     f"INSERT INTO parameters (run_id, name, value) SELECT * FROM (SELECT {_RUN_ID} AS run_id, s.name, s.value "
-    "FROM staged_parameters s) p WHERE run_id IS NOT NULL ON CONFLICT DO NOTHING; "
+    "FROM (VALUES {values}) s(experiment_id, trace_name, seq, name, value)) p WHERE run_id IS NOT NULL "
+    "ON CONFLICT DO NOTHING")
+_SAMPLES_INSERT = (
     "INSERT INTO resources (run_id, sampled_at_us, memory_bytes, rss_mapped_bytes, cpu_ns) SELECT * FROM "
-    f"(SELECT {_RUN_ID} AS run_id, s.sampled_at_us, s.memory_bytes, s.rss_mapped_bytes, s.cpu_ns "
-    "FROM staged_samples s) r WHERE run_id IS NOT NULL ON CONFLICT DO NOTHING; "
-    "SELECT DISTINCT s.experiment_id, s.trace_name, s.seq FROM (SELECT experiment_id, trace_name, seq "
-    "FROM staged_parameters UNION ALL SELECT experiment_id, trace_name, seq FROM staged_samples) s "
-    f"WHERE {_RUN_ID} IS NULL LIMIT 5")
-#: The connections whose temporary tables exist.
-_STAGED: weakref.WeakSet = weakref.WeakSet()
-#: COPY's text format: backslash, and the characters that end a field or a line, escaped.
-_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+    f"(SELECT {_RUN_ID} AS run_id, s.sampled_at_us::bigint, s.memory_bytes::bigint, s.rss_mapped_bytes::bigint, "
+    "s.cpu_ns::bigint FROM (VALUES {values}) s(experiment_id, trace_name, seq, sampled_at_us, memory_bytes, "
+    "rss_mapped_bytes, cpu_ns)) r WHERE run_id IS NOT NULL ON CONFLICT DO NOTHING")
+#: The children's runs that do not exist (the statement's result).
+_MISSING = (f"SELECT s.experiment_id, s.trace_name, s.seq FROM (VALUES {{values}}) s(experiment_id, trace_name, seq) "
+            f"WHERE {_RUN_ID} IS NULL LIMIT 5")
+#: The connections set up for :func:`_literal`'s quoting.
+_SET_UP: weakref.WeakSet = weakref.WeakSet()
+_SPECIAL_FLOATS = {"inf": "'Infinity'::float8", "-inf": "'-Infinity'::float8", "nan": "'NaN'::float8"}
 
 
-def _copy_field(value) -> str:
-    """A value that is neither None nor a str, in COPY's text format."""
+def _literal(value) -> str:
+    """A value that is neither None nor a str nor an int, as an SQL literal."""
     if value is True:
-        return "t"
+        return "TRUE"
     if value is False:
-        return "f"
+        return "FALSE"
     if isinstance(value, enum.Enum):
-        return _copy_field(value.value) if not isinstance(value.value, str) else value.value.translate(_ESCAPES)
+        return _literal(value.value) if not isinstance(value.value, str) else _text(value.value)
+    if isinstance(value, float):
+        text = repr(value)
+        return _SPECIAL_FLOATS.get(text, text)
     if isinstance(value, int):
         return str(value)
-    if isinstance(value, float):
-        return repr(value)   # inf, -inf and nan are accepted as they are
     if isinstance(value, str):
-        return value.translate(_ESCAPES)
+        return _text(value)
     raise TypeError(f"cannot store a {type(value).__name__} in a column")
 
 
-def _copy_lines(rows) -> str:
-    """Rows in COPY's text format (None: NULL; text escaped).  Inline tests for the common
-    cases: a function call per value cost as much as the rest of the batch."""
-    return "".join(["\t".join(["\\N" if v is None else v.translate(_ESCAPES) if type(v) is str
-                                 else str(v) if type(v) is int else _copy_field(v) for v in row]) + "\n"
-                    for row in rows])
+def _text(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("A string literal cannot contain NUL (0x00) characters.")
+    return "'" + value.replace("'", "''") + "'"
 
 
-class _CopyText:
-    """The file ``copy_expert`` reads: one string, handed over whole (a single read)."""
-
-    def __init__(self, text: str):
-        if "\x00" in text:  # refused by the server too, with a vaguer message (an encoding error)
-            raise ValueError("A string literal cannot contain NUL (0x00) characters.")
-        self._data: bytes | None = text.encode()
-
-    def read(self, size: int = -1) -> bytes:
-        data, self._data = self._data, None
-        return data or b""
-
-    def readline(self, size: int = -1) -> bytes:
-        return self.read(size)
+def _values(rows) -> str:
+    """Rows as a VALUES list.  The common cases inline: a function call per value cost as much as
+    the rest of the batch."""
+    return ",".join(["(" + ",".join(["NULL" if v is None else str(v) if type(v) is int
+                                     else _text(v) if type(v) is str else _literal(v) for v in row]) + ")"
+                     for row in rows])
 
 
 def write_rejected(conn, key: RunKey, update: RunUpdate | None, reason: str) -> None:
@@ -244,6 +231,21 @@ class WriterStats:
     #: The writer thread's own CPU in that time (the rest: the server, the network, waiting for the GIL).
     cpu_s: float = 0.0
     extra: dict = field(default_factory=dict)
+
+
+class ItemWriter(Protocol):
+    """What writes the items: :class:`StoreWriter`, or the pipeline's
+    :class:`~loader.storage.writer_process.WriterProcess`."""
+
+    stats: WriterStats
+    batch_size: int
+    flush_interval_s: float
+
+    def write(self, item: Item) -> None: ...
+    def write_many(self, items: list[Item]) -> None: ...
+    def flush(self, timeout_s: float | None = None) -> bool: ...
+    @property
+    def pending(self) -> int: ...
 
 
 class StoreWriter:
