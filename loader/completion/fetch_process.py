@@ -159,6 +159,9 @@ class FetchProcess:
                 messages = frames.read()
             except OSError:
                 messages = None
+            except Exception:  # a message that does not unpickle: log it, never stop reading  # noqa: BLE001
+                log.exception("unreadable message from the record-fetch process")
+                continue
             if messages is None:
                 break
             for message in messages:
