@@ -159,9 +159,10 @@ class FetchProcess:
                 messages = frames.read()
             except OSError:
                 messages = None
-            except Exception:  # a message that does not unpickle: log it, never stop reading  # noqa: BLE001
-                log.exception("unreadable message from the record-fetch process")
-                continue
+            except Exception:  # a message that does not unpickle (a bug): replace the child  # noqa: BLE001
+                log.exception("unreadable message from the record-fetch process; ending it (another starts)")
+                self._process.kill()
+                messages = None
             if messages is None:
                 break
             for message in messages:
