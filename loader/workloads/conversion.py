@@ -19,6 +19,7 @@ from pathlib import Path
 from loader.generation.traces import EXTENSIONS, as_text, below, draw
 
 from . import arrivals, limits, mapping, naming, sampling, seeding
+from .cold_starts import ColdStarts
 from .draws import Draws, units
 from .limits import CalibratedLimits, PlatformLimits, UserLoad
 from .mapping import ActionTarget, MapMode, MemoryPick
@@ -151,10 +152,27 @@ def target_entry(target: ActionTarget, platform: PlatformLimits) -> tuple[dict, 
 
 @dataclass(frozen=True, slots=True)
 class Counts:
-    """How many units a function's lines draw: durations (invocations without their own) and memory."""
+    """How many units a function's lines draw from the strata (its invocations not predicted
+    to be cold starts): durations (invocations without their own) and memory."""
 
     durations: int
     memory: int
+
+
+class ColdFlags:
+    """Whether each invocation of a function, in order, is a predicted cold start (left out of
+    the strata, :mod:`.cold_starts`), from its own duration or the function's median."""
+
+    def __init__(self, item: Plan, options: ConversionOptions):
+        profile = item.function.profile.duration_ms
+        self.median_us = round(profile.p50 * US_PER_MS) if profile is not None else 0
+        self.time_scale = options.time_scale
+        self.predictor = ColdStarts()
+
+    def __call__(self, invocation) -> bool:
+        start = arrivals.scale_time(invocation.offset_us, self.time_scale)
+        own = invocation.duration_ms
+        return self.predictor.cold(start, self.median_us if own is None else round(own * US_PER_MS))
 
 
 def counts(source: Source, item: Plan, options: ConversionOptions) -> Counts | None:
@@ -165,9 +183,11 @@ def counts(source: Source, item: Plan, options: ConversionOptions) -> Counts | N
     if item.function.profile.duration_ms is None and not draws_memory:
         return None
     durations = memory = 0
+    cold = ColdFlags(item, options)
     for invocation in source.invocations(item.function):
-        memory += 1
-        durations += invocation.duration_ms is None
+        warm = not cold(invocation)
+        memory += warm
+        durations += warm and invocation.duration_ms is None
     return Counts(durations, memory)
 
 
@@ -184,44 +204,46 @@ class Lines:
     def _mode(self) -> Draws:
         return Draws.IID if self.counted is None else self.options.draws
 
-    def _durations(self) -> Callable[[float | None], float | None]:
+    def _durations(self) -> Callable[[float | None, bool], float | None]:
         profile = self.item.function.profile.duration_ms
         rng = seeding.stream(self.options.seed, "duration", self.item.function.source)
         unit = (units(rng, self._mode(), self.counted.durations if self.counted else None)
                 if profile is not None else None)
 
-        def duration(own: float | None) -> float | None:
+        def duration(own: float | None, cold: bool) -> float | None:
             if own is not None:
                 return own
-            return profile.draw(unit()) if profile is not None and unit is not None else None
+            return profile.draw(unit(cold)) if profile is not None and unit is not None else None
         return duration
 
     def events(self, source: Source) -> Iterator[tuple[int, int | None]]:
         """``(start_us, end_us)`` in output time (durations are not time-scaled)."""
-        duration = self._durations()
+        duration, cold = self._durations(), ColdFlags(self.item, self.options)
         for invocation in source.invocations(self.item.function):
             start = arrivals.scale_time(invocation.offset_us, self.options.time_scale)
-            value = duration(invocation.duration_ms)
+            value = duration(invocation.duration_ms, cold(invocation))
             yield start, (None if value is None else start + round(value * US_PER_MS))
 
     def lines(self, source: Source) -> Iterator[tuple[int, str]]:
         item, options = self.item, self.options
         function = item.function
-        duration = self._durations()
+        duration, cold = self._durations(), ColdFlags(item, options)
         memory_rng = seeding.stream(options.seed, "memory", function.source)
         memory_unit = (units(memory_rng, self._mode(), self.counted.memory if self.counted else None)
-                       if item.calibrated is not None and options.memory is MemoryPick.DRAW else memory_rng.random)
+                       if item.calibrated is not None and options.memory is MemoryPick.DRAW
+                       else lambda outside: memory_rng.random())
         parameter_rng = seeding.stream(options.seed, "parameters", function.source)
         input_rng = seeding.stream(options.seed, "input", function.source)
         for invocation in source.invocations(function):
             start = arrivals.scale_time(invocation.offset_us, options.time_scale)
             parameters = list(invocation.parameters)
             input_object = invocation.input_object or options.input_object
+            outside = cold(invocation)
             if item.calibrated is not None:
-                value = duration(invocation.duration_ms)
+                value = duration(invocation.duration_ms, outside)
                 assert value is not None
                 memory_mb = (self.memory.p50 if options.memory is MemoryPick.MEDIAN
-                              else self.memory.draw(memory_unit()))
+                              else self.memory.draw(memory_unit(outside)))
                 parameters += [("memory_mb", format_number(min(memory_mb, item.calibrated.memory_cap_mb))),
                                ("duration_ms", format_number(min(value, item.calibrated.duration_cap_ms))),
                                ("cpu_share", format_number(options.cpu_share))]

@@ -6,18 +6,18 @@ percentiles into one value per invocation by inverse-CDF sampling of a unit ``u`
 invocations then gets a handful of values whose median can be far from the function's
 (heavy-tailed percentiles).
 
-With ``stratified`` draws (1-D Latin hypercube) a function's **first** invocation gets an
-independent uniform and the ``m = n - 1`` others get ``u_i = (π(i) + U_i) / m``, ``π`` a
-seeded permutation of ``0..m-1`` and ``U_i`` seeded uniforms: exactly one ``u`` falls in each
-stratum ``[k/m, (k+1)/m)``, so the k-th smallest value of invocations 2..n lies between the
-function's percentiles ``100 k/m`` and ``100 (k+1)/m``, for any ``n``, while the order stays
-random.  The first is left out of the strata because it is a cold start on any platform that
-has no container of the function yet: its recorded duration holds the initialisation and is
-left out of warm statistics, and the warm runs are then still a stratified sample.  Every
-invocation's value still follows the function's distribution.
+With ``stratified`` draws (1-D Latin hypercube) the invocations predicted to start a container
+(:mod:`.cold_starts`; the first always does) get independent uniforms and the ``m`` others
+get ``u_i = (π(i) + U_i) / m``, ``π`` a seeded permutation of ``0..m-1`` and ``U_i`` seeded
+uniforms: exactly one ``u`` falls in each stratum ``[k/m, (k+1)/m)``, so the k-th smallest
+value of the warm invocations lies between the function's percentiles ``100 k/m`` and
+``100 (k+1)/m``, for any ``n``, while the order stays random.  Cold starts are left out of
+the strata because their recorded duration holds the initialisation and is left out of warm
+statistics: the warm runs are then still a stratified sample.  Every invocation's value still
+follows the function's distribution.
 
 With ``quantiles`` the same strata are replaced by their midpoints, ``u_i = (π(i) + ½) / m``
-(the first invocation: ½): invocations 2..n request exactly the function's quantiles
+(a cold start: ½): the warm invocations request exactly the function's quantiles
 ``(k + ½)/m`` in a seeded order, so their median is the function's median for odd ``m`` and
 every value is known in advance; the tails beyond the outermost midpoints are never drawn
 (a function of one warm invocation always runs its median).
@@ -83,31 +83,30 @@ class Permutation:
         return value
 
 
-def units(rng: random.Random, mode: Draws, count: int | None) -> Callable[[], float]:
-    """The function's next unit in [0, 1) at each call; at most ``count`` calls unless i.i.d.
+def units(rng: random.Random, mode: Draws, strata: int | None) -> Callable[[bool], float]:
+    """``unit(outside)``: the function's next unit in [0, 1), from the strata unless ``outside``
+    (a predicted cold start); at most ``strata`` calls from the strata unless i.i.d.
 
-    ``count`` is the number of units the function will ask for (``None``: unknown, only for
-    ``iid``).  Stratified draws take the permutation's keys from ``rng`` first, then one
-    uniform per call; quantiles only the keys.
+    ``strata`` is the number of units the function will ask from the strata (``None``:
+    unknown, only for ``iid``, which ignores ``outside``).  Stratified draws take the
+    permutation's keys from ``rng`` first, then one uniform per call; quantiles only the keys.
     """
     if mode is Draws.IID:
-        return rng.random
-    if count is None:
+        return lambda outside: rng.random()
+    if strata is None:
         raise ValueError(f"{mode} draws need the number of invocations")
-    strata = max(0, count - 1)  # the first invocation is outside the strata
     order = Permutation(rng, strata) if strata else None
     jitter: Callable[[], float] = rng.random if mode is Draws.STRATIFIED else (lambda: 0.5)
     position = 0
 
-    def unit() -> float:
+    def unit(outside: bool) -> float:
         nonlocal position
-        if position >= count:
-            raise ValueError(f"more than the {count} {mode} draws counted")
-        position += 1
-        if position == 1:
+        if outside:
             return jitter()
-        assert order is not None
-        value = (order[position - 2] + jitter()) / strata
+        if order is None or position >= strata:
+            raise ValueError(f"more than the {strata} {mode} draws counted")
+        value = (order[position] + jitter()) / strata
+        position += 1
         return min(value, 1.0 - 2.0 ** -53)  # (m - 1 + U) / m can round up to 1.0
 
     return unit
