@@ -9,8 +9,10 @@ In this process, the loader's real completion path, wired as :class:`loader.pipe
 it: :class:`loader.completion.user_events.EventConsumer` → :class:`loader.completion.tracker.CompletionTracker` (its fetch
 pool and :class:`loader.platform.client.OpenWhiskClient`) → :class:`loader.storage.recorder.Recorder` →
 :class:`loader.completion.resource_batches.ResourceBatches` (the monitor asked in batches, loader defaults) →
-:class:`loader.storage.recorder.DurableSink` → :class:`loader.storage.writer.StoreWriter` (loader defaults: batches
-of 500, flush interval 50 ms, 8 fetch workers unless ``--fetch-workers``).
+:class:`loader.storage.recorder.DurableSink` → :class:`loader.storage.writer_process.WriterProcess` (a :class:`loader.storage.writer.StoreWriter` in a process of its own; loader defaults: batches
+of 500, flush interval 50 ms, ``completion:fetches_in_flight`` at its default unless
+``--fetches-in-flight``).  The GIL switch interval is the pipeline's while it runs
+(``loader.pipeline.SWITCH_INTERVAL_S``), and the garbage collector is tuned as it tunes it.
 
 With ``--monitor on`` (or ``both``: each rate without, then with) a real monitor answers
 (``bench/_completion_monitor.py``): ``python -m monitor`` sampling 4 real cgroups at 10 ms, every
@@ -33,7 +35,7 @@ row committed within ``KEEP_UP_S`` of the last event; the most completions/s ove
 the same run: plain INSERTs of as many completed rows into the same PostgreSQL (rows/s in
 transactions of 500, and one single-row INSERT + commit); the figures are printed as ratios to it.
 
-What-if knob: ``--fetch-workers``.  kafka-python checks CRCs with the ``crc32c`` wheel (in the
+What-if knob: ``--fetches-in-flight``.  kafka-python checks CRCs with the ``crc32c`` wheel (in the
 Pipfile) when it is installed, in pure Python otherwise.
 """
 
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import subprocess
 import sys
@@ -150,7 +153,7 @@ def create_topic(bootstrap: str) -> None:
         admin.close()
 
 
-def measure(services: Services, scratch: Path, rate: float, duration_s: float, fetch_workers: int,
+def measure(services: Services, scratch: Path, rate: float, duration_s: float, fetches_in_flight: int,
             fire_interval_s: float, monitor: MonitorSide | None) -> dict:
     from faasload.clock import RealClock
     from loader.completion.resource_batches import BatchSettings, ResourceBatches
@@ -161,15 +164,15 @@ def measure(services: Services, scratch: Path, rate: float, duration_s: float, f
     from loader.platform.client import InvokeOutcome, InvokeStatus, OpenWhiskClient
     from loader.platform.keys import parse_key
     from loader.storage import experiments
-    from loader.storage import writer as store
     from loader.storage.recorder import DurableSink, Recorder
     from loader.storage.summary import RunStats
+    from loader.storage.writer_process import WriterProcess
 
     count = int(rate * duration_s)
     conn = experiments.open_store(services.database)
     experiment_id = experiments.ensure_experiment(conn, name=f"bench-completions-{rate:g}-{uuid.uuid4().hex[:6]}",
                                             mode="injection")
-    writer = store.StoreWriter(services.database).start()
+    writer = WriterProcess(services.database).start()   # as loader.experiment runs the pipeline's writer
     stats = RunStats(10_000, count)
     stored_s: dict[str, float] = {}
     consumed_s: dict[str, float] = {}
@@ -181,14 +184,14 @@ def measure(services: Services, scratch: Path, rate: float, duration_s: float, f
 
     sink = DurableSink(writer)
     recorder = Recorder(sink, experiment_id, stats, on_stored=on_stored)
-    clock = RealClock()
+    clock = RealClock(spin_s=0.0)  # the pipeline's with sender processes (the default): no spin before deadlines
     defaults = CompletionConfig()
     batches = ResourceBatches(recorder, None if monitor is None else AnswerTimes(monitor.client, answered_s),
                               BatchSettings(defaults.resources_batch_max, defaults.resources_batch_wait_s,
-                                            defaults.resources_wait_s), clock=clock)
+                                            defaults.resources_wait_s, defaults.resources_wait_max_s), clock=clock)
     client = OpenWhiskClient(services.nginx.apihost, timeout_s=10.0)
     settings = TrackerSettings(event_timeout_s=3600.0, poll_interval_s=2.0, record_retry_s=0.05,
-                               final_deadline_s=7200.0, workers=fetch_workers)
+                               final_deadline_s=7200.0, fetches_in_flight=fetches_in_flight)
     def complete(pending, record, reason) -> None:  # Pipeline._complete, plus a time stamp
         fetched_s[pending.activation_id] = time.time()
         batches.submit(pending, record, reason)
@@ -224,6 +227,12 @@ def measure(services: Services, scratch: Path, rate: float, duration_s: float, f
     broker_cpu0, nginx_cpu0 = _common.cpu_times(services.broker.process.pid), \
         [_common.cpu_times(p) for p in services.nginx.pids]
     cpu0 = _common.cpu_times()
+    fetcher_pid = getattr(tracker.fetcher, "process_id", None)
+    fetcher_cpu0 = _common.cpu_times(fetcher_pid) if fetcher_pid else None
+    writer_pid = writer.process_id
+    writer_cpu0 = _common.cpu_times(writer_pid) if writer_pid else None
+    postgres_cpu0 = postgres_cpu(services)
+    children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     monitor_cpu0 = _common.cpu_times(monitor.process.pid) if monitor is not None else None
     produce = subprocess.Popen([sys.executable, __file__, "--producer", services.broker.bootstrap, "--ids",
                                 str(ids_path), "--rate", str(rate), "--out", str(out_path),
@@ -234,16 +243,24 @@ def measure(services: Services, scratch: Path, rate: float, duration_s: float, f
         time.sleep(fire_interval_s)
     sink.fire()
     cpu1 = _common.cpu_times()
+    fetcher_cpu = (_common.cpu_share(fetcher_cpu0, _common.cpu_times(fetcher_pid))
+                   if fetcher_pid and fetcher_cpu0 is not None else None)
+    writer_cpu = (_common.cpu_share(writer_cpu0, _common.cpu_times(writer_pid))
+                  if writer_pid and writer_cpu0 is not None else None)
+    postgres_cpu1 = postgres_cpu(services)
     monitor_cpu = (_common.cpu_share(monitor_cpu0, _common.cpu_times(monitor.process.pid))
                    if monitor is not None and monitor_cpu0 is not None else None)
     broker_cpu1, nginx_cpu1 = _common.cpu_times(services.broker.process.pid), \
         [_common.cpu_times(p) for p in services.nginx.pids]
     produce.wait(duration_s * 3 + 60)
+    children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    producer_cpu_s = (children1.ru_utime + children1.ru_stime) - (children0.ru_utime + children0.ru_stime)
     halt.set()
     tracker_thread.join(10)
     batches_thread.join(10)
     consumer.stop()
     tracker.close()
+    fetch_stats = tracker.fetcher_stats
     batches.close()
     writer.close()
     produced = json.loads(out_path.read_text())
@@ -273,14 +290,40 @@ def measure(services: Services, scratch: Path, rate: float, duration_s: float, f
                       "consumed_to_record_fetched": _common.spread(fetch_ms, scale=1000, digits=1),
                       "fetched_to_monitor_answered": _common.spread(answer_ms, scale=1000, digits=1),
                       "fetched_to_row_committed": _common.spread(store_ms, scale=1000, digits=1)},
-        "pipeline_cpu": _common.cpu_share(cpu0, cpu1),
+        "pipeline_cpu": _common.cpu_share(cpu0, cpu1), "fetch_process_cpu": fetcher_cpu,
+        "writer_process_cpu": writer_cpu,
         "broker_cpu": _common.cpu_share(broker_cpu0, broker_cpu1),
+        "postgres_cpu": _common.cpu_share(postgres_cpu0, postgres_cpu1),
+        "producer_cpu_s": round(producer_cpu_s, 2),
         "monitor_cpu": monitor_cpu, "monitor_batches": batches.batches, "late_answers": batches.late_answers,
         "nginx_cpu_pct_of_one_core": round(100 * sum(b.total_s - a.total_s for a, b in zip(nginx_cpu0, nginx_cpu1))
                                            / (cpu1.wall_s - cpu0.wall_s), 1),
-        "fetch_workers": fetch_workers, "store_batch_size": writer.batch_size,
+        "writer": {"batches": writer.stats.batches_written, "items": writer.stats.items_written,
+                   "busy_s": round(writer.stats.busy_s, 2), "cpu_s": round(writer.stats.cpu_s, 2)},
+        "fetches_in_flight": fetches_in_flight, "fetch_peak_in_flight": fetch_stats.get("peak_in_flight"),
+        "fetch_connections_opened": fetch_stats.get("connections_opened"), "store_batch_size": writer.batch_size,
         "store_flush_interval_s": writer.flush_interval_s, "rows_check": check,
     }
+
+
+def postgres_cpu(services: Services) -> _common.CpuTimes:
+    """The CPU of the PostgreSQL server: its postmaster and every process it started (backends, writers)."""
+    postmaster = int((services.pg.datadir / "postmaster.pid").read_text().split()[0])
+    pids = [postmaster]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # ended meanwhile
+        if int(text[text.rindex(")") + 2:].split()[1]) == postmaster:
+            pids.append(int(stat.parent.name))
+    readings = []
+    for pid in pids:
+        try:
+            readings.append(_common.cpu_times(pid))
+        except OSError:
+            continue
+    return _common.total(readings)
 
 
 def verify(conn, experiment_id: int, count: int, with_monitor: bool) -> dict:
@@ -323,8 +366,19 @@ def show(f: dict) -> None:
     if f["monitor_cpu"] is not None:
         monitor = (f", monitor {f['monitor_cpu']['pct_of_one_core']}% ({f['monitor_batches']} batch queries, "
                    f"{f['late_answers']} answers later than completion:resources_wait_s)")
+    fetch_cpu = f"; the fetch process {f['fetch_process_cpu']['pct_of_one_core']}% of one core" \
+        if f["fetch_process_cpu"] else ""
+    w = f["writer"]
+    print(f"  store writer: {w['items']} items in {w['batches']} transactions "
+          f"({w['items'] / max(1, w['batches']):.0f} per transaction), busy {w['busy_s']} s "
+          f"(its own CPU {w['cpu_s']} s, setup included)"
+          + (f"; the writer process {f['writer_process_cpu']['pct_of_one_core']}% of one core"
+             if f["writer_process_cpu"] else ""))
+    print(f"  record fetches: at most {f['fetches_in_flight']} in flight, peak {f['fetch_peak_in_flight']}, "
+          f"{f['fetch_connections_opened']} connections opened{fetch_cpu}")
     print(f"  pipeline process {cpu['pct_of_one_core']}% of one core ({cpu['user_s']} s user + {cpu['sys_s']} s sys), "
-          f"broker {f['broker_cpu']['pct_of_one_core']}%, nginx {f['nginx_cpu_pct_of_one_core']}%{monitor}")
+          f"broker {f['broker_cpu']['pct_of_one_core']}%, PostgreSQL {f['postgres_cpu']['pct_of_one_core']}%, "
+          f"nginx {f['nginx_cpu_pct_of_one_core']}%{monitor}; the producer process {f['producer_cpu_s']} s in all")
     check = f["rows_check"]
     print(f"  rows: {check['statuses']}, resources {check['resources']}, {check['samples_per_run']} samples per run — "
           f"{'every activation in one complete success row' if check['ok'] else 'ROWS WRONG'}")
@@ -363,7 +417,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration-s", type=float, default=20.0, help="how long events are produced per rate")
     parser.add_argument("--monitor", choices=("off", "on", "both"), default="both",
                         help="a real monitor answering: off, on, or each rate without then with it")
-    parser.add_argument("--fetch-workers", type=int, default=8, help="completion:workers (loader default 8)")
+    parser.add_argument("--fetches-in-flight", type=int, default=None,
+                        help="completion:fetches_in_flight (default: the loader's)")
     parser.add_argument("--fire-interval-ms", type=float, default=2.0)
     parser.add_argument("--producer", help=argparse.SUPPRESS)
     parser.add_argument("--ids", type=Path, help=argparse.SUPPRESS)
@@ -386,10 +441,14 @@ def main(argv: list[str] | None = None) -> int:
         if True in modes:
             monitor = MonitorSide(scratch)
         from faasload import gc_tuning
+        from loader.config import CompletionConfig
+        from loader.pipeline import SWITCH_INTERVAL_S
+        fetches_in_flight = args.fetches_in_flight or CompletionConfig().fetches_in_flight
         gc_tuning.tune()  # as the loader's Pipeline does for its run
+        sys.setswitchinterval(SWITCH_INTERVAL_S)  # likewise
         for rate in [float(r) for r in args.rates.split(",") if r.strip()]:
             for with_monitor in modes:
-                figures = measure(services, scratch, rate, args.duration_s, args.fetch_workers,
+                figures = measure(services, scratch, rate, args.duration_s, fetches_in_flight,
                                   args.fire_interval_ms / 1000, monitor if with_monitor else None)
                 show(figures)
                 results["runs"][f"{rate:g}{'-monitor' if with_monitor else ''}"] = figures

@@ -65,10 +65,11 @@ class CompletionConfig:
     poll_interval_s: float = option(2.0, unit="s", exclusive_minimum=0, doc="interval between polls of an activation record (404 means not yet)")
     record_retry_s: float = option(0.05, unit="s", exclusive_minimum=0, doc="first backoff when a record is still 404 after its event, doubled up to `poll_interval_s`")
     final_deadline_s: float = option(600.0, unit="s", exclusive_minimum=0, doc="time after sending after which an activation without a record ends with status `lost`")
-    workers: int = option(8, minimum=1, doc="threads that fetch activation records (the monitor is asked apart, in batches)")
+    fetches_in_flight: int = option(64, minimum=1, doc="activation-record fetches in flight at most, on keep-alive connections of one event loop (the monitor is asked apart, in batches)")
     resources_batch_max: int = option(200, minimum=1, doc="completed activations asked of the monitor in one query, at most")
     resources_batch_wait_s: float = option(0.01, unit="s", exclusive_minimum=0, doc="longest a completed activation waits for others to share its monitor query")
-    resources_wait_s: float = option(0.05, unit="s", exclusive_minimum=0, doc="longest a completed activation's row waits for the monitor's answer; a later answer updates the row (`resources_status` `pending` until then)")
+    resources_wait_s: float = option(0.05, unit="s", exclusive_minimum=0, doc="longest a completed activation's row waits for the monitor's answer while the monitor answers quickly; a later answer updates the row (`resources_status` `pending` until then)")
+    resources_wait_max_s: float = option(1.0, unit="s", exclusive_minimum=0, doc="longest that wait when the monitor answers slowly: the wait follows 1.5 × the p90 of its recent answer times, between `resources_wait_s` and this (fewer rows written twice on a loaded machine)")
 
 
 @dataclass(frozen=True)

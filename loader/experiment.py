@@ -32,12 +32,12 @@ from loader.platform import client as platform_client
 from loader.platform.client import OpenWhiskClient
 from loader.platform.keys import UserKey
 from loader.storage import experiments
-from loader.storage import writer as store
 from loader.storage.database import StoreUnavailable, open_database
 from loader.storage.dsn import mask_dsn
 from loader.storage.recorder import OnStored
 from loader.storage.rows import ExperimentRow, ExperimentState
 from loader.storage.whole_summary import whole_experiment_summary
+from loader.storage.writer_process import WriterProcess
 from loader.verdict import Thresholds, fidelity_from_summary, judge
 
 log = logging.getLogger(__name__)
@@ -73,13 +73,14 @@ def pipeline_settings(config: LoaderConfig, *, record_cancelled: bool = True) ->
         workers=config.injection.workers,
         sender_processes=config.injection.sender_processes,
         max_in_flight=config.injection.max_in_flight,
-        tracker=TrackerSettings(c.event_timeout_s, c.poll_interval_s, c.record_retry_s, c.final_deadline_s, c.workers),
+        tracker=TrackerSettings(c.event_timeout_s, c.poll_interval_s, c.record_retry_s, c.final_deadline_s, c.fetches_in_flight),
         progress_interval_s=config.injection.progress_interval_s,
         late_threshold_us=round(config.injection.late_threshold_ms * 1000),
         record_cancelled=record_cancelled,
         invoke_retries=config.openwhisk.invoke_retries,
         invoke_retry_backoff_s=config.openwhisk.invoke_retry_backoff_s,
-        resources=BatchSettings(c.resources_batch_max, c.resources_batch_wait_s, c.resources_wait_s))
+        resources=BatchSettings(c.resources_batch_max, c.resources_batch_wait_s, c.resources_wait_s,
+                                c.resources_wait_max_s))
 
 
 def open_monitor(config: LoaderConfig):
@@ -232,8 +233,8 @@ def _run_pipeline(config: LoaderConfig, spec: ExperimentSpec, database, experime
                   lease: experiments.ExperimentLease, membership: Membership | None = None) -> dict:
     start_at_s = membership.wait_for_start() if membership is not None else None
     db = config.database
-    writer = store.StoreWriter(database, batch_size=db.batch_size, flush_interval_s=db.flush_interval_s,
-                               retry_interval_s=db.retry_interval_s).start()
+    writer = WriterProcess(database, batch_size=db.batch_size, flush_interval_s=db.flush_interval_s,
+                           retry_interval_s=db.retry_interval_s).start()
     pipeline = Pipeline(sources=spec.sources, keys=spec.keys, client=make_client(config), writer=writer,
                         experiment_id=experiment_id,
                         settings=pipeline_settings(config, record_cancelled=spec.record_cancelled),

@@ -46,7 +46,7 @@ from loader.sending.retries import Retries, RetryPolicy
 from loader.sending.threads import InvokerPool
 from loader.storage.recorder import DurableSink, OnStored, Recorder
 from loader.storage.summary import RunStats
-from loader.storage.writer import StoreWriter
+from loader.storage.writer import ItemWriter
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class PipelineSettings:
 
 class Pipeline:
     def __init__(self, *, sources: Iterable[TraceSource], keys: Mapping[str, UserKey], client: OpenWhiskClient,
-                 writer: StoreWriter, experiment_id: int, settings: PipelineSettings,
+                 writer: ItemWriter, experiment_id: int, settings: PipelineSettings,
                  user_events: UserEventsConfig | None, monitor: Any = None, on_stored: OnStored | None = None,
                  planned_total: int | None = None, clock: Clock | None = None,
                  planned_duration_s: float | None = None, on_started: Callable[[float], None] | None = None):

@@ -30,6 +30,7 @@ from pathlib import Path
 from faasload.clock import RealClock
 from faasload.config import ConfigError, parse
 from faasload.errors import Failure
+from loader.completion.resource_batches import QueryThreads
 from loader.completion.resources import record_completion
 from loader.completion.tracker import CompletionTracker, Pending, TrackerSettings
 from loader.config import CompletionConfig, InjectionConfig, LoaderConfig, OpenWhiskConfig
@@ -47,6 +48,8 @@ from loader.storage.writer import StoreWriter
 
 log = logging.getLogger(__name__)
 
+#: Threads asking the monitor for the recovered completions (each query waits for its answer).
+MONITOR_QUERY_THREADS = 4
 LOST_REASON = "the loader died before this activation completed; at its recovery: {reason}"
 NO_KEY_REASON = "the loader died before this activation completed; no key to fetch its record: {reason}"
 
@@ -177,13 +180,19 @@ def _complete(config: LoaderConfig, settings: StoredSettings, database: Database
     client = make_client(settings.openwhisk)
     clock = RealClock(spin_s=0.0)
 
+    # The monitor is asked one activation at a time, on threads of its own: never on the fetch loop.
+    queries = QueryThreads(MONITOR_QUERY_THREADS, "recovery-monitor") if monitor is not None else None
+
     def complete(pending: Pending, record: dict | None, reason: str | None) -> None:  # noqa: D401
         if record is None:
             reason = LOST_REASON.format(reason=reason)
-        record_completion(recorder, monitor, pending, record, reason)
+        if queries is None:
+            record_completion(recorder, None, pending, record, reason)
+        else:
+            queries.submit(record_completion, recorder, monitor, pending, record, reason)
 
     tracker = CompletionTracker(client, TrackerSettings(0.0, c.poll_interval_s, c.record_retry_s, c.final_deadline_s,
-                                                        c.workers), complete, clock=clock)
+                                                        c.fetches_in_flight), complete, clock=clock)
     halt = threading.Event()
     thread = threading.Thread(target=tracker.run, args=(halt,), name="recovery-tracker", daemon=True)
     thread.start()
@@ -207,6 +216,8 @@ def _complete(config: LoaderConfig, settings: StoredSettings, database: Database
         halt.set()
         thread.join(10.0)
         tracker.close()
+        if queries is not None:
+            queries.shutdown(wait=True)
         client.close()
         writer.close()
     lost = recorder.stats.statuses.get(RunStatus.LOST, 0)

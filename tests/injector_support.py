@@ -74,7 +74,7 @@ class Setup:
             "openwhisk": {"apihost": self.localwhisk.apihost, "authkeys": str(self.authkeys),
                           "user_events": {"bootstrap_servers": [self.bootstrap]}},
             "injection": {"tracedir": str(self.tracedir), "workers": 4, "progress_interval_s": 1.0},
-            "completion": {"event_timeout_s": 2.0, "poll_interval_s": 0.5, "final_deadline_s": 60.0, "workers": 2},
+            "completion": {"event_timeout_s": 2.0, "poll_interval_s": 0.5, "final_deadline_s": 60.0, "fetches_in_flight": 2},
             "database": {"host": db.host, "port": db.port, "user": db.user, "database": db.database,
                          "retry_interval_s": 0.2, "flush_interval_s": 0.05},
             "monitor": {"enabled": False},

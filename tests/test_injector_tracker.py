@@ -10,14 +10,20 @@ from loader.storage.rows import RunKey
 
 USER = UserKey("alice", "23bc46b1-71f6-4ed5-8c54-816aa4f8c502", "k")
 SETTINGS = TrackerSettings(event_timeout_s=30.0, poll_interval_s=2.0, record_retry_s=0.05, final_deadline_s=600.0,
-                           workers=1)
+                           fetches_in_flight=1)
 
 
-class InlineExecutor:
-    def submit(self, fn, *args):
-        fn(*args)
+class InlineFetcher:
+    """Fetches each record at once, in the calling thread, with the fake client."""
 
-    def shutdown(self, **_):
+    def __init__(self, client):
+        self.client = client
+
+    def fetch(self, pendings, done):
+        for pending in pendings:
+            done(pending, self.client.get_activation(pending.user, pending.activation_id))
+
+    def close(self):
         pass
 
 
@@ -40,7 +46,7 @@ class FakeClient:
 def _tracker(client, clock, settings=SETTINGS):
     done = []
     tracker = CompletionTracker(client, settings, lambda p, record, reason: done.append((p.activation_id, record, reason)),
-                                clock=clock, executor=InlineExecutor())
+                                clock=clock, fetcher=InlineFetcher(client))
     return tracker, done
 
 
@@ -109,7 +115,7 @@ def test_lost_after_final_deadline_with_reason():
     clock = FakeClock(start_s=0.0)
     client = FakeClient(clock, error=True)
     settings = TrackerSettings(event_timeout_s=1.0, poll_interval_s=2.0, record_retry_s=0.05, final_deadline_s=6.0,
-                               workers=1)
+                               fetches_in_flight=1)
     tracker, done = _tracker(client, clock, settings)
     _register(tracker)
     _drive(tracker, clock, 100.0)

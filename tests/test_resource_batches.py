@@ -153,6 +153,38 @@ def test_a_slow_monitor_does_not_hold_the_rows_and_its_late_answer_updates_them(
     assert s.recorder.stats.statuses == {RunStatus.SUCCESS: 2}
 
 
+def test_the_wait_follows_a_slow_monitor_up_to_its_bound(make_stage):
+    """A batch answered 0.2 s after it was asked makes the next batches wait 1.5 × that, capped at
+    ``answer_wait_max_s`` (0.25 s here): their rows are held, not written ``pending`` at 50 ms."""
+    gate = threading.Event()
+    s = make_stage(FakeMonitor(gate), BatchSettings(batch_max=3, batch_wait_s=0.01, answer_wait_s=0.05,
+                                                    answer_wait_max_s=0.25))
+    first, second = s.pending(2)
+    s.stage.submit(first, record(first.activation_id), None)
+    s.clock.now_s += 0.01
+    s.stage.tick()                                   # asked; the monitor holds its answer
+    s.clock.now_s += 0.2
+    gate.set()                                       # answered 0.2 s after it was asked (no tick meanwhile)
+    deadline = time.monotonic() + 10
+    while s.stage.answer_wait_s == 0.05 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert s.stage.answer_wait_s == 0.25 and s.stage.late_answers == 0
+    gate.clear()
+    s.stage.submit(second, record(second.activation_id), None)
+    s.clock.now_s += 0.01
+    s.stage.tick()                                   # asked with the longer wait
+    s.clock.now_s += 0.2
+    s.stage.tick()                                   # 0.2 s: still waiting for the answer
+    assert [(r[0], r[1]) for r in s.rows()] == [("t0", "success"), ("t1", "sent")]
+    s.clock.now_s += 0.05
+    s.stage.tick()                                   # 0.25 s: written without it
+    rows = s.rows()
+    assert (rows[1][1], rows[1][2]) == ("success", "pending") and "250 ms after it was asked" in rows[1][3]
+    gate.set()
+    s.stage.close()
+    assert [(r[1], r[2]) for r in s.rows()] == [("success", "ok")] * 2 and s.stage.late_answers == 1
+
+
 def test_monitor_down_is_recorded_and_nothing_is_lost(make_stage, tmp_path):
     s = make_stage(MonitorClient(tmp_path / "no-monitor", timeout_s=1))
     runs = s.pending(5)

@@ -180,7 +180,7 @@ def _start_shards(run: Run) -> None:
                           "user_events": {"bootstrap_servers": [run.hosts.broker.bootstrap]}},
             "injection": {"tracedir": str(run.directory / "traces"), "workers": 4, "sender_processes": 0,
                           "progress_interval_s": 2.0},
-            "completion": {"event_timeout_s": 5.0, "poll_interval_s": 0.5, "final_deadline_s": 60.0, "workers": 2},
+            "completion": {"event_timeout_s": 5.0, "poll_interval_s": 0.5, "final_deadline_s": 60.0, "fetches_in_flight": 2},
             "database": {"host": run.hosts.pg.host, "port": run.hosts.pg.port, "user": run.hosts.pg.user,
                          "database": run.database.database, "flush_interval_s": 0.05, "retry_interval_s": 0.2},
             "monitor": {"enabled": True, "timeout_s": 3.0, "token_file": str(run.hosts.token_file),

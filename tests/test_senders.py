@@ -281,10 +281,10 @@ def test_answer_frames_are_read_in_chunks_as_a_connection_sends_them():
     import multiprocessing
     import pickle
 
-    from loader.sending.processes import _Frames
+    from loader.sending.processes import Frames
 
     ours, theirs = multiprocessing.get_context("spawn").Pipe(duplex=True)
-    frames = _Frames(ours.fileno())
+    frames = Frames(ours.fileno())
     sent = [[(1, 2.5, "accepted", 1, "a" * 32, 202, None)], ("stats", {"held": 0}), [], list(range(30_000))]
     theirs.send(sent[0])
     theirs.send_bytes(pickle.dumps(sent[1]))

@@ -60,6 +60,48 @@ def test_terminal_status_is_never_overwritten_and_fields_merge(database):
         assert cur.fetchall() == [("success", 12, True, "a" * 32, 7)]
 
 
+def test_every_value_comes_back_as_written(database):
+    """A batch is one statement whose values the writer composes: text with tabs, line ends,
+    backslashes, quotes, placeholders, braces, dollar quotes, SQL and non-ASCII characters, NULLs,
+    booleans, big integers and special floats come back unchanged, in runs, parameters and
+    resources alike."""
+    conn = experiments.open_store(database)
+    experiment_id = experiments.ensure_experiment(conn, name="values", mode="injection")
+    key = RunKey(experiment_id, "tab\tname", 0)
+    awkward = "a\tb\nc\r\\d\\N 'quoted' \"double\" é 日本 \x7f %s %(x)s {values} $$ '); DROP TABLE runs; --"
+    update = RunUpdate(key, "u\\ser", "pkg/act ion", 2**62, RunStatus.APPLICATION_ERROR, status_reason=awkward,
+                       result_error="\\N", cold_start=False, extract_ms=float("inf"), transform_ms=-0.0,
+                       load_ms=1e-300, output_size_bytes=2**63 - 1, duration_ms=None, kernel_peak_source="activation")
+    store.write_batch(conn, [update, RunParameters(key, (("na\tme", awkward), ("empty", ""))),
+                             RunResources(key, (ResourceSample(-(2**63), None, 2**63 - 1, 0),))])
+    with conn.cursor() as cur:
+        cur.execute("SELECT trace_name, user_name, action_name, planned_offset_us, status, status_reason, result_error, "
+                    "cold_start, extract_ms, transform_ms, load_ms, output_size_bytes, duration_ms, kernel_peak_source "
+                    "FROM runs")
+        assert cur.fetchall() == [("tab\tname", "u\\ser", "pkg/act ion", 2**62, "application_error", awkward, "\\N",
+                                   False, float("inf"), -0.0, 1e-300, 2**63 - 1, None, "activation")]
+        cur.execute("SELECT name, value FROM parameters ORDER BY name")
+        assert cur.fetchall() == [("empty", ""), ("na\tme", awkward)]
+        cur.execute("SELECT sampled_at_us, memory_bytes, cpu_ns, rss_mapped_bytes FROM resources")
+        assert cur.fetchall() == [(-(2**63), None, 2**63 - 1, 0)]
+    conn.close()
+
+
+def test_a_value_out_of_its_column_range_costs_only_its_run(database):
+    """An integer beyond bigint, refused by the server, marks only its run ``store_error``."""
+    writer = store.StoreWriter(database, flush_interval_s=0.01).start()
+    conn = experiments.open_store(database)
+    experiment_id = experiments.ensure_experiment(conn, name="range", mode="injection")
+    good, bad = RunKey(experiment_id, "t", 0), RunKey(experiment_id, "t", 1)
+    writer.write_many([RunUpdate(good, "u", "a", 0, RunStatus.SUCCESS, output_size_bytes=2**63 - 1),
+                       RunUpdate(bad, "u", "a", 1, RunStatus.SUCCESS, output_size_bytes=2**63)])
+    writer.close()
+    with conn.cursor() as cur:
+        cur.execute("SELECT seq, status, output_size_bytes, status_reason LIKE '%out of range%' FROM runs ORDER BY seq")
+        assert cur.fetchall() == [(0, "success", 2**63 - 1, None), (1, "store_error", None, True)]
+    conn.close()
+
+
 def test_children_of_unknown_runs_are_an_error_not_silence(database):
     conn = experiments.open_store(database)
     experiment_id = experiments.ensure_experiment(conn, name="e1", mode="injection")

@@ -58,13 +58,13 @@ def record_completion(recorder: Recorder, monitor: MonitorClient | None, pending
 
 
 def record_with(recorder: Recorder, pending: Pending, record: dict | None, reason: str | None,
-                resources: MonitorAnswer | None) -> RunStatus | None:
+                resources: MonitorAnswer | None, fields: dict | None = None) -> RunStatus | None:
     """The terminal row of ``pending`` with the monitor's answer ``resources``; its status (None when
     recording it failed).  A bug on the way is logged with its traceback and the run still ends,
     lost with the error."""
     try:
         return recorder.completed(pending.invocation, pending.activation_id, record, reason, resources,
-                                  invoker=pending.source)
+                                  invoker=pending.source, fields=fields)
     except StoreError:
         raise
     except Exception as exc:  # a bug must not leave the run pending forever  # noqa: BLE001

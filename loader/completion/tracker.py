@@ -4,8 +4,10 @@ Every sent activation is *pending* until its record is fetched or its final dead
 passes.  A user event makes the record due at once (retried while 404 with a backoff
 from ``record_retry_s`` doubling up to ``poll_interval_s``); without an event, the
 record is polled every ``poll_interval_s`` from ``event_timeout_s`` after sending.
-After ``final_deadline_s`` the run ends ``lost`` with the reason.  Fetches run on a
-few long-lived threads; ``tick()`` only decides what is due.  Events may arrive before the
+After ``final_deadline_s`` the run ends ``lost`` with the reason.  ``tick()`` only decides
+what is due and hands it over, in one call, to the fetcher (by default a
+:class:`~loader.completion.fetch_process.FetchProcess`: every due fetch in flight at once on
+an event loop in a process of its own, up to ``fetches_in_flight``).  Events may arrive before the
 invoker registered the activation (a fast action): they are kept for a while.
 """
 
@@ -13,10 +15,10 @@ from __future__ import annotations
 
 import heapq
 import logging
-import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from faasload.clock import Clock
 from faasload.retry import Backoff
@@ -39,7 +41,7 @@ class TrackerSettings:
     poll_interval_s: float
     record_retry_s: float
     final_deadline_s: float
-    workers: int
+    fetches_in_flight: int
 
 
 @dataclass(eq=False)
@@ -65,39 +67,16 @@ class Pending:
 Complete = Callable[[Pending, dict | None, str | None], None]
 
 
-class FetchThreads:
-    """Long-lived fetch threads on one queue, with the ``submit``/``shutdown`` of an executor.
+class Fetcher(Protocol):
+    """Fetches activation records: ``done(pending, outcome)`` for each, in any thread, at any time."""
 
-    A ``ThreadPoolExecutor`` future per fetch (its Future, Condition and thread-count
-    semaphore) took a quarter of the completion path's GIL time at 5,000 completions/s.
-    """
-
-    def __init__(self, count: int, name: str):
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._threads = [threading.Thread(target=self._run, name=f"{name}-{n}", daemon=True) for n in range(count)]
-        for thread in self._threads:
-            thread.start()
-
-    def _run(self) -> None:
-        while (job := self._queue.get()) is not None:
-            function, args = job
-            function(*args)
-
-    def submit(self, function: Callable, *args) -> None:
-        self._queue.put((function, args))
-
-    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
-        """Stop the threads once the queued fetches are done."""
-        for _ in self._threads:
-            self._queue.put(None)
-        if wait:
-            for thread in self._threads:
-                thread.join()
+    def fetch(self, pendings: list[Pending], done: Callable[[Pending, FetchOutcome], None]) -> None: ...
+    def close(self) -> None: ...
 
 
 class CompletionTracker:
     def __init__(self, client: OpenWhiskClient, settings: TrackerSettings, complete: Complete, *, clock: Clock,
-                 executor=None):
+                 fetcher: Fetcher | None = None):
         self.client = client
         self.settings = settings
         self.complete = complete
@@ -110,7 +89,10 @@ class CompletionTracker:
         self._counter = 0
         self._lock = threading.Lock()
         self.wake = threading.Event()
-        self._executor = executor or FetchThreads(settings.workers, "completion")
+        if fetcher is None:
+            from loader.completion.fetch_process import FetchProcess  # it needs Pending, defined here
+            fetcher = FetchProcess(client.settings, settings.fetches_in_flight)
+        self.fetcher = fetcher
         self._record_backoff = Backoff(settings.record_retry_s, max(settings.record_retry_s, settings.poll_interval_s))
 
     # ------------------------------------------------------------------ inputs (any thread)
@@ -148,6 +130,11 @@ class CompletionTracker:
         self.wake.set()
 
     @property
+    def fetcher_stats(self) -> dict:
+        """What the fetcher counted (fetches, connections opened, peak in flight), once closed."""
+        return dict(getattr(self.fetcher, "stats", None) or {})
+
+    @property
     def pending_count(self) -> int:
         return len(self._pending)
 
@@ -173,8 +160,8 @@ class CompletionTracker:
                 due.append(pending)
             if self._early:
                 self._forget_early(now_s)
-        for pending in due:
-            self._executor.submit(self._fetch, pending)
+        if due:
+            self.fetcher.fetch(due, self._handle)
         with self._lock:
             return self._heap[0][0] if self._heap else None
 
@@ -192,15 +179,7 @@ class CompletionTracker:
             self.wake.clear()
             self.clock.sleep_until(until_s, self.wake)
 
-    # ------------------------------------------------------------------ fetching (pool threads)
-
-    def _fetch(self, pending: Pending) -> None:
-        try:
-            outcome = self.client.get_activation(pending.user, pending.activation_id)
-        except Exception as exc:  # never let a pool thread die silently  # noqa: BLE001
-            log.exception("fetching activation %s failed", pending.activation_id)
-            outcome = FetchOutcome(FetchStatus.ERROR, reason=f"{type(exc).__name__}: {exc}")
-        self._handle(pending, outcome)
+    # ------------------------------------------------------------------ answers (the fetcher's thread)
 
     def _handle(self, pending: Pending, outcome: FetchOutcome) -> None:
         now_s = self.clock.monotonic_s()
@@ -256,4 +235,5 @@ class CompletionTracker:
         return len(abandoned)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=False)
+        """Wait for the fetches in flight (each within the client's timeout) and stop the fetcher."""
+        self.fetcher.close()

@@ -122,6 +122,26 @@ def invoke_outcome(response: Response, attempts: int = 1) -> InvokeOutcome:
                          not_processed=taken, retry_after_s=wait_s if taken else None)
 
 
+def fetch_outcome(response: Response) -> FetchOutcome:
+    """What an answer to a GET of a record (activation, action, limits) means."""
+    if response.status == 200:
+        try:
+            record = _json(response)
+        except ValueError:
+            return FetchOutcome(FetchStatus.ERROR, http_status=200, reason="HTTP 200 with a body that is not JSON")
+        if not isinstance(record, dict):
+            return FetchOutcome(FetchStatus.ERROR, http_status=200, reason="HTTP 200 with a body that is not an object")
+        return FetchOutcome(FetchStatus.FOUND, record=record, http_status=200)
+    if response.status == 404:
+        return FetchOutcome(FetchStatus.NOT_FOUND, http_status=404, reason=_error_text(response))
+    return FetchOutcome(FetchStatus.ERROR, http_status=response.status, reason=_error_text(response))
+
+
+def network_outcome(reason: str) -> FetchOutcome:
+    """A GET that got no HTTP answer."""
+    return FetchOutcome(FetchStatus.ERROR, reason=reason[:300] or "no answer")
+
+
 def action_path(action: str) -> str:
     """``name`` or ``package/name`` as a URL path, each segment quoted."""
     return "/".join(quote(part, safe="") for part in action.split("/"))
@@ -225,22 +245,22 @@ class OpenWhiskClient:
             return None, _network_text(exc)
         return response.status, "" if response.status == 200 else _error_text(response)
 
+    def activation_request(self, user: UserKey, activation_id: str) -> bytes:
+        """The bytes of one activation-record GET (for fetchers with their own sockets, :func:`fetch_outcome`)."""
+        headers, _ = self._headers(user, None)
+        return self._transport.encode_request("GET", f"/activations/{quote(activation_id, safe='')}", headers=headers)
+
+    @property
+    def transport(self) -> HttpTransport:
+        """The origin's host, port and TLS context (its blocking connections are this client's own)."""
+        return self._transport
+
     def _fetch(self, user: UserKey, path: str, *, query: dict[str, str] | None = None) -> FetchOutcome:
         try:
             response = self._request("GET", user, path, query=query)
         except TransportError as exc:
             return FetchOutcome(FetchStatus.ERROR, reason=_network_text(exc))
-        if response.status == 200:
-            try:
-                record = _json(response)
-            except ValueError:
-                return FetchOutcome(FetchStatus.ERROR, http_status=200, reason="HTTP 200 with a body that is not JSON")
-            if not isinstance(record, dict):
-                return FetchOutcome(FetchStatus.ERROR, http_status=200, reason="HTTP 200 with a body that is not an object")
-            return FetchOutcome(FetchStatus.FOUND, record=record, http_status=200)
-        if response.status == 404:
-            return FetchOutcome(FetchStatus.NOT_FOUND, http_status=404, reason=_error_text(response))
-        return FetchOutcome(FetchStatus.ERROR, http_status=response.status, reason=_error_text(response))
+        return fetch_outcome(response)
 
     def close(self) -> None:
         self._transport.close()

@@ -132,6 +132,11 @@ class HttpTransport:
         self._all: list[_Connection] = []
         self._all_lock = threading.Lock()
 
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of an https origin (None for http)."""
+        return self._ssl_context
+
     # ------------------------------------------------------------------ connections
 
     def _connect(self) -> _Connection:

@@ -38,8 +38,8 @@ from typing import Any
 
 from faasload import gc_tuning
 from loader.platform.client import ClientSettings, InvokeOutcome, InvokeStatus, invoke_outcome
-from loader.platform.http import Response, TransportError
-from loader.platform.http_parse import finish_at_eof, parse_response
+from loader.platform.http import Response
+from loader.platform.http_async import AnswerConnection
 from loader.platform.keys import UserKey
 from loader.sending.retries import RetryPolicy
 
@@ -58,60 +58,8 @@ class _Request:
     attempts: int = 0
     sent_s: float | None = None
     deadline_s: float = 0.0
-    connection: _Connection | None = None
+    connection: AnswerConnection | None = None
     answered: bool = False
-
-
-class _Connection(asyncio.Protocol):
-    """One keep-alive connection carrying one request at a time."""
-
-    def __init__(self, owner: LoopInvoker):
-        self.owner = owner
-        self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
-        self.request: _Request | None = None
-        self.closed = False
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        if self.request is None:  # an answer nobody asked for: the server is confused; drop it
-            self.abort()
-            return
-        try:
-            found = parse_response(self.buffer, "POST")
-        except TransportError as exc:
-            self.owner.failed(self, self.request, str(exc))
-            return
-        if found is not None:
-            response, keep = found
-            self.owner.answered(self, self.request, response, keep)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        request, self.request = self.request, None
-        if request is None or request.answered:
-            self.owner.forget(self)
-            return
-        try:
-            response = finish_at_eof(self.buffer, "POST")
-        except TransportError as error:
-            self.owner.failed(self, request, str(error) if exc is None else f"{type(exc).__name__}: {exc}")
-            return
-        self.owner.answered(self, request, response, False)
-
-    def send(self, request: _Request) -> None:
-        self.request = request
-        request.connection = self
-        assert self.transport is not None
-        self.transport.write(request.data)
-
-    def abort(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.abort()
 
 
 @dataclass
@@ -139,7 +87,7 @@ class LoopInvoker:
         self.ssl: ssl.SSLContext | None = transport._ssl_context
         self.timeout_s = settings.timeout_s
         self.retry_policy = RetryPolicy.of(settings.invoke_retries, settings.retry_backoff_s)
-        self.idle: list[_Connection] = []
+        self.idle: list[AnswerConnection] = []
         self.in_flight = 0
         self.waiting: collections.deque[_Request] = collections.deque()
         self.timeouts: collections.deque[_Request] = collections.deque()   # in send order: same timeout for all
@@ -183,7 +131,7 @@ class LoopInvoker:
     async def _open_and_send(self, request: _Request) -> None:
         try:
             _, connection = await asyncio.wait_for(self.loop.create_connection(
-                lambda: _Connection(self), self.host, self.port, ssl=self.ssl,
+                lambda: AnswerConnection(self, "POST"), self.host, self.port, ssl=self.ssl,
                 server_hostname=self.host if self.ssl else None), self.timeout_s)
         except (TimeoutError, OSError, ssl.SSLError) as exc:
             # Nothing was sent: always safe to retry.
@@ -195,16 +143,16 @@ class LoopInvoker:
         self.stats.connections_opened += 1
         self._write(connection, request)
 
-    def _write(self, connection: _Connection, request: _Request) -> None:
+    def _write(self, connection: AnswerConnection, request: _Request) -> None:
         request.deadline_s = time.monotonic() + self.timeout_s
         request.answered = False
         self.timeouts.append(request)
         self.stats.sent += 1
-        connection.send(request)
+        connection.send(request, request.data)
 
     # ------------------------------------------------------------------ answers in
 
-    def answered(self, connection: _Connection, request: _Request, response: Response, keep: bool) -> None:
+    def answered(self, connection: AnswerConnection, request: _Request, response: Response, keep: bool) -> None:
         request.answered = True
         connection.request = None
         if keep and not connection.closed:
@@ -215,13 +163,13 @@ class LoopInvoker:
         if not self._retry(request, outcome):
             self._finish(request, outcome)
 
-    def failed(self, connection: _Connection, request: _Request, reason: str) -> None:
+    def failed(self, connection: AnswerConnection, request: _Request, reason: str) -> None:
         request.answered = True
         connection.request = None
         connection.abort()
         self._finish(request, InvokeOutcome(InvokeStatus.CONNECTION_ERROR, request.attempts, reason=reason))
 
-    def forget(self, connection: _Connection) -> None:
+    def forget(self, connection: AnswerConnection) -> None:
         """An idle connection closed by the server: it is skipped when popped from ``idle``."""
 
     def _retry(self, request: _Request, outcome: InvokeOutcome) -> bool:

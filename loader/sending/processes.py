@@ -84,7 +84,7 @@ class PoolStats:
     answer_messages: int = 0
 
 
-class _Frames:
+class Frames:
     """The messages of a :class:`multiprocessing.connection.Connection`, read from its descriptor in chunks.
 
     The same framing as ``Connection.send_bytes`` (a signed 32-bit big-endian length, or -1 and a
@@ -260,7 +260,7 @@ class ProcessInvokerPool:
         ``multiprocessing.connection.wait`` (a new selector per call) cost more than recording."""
         with selectors.DefaultSelector() as selector:
             for lane in self._lanes:
-                selector.register(lane.conn.fileno(), selectors.EVENT_READ, (lane, _Frames(lane.conn.fileno())))
+                selector.register(lane.conn.fileno(), selectors.EVENT_READ, (lane, Frames(lane.conn.fileno())))
             while selector.get_map():
                 if self.stopping.is_set() and not self._cancel.is_set():
                     self._cancel.set()

@@ -23,7 +23,7 @@ from loader.platform.client import InvokeOutcome, InvokeStatus
 from loader.storage.activation_fields import completion_fields
 from loader.storage.rows import RunKey, RunParameters, RunResources, RunStatus, RunUpdate
 from loader.storage.summary import RunStats
-from loader.storage.writer import StoreWriter
+from loader.storage.writer import ItemWriter
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class DurableSink:
     thread that calls :meth:`fire` (the pipeline's main loop).
     """
 
-    def __init__(self, writer: StoreWriter):
+    def __init__(self, writer: ItemWriter):
         self.writer = writer
         self._lock = threading.Lock()
         self._written = writer.stats.items_written + writer.pending
@@ -128,9 +128,9 @@ class Recorder:
 
     def _terminal(self, invocation: PlannedInvocation, status: RunStatus, items: list, *,
                   outstanding: bool = True, **stats) -> None:
-        for item in items[:-1]:
-            self.sink.write(item)
-        self.sink.write(items[-1], self._stored_callback(invocation, status))
+        writes: list[tuple[Any, Callable[[], None] | None]] = [(item, None) for item in items[:-1]]
+        writes.append((items[-1], self._stored_callback(invocation, status)))
+        self.sink.write_many(writes)
         self.stats.record_terminal(invocation.action, status, **stats)
         if outstanding:
             with self._lock:
@@ -189,16 +189,19 @@ class Recorder:
                        outstanding=dispatched)
 
     def completed(self, invocation: PlannedInvocation, activation_id: str | None, record: dict | None,
-                  reason: str | None, resources: MonitorAnswer | None = None, invoker: str | None = None) -> RunStatus:
+                  reason: str | None, resources: MonitorAnswer | None = None, invoker: str | None = None,
+                  fields: dict | None = None) -> RunStatus:
         """The activation record (or None: lost with ``reason``) and the monitor's answer for it (None: not
         asked; ``pending``: asked, :meth:`resources_arrived` adds it later); ``invoker`` ran it (its user
-        event's ``source``; None without an event).  Returns the run's terminal status."""
+        event's ``source``; None without an event); ``fields``: the record's
+        :func:`~loader.storage.activation_fields.completion_fields`, when the caller mapped them already.
+        Returns the run's terminal status."""
         if record is None:
             update = self._base(invocation, RunStatus.LOST, status_reason=reason, activation_id=activation_id,
                                 invoker=invoker)
             self._terminal(invocation, RunStatus.LOST, [update])
             return RunStatus.LOST
-        fields = completion_fields(record)
+        fields = completion_fields(record) if fields is None else dict(fields)   # mapped already: a copy
         items: list = []
         peak = None
         if resources is not None:
@@ -224,8 +227,7 @@ class Recorder:
                             resources_reason=f"{resources.reason}; {late}" if resources.reason else late,
                             **_kernel_peak_fields(resources))
         items, peak = self._samples(invocation, resources)
-        for item in [update] + items:
-            self.sink.write(item)
+        self.sink.write_many([(item, None) for item in [update] + items])
         self.stats.record_late_resources(invocation.action, resources.status.value, peak)
 
     def _samples(self, invocation: PlannedInvocation, resources: MonitorAnswer) -> tuple[list, int | None]:
