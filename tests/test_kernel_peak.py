@@ -275,6 +275,9 @@ def test_recorder_writes_the_kernel_peak_columns():
         def write(self, item, on_durable=None):
             self.items.append(item)
 
+        def write_many(self, writes):
+            self.items.extend(item for item, _ in writes)
+
     def recorded(answer):
         sink = Sink()
         recorder = Recorder(sink, 1, RunStats(10_000))
