@@ -52,7 +52,7 @@ RATE_PER_S = 10_000.0
 
 def answering_sender(number, settings, keys, conn, cancel, log_level, max_in_flight) -> None:
     """A stand-in sender process (same arguments and messages as ``sender_main``): 202 for every request, at once."""
-    from loader.sending.event_loop import READY
+    from loader.child_pipes import READY
     conn.send(READY)
     answered = 0
     while True:

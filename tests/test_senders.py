@@ -281,7 +281,7 @@ def test_answer_frames_are_read_in_chunks_as_a_connection_sends_them():
     import multiprocessing
     import pickle
 
-    from loader.sending.processes import Frames
+    from loader.child_pipes import Frames
 
     ours, theirs = multiprocessing.get_context("spawn").Pipe(duplex=True)
     frames = Frames(ours.fileno())

@@ -27,24 +27,21 @@ import os
 import pickle
 import signal
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from faasload import gc_tuning
+from loader.child_pipes import READY, BatchedAnswers, Frames, await_ready
 from loader.completion.fetch_loop import RecordFetches
 from loader.platform.client import ClientSettings, FetchOutcome, FetchStatus, network_outcome
 from loader.sending.event_loop import raise_file_limit
-from loader.sending.processes import Frames
 
 if TYPE_CHECKING:  # the tracker builds a FetchProcess
     from loader.completion.tracker import Pending
 
 log = logging.getLogger(__name__)
 
-READY = "ready"
-START_TIMEOUT_S = 60.0
 #: How long :meth:`FetchProcess.close` waits beyond the client's timeout for the fetches in flight.
 CLOSE_GRACE_S = 5.0
 GONE_REASON = "the record-fetch process is gone ({why})"
@@ -77,14 +74,7 @@ class FetchProcess:
         self._process.start()
         theirs.close()
         self._conn = ours
-        deadline_s = time.monotonic() + START_TIMEOUT_S
-        while not ours.poll(0.1):
-            if not self._process.is_alive() or time.monotonic() > deadline_s:
-                self._process.kill()
-                raise RuntimeError(f"the record-fetch process did not start (exit code {self._process.exitcode}); "
-                                   "its error, if any, is in the log above")
-        if ours.recv() != READY:
-            raise RuntimeError("the record-fetch process sent something else than its ready message")
+        await_ready(self._process, ours, "the record-fetch process")
         self._reader = threading.Thread(target=self._collect, args=(ours,), name="record-fetch-answers", daemon=True)
         self._reader.start()
 
@@ -206,28 +196,12 @@ def fetch_main(settings: ClientSettings, max_in_flight: int, conn, log_level: in
 
 async def _serve(settings: ClientSettings, max_in_flight: int, conn) -> None:
     loop = asyncio.get_running_loop()
-    outgoing: list[tuple] = []
-    flush_scheduled = False
     done = asyncio.Event()
+    answers = BatchedAnswers(conn, loop, parent_gone=done.set)
     ending = False
 
-    def flush() -> None:
-        nonlocal flush_scheduled
-        flush_scheduled = False
-        if outgoing:
-            batch = outgoing[:]
-            outgoing.clear()
-            try:
-                conn.send_bytes(pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))
-            except (OSError, ValueError):  # the parent is gone
-                done.set()
-
     def answer(ticket: int, outcome: FetchOutcome) -> None:
-        nonlocal flush_scheduled
-        outgoing.append((ticket, outcome.status.value, outcome.record, outcome.http_status, outcome.reason))
-        if not flush_scheduled:
-            flush_scheduled = True
-            loop.call_soon(flush)
+        answers.add((ticket, outcome.status.value, outcome.record, outcome.http_status, outcome.reason))
         if ending and not fetches.busy:
             loop.call_soon(done.set)
 
@@ -257,7 +231,7 @@ async def _serve(settings: ClientSettings, max_in_flight: int, conn) -> None:
     conn.send(READY)
     loop.add_reader(conn.fileno(), readable)
     await done.wait()
-    flush()
+    answers.flush()
     fetches.close()
     try:
         conn.send_bytes(pickle.dumps(("stats", asdict(fetches.stats)), pickle.HIGHEST_PROTOCOL))

@@ -28,7 +28,6 @@ import asyncio
 import collections
 import logging
 import os
-import pickle
 import resource
 import signal
 import ssl
@@ -37,6 +36,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from faasload import gc_tuning
+from loader.child_pipes import READY, BatchedAnswers
 from loader.platform.client import ClientSettings, InvokeOutcome, InvokeStatus, invoke_outcome
 from loader.platform.http import Response
 from loader.platform.http_async import AnswerConnection
@@ -46,7 +46,6 @@ from loader.sending.retries import RetryPolicy
 log = logging.getLogger(__name__)
 
 CANCELLED = "cancelled"
-READY = "ready"
 #: How often requests in flight are checked against their timeout.
 SWEEP_S = 0.05
 
@@ -240,33 +239,17 @@ def sender_main(number: int, settings: ClientSettings, keys: dict[str, UserKey],
 
 async def _serve(settings: ClientSettings, keys: dict[str, UserKey], conn, cancel, max_in_flight: int) -> None:
     loop = asyncio.get_running_loop()
-    outgoing: list[tuple] = []
-    flush_scheduled = False
-
-    def flush() -> None:
-        nonlocal flush_scheduled
-        flush_scheduled = False
-        if outgoing:
-            batch = outgoing[:]
-            outgoing.clear()
-            try:
-                conn.send_bytes(pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))
-            except (OSError, ValueError):  # the parent is gone
-                done.set()
+    done = asyncio.Event()
+    answers = BatchedAnswers(conn, loop, parent_gone=done.set)
 
     def answer(ticket: int, sent_s: float | None, outcome: InvokeOutcome | None) -> None:
-        nonlocal flush_scheduled
         if outcome is None:
-            outgoing.append((ticket, None, CANCELLED, 0, None, None, None))
+            answers.add((ticket, None, CANCELLED, 0, None, None, None))
         else:
-            outgoing.append((ticket, sent_s, outcome.status.value, outcome.attempts, outcome.activation_id,
-                             outcome.http_status, outcome.reason))
-        if not flush_scheduled:
-            flush_scheduled = True
-            loop.call_soon(flush)
+            answers.add((ticket, sent_s, outcome.status.value, outcome.attempts, outcome.activation_id,
+                         outcome.http_status, outcome.reason))
 
     invoker = LoopInvoker(settings, keys, answer, max_in_flight=max_in_flight)
-    done = asyncio.Event()
     ending = False
 
     queued: collections.deque[list] = collections.deque()
@@ -313,7 +296,7 @@ async def _serve(settings: ClientSettings, keys: dict[str, UserKey], conn, cance
     loop.add_reader(conn.fileno(), readable)
     sweep_task = loop.create_task(sweeper())
     await done.wait()
-    flush()
+    answers.flush()
     sweep_task.cancel()
     invoker.close()
     try:

@@ -25,23 +25,22 @@ from __future__ import annotations
 import itertools
 import logging
 import multiprocessing
-import os
 import pickle
 import selectors
-import struct
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from faasload.clock import Clock, RealClock
+from loader.child_pipes import ChildNotReady, Frames, await_ready
 from loader.completion.tracker import CompletionTracker
 from loader.plan import PlannedInvocation
 from loader.platform.client import ClientSettings, InvokeOutcome, InvokeStatus
 from loader.platform.keys import UserKey
 from loader.scheduler import Dispatch, offset_us
 from loader.sending.common import CANCEL_REASON, no_key_reason, record_unsent
-from loader.sending.event_loop import CANCELLED, READY, sender_main
+from loader.sending.event_loop import CANCELLED, sender_main
 from loader.storage.recorder import Recorder
 
 log = logging.getLogger(__name__)
@@ -53,10 +52,6 @@ WATCH_S = 0.05
 #: in batches (their lateness was measured by the sender), and the scheduler thread is not
 #: interrupted for each one.
 GATHER_S = 0.002
-#: What one read of an answer pipe takes at most.
-READ_BYTES = 1 << 16
-_SHORT, _LONG = struct.Struct("!i"), struct.Struct("!Q")
-START_TIMEOUT_S = 60.0
 
 
 class _Lane:
@@ -82,41 +77,6 @@ class PoolStats:
 
     dispatch_messages: int = 0
     answer_messages: int = 0
-
-
-class Frames:
-    """The messages of a :class:`multiprocessing.connection.Connection`, read from its descriptor in chunks.
-
-    The same framing as ``Connection.send_bytes`` (a signed 32-bit big-endian length, or -1 and a
-    64-bit one, then the pickle); a read takes what the pipe holds, whole messages are unpickled.
-    """
-
-    def __init__(self, fd: int):
-        self.fd = fd
-        self.buffer = bytearray()
-
-    def read(self) -> list | None:
-        """The messages completed by one read (maybe none); None at the end of the stream."""
-        data = os.read(self.fd, READ_BYTES)
-        if not data:
-            return None
-        buffer = self.buffer
-        buffer += data
-        messages, position, end = [], 0, len(buffer)
-        while end - position >= 4:
-            (size,) = _SHORT.unpack_from(buffer, position)
-            start = position + 4
-            if size == -1:
-                if end - start < 8:
-                    break
-                (size,) = _LONG.unpack_from(buffer, start)
-                start += 8
-            if end - start < size:
-                break
-            messages.append(pickle.loads(memoryview(buffer)[start:start + size]))
-            position = start + size
-        del buffer[:position]
-        return messages
 
 
 class ProcessInvokerPool:
@@ -169,16 +129,13 @@ class ProcessInvokerPool:
         self._results_thread.start()
 
     def _await_ready(self, lane: _Lane) -> None:
-        deadline_s = time.monotonic() + START_TIMEOUT_S
-        while not lane.conn.poll(0.1):
-            if not lane.process.is_alive() or time.monotonic() > deadline_s:
-                self._cancel.set()
-                for other in self._lanes:
-                    other.process.kill()
-                raise RuntimeError(f"{lane.name} did not start (exit code {lane.process.exitcode}); "
-                                   "its error, if any, is in the log above")
-        if lane.conn.recv() != READY:
-            raise RuntimeError(f"{lane.name} sent something else than its ready message")
+        try:
+            await_ready(lane.process, lane.conn, lane.name)
+        except ChildNotReady:
+            self._cancel.set()
+            for other in self._lanes:
+                other.process.kill()
+            raise
 
     def submit(self, item: Dispatch) -> None:
         """The scheduler's dispatch: onto the batch of the least busy sender; never waits on a response."""

@@ -30,7 +30,7 @@ import time
 from typing import Any
 
 from faasload import gc_tuning
-from loader.sending.processes import Frames
+from loader.child_pipes import READY, ChildNotReady, Frames, await_ready
 from loader.storage.database import DatabaseConfiguration, StoreError
 from loader.storage.writer import Item, StoreWriter, WriterStats
 
@@ -41,8 +41,6 @@ log = logging.getLogger(__name__)
 HAND_OVER_S = 0.002
 #: How often the child reports what it committed, at most.
 REPORT_S = 0.002
-START_TIMEOUT_S = 60.0
-READY = "ready"
 
 
 class WriterProcess:
@@ -77,13 +75,10 @@ class WriterProcess:
         self._process.start()
         theirs.close()
         self._conn = ours
-        deadline_s = time.monotonic() + START_TIMEOUT_S
-        while not ours.poll(0.1):
-            if not self._process.is_alive() or time.monotonic() > deadline_s:
-                self._process.kill()
-                raise StoreError(f"the store-writer process did not start (exit code {self._process.exitcode})")
-        if ours.recv() != READY:
-            raise StoreError("the store-writer process sent something else than its ready message")
+        try:
+            await_ready(self._process, ours, "the store-writer process")
+        except ChildNotReady as exc:
+            raise StoreError(str(exc)) from None
         self._sender = threading.Thread(target=self._hand_over, name="store-writer-hand-over", daemon=True)
         self._sender.start()
         self._reader = threading.Thread(target=self._collect, name="store-writer-reports", daemon=True)
