@@ -1,7 +1,7 @@
 """The monitor's samples of completed activations, asked in batches, off the record-fetch path.
 
-A fetch thread hands each completed activation (with its record) to :class:`ResourceBatches` and
-goes back to fetching.  The stage collects completions for up to ``batch_wait_s`` after the first
+The thread that reads the record-fetch process's outcomes hands each completed activation (with
+its record) to :class:`ResourceBatches` and goes back to reading.  The stage collects completions for up to ``batch_wait_s`` after the first
 one, or until ``batch_max`` of them, asks the monitor once for all of them
 (``samples_for_activations``: one connection, one answer) in one of a few query threads, so that a
 slow monitor never stops the collection, and records each run with its record and answer.
@@ -144,7 +144,7 @@ class ResourceBatches:
         self.answer_wait_s = settings.answer_wait_s   # the current wait (it follows the monitor)
         self._queries = QueryThreads(QUERY_THREADS, "resources") if monitor is not None else None
 
-    # ------------------------------------------------------------------ input (fetch threads)
+    # ------------------------------------------------------------------ input (the fetch outcomes' thread)
 
     def submit(self, pending: Pending, record: dict | None, reason: str | None) -> None:
         """A finished activation: its record (None: lost with ``reason``).  Never blocks on the monitor."""
