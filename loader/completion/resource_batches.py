@@ -1,8 +1,9 @@
 """The monitor's samples of completed activations, asked in batches, off the record-fetch path.
 
 The thread that reads the record-fetch process's outcomes hands each completed activation (with
-its record) to :class:`ResourceBatches` and goes back to reading.  The stage collects completions for up to ``batch_wait_s`` after the first
-one, or until ``batch_max`` of them, asks the monitor once for all of them
+its record) to :class:`ResourceBatches` and goes back to reading.  The stage collects completions
+for up to ``batch_wait_s`` after the first one, or until ``batch_max`` of them, asks the monitor
+once for all of them
 (``samples_for_activations``: one connection, one answer) in one of a few query threads, so that a
 slow monitor never stops the collection, and records each run with its record and answer.
 
