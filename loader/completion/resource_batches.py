@@ -3,9 +3,9 @@
 The thread that reads the record-fetch process's outcomes hands each completed activation (with
 its record) to :class:`ResourceBatches` and goes back to reading.  The stage collects completions
 for up to ``batch_wait_s`` after the first one, or until ``batch_max`` of them, asks the monitor
-once for all of them
-(``samples_for_activations``: one connection, one answer) in one of a few query threads, so that a
-slow monitor never stops the collection, and records each run with its record and answer.
+once for all of them (``samples_for_activations``: one connection, one answer) in one of a few
+query threads, so that a slow monitor never stops the collection, and records each run with its
+record and answer.
 
 A batch whose answer is not in its wait after it was asked is recorded without it, with
 ``resources_status`` ``pending``; the answer, when it comes (at most the monitor client's timeout
