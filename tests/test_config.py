@@ -161,3 +161,12 @@ def test_daemon_help_describes_options(module):
                             text=True, timeout=60)
     assert result.returncode == 0
     assert "--config" in result.stdout and "--set" in result.stdout
+
+
+def test_the_demos_loader_configuration_loads(monkeypatch, tmp_path):
+    """demo/loader.yml is read by scripts/demo.sh on a fresh machine only: a key the schema no
+    longer has must fail here, not there."""
+    monkeypatch.setenv("FAASLOAD_DEMO_STATE", str(tmp_path / "state"))
+    monkeypatch.setenv("FAASLOAD_DEMO_ROOT", str(ROOT))
+    cfg = loader_config.load(ROOT / "demo" / "loader.yml")
+    assert cfg.completion.fetches_in_flight == 16 and cfg.injection.tracedir == ROOT / "demo" / "traces"
