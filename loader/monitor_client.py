@@ -64,6 +64,9 @@ class MonitorAnswer:
     reason: str = ""
     #: The kernel's peak of the activation's container (None: the monitor did not say).
     kernel_peak: KernelPeak | None = None
+    #: The invoker whose monitor knew the activation, when a router of several monitors had to ask
+    #: them all (no user event named it; :mod:`loader.monitor_endpoints`).
+    invoker: str | None = None
 
 
 _STATUS_OF_ERROR = {

@@ -8,7 +8,8 @@ OpenWhisk's ``Activation`` user event names the invoker that ran the activation 
 :class:`MonitorRouter` asks the monitor of the activation's invoker.  When the source is not
 known (no user event: the record was polled) or has no endpoint, it asks every monitor in
 turn, in the order of their invoker names, and keeps the first answer that knows the
-activation (docs/scale-out.md, Several monitors).
+activation, naming its invoker (``MonitorAnswer.invoker``: the run's ``invoker`` column then
+comes from it; docs/scale-out.md, Several monitors).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 
 #: Answers after which the router stops asking the other monitors.
 _FINAL = {ResourcesStatus.OK, ResourcesStatus.EMPTY, ResourcesStatus.AMBIGUOUS, ResourcesStatus.ERROR}
+#: Answers of a monitor that knew the activation: its host ran it.
+_KNEW = {ResourcesStatus.OK, ResourcesStatus.EMPTY}
 
 
 class EndpointError(ValueError):
@@ -168,7 +171,7 @@ class MonitorRouter:
             still = []
             for index, answer in zip(unknown, client.samples_for_activations([queries[i] for i in unknown])):
                 if answer.status in _FINAL:
-                    answers[index] = answer
+                    answers[index] = _from(invoker, answer)
                 else:
                     tried[index].append((invoker, answer))
                     still.append(index)
@@ -183,9 +186,14 @@ class MonitorRouter:
             self.asked[invoker] += 1
             answer = client.samples_for_activation(activation_id, **hints)
             if answer.status in _FINAL:
-                return answer
+                return _from(invoker, answer)
             answers.append((invoker, answer))
         return _none_knows(answers)
+
+
+def _from(invoker: str, answer: MonitorAnswer) -> MonitorAnswer:
+    """``answer``, naming ``invoker`` when its monitor knew the activation."""
+    return replace(answer, invoker=invoker) if answer.status in _KNEW else answer
 
 
 def _none_knows(answers: list[tuple[str, MonitorAnswer]]) -> MonitorAnswer:

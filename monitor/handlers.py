@@ -111,7 +111,7 @@ class Handlers:
             if end_s is not None:
                 self._wait_for_trailing_sample(end_s)
         try:
-            return self.registry.activation(query.activation)
+            return self.registry.activation(query.activation, _hinted_end_s(query))
         except ProtocolError as exc:
             if exc.code is not ErrorCode.UNKNOWN_ACTIVATION:
                 raise
@@ -159,14 +159,19 @@ class Handlers:
         try:
             end_s = self.registry.activation_binding(query.activation).end_s
         except ProtocolError:
-            return None if query.end_ms is None else query.end_ms / 1000
-        return end_s
+            end_s = None
+        return end_s if end_s is not None else _hinted_end_s(query)
 
     def _wait_for_trailing_sample(self, end_s: float) -> None:
         """Let the sampler take the sample after the end."""
         wait_s = end_s + TRAILING_SAMPLE_WAIT_RESOLUTIONS * self.resolution_s - self.epoch_s()
         if 0 < wait_s <= 1.0:
             time.sleep(wait_s)
+
+
+def _hinted_end_s(query: ActivationQuery) -> float | None:
+    """The end the query's record gives (``end_ms``, whole milliseconds: the end of that millisecond)."""
+    return None if query.end_ms is None else (query.end_ms + 1) / 1000
 
 
 def _outcome_text(outcome: ReadOutcome, raw: bytes) -> str:

@@ -340,9 +340,10 @@ class Registry:
         entry = self.containers.get(next(iter(containers))) if len(containers) == 1 else None
         return UNAVAILABLE if entry is None else entry.kernel_peak()
 
-    def activation(self, activation: str) -> ActivationAnswer:
+    def activation(self, activation: str, end_hint_s: float | None = None) -> ActivationAnswer:
         """The samples of the container an activation ran in, from the last sample at or before
-        its start to the first sample at or after its end (see docs/monitor.md)."""
+        its start to the first sample at or after its end (see docs/monitor.md).  Without an end
+        notice (not received yet), the end is ``end_hint_s`` (the record's end) if given, else now."""
         binding = self.activation_binding(activation)
         if len(binding.containers) > 1:
             raise ProtocolError(f"activation {activation} was announced in several containers: "
@@ -352,7 +353,9 @@ class Registry:
         if entry is None:
             raise ProtocolError(f"activation {activation} ran in container {container!r}, which the "
                                 "monitor never saw run", ErrorCode.UNKNOWN_CONTAINER)
-        end_s = binding.end_s if binding.end_s is not None else self.clock.epoch_s()
+        end_s = binding.end_s
+        if end_s is None:
+            end_s = end_hint_s if end_hint_s is not None else self.clock.epoch_s()
         start_s = binding.start_s if binding.start_s is not None else end_s  # a binding has a start or an end
         samples = entry.buffer.window(start_s, end_s, bracket=True)
         return ActivationAnswer(activation, container, binding.start_s, binding.end_s, samples, binding.kernel_peak)

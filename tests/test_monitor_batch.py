@@ -124,6 +124,24 @@ def test_batch_answers_equal_single_answers(sampled_monitor):
     assert "handler failed" not in monitor.log_text()
 
 
+def test_an_activation_whose_end_notice_is_late_ends_at_the_records_end(sampled_monitor):
+    # the loader may ask before the end notice arrives: the record's end_ms bounds the answer
+    monitor, client, _ = sampled_monitor
+    activation = uuid.uuid4().hex
+    monitor.notify({"action": "activation_start", "container": DOCKER, "activation": activation,
+                    "date": time.time()})
+    time.sleep(0.05)
+    end_ms = int(time.time() * 1000)
+    time.sleep(0.5)  # the end notice is late
+    for answer in (client.samples_for_activation(activation, end_s=end_ms / 1000),
+                   *client.samples_for_activations([ResourcesQuery(ActivationQuery(activation, end_ms=end_ms))])):
+        assert answer.status is ResourcesStatus.OK
+        dates_s = [s.sampled_at_us / 1e6 for s in answer.samples]
+        assert dates_s[-2] < (end_ms + 1) / 1000 <= dates_s[-1] < (end_ms + 1) / 1000 + 0.3, dates_s
+    unbounded = client.samples_for_activation(activation)
+    assert unbounded.samples[-1].sampled_at_us / 1e6 > (end_ms + 1) / 1000 + 0.35  # no hint: up to now
+
+
 def test_malformed_batch_refused_and_the_monitor_keeps_serving(sampled_monitor):
     monitor, client, activations = sampled_monitor
     for message in ({"version": 1, "batch": [{"activation": activations[0]}, {"activation": "x"}]},

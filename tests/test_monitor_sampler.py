@@ -144,6 +144,25 @@ def test_activation_answer_brackets_its_window(tree):
     assert answer.samples[-1].cpu_ns == 3000 * 1000 - 750000 * 1000
 
 
+def test_an_end_not_announced_yet_is_the_records_end_when_the_query_gives_it(tree):
+    # the loader can ask before the monitor has handled the end notice (a loaded machine): the
+    # answer then ends at the record's end, not at the time of the query
+    clock, registry, sampler = build(tree)
+    registry.apply(ContainerNotice(Lifecycle.RUN, DOCKER))
+    start = clock.epoch_s() + 0.005
+    registry.apply(ActivationNotice(Boundary.START, DOCKER, ACT, start))
+    run_ticks(clock, sampler, 4)
+    end = clock.epoch_s() - 0.005
+    run_ticks(clock, sampler, 100)  # one second later, still no end notice
+    hinted = registry.activation(ACT, end_hint_s=end)
+    assert hinted.end_s is None
+    dates = [s.date_s for s in hinted.samples]
+    assert dates[0] <= start and dates[-2] < end < dates[-1] and len(dates) == 5
+    assert len(registry.activation(ACT).samples) > 100  # no hint: up to now
+    registry.apply(ActivationNotice(Boundary.END, DOCKER, ACT, end))
+    assert registry.activation(ACT).samples == hinted.samples
+
+
 def test_ambiguous_and_unknown_activation(tree):
     clock, registry, _ = build(tree)
     registry.apply(ActivationNotice(Boundary.START, "a", ACT, clock.epoch_s()))

@@ -185,6 +185,8 @@ def test_the_router_asks_one_batch_per_monitor():
                 ("lost", None)]]
     answers = router.samples_for_activations(queries)
     assert [a.reason for a in answers[:5]] == ["a", "b", "b", "a", "a"]
+    # the invoker is named where no source did: the monitor that knew it ran it
+    assert [a.invoker for a in answers] == [None, None, "invoker1", None, "invoker0", None]
     assert answers[5].status is ResourcesStatus.UNKNOWN
     assert "invoker0: unknown (a does not know it); invoker1: unknown (b does not know it)" in answers[5].reason
     # the sources' batches, then the unknown ones to every monitor in turn, each asked only what is left
@@ -203,7 +205,8 @@ def test_the_router_asks_the_monitor_of_the_source_only():
 def test_without_a_source_every_monitor_is_asked_until_one_knows():
     a, b = Known("a", {"x"}), Known("b", {"y"})
     router = MonitorRouter({"invoker1": b, "invoker0": a})
-    assert router.samples_for_activation("y").reason == "b"
+    found = router.samples_for_activation("y")
+    assert (found.reason, found.invoker) == ("b", "invoker1")
     assert a.asked == ["y"] and b.asked == ["y"]                 # in the order of the invoker names
     missing = router.samples_for_activation("z", source="invoker7")   # a source without an endpoint
     assert missing.status is ResourcesStatus.UNKNOWN

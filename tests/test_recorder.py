@@ -75,3 +75,16 @@ def test_an_empty_batch_writes_nothing():
     writer, recorder, _ = _recorder()
     recorder.sent_batch([])
     assert writer.calls == 0 and recorder.outstanding == 3
+
+
+def test_without_a_user_event_the_invoker_is_the_one_whose_monitor_knew_the_activation():
+    from loader.monitor_client import MonitorAnswer, ResourcesStatus
+    record = {"activationId": "a" * 32, "start": 1000, "end": 1200, "duration": 200,
+              "response": {"statusCode": 0, "success": True, "result": {}}, "annotations": []}
+    writer, recorder, _ = _recorder()
+    known = MonitorAnswer((), ResourcesStatus.EMPTY, invoker="invoker1")
+    recorder.completed(_invocation(0), "a" * 32, record, None, known)                  # no event
+    recorder.completed(_invocation(1), "b" * 32, record, None, known, invoker="invoker0")  # its event wins
+    recorder.resources_arrived(_invocation(2), RunStatus.SUCCESS, known)                # a late answer
+    assert [item.invoker for item in writer.items if isinstance(item, RunUpdate)] == [
+        "invoker1", "invoker0", "invoker1"]

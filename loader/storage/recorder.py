@@ -193,9 +193,11 @@ class Recorder:
                   fields: dict | None = None) -> RunStatus:
         """The activation record (or None: lost with ``reason``) and the monitor's answer for it (None: not
         asked; ``pending``: asked, :meth:`resources_arrived` adds it later); ``invoker`` ran it (its user
-        event's ``source``; None without an event); ``fields``: the record's
+        event's ``source``; without an event, the invoker whose monitor knew it, if any); ``fields``: the record's
         :func:`~loader.storage.activation_fields.completion_fields`, when the caller mapped them already.
         Returns the run's terminal status."""
+        if invoker is None and resources is not None:
+            invoker = resources.invoker
         if record is None:
             update = self._base(invocation, RunStatus.LOST, status_reason=reason, activation_id=activation_id,
                                 invoker=invoker)
@@ -221,11 +223,12 @@ class Recorder:
 
     def resources_arrived(self, invocation: PlannedInvocation, status: RunStatus, resources: MonitorAnswer) -> None:
         """The monitor's answer for a run already recorded ``status`` with resources ``pending``: the
-        same row gets the answer's status and reason (an update of its key), and its samples."""
+        same row gets the answer's status and reason (an update of its key), its invoker when the
+        answer names one, and its samples."""
         late = LATE_ANSWER
         update = self._base(invocation, status, resources_status=resources.status.value,
                             resources_reason=f"{resources.reason}; {late}" if resources.reason else late,
-                            **_kernel_peak_fields(resources))
+                            invoker=resources.invoker, **_kernel_peak_fields(resources))
         items, peak = self._samples(invocation, resources)
         self.sink.write_many([(item, None) for item in [update] + items])
         self.stats.record_late_resources(invocation.action, resources.status.value, peak)
