@@ -267,6 +267,8 @@ def test_existing_output_is_not_overwritten(capsys, tmp_path):
 @pytest.mark.parametrize("option, value, message", [
     ("--sample", "0", "argument --sample: '0' must be > 0"),
     ("--cpu-share", "1.5", "argument --cpu-share: '1.5' is not within [0, 1]"),
+    ("--end-early-ms", "-1", "argument --end-early-ms: '-1' must be >= 0"),
+    ("--end-early-ms", "nan", "argument --end-early-ms: 'nan' must be >= 0"),
     ("--max-memory-mb", "0", "argument --max-memory-mb: '0' must be > 0"),
     ("--default-memory-mb", "lots", "argument --default-memory-mb: 'lots' is not a float"),
     ("--inputs", "-1", "argument --inputs: '-1' must be > 0"),

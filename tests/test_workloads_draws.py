@@ -44,16 +44,17 @@ def test_stratified_median_lies_in_the_middle_strata_for_every_seed(count):
     assert max(medians[Draws.IID]) / min(medians[Draws.IID]) > 2 * high / low
 
 
-@pytest.mark.parametrize("count", [1, 2, 3, 7, 8])
-def test_quantiles_are_the_strata_midpoints_and_the_median_for_odd_counts(count):
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 7, 8])
+def test_quantiles_are_the_strata_midpoints_and_their_median_is_the_functions(count):
     unit = units(random.Random(count), Draws.QUANTILES, count)
     cold = unit(True)
     drawn = [unit(False) for _ in range(count)]
     assert cold == 0.5 and unit(True) == 0.5  # outside the strata: the median
-    assert sorted(drawn) == [(k + 0.5) / count for k in range(count)]
+    # the midpoints; for an even count the two middle strata take the median itself
+    middle = {count // 2 - 1, count // 2} if count % 2 == 0 else set()
+    assert sorted(drawn) == [0.5 if k in middle else (k + 0.5) / count for k in range(count)]
     values = [HEAVY.draw(u) for u in drawn]
-    if count % 2:
-        assert statistics.median(values) == pytest.approx(HEAVY.at(50))
+    assert statistics.median(values) == pytest.approx(HEAVY.at(50))
     other = units(random.Random(count + 100), Draws.QUANTILES, count)
     assert sorted(other(False) for _ in range(count)) == sorted(drawn)  # only the order is seeded
 

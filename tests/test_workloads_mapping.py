@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 
@@ -116,6 +118,7 @@ def test_calibrated_output_caps_parameters_and_writes_limits(capsys, tmp_path):
         assert entry["function"].endswith("actions/calibrated/replay.py")
         assert (entry["limits"]["memorySize"], entry["limits"]["timeout"]) == (int(row["memory_limit_mb"]),
                                                                                int(row["timeout_ms"]))
+        assert entry["inputs"] == {"timeout_ms": 2000}  # no end_early_ms unless asked
         assert 128 <= int(row["memory_limit_mb"]) <= 256 and int(row["timeout_ms"]) == 2000
         for _, _, parameters in read_trace(out / "traces" / row["trace_file"]):
             assert float(parameters["duration_ms"]) <= 800 and float(parameters["memory_mb"]) <= 224
@@ -123,6 +126,12 @@ def test_calibrated_output_caps_parameters_and_writes_limits(capsys, tmp_path):
         if row["clamps"]:
             assert f"{row['trace_file']}: {row['clamps'].split('; ')[0]}" in stderr
     assert "beyond the platform's 2000 ms limit: capped at 800 ms" in stderr
+    early = tmp_path / "early"
+    assert convert(capsys, "azure2019", "--trace", AZURE2019, "--out", early, "--map", "calibrated",
+                   "--minutes", "540:542", "--end-early-ms", 1.5)[0] == 0
+    actions = yaml.safe_load((early / "manifest.yml").read_text())["packages"]["default"]["actions"]
+    assert {entry["inputs"]["end_early_ms"] for entry in actions.values()} == {1.5}
+    assert json.loads((early / "workload.json").read_text())["options"]["end_early_ms"] == 1.5
 
 
 def test_names_are_stable_and_valid():

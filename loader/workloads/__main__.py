@@ -49,6 +49,16 @@ def _positive(kind):
     return parse
 
 
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
 def _minutes(text: str) -> tuple[int, int]:
     lo, sep, hi = text.partition(":")
     if not sep or not lo.isdigit() or not hi.isdigit() or int(lo) >= int(hi):
@@ -96,6 +106,10 @@ def _common(default_map: MapMode) -> argparse.ArgumentParser:
                             "(the strata's midpoints: the exact quantiles, no tails) or iid")
     group.add_argument("--cpu-share", type=_share, default=1.0,
                        help="share of its duration the calibrated action spends computing (default 1)")
+    group.add_argument("--end-early-ms", type=_non_negative, default=0.0,
+                       help="calibrated actions return this much before their duration: the time the platform "
+                            "records after an action returns, measured by a first replay (docs/workloads.md; "
+                            "default 0)")
     group.add_argument("--runtime", dest="calibrated_runtime", default="python:3.11",
                        help="kind of the calibrated actions (default python:3.11)")
     limits = parser.add_argument_group("platform limits (defaults: OpenWhisk's, also localwhisk's)")
@@ -219,7 +233,8 @@ def convert_and_report(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else getattr(source, "seed", 0)
     options = ConversionOptions(args.out, seed, args.map_mode, args.manifest, args.users_by, args.time_scale,
                                 args.sample, platform, args.default_memory_mb, args.cpu_share, args.memory,
-                                args.inputs, args.input_object, args.calibrated_runtime, args.draws)
+                                args.inputs, args.input_object, args.calibrated_runtime, args.draws,
+                                args.end_early_ms)
     document = convert(source, options, recorded_options(args))
     print(summary(document, args.out))
     return cli.EXIT_OK

@@ -35,7 +35,7 @@ US_PER_S = 1_000_000
 PHASE_STEPS = 1_000_000
 
 
-class Iat(str, enum.Enum):
+class Iat(enum.StrEnum):
     """How the invocations of one column are spread (``--iat``)."""
 
     EQUIDISTANT = "equidistant"

@@ -42,7 +42,7 @@ PUBLISHED = re.compile(r"invocations_per_function_md\.anon\.d(\d+)\.csv")
 WHAT = "an Azure Functions 2019 invocations file"
 
 
-class AppMemory(str, enum.Enum):
+class AppMemory(enum.StrEnum):
     """How an application's memory (published layout) is shared by its functions (``--app-memory``)."""
 
     EQUAL = "equal"   # each of the app's N functions gets 1/N of every percentile

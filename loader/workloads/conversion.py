@@ -47,6 +47,7 @@ class ConversionOptions:
     input_object: str = "none"
     calibrated_runtime: str = "python:3.11"
     draws: Draws = Draws.STRATIFIED
+    end_early_ms: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +99,7 @@ def plan(source: Source, functions: list[TraceFunction], options: ConversionOpti
             assert function.profile.duration_ms is not None
             calibrated = limits.calibrated_limits(limits.profile_memory(function.profile, options.default_memory_mb),
                                                   function.profile.duration_ms, options.platform)
-            actions[action] = calibrated_entry(calibrated, options.calibrated_runtime)
+            actions[action] = calibrated_entry(calibrated, options.calibrated_runtime, options.end_early_ms)
             clamps = calibrated.clamps
         else:
             action = target.name
@@ -115,12 +116,17 @@ def plan(source: Source, functions: list[TraceFunction], options: ConversionOpti
     return plans, actions
 
 
-def calibrated_entry(calibrated: CalibratedLimits, runtime: str) -> dict:
+def calibrated_entry(calibrated: CalibratedLimits, runtime: str, end_early_ms: float = 0.0) -> dict:
     """The manifest entry of a calibrated action; its timeout is also a default parameter, from
-    which the action finds when the platform started a run (actions/calibrated/replay.py)."""
+    which the action finds when the platform started a run, and so is ``end_early_ms``
+    (``--end-early-ms``, when not 0): how much before its duration it returns
+    (actions/calibrated/replay.py)."""
+    inputs: dict = {"timeout_ms": calibrated.timeout_ms}
+    if end_early_ms:
+        inputs["end_early_ms"] = round(end_early_ms, 3)
     return {"function": str(mapping.CALIBRATED_CODE), "runtime": runtime, "main": "main",
             "limits": {"memorySize": calibrated.memory_limit_mb, "timeout": calibrated.timeout_ms, "logSize": 1},
-            "inputs": {"timeout_ms": calibrated.timeout_ms}}
+            "inputs": inputs}
 
 
 def target_entry(target: ActionTarget, platform: PlatformLimits) -> tuple[dict, tuple[str, ...]]:

@@ -36,14 +36,14 @@ CALIBRATED_CODE = Path(__file__).resolve().parent.parent.parent / "actions" / "c
 DEFAULT_MANIFEST = Path(__file__).resolve().parent.parent.parent / "actions" / "manifest.yml"
 
 
-class MapMode(str, enum.Enum):
+class MapMode(enum.StrEnum):
     NEAREST = "nearest"
     ONE_TO_ONE = "one-to-one"
     CALIBRATED = "calibrated"
     NAMED = "named"
 
 
-class MemoryPick(str, enum.Enum):
+class MemoryPick(enum.StrEnum):
     """``--memory``: the calibrated action's ``memory_mb`` per invocation."""
 
     MEDIAN = "median"  # the function's median memory, the same for all its invocations

@@ -27,7 +27,7 @@ SHORT_HEX = 12
 PREFIXES = {"owner": "o", "app": "a", "function": "f"}
 
 
-class UsersBy(str, enum.Enum):
+class UsersBy(enum.StrEnum):
     """Which source identity becomes one OpenWhisk user (``--users``)."""
 
     OWNER = "owner"
