@@ -2,7 +2,7 @@
 
     python bench/workloads_replay.py [--minutes 3] [--runs uniform:nearest,equidistant:nearest,uniform:calibrated]
                                      [--cpu-share F] [--memory median|draw] [--draws stratified|quantiles|iid]
-                                     [--end-early-ms F]
+                                     [--end-early-ms F] [--rows-out DIR]
 
 For each run ``IAT:MAP``: ``python -m loader.workloads azure2019`` converts the first
 ``--minutes`` of ``tests/data/azure2019-sample`` (seed ``--seed``) with that ``--iat`` and
@@ -19,8 +19,8 @@ platform's limits, i.e. without a clamp); the same for the duration against the 
 durations these warm runs asked for (``duration_ms``, drawn from the trace's percentiles: with
 few runs their median is not the trace's), what the platform added to each warm run
 (recorded duration − the action's own run time, ``transform_ms``) and what it recorded beyond
-what was asked (recorded − asked: the figure to give ``--end-early-ms`` in a second pass,
-docs/workloads.md).  A duration is also judged within 10% *or* 1 ms, the record's resolution
+what was asked (recorded − asked per run, and the figure to give ``--end-early-ms`` in a second
+pass: the median over functions of their median shift, :mod:`loader.workloads.end_early`).  A duration is also judged within 10% *or* 1 ms, the record's resolution
 (a function of 2 ms cannot be within 0.2 ms in whole milliseconds).  The host's load average
 is printed with the figures: on a shared machine they are noisy.
 Figures go to ``bench/results/workloads_replay-*.json``.
@@ -115,16 +115,25 @@ def create_users(root: Path, tracedir: Path) -> int:
     return len(users)
 
 
-def query(pgdata: Path, sql: str) -> list[tuple]:
+def query(pgdata: Path, sql: str) -> tuple[list[tuple], dict]:
+    """The rows of ``sql``, and the ``--end-early-ms`` figure of the latest experiment."""
     import psycopg2
+
+    from loader.workloads import end_early
     server = embedded_pg.start_cluster(pgdata)
     try:
         conn = psycopg2.connect(host=server.host, port=server.port, user=server.user, dbname="faasload")
         with conn, conn.cursor() as cur:
             cur.execute(sql)
             rows = cur.fetchall()
+            cur.execute("SELECT name FROM experiments ORDER BY experiment_id DESC LIMIT 1")
+            latest = cur.fetchone()
+            assert latest is not None, "the injection created no experiment"
+            experiment = latest[0]
+        with conn:
+            figure = end_early.measure(conn, experiment)
         conn.close()
-        return rows
+        return rows, {"end_early_ms": figure.end_early_ms, "functions": figure.functions}
     finally:
         server.stop()
 
@@ -223,9 +232,10 @@ def show(name: str, f: dict) -> None:
               f"median duration within 10% of the median asked by the same runs: {w['duration_vs_asked']}")
         print(f"  the platform's share of a warm run's duration (recorded - the action's own): p50 {added['p50']} ms, "
               f"p90 {added['p90']} ms, p99 {added['p99']} ms; load average {f['load_average']}")
-        beyond = f["per_function"]["recorded_minus_asked_ms"]
-        print(f"  recorded - asked (warm runs; --end-early-ms of a second pass): p50 {beyond['p50']} ms, "
-              f"p90 {beyond['p90']} ms")
+        beyond, early = f["per_function"]["recorded_minus_asked_ms"], f["per_function"]["end_early"]
+        print(f"  recorded - asked, per warm run: p50 {beyond['p50']} ms, p90 {beyond['p90']} ms; median over "
+              f"{early['functions']} functions of their median shift (--end-early-ms of a second pass, "
+              f"docs/workloads.md): {early['end_early_ms']} ms")
         print("  trace | warm runs | p50 duration trace (asked) → recorded (in the action) ms | p50 memory trace → "
               "recorded MB | clamps")
         for row in f["per_function"]["functions"]:
@@ -261,14 +271,23 @@ def one_run(scratch: Path, index: int, iat: str, map_mode: str, args, broker, me
         load_average = [round(v, 1) for v in os.getloadavg()]
     finally:
         stop_process(localwhisk, timeout_s=60)
-    rows = query(scratch / "pgdata", """
+    rows, end_early = query(scratch / "pgdata", """
         SELECT r.trace_name, r.planned_offset_us, r.lateness_us, r.status, r.cold_start, r.duration_ms, m.peak,
                r.transform_ms,
                (SELECT p.value FROM parameters p WHERE p.run_id = r.run_id AND p.name = 'duration_ms')
         FROM runs r LEFT JOIN (SELECT run_id, max(memory_bytes) AS peak FROM resources GROUP BY run_id) m
              USING (run_id)
         WHERE r.experiment_id = (SELECT max(experiment_id) FROM experiments)""")
+    if args.rows_out is not None:
+        args.rows_out.mkdir(parents=True, exist_ok=True)
+        with open(args.rows_out / f"{iat}-{map_mode}.csv", "w", newline="") as stream:
+            writer = csv.writer(stream)
+            writer.writerow(["trace_name", "planned_offset_us", "lateness_us", "status", "cold_start", "duration_ms",
+                             "peak_memory_bytes", "transform_ms", "asked_duration_ms"])
+            writer.writerows(rows)
     result = figures(out, rows, args.minutes, map_mode == "calibrated")
+    if "per_function" in result:
+        result["per_function"]["end_early"] = end_early
     result.update({"iat": iat, "map": map_mode, "users": users, "loader_wall_s": round(wall_s, 1),
                    "load_average": load_average,
                    "loader_summary": injected.stdout.strip().splitlines()[-12:]})
@@ -289,6 +308,8 @@ def main() -> int:
     parser.add_argument("--memory", default="median", choices=("median", "draw"), help="calibrated runs")
     parser.add_argument("--draws", default="stratified", choices=("stratified", "quantiles", "iid"),
                         help="calibrated runs: how durations are drawn (docs/workloads.md)")
+    parser.add_argument("--rows-out", type=Path, default=None,
+                        help="also write every run's row to DIR/IAT-MAP.csv (for your own analysis)")
     parser.add_argument("--end-early-ms", type=float, default=0.0,
                         help="calibrated runs: the converter's --end-early-ms (docs/workloads.md)")
     args = parser.parse_args()
