@@ -4,14 +4,15 @@ All run data goes through :class:`StoreWriter`: one thread, batches in transacti
 idempotent upserts on natural keys, so a batch retried after a lost connection
 never duplicates a row.  :func:`write_batch` is the synchronous core.
 
-A batch is copied (``COPY ... FROM STDIN``, text format) into temporary tables of the
-connection (``ON COMMIT DELETE ROWS``), then merged by the server in one round trip: the runs
-upserted, the parameters and samples inserted with their run's id looked up in the unique index.
-``execute_values`` composed every value through ``mogrify``: 47-54 µs of the writer's CPU per
-completion (a run update and its samples), and with the ids fetched back for the children, its
-transactions took 8,300 completions/s at best alone against the embedded PostgreSQL; the copy
-costs 29-33 µs and takes 10,700-13,300/s (``write_batch`` of 20,000 completions in batches of
-500-2,000 items, same machine, same run).
+A batch is one statement and a commit (two round trips): the runs upserted, then the
+parameters and samples inserted, each finding its run's id by a lookup in the unique index,
+with every value composed here (:func:`_values`).  ``execute_values`` composed every value
+through ``mogrify``: 47-54 µs of the writer's CPU per completion (a run update and its
+samples), and with the ids fetched back for the children, its transactions took 8,300
+completions/s at best alone against the embedded PostgreSQL; one composed statement costs
+29-36 µs and takes 10,300-13,300/s (``write_batch`` of 20,000 completions in batches of
+500-2,000 items, same machine).  COPY into temporary tables cost the same CPU in five round
+trips (docs/performance.md).
 
 A value the database refuses (a NUL byte in a text, a number out of its column's range)
 costs only its own run: the batch is written again run by run, and the run whose data
