@@ -234,7 +234,12 @@ def _check_resources_came_from_the_right_monitor(run: Run, rows) -> None:
         stored = {r[0] for r in run.query("SELECT s.sampled_at_us FROM resources s JOIN runs r USING (run_id) "
                                           "WHERE r.activation_id = %s", (activation,))}
         answer = monitors[home].query({"activation": activation})
-        assert stored == {round(s["date"] * 1_000_000) for s in answer["samples"]} and stored, (trace, seq)
+        expected = {round(s["date"] * 1_000_000) for s in answer["samples"]}
+        # the same samples; or, when the loader asked before the monitor had the end notice, up to
+        # the record's end rounded up to its millisecond: then at most one more trailing sample
+        extra = stored - expected
+        assert stored and expected <= stored and (not extra or (len(extra) == 1 and min(extra) > max(expected))), (
+            trace, seq, sorted(stored), sorted(expected))
         assert monitors[1 - home].query({"activation": activation})["code"] == "unknown_activation"
 
 
