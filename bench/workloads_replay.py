@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import shutil
 import statistics
@@ -255,6 +256,11 @@ def one_run(scratch: Path, index: int, iat: str, map_mode: str, args, broker, me
                      "--seed", str(args.seed), "--minutes", f"{FIRST_MINUTE}:{FIRST_MINUTE + args.minutes}",
                      "--iat", iat, "--map", map_mode, "--runtime-memory-mb", str(args.runtime_memory_mb), *extra)
     print(conversion.stdout.strip())
+    needed_mb = json.loads((out / "workload.json").read_text())["limits"]["pool_memory_mb"]
+    if needed_mb is not None and needed_mb > args.user_memory_mb:
+        print(f"note: --user-memory-mb {args.user_memory_mb} is below the {needed_mb} MB that hold every container "
+              "of this workload: localwhisk will evict idle containers, and more invocations start cold than "
+              "predicted")
     localwhisk, _, apihost = start_localwhisk(root, broker.bootstrap, notif, args.backend, args.user_memory_mb)
     try:
         config = loader_config(root, apihost, broker.bootstrap, out / "traces", meas, scratch / "pgdata",

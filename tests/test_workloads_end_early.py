@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from loader.storage import experiments
+from loader.storage import experiments, queries
 from loader.storage import writer as store
 from loader.storage.rows import RunKey, RunParameters, RunStatus, RunUpdate
 from loader.workloads import end_early
@@ -49,4 +49,4 @@ def test_the_figure_is_the_median_of_the_functions_median_shifts(database):
 
 
 def test_the_docs_show_the_query():
-    assert textwrap.indent(end_early.SQL.replace("%(experiment)s", "'replay-1'"), "  ") + ";" in DOCS.read_text()
+    assert textwrap.indent(queries.END_EARLY_SQL.replace("%(experiment)s", "'replay-1'"), "  ") + ";" in DOCS.read_text()

@@ -7,8 +7,8 @@ import json
 import pytest
 import yaml
 
-from loader.workloads import limits, mapping, naming, sampling
-from loader.workloads.limits import PlatformLimits, UserLoad
+from loader.workloads import conversion, limits, mapping, naming, sampling
+from loader.workloads.limits import PeakConcurrency, PlatformLimits, UserLoad
 from loader.workloads.mapping import MapMode
 from loader.workloads.records import Percentiles, Profile, SourceId, TraceFunction, WorkloadError
 from tests.workloads_support import AZURE2019, convert, read_trace
@@ -104,6 +104,18 @@ def test_user_load_peaks():
     assert load.peak_concurrency is None  # one invocation of unknown duration
     load = UserLoad().add_all([(0, 5_000_000), (1_000_000, 2_000_000), (1_500_000, 3_000_000), (2_000_000, 2_500_000)])
     assert load.peak_concurrency == 3  # the second ended when the fourth started
+    concurrency = PeakConcurrency()
+    for start, end in [(0, 10), (5, 15), (10, 20), (10, 12), (30, None)]:
+        concurrency.add(start, end)
+        if end is not None:
+            peak = concurrency.peak
+    assert peak == 3 and concurrency.peak is None   # an end at a start frees the container; unknown: None
+
+
+def test_the_pool_that_holds_every_container():
+    containers = {("alice", "resize"): 3, ("bob", "resize"): 1, ("alice", "echo"): 2}
+    assert conversion.pool_memory_mb(containers, {"resize": 512, "echo": None}) == 4 * 512 + 2 * 256
+    assert conversion.pool_memory_mb({("alice", "resize"): None}, {"resize": 512}) is None
 
 
 def test_calibrated_output_caps_parameters_and_writes_limits(capsys, tmp_path):

@@ -58,6 +58,12 @@ def test_azure2021_start_times_are_exact_to_the_microsecond(capsys, tmp_path):
             assert parameters["memory_mb"] == "96"
         lines += len(written)
     assert lines == 199 and workload(out)["counts"]["invocations"] == 199
+    # the pool that holds every container: per function (its own action), its peak in flight x 128 MB
+    def peak(intervals):
+        return max(sum(1 for s, d in intervals if s <= start < s + d) for start, _ in intervals)
+    limits_mb = {r["source_function"]: int(r["memory_limit_mb"]) for r in rows}
+    assert set(limits_mb.values()) == {128}
+    assert workload(out)["limits"]["pool_memory_mb"] == sum(peak(v) * limits_mb[f] for f, v in expected.items())
 
 
 def test_azure2021_bad_rows(capsys, tmp_path):

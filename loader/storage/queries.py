@@ -32,7 +32,7 @@ _EXPERIMENT_COLUMNS = ("experiment_id, name, mode, description, started_at, star
                        "config, summary")
 
 
-def _fetch(conn: psycopg2.extensions.connection, sql: str, params: tuple = ()) -> Rows:
+def _fetch(conn: psycopg2.extensions.connection, sql: str, params: tuple | dict = ()) -> Rows:
     with conn.cursor() as cur:
         cur.execute(sql, params)
         rows = cur.fetchall()
@@ -146,3 +146,28 @@ def recorded_durations(conn: psycopg2.extensions.connection) -> Rows:
                percentile_disc(0.99) WITHIN GROUP (ORDER BY duration_ms + coalesce(wait_time_ms, 0)) AS p99_ms,
                count(*) AS records
         FROM runs WHERE duration_ms IS NOT NULL GROUP BY user_name, action_name ORDER BY user_name, action_name""")
+
+
+#: A function needs this many warm runs for its median to count in :func:`end_early`.
+END_EARLY_MIN_WARM_RUNS = 5
+
+END_EARLY_SQL = f"""\
+WITH warm AS (
+    SELECT r.trace_name, r.duration_ms, p.value::float8 AS asked_ms
+    FROM runs r JOIN experiments e USING (experiment_id)
+         JOIN parameters p ON p.run_id = r.run_id AND p.name = 'duration_ms'
+    WHERE e.name = %(experiment)s AND r.status = 'success' AND NOT r.cold_start),
+per_function AS (
+    SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms)
+           - percentile_cont(0.5) WITHIN GROUP (ORDER BY asked_ms) AS shift_ms
+    FROM warm GROUP BY trace_name HAVING count(*) >= {END_EARLY_MIN_WARM_RUNS})
+SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY shift_ms) AS end_early_ms, count(*) AS functions
+FROM per_function"""
+
+
+def end_early(conn: psycopg2.extensions.connection, experiment: str) -> Rows:
+    """One row: the ``--end-early-ms`` figure of a calibrated replay named ``experiment`` (the median
+    over its functions of their median recorded − median asked duration, warm successful runs;
+    None when no function has enough) and how many functions gave it
+    (:mod:`loader.workloads.end_early`)."""
+    return _fetch(conn, END_EARLY_SQL, {"experiment": experiment})

@@ -203,6 +203,11 @@ def summary(document: dict, out: Path) -> str:
                     or load["users_over_concurrent_actions"] else ""))
     lines.append(f"on average {load['mean_in_flight']} invocations in flight (with --map calibrated, x --cpu-share "
                  "= cores kept busy)")
+    if load["pool_memory_mb"] is not None:
+        lines.append(f"containers: a pool of {load['pool_memory_mb']} MB holds every container the replay starts (per "
+                     "user and action, its peak invocations in flight x its memory limit; OpenWhisk keeps a container "
+                     "10 minutes after its last use); a smaller one evicts some, and more invocations start cold than "
+                     "predicted (docs/workloads.md)")
     lines.append(f"clamped: {len(document['clamped'])} traces (mapping.csv, workload.json); dropped: "
                  f"{counts['dropped']} functions (dropped.csv); thinned away: {counts['thinned_away']}")
     return "\n".join(lines)

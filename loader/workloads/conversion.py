@@ -21,7 +21,7 @@ from loader.generation.traces import EXTENSIONS, as_text, below, draw
 from . import arrivals, limits, mapping, naming, sampling, seeding
 from .cold_starts import ColdStarts
 from .draws import Draws, units
-from .limits import CalibratedLimits, PlatformLimits, UserLoad
+from .limits import CalibratedLimits, PeakConcurrency, PlatformLimits, UserLoad
 from .mapping import ActionTarget, MapMode, MemoryPick
 from .output import OutputDir, format_number
 from .records import Percentiles, Source, TraceFunction, WorkloadError
@@ -74,6 +74,8 @@ class Totals:
     last_offset_us: int = 0
     #: summed durations of the invocations whose duration is known (µs)
     busy_us: int = 0
+    #: per (user, action): the most of its invocations in flight at once (its containers)
+    containers: dict[tuple[str, str], int | None] = field(default_factory=dict)
 
 
 def warn(message: str) -> None:
@@ -288,17 +290,28 @@ def write(source: Source, plans: list[Plan], options: ConversionOptions, out: Ou
             out.mapping.writerow(mapping_row(item, count))
         if written:
             load = UserLoad()
-            for start, end in heapq.merge(*(Lines(item, options, counted[item.trace_name]).events(source)
-                                            for item in written),
-                                          key=lambda event: event[0]):
+            per_action = {item.action: PeakConcurrency() for item in written}
+            for start, end, action in heapq.merge(*(_with_action(item, Lines(item, options,
+                                                                             counted[item.trace_name]).events(source))
+                                                    for item in written),
+                                                  key=lambda event: event[0]):
                 load.add(start, end)
+                per_action[action].add(start, end)
                 if end is not None:
                     totals.busy_us += end - start
                 minute = start // limits.US_PER_MINUTE
                 totals.per_minute[minute] = totals.per_minute.get(minute, 0) + 1
                 totals.last_offset_us = max(totals.last_offset_us, start)
+            load.done()
             totals.loads[user] = load
+            for action, concurrency in per_action.items():
+                totals.containers[(user, action)] = concurrency.peak
     return totals
+
+
+def _with_action(item: Plan, events: Iterator[tuple[int, int | None]]) -> Iterator[tuple[int, int | None, str]]:
+    for start, end in events:
+        yield start, end, item.action
 
 
 def _p(percentiles: Percentiles | None, percent: float) -> str:
@@ -352,8 +365,9 @@ def convert(source: Source, options: ConversionOptions, recorded: dict) -> dict:
         report = source.report()
         out.write_dropped([(d.source.owner, d.source.app, d.source.function, d.invocations, d.reason)
                            for d in report.dropped])
+        memory_mb = {p.action: actions[p.action].get("limits", {}).get("memorySize") for p in written}
         document = workload_document(source, options, recorded, report, population, functions, sample_report,
-                                     written, totals)
+                                     written, totals, memory_mb)
         out.write_json("workload.json", document)
         out.commit()
     except BaseException:
@@ -364,7 +378,24 @@ def convert(source: Source, options: ConversionOptions, recorded: dict) -> dict:
     return document
 
 
-def load_report(totals: Totals, platform: PlatformLimits, span_us: int) -> dict:
+#: OpenWhisk's memory limit of an action that sets none (MB).
+DEFAULT_ACTION_MEMORY_MB = 256
+
+
+def pool_memory_mb(containers: dict[tuple[str, str], int | None], memory_mb: dict[str, int | None]) -> int | None:
+    """The container pool a replay needs so that no warm container is ever evicted: per (user,
+    action), its peak concurrency × the action's memory limit (OpenWhisk's 256 MB when it sets
+    none), summed; None when some duration is unknown."""
+    total = 0
+    for (_, action), peak in containers.items():
+        if peak is None:
+            return None
+        limit = memory_mb.get(action)
+        total += peak * (DEFAULT_ACTION_MEMORY_MB if limit is None else limit)
+    return total
+
+
+def load_report(totals: Totals, platform: PlatformLimits, span_us: int, memory_mb: dict[str, int | None]) -> dict:
     users = {user: {"invocations": load.invocations, "peak_per_minute": load.peak_per_minute,
                     "peak_window_start_s": load.peak_window_start_us / 1e6, "peak_concurrency": load.peak_concurrency}
              for user, load in sorted(totals.loads.items())}
@@ -382,12 +413,13 @@ def load_report(totals: Totals, platform: PlatformLimits, span_us: int) -> dict:
         "users_without_durations": sum(1 for load in totals.loads.values() if load.peak_concurrency is None),
         "overall_peak_per_minute": max(totals.per_minute.values(), default=0),
         "mean_in_flight": round(totals.busy_us / span_us, 3) if span_us else None,
+        "pool_memory_mb": pool_memory_mb(totals.containers, memory_mb),
         "users": users,
     }
 
 
 def workload_document(source: Source, options: ConversionOptions, recorded: dict, report, population, functions,
-                      sample_report, written: list[Plan], totals: Totals) -> dict:
+                      sample_report, written: list[Plan], totals: Totals, memory_mb: dict[str, int | None]) -> dict:
     return {
         "format": "faasload-workload/1",
         "source": source.name,
@@ -403,5 +435,6 @@ def workload_document(source: Source, options: ConversionOptions, recorded: dict
         "last_invocation_s": totals.last_offset_us / 1e6,
         "sample": sample_report,
         "clamped": {p.trace_name: list(p.clamps) for p in written if p.clamps},
-        "limits": load_report(totals, options.platform, arrivals.scale_time(source.span_us, options.time_scale)),
+        "limits": load_report(totals, options.platform, arrivals.scale_time(source.span_us, options.time_scale),
+                              memory_mb),
     }

@@ -10,6 +10,9 @@
 * :class:`UserLoad`: from a user's invocations in time order (start, end), its peak
   invocations in any 60 s (whatever minute boundaries the platform counts by, since the
   injection may start at any second) and peak concurrency (invocations in flight at once).
+* :class:`PeakConcurrency`: the most invocations in flight at once; per (user, action) it is how
+  many containers of that action the user's replay keeps (one activation per container), from
+  which the report sums the container pool a replay needs to never evict a warm container.
 """
 
 from __future__ import annotations
@@ -108,6 +111,29 @@ def profile_memory(profile: Profile, default_memory_mb: float) -> Percentiles:
 
 
 @dataclass
+class PeakConcurrency:
+    """The most of ``(start_us, end_us)`` intervals, fed in start order, that overlap (an end at a
+    start does not: the container is free again); None once an interval has no known end."""
+
+    peak: int | None = 0
+    _ends: list[int] = field(default_factory=list)
+
+    def add(self, start_us: int, end_us: int | None) -> None:
+        if end_us is None or self.peak is None:
+            self.peak, self._ends = None, []
+            return
+        ends = self._ends
+        while ends and ends[0] <= start_us:
+            heapq.heappop(ends)
+        heapq.heappush(ends, end_us)
+        self.peak = max(self.peak, len(ends))
+
+    def done(self) -> None:
+        """Forget the running intervals (the peak stays)."""
+        self._ends = []
+
+
+@dataclass
 class UserLoad:
     """Peak invocations in any 60 s and peak concurrency of one user, from ``(start_us, end_us)`` in start order."""
 
@@ -115,11 +141,14 @@ class UserLoad:
     peak_per_minute: int = 0
     #: when that window begins (µs of the output)
     peak_window_start_us: int = 0
-    #: None when some invocation has no known duration
-    peak_concurrency: int | None = 0
     invocations: int = 0
     _window: deque[int] = field(default_factory=deque)
-    _ends: list[int] = field(default_factory=list)
+    _concurrency: PeakConcurrency = field(default_factory=PeakConcurrency)
+
+    @property
+    def peak_concurrency(self) -> int | None:
+        """None when some invocation has no known duration."""
+        return self._concurrency.peak
 
     def add(self, start_us: int, end_us: int | None) -> None:
         self.invocations += 1
@@ -129,17 +158,15 @@ class UserLoad:
             window.popleft()
         if len(window) > self.peak_per_minute:
             self.peak_per_minute, self.peak_window_start_us = len(window), window[0]
-        if end_us is None or self.peak_concurrency is None:
-            self.peak_concurrency = None
-            return
-        ends = self._ends
-        while ends and ends[0] <= start_us:
-            heapq.heappop(ends)
-        heapq.heappush(ends, end_us)
-        self.peak_concurrency = max(self.peak_concurrency, len(ends))
+        self._concurrency.add(start_us, end_us)
 
     def add_all(self, events: Iterable[tuple[int, int | None]]) -> UserLoad:
         for start_us, end_us in events:
             self.add(start_us, end_us)
-        self._ends, self._window = [], deque()
+        self.done()
         return self
+
+    def done(self) -> None:
+        """Forget the running window and intervals (the peaks stay)."""
+        self._window = deque()
+        self._concurrency.done()
