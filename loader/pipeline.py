@@ -122,6 +122,7 @@ class Pipeline:
         if user_events is not None:
             self.consumer = EventConsumer(user_events.bootstrap_servers, user_events.topic, self.tracker.on_event,
                                           poll_timeout_s=user_events.poll_timeout_s,
+                                          fetch_wait_ms=user_events.fetch_wait_ms,
                                           accept_user_ids=frozenset(key.uuid for key in keys.values()))
         self._stop_requests = 0
         self.scheduler: Scheduler | None = None

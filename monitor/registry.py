@@ -19,6 +19,7 @@ from __future__ import annotations
 import enum
 import logging
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 
 from faasload.clock import Clock
@@ -72,6 +73,8 @@ class Container:
     name: str | None = None
     #: The kernel's peak counter of its cgroup (opened with ``handle``).
     peak: PeakCounter | None = None
+    #: Activations bound to it, oldest first (their bindings go when it goes).
+    bound: deque[str] = field(default_factory=deque)
 
     def release_files(self) -> CgroupHandle | None:
         """Forget the cgroup's files: the peak counter closed, the sampling handle returned to be
@@ -110,6 +113,10 @@ class Registry:
         self.max_samples = int(maxage_s / resolution_s * 1.25) + 1
         self.containers: dict[str, Container] = {}
         self.bindings: dict[str, Binding] = {}
+        #: Activation ids in binding order, and those bound to a container not known then: what
+        #: housekeeping expires is found from their fronts, never by a scan of every binding.
+        self._binding_order: deque[str] = deque()
+        self._unplaced: deque[str] = deque()
         self.running: tuple[Container, ...] = ()
         #: Handles of containers gone or re-resolved, closed by the sampler between sweeps.
         self._retired: list[CgroupHandle] = []
@@ -288,10 +295,15 @@ class Registry:
         if binding is None:
             binding = Binding(notice.activation, set(), bound_at_s=self.clock.epoch_s())
             self.bindings[notice.activation] = binding
-        if binding.containers and notice.container not in binding.containers:
+            self._binding_order.append(notice.activation)
+        if notice.container in binding.containers:
+            return binding
+        if binding.containers:
             log.warning("activation %s announced in containers %s and %s: its answer will be 'ambiguous'",
                         notice.activation, sorted(binding.containers), notice.container)
         binding.containers.add(notice.container)
+        entry = self.containers.get(notice.container)
+        (self._unplaced if entry is None else entry.bound).append(notice.activation)
         return binding
 
     def vanished(self, entry: Container, reason: str) -> None:
@@ -363,14 +375,19 @@ class Registry:
     # ------------------------------------------------------------------ housekeeping
 
     def housekeeping(self) -> None:
-        """Expire removed containers and old bindings, evict old samples, retry discovery."""
+        """Expire removed containers and old bindings, evict old samples, retry discovery.
+
+        Its cost follows what expires, not what is kept: at 5,000 activations/s the monitor holds
+        millions of bindings (``maxage_s`` + ``retention_s``), too many to scan twice a second."""
         now = self.clock.epoch_s()
         retry: list[tuple[Container, tuple[tuple[str, str], ...] | None]] = []
         with self._lock:
+            gone: list[Container] = []
             for entry in list(self.containers.values()):
                 removed_at_s = entry.removed_at_s  # set with State.REMOVED
                 if entry.state is State.REMOVED and removed_at_s is not None and now - removed_at_s > self.retention_s:
                     del self.containers[entry.id]
+                    gone.append(entry)
                     continue
                 entry.buffer.evict(now)
                 while len(entry.intervals) > 1 and entry.intervals[0][1] < now - self.maxage_s:
@@ -381,15 +398,46 @@ class Registry:
                         self._set_state(entry, State.REMOVED)
                     else:
                         retry.append((entry, entry.hint))
-            horizon = now - self.maxage_s - self.retention_s
-            for activation, binding in list(self.bindings.items()):
-                gone = all(c not in self.containers for c in binding.containers)
-                if binding.bound_at_s < horizon or (gone and binding.bound_at_s < now - self.retention_s):
-                    if binding.watch is not None:  # never ended
-                        binding.watch.counter.end(binding.watch)
-                    del self.bindings[activation]
+            self._expire_bindings(now, gone)
+            for entry in self.containers.values():
+                while entry.bound and entry.bound[0] not in self.bindings:
+                    entry.bound.popleft()
         for entry, hint in retry:
             self._resolve(entry, hint)
+
+    def _expire_bindings(self, now: float, gone: list[Container]) -> None:
+        """Bindings go with their container (once every container they name is gone, and at least
+        ``retention_s`` after binding), or ``maxage_s`` + ``retention_s`` after binding."""
+        recent = now - self.retention_s
+        for entry in gone:
+            for activation in entry.bound:
+                binding = self.bindings.get(activation)
+                if binding is not None and binding.bound_at_s < recent and self._all_gone(binding):
+                    self._expire(binding)
+        while self._unplaced:  # bound to a container unknown then: gone if it still is
+            binding = self.bindings.get(self._unplaced[0])
+            if binding is not None:
+                if binding.bound_at_s >= recent:
+                    break
+                if self._all_gone(binding):
+                    self._expire(binding)
+            self._unplaced.popleft()
+        horizon = now - self.maxage_s - self.retention_s
+        while self._binding_order:
+            binding = self.bindings.get(self._binding_order[0])
+            if binding is not None:
+                if binding.bound_at_s >= horizon:
+                    break
+                self._expire(binding)
+            self._binding_order.popleft()
+
+    def _all_gone(self, binding: Binding) -> bool:
+        return all(c not in self.containers for c in binding.containers)
+
+    def _expire(self, binding: Binding) -> None:
+        if binding.watch is not None:  # never ended
+            binding.watch.counter.end(binding.watch)
+        del self.bindings[binding.activation]
 
     def close(self) -> None:
         with self._lock:

@@ -125,6 +125,36 @@ def test_removed_container_kept_for_retention_then_dropped(tree):
         registry.activation(ACT)
 
 
+def test_bindings_expire_with_their_container_or_after_maxage_and_retention(tree):
+    """Housekeeping finds what expires from the fronts of its queues: bindings of a container gone
+    after retention, of a container never known (after retention), and of a live container after
+    maxage + retention; younger ones and those of live containers stay."""
+    clock, registry, _ = build(tree, maxage_s=20.0, retention_s=5.0)
+    registry.apply(ContainerNotice(Lifecycle.RUN, DOCKER))
+    registry.apply(ContainerNotice(Lifecycle.RUN, "other"))
+    on_removed = [f"r{i:031d}" for i in range(3)]
+    on_live = [f"l{i:031d}" for i in range(3)]
+    for activation in on_removed:
+        registry.apply(ActivationNotice(Boundary.START, DOCKER, activation, clock.epoch_s()))
+    for activation in on_live:
+        registry.apply(ActivationNotice(Boundary.START, "other", activation, clock.epoch_s()))
+    registry.apply(ActivationNotice(Boundary.START, "never-seen", "u" * 32, clock.epoch_s()))
+    registry.apply(ContainerNotice(Lifecycle.RM, DOCKER))
+    clock.advance(4.0)
+    registry.housekeeping()
+    assert set(registry.bindings) == {*on_removed, *on_live, "u" * 32}
+    clock.advance(2.0)   # 6 s: past retention, the removed container and the unknown one are gone
+    registry.housekeeping()
+    assert set(registry.bindings) == set(on_live)
+    registry.apply(ActivationNotice(Boundary.START, "other", "y" * 32, clock.epoch_s()))
+    clock.advance(20.0)  # 26 s: the first three live bindings are older than maxage + retention
+    registry.housekeeping()
+    assert set(registry.bindings) == {"y" * 32}
+    assert list(registry.containers["other"].bound) == ["y" * 32]
+    with pytest.raises(ProtocolError, match=f"unknown activation {on_live[0]}"):
+        registry.activation(on_live[0])
+
+
 def test_activation_answer_brackets_its_window(tree):
     clock, registry, sampler = build(tree)
     registry.apply(ContainerNotice(Lifecycle.RUN, DOCKER))

@@ -100,7 +100,7 @@ class EventConsumer:
     """A thread that turns Kafka records into ``on_event`` calls; ``tick()`` is one poll."""
 
     def __init__(self, bootstrap_servers: list[str], topic: str, on_event: Callable[[ActivationEvent], None], *,
-                 poll_timeout_s: float = 0.2, retry_s: float = 1.0,
+                 poll_timeout_s: float = 0.2, fetch_wait_ms: int = 10, retry_s: float = 1.0,
                  consumer_factory: Callable[..., KafkaConsumerLike] = _default_factory,
                  accept_user_ids: frozenset[str] | None = None):
         self.bootstrap_servers = list(bootstrap_servers)
@@ -108,6 +108,7 @@ class EventConsumer:
         self.topic = topic
         self.on_event = on_event
         self.poll_timeout_s = poll_timeout_s
+        self.fetch_wait_ms = fetch_wait_ms
         self.retry_s = retry_s
         self.stats = ConsumerStats()
         self._factory = consumer_factory
@@ -159,7 +160,7 @@ class EventConsumer:
             if consumer is None:
                 consumer = self._factory(
                     bootstrap_servers=self.bootstrap_servers, group_id=None, enable_auto_commit=False,
-                    auto_offset_reset="earliest", client_id="faasload-loader")
+                    auto_offset_reset="earliest", client_id="faasload-loader", fetch_max_wait_ms=self.fetch_wait_ms)
                 self._consumer = consumer
             if not self._assigned.is_set():
                 return self._assign(consumer)
