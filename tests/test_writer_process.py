@@ -9,6 +9,7 @@ itself is tested in test_store.py.
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import time
 
@@ -94,3 +95,17 @@ def test_a_dead_writer_process_is_an_error_not_silence(database):
         writer.close(timeout_s=1)
     assert _counts(conn, experiment_id)[0] == 5
     conn.close()
+
+
+def test_rows_cross_the_pipe_unchanged():
+    """The rows pickle as their constructor's arguments (loader/storage/rows.py): every field
+    survives, defaults included, and a one-field class too."""
+    key = RunKey(3, "alice-thumb-0", 7)
+    rows = [key,
+            RunUpdate(key, "alice", "thumb", 1_500, RunStatus.SUCCESS, "1.jpg", 1_510, 10, None, 202, 1, "a" * 32,
+                      start_ms=1, end_ms=2, duration_ms=1, cold_start=True, kind="python:3.11",
+                      resources_status="ok", invoker="invoker0", kernel_peak_memory_bytes=5),
+            RunUpdate(key, "alice", "thumb", 0, RunStatus.SENT),
+            RunParameters(key, (("width", "100"), ("object", "1.jpg"))),
+            RunResources(key, (ResourceSample(1, 2, 3), ResourceSample(4, None, None, 9)))]
+    assert pickle.loads(pickle.dumps(rows, pickle.HIGHEST_PROTOCOL)) == rows

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import enum
+import operator
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, TypeVar
 
 from faasload.monitor_protocol import PeakSource
 
@@ -132,6 +133,27 @@ def peak_source_table() -> str:
     return "\n".join(lines)
 
 
+_Row = TypeVar("_Row")
+
+
+def _pickled_as_arguments(cls: type[_Row]) -> type[_Row]:
+    """Pickle instances as their constructor's arguments: the rows cross a pipe to the store
+    writer's process by the hundred thousand, and the dataclass's own ``__getstate__`` looks its
+    fields up on every call (a completion's update and samples: 14.5 µs to pickle and unpickle,
+    5.5 µs this way)."""
+    names = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+    getter = operator.attrgetter(*names)
+    if len(names) == 1:
+        def reduce(self: Any) -> tuple:
+            return cls, (getter(self),)
+    else:
+        def reduce(self: Any) -> tuple:
+            return cls, getter(self)
+    cls.__reduce__ = reduce  # type: ignore[assignment,method-assign]
+    return cls
+
+
+@_pickled_as_arguments
 @dataclass(frozen=True, slots=True)
 class RunKey:
     """The natural key of a run: one planned invocation of one trace of one experiment."""
@@ -141,6 +163,7 @@ class RunKey:
     seq: int
 
 
+@_pickled_as_arguments
 @dataclass(frozen=True, slots=True)
 class RunUpdate:
     """What is known of a run at one moment; written as an idempotent upsert.
@@ -188,6 +211,7 @@ RUN_COLUMNS = ("experiment_id", "trace_name", "seq") + tuple(
     f.name for f in fields(RunUpdate) if f.name != "key")
 
 
+@_pickled_as_arguments
 @dataclass(frozen=True, slots=True)
 class RunParameters:
     """The parameters an invocation was sent with (values as sent, in text)."""
@@ -196,6 +220,7 @@ class RunParameters:
     values: tuple[tuple[str, str], ...]
 
 
+@_pickled_as_arguments
 @dataclass(frozen=True, slots=True)
 class ResourceSample:
     """One monitor sample: epoch µs, memory in bytes, CPU in ns since the window's first sample."""
@@ -206,6 +231,7 @@ class ResourceSample:
     rss_mapped_bytes: int | None = None
 
 
+@_pickled_as_arguments
 @dataclass(frozen=True, slots=True)
 class RunResources:
     """The monitor's samples of one activation's container."""
