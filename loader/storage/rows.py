@@ -149,7 +149,7 @@ def _pickled_as_arguments(cls: type[_Row]) -> type[_Row]:
     else:
         def reduce(self: Any) -> tuple:
             return cls, getter(self)
-    cls.__reduce__ = reduce  # type: ignore[assignment,method-assign]
+    cls.__reduce__ = reduce  # type: ignore[method-assign]
     return cls
 
 
