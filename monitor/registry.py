@@ -93,7 +93,7 @@ class Container:
 @dataclass(slots=True)
 class Binding:
     activation: str
-    containers: set[str]
+    containers: tuple[str, ...]   # one, unless announced in several (a tuple: 48 bytes, a set 216)
     start_s: float | None = None
     end_s: float | None = None
     bound_at_s: float = 0.0
@@ -293,7 +293,7 @@ class Registry:
     def _binding(self, notice: ActivationNotice) -> Binding:
         binding = self.bindings.get(notice.activation)
         if binding is None:
-            binding = Binding(notice.activation, set(), bound_at_s=self.clock.epoch_s())
+            binding = Binding(notice.activation, (), bound_at_s=self.clock.epoch_s())
             self.bindings[notice.activation] = binding
             self._binding_order.append(notice.activation)
         if notice.container in binding.containers:
@@ -301,7 +301,7 @@ class Registry:
         if binding.containers:
             log.warning("activation %s announced in containers %s and %s: its answer will be 'ambiguous'",
                         notice.activation, sorted(binding.containers), notice.container)
-        binding.containers.add(notice.container)
+        binding.containers += (notice.container,)
         entry = self.containers.get(notice.container)
         (self._unplaced if entry is None else entry.bound).append(notice.activation)
         return binding
@@ -345,11 +345,11 @@ class Registry:
                 kernel_peak = binding.watch.counter.peek(binding.watch)
             else:
                 kernel_peak = self._container_peak(binding.containers)
-            return Binding(binding.activation, set(binding.containers), binding.start_s, binding.end_s,
+            return Binding(binding.activation, binding.containers, binding.start_s, binding.end_s,
                            kernel_peak=kernel_peak)
 
-    def _container_peak(self, containers: set[str]) -> KernelPeak:
-        entry = self.containers.get(next(iter(containers))) if len(containers) == 1 else None
+    def _container_peak(self, containers: tuple[str, ...]) -> KernelPeak:
+        entry = self.containers.get(containers[0]) if len(containers) == 1 else None
         return UNAVAILABLE if entry is None else entry.kernel_peak()
 
     def activation(self, activation: str, end_hint_s: float | None = None) -> ActivationAnswer:
