@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+
+from .kafka_consumer import ConsumerLike, LibrdkafkaConsumer
 
 log = logging.getLogger(__name__)
 
@@ -78,22 +79,8 @@ class ConsumerStats:
     last_error: str | None = None
 
 
-class KafkaConsumerLike(Protocol):
-    """What this module uses of kafka-python's ``KafkaConsumer`` (which has no type hints);
-    partitions are its ``TopicPartition``, records have a ``value``."""
-
-    def poll(self, timeout_ms: int = ...) -> Mapping[Any, Iterable[Any]]: ...
-    def partitions_for_topic(self, topic: str) -> set[int] | None: ...
-    def assign(self, partitions: list[Any]) -> None: ...
-    def seek_to_beginning(self, *partitions: Any) -> None: ...
-    def end_offsets(self, partitions: list[Any]) -> Mapping[Any, int]: ...
-    def seek(self, partition: Any, offset: int) -> None: ...
-    def close(self) -> None: ...
-
-
-def _default_factory(**settings: Any) -> KafkaConsumerLike:
-    from kafka import KafkaConsumer  # imported when a consumer is built, not at import time
-    return KafkaConsumer(**settings)
+def _default_factory(bootstrap_servers: list[str], *, client_id: str, fetch_wait_ms: int) -> ConsumerLike:
+    return LibrdkafkaConsumer(bootstrap_servers, client_id=client_id, fetch_wait_ms=fetch_wait_ms)
 
 
 class EventConsumer:
@@ -101,7 +88,7 @@ class EventConsumer:
 
     def __init__(self, bootstrap_servers: list[str], topic: str, on_event: Callable[[ActivationEvent], None], *,
                  poll_timeout_s: float = 0.2, fetch_wait_ms: int = 10, retry_s: float = 1.0,
-                 consumer_factory: Callable[..., KafkaConsumerLike] = _default_factory,
+                 consumer_factory: Callable[..., ConsumerLike] = _default_factory,
                  accept_user_ids: frozenset[str] | None = None):
         self.bootstrap_servers = list(bootstrap_servers)
         self.accept_user_ids = accept_user_ids
@@ -112,7 +99,7 @@ class EventConsumer:
         self.retry_s = retry_s
         self.stats = ConsumerStats()
         self._factory = consumer_factory
-        self._consumer: KafkaConsumerLike | None = None
+        self._consumer: ConsumerLike | None = None
         self._assigned = threading.Event()
         self._ready = threading.Event()
         self._stop = threading.Event()
@@ -158,26 +145,23 @@ class EventConsumer:
         try:
             consumer = self._consumer
             if consumer is None:
-                consumer = self._factory(
-                    bootstrap_servers=self.bootstrap_servers, group_id=None, enable_auto_commit=False,
-                    auto_offset_reset="earliest", client_id="faasload-loader", fetch_max_wait_ms=self.fetch_wait_ms)
+                consumer = self._factory(self.bootstrap_servers, client_id="faasload-loader",
+                                         fetch_wait_ms=self.fetch_wait_ms)
                 self._consumer = consumer
             if not self._assigned.is_set():
                 return self._assign(consumer)
-            batches = consumer.poll(timeout_ms=int(self.poll_timeout_s * 1000))
-        except Exception as exc:  # kafka-python raises many types; the loader must go on  # noqa: BLE001
+            values = consumer.poll(self.poll_timeout_s)
+        except Exception as exc:  # the loader must go on whatever the client raises  # noqa: BLE001
             if not _from_the_broker(exc):
                 log.error("unexpected error reading user events (retrying)", exc_info=True)
             self._note_error(exc)
             return False
-        for records in batches.values():
-            for record in records:
-                self.handle(record.value)
+        for value in values:
+            self.handle(value)
         return True
 
-    def _assign(self, consumer: KafkaConsumerLike) -> bool:
-        from kafka import TopicPartition
-        partitions = consumer.partitions_for_topic(self.topic)
+    def _assign(self, consumer: ConsumerLike) -> bool:
+        partitions = consumer.partitions(self.topic)
         if not partitions:
             if self._topic_existed_at_start is None:
                 self._topic_existed_at_start = False
@@ -185,16 +169,11 @@ class EventConsumer:
                          "once created", self.topic, ",".join(self.bootstrap_servers))
                 self._ready.set()
             return False
-        assignment = [TopicPartition(self.topic, p) for p in sorted(partitions)]
-        consumer.assign(assignment)
-        if self._topic_existed_at_start is False:
-            consumer.seek_to_beginning(*assignment)  # created after the start: every record is new
-        else:
-            for partition, offset in consumer.end_offsets(assignment).items():
-                consumer.seek(partition, offset)
+        # a topic created after the start: every record is new
+        consumer.assign(self.topic, partitions, from_beginning=self._topic_existed_at_start is False)
         self._assigned.set()
         self._ready.set()
-        log.info("reading user events from topic %r (%d partitions) on %s", self.topic, len(assignment),
+        log.info("reading user events from topic %r (%d partitions) on %s", self.topic, len(partitions),
                  ",".join(self.bootstrap_servers))
         return True
 
@@ -230,4 +209,4 @@ class EventConsumer:
 
 def _from_the_broker(exc: Exception) -> bool:
     """An error of the broker or of the network (expected, retried) rather than a bug."""
-    return isinstance(exc, (OSError, TimeoutError)) or type(exc).__module__.split(".")[0] == "kafka"
+    return isinstance(exc, (OSError, TimeoutError)) or type(exc).__module__.split(".")[0] == "confluent_kafka"
