@@ -11,7 +11,7 @@ the beginning of a topic created after it.  Broker trouble (connection refused, 
 a partition that went away) comes back as :class:`BrokerUnavailable`, an ``OSError``, which the
 event consumer counts and retries; librdkafka reconnects by itself meanwhile, and after a broker
 that lost its log comes back, reading resumes at the earliest offset (``auto.offset.reset``).
-librdkafka's own log lines go to the ``loader.completion.kafka`` logger, warnings and above only.
+librdkafka's own log lines go to the ``loader.completion.kafka`` logger, critical ones only.
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ log = logging.getLogger("loader.completion.kafka")
 
 #: Records taken from librdkafka's queue per call, at most.
 BATCH_MAX = 1000
-#: librdkafka's log level (syslog numbering): 4 = warning; its connection notices (level 6) are noise.
-LIBRDKAFKA_LOG_LEVEL = 4
+#: librdkafka's log level (syslog numbering): 2 = critical only.  Its errors (a failed connection,
+#: logged at every reconnect attempt: ~10 lines a second while a broker is down) come through its
+#: error callback instead, and the event consumer warns once per distinct error.
+LIBRDKAFKA_LOG_LEVEL = 2
 #: How long a metadata or offsets request may wait for the broker.
 REQUEST_TIMEOUT_S = 5.0
 
