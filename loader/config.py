@@ -66,7 +66,7 @@ class CompletionConfig:
     poll_interval_s: float = option(2.0, unit="s", exclusive_minimum=0, doc="interval between polls of an activation record (404 means not yet)")
     record_retry_s: float = option(0.05, unit="s", exclusive_minimum=0, doc="first backoff when a record is still 404 after its event, doubled up to `poll_interval_s`")
     final_deadline_s: float = option(600.0, unit="s", exclusive_minimum=0, doc="time after sending after which an activation without a record ends with status `lost`")
-    fetches_in_flight: int = option(64, minimum=1, doc="activation-record fetches in flight at most, on keep-alive connections of one event loop (the monitor is asked apart, in batches)")
+    fetches_in_flight: int = option(256, minimum=1, doc="activation-record fetches in flight at most, on keep-alive connections of one event loop (the monitor is asked apart, in batches); the record rate is at most this / the fetch's round trip (64 held 10,000 completions/s to 8,200/s on one host), and connections are opened only as needed")
     resources_batch_max: int = option(200, minimum=1, doc="completed activations asked of the monitor in one query, at most")
     resources_batch_wait_s: float = option(0.01, unit="s", exclusive_minimum=0, doc="longest a completed activation waits for others to share its monitor query")
     resources_wait_s: float = option(0.05, unit="s", exclusive_minimum=0, doc="longest a completed activation's row waits for the monitor's answer while the monitor answers quickly; a later answer updates the row (`resources_status` `pending` until then)")
