@@ -28,6 +28,9 @@ BATCH_MAX = 1000
 #: logged at every reconnect attempt: ~10 lines a second while a broker is down) come through its
 #: error callback instead, and the event consumer warns once per distinct error.
 LIBRDKAFKA_LOG_LEVEL = 2
+#: librdkafka's prefetch queue, at most: at 5,000 events/s of ~300 bytes, 4 s of events.
+PREFETCH_MESSAGES = 20_000
+PREFETCH_KBYTES = 16_384
 #: How long a metadata or offsets request may wait for the broker.
 REQUEST_TIMEOUT_S = 5.0
 
@@ -70,6 +73,9 @@ class LibrdkafkaConsumer:
             "enable.partition.eof": False,
             "fetch.wait.max.ms": fetch_wait_ms,
             "fetch.queue.backoff.ms": 0,      # fetch again at once: the records are small and few
+            # the prefetch queue, bounded (librdkafka's defaults: 100,000 messages, 64 MB per partition)
+            "queued.min.messages": PREFETCH_MESSAGES,
+            "queued.max.messages.kbytes": PREFETCH_KBYTES,
             "socket.nagle.disable": True,
             "log_level": LIBRDKAFKA_LOG_LEVEL,
             "logger": log,
