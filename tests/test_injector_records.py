@@ -5,7 +5,7 @@ import json
 import pytest
 
 from loader.completion.user_events import EventConsumer, EventError, parse_event
-from loader.storage.activation_fields import completion_fields
+from loader.storage.activation_fields import completion_fields, slim_record
 from loader.storage.rows import RunStatus
 
 RECORD = {"activationId": "0a1b2c3d4e5f40718293a4b5c6d7e8f9", "namespace": "guest", "name": "hello",
@@ -46,6 +46,38 @@ def test_warm_error_record():
     record["response"] = {"status": "application error", "success": False, "result": {"error": {"code": 3}}}
     assert completion_fields(record)["result_error"] == '{"code": 3}'
     assert completion_fields(record)["status"] is RunStatus.APPLICATION_ERROR
+
+
+def _variant(**changes) -> dict:
+    record = json.loads(json.dumps(RECORD))
+    record["logs"] = ["2026-12-01T00:00:00Z stdout: " + "x" * 200] * 50
+    record["response"]["result"]["payload"] = "y" * 10_000
+    for key, value in changes.items():
+        if value is None:
+            record.pop(key, None)
+        else:
+            record[key] = value
+    return record
+
+
+@pytest.mark.parametrize("record", [
+    _variant(),
+    _variant(response={"status": "action developer error", "success": False, "size": 40,
+                       "result": {"error": {"code": 3, "detail": "z" * 500}}}),
+    _variant(response={"statusCode": 2, "result": "a string result"}),
+    _variant(response={"success": True, "result": ["a", "list"]}),
+    _variant(response=None, statusCode=1),
+    _variant(response={"status": "whisk internal error"}, annotations=None, start=None),
+    _variant(annotations=[{"key": "initTime", "value": 3}, "not an annotation", {"value": "no key"}]),
+], ids=["cold success", "error object", "string result", "list result", "no response", "bare", "odd annotations"])
+def test_a_slim_record_gives_the_same_fields_and_query_hints(record):
+    """The record-fetch process sends slim_record(record) to the pipeline: nothing the loader
+    reads may change, and the logs and the result's bulk stay behind."""
+    slim = slim_record(record)
+    assert completion_fields(slim) == completion_fields(record)
+    assert (slim.get("namespace"), slim.get("name")) == (record.get("namespace"), record.get("name"))
+    assert "logs" not in slim and "payload" not in json.dumps(slim)
+    assert len(json.dumps(slim)) < 2_000  # of ~21,000: the error text, stored whole, is the largest part kept
 
 
 def test_activation_event_parsed_and_other_types_ignored():

@@ -10,7 +10,8 @@ monitor on, 5,000 events/s; docs/performance.md).  Alone, that loop fetches 10,0
 36 µs of CPU per fetch, p99 6 ms.  So the loop runs here, in a child process: the tracker
 hands each tick's due fetches over in one pipe message, the child sends them at once
 (:class:`~loader.completion.fetch_loop.RecordFetches`, up to ``fetches_in_flight``),
-parses the records and sends the outcomes back in batches; a thread of the loader reads
+parses the records and sends the outcomes back in batches, each record cut to what the loader
+reads of it (:func:`~loader.storage.activation_fields.slim_record`); a thread of the loader reads
 them (one read often brings several batches) and calls ``done(pending, outcome)``.
 
 If the child dies, every fetch it held ends with an ``error`` outcome (the tracker retries
@@ -36,6 +37,7 @@ from loader.child_pipes import READY, BatchedAnswers, Frames, await_ready
 from loader.completion.fetch_loop import RecordFetches
 from loader.platform.client import ClientSettings, FetchOutcome, FetchStatus, network_outcome
 from loader.sending.event_loop import raise_file_limit
+from loader.storage.activation_fields import slim_record
 
 if TYPE_CHECKING:  # the tracker builds a FetchProcess
     from loader.completion.tracker import Pending
@@ -201,7 +203,8 @@ async def _serve(settings: ClientSettings, max_in_flight: int, conn) -> None:
     ending = False
 
     def answer(ticket: int, outcome: FetchOutcome) -> None:
-        answers.add((ticket, outcome.status.value, outcome.record, outcome.http_status, outcome.reason))
+        record = None if outcome.record is None else slim_record(outcome.record)
+        answers.add((ticket, outcome.status.value, record, outcome.http_status, outcome.reason))
         if ending and not fetches.busy:
             loop.call_soon(done.set)
 

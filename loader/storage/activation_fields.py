@@ -92,3 +92,28 @@ def completion_fields(record: dict) -> dict[str, Any]:
         "load_ms": _float(times.get("load")),
         "result_error": error,
     }
+
+
+#: What :func:`completion_fields` and the monitor query read of a record, and nothing else.
+_RECORD_KEYS = ("activationId", "namespace", "name", "start", "end", "duration", "statusCode", "annotations")
+_RESPONSE_KEYS = ("status", "statusCode", "success", "size")
+_RESULT_KEYS = ("error", "times", "outputsize")
+
+
+def slim_record(record: dict) -> dict:
+    """The parts of an activation record that the loader reads (:func:`completion_fields`, the
+    namespace and name of the monitor query): the record-fetch process sends only these to the
+    pipeline, since a record's ``logs`` and ``result`` can be megabytes (OpenWhisk's default log
+    limit is 10 MB), and every byte is pickled once and unpickled once on the way."""
+    slim = {key: record[key] for key in _RECORD_KEYS if key in record}
+    response = record.get("response")
+    if isinstance(response, dict):
+        kept = {key: response[key] for key in _RESPONSE_KEYS if key in response}
+        result = response.get("result")
+        if isinstance(result, dict):   # any other result gives no field
+            kept["result"] = {key: result[key] for key in _RESULT_KEYS if key in result}
+        slim["response"] = kept
+    elif "response" in record:
+        slim["response"] = response
+    return slim
+
