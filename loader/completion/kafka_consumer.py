@@ -109,19 +109,25 @@ class LibrdkafkaConsumer:
                 except KafkaException as exc:
                     raise BrokerUnavailable(f"no end offset of {topic}[{partition}]: {exc.args[0].str()}") from None
             assignment.append(TopicPartition(topic, partition, offset))
-        self._consumer.assign(assignment)
+        try:
+            self._consumer.assign(assignment)
+        except KafkaException as exc:
+            raise BrokerUnavailable(f"cannot assign {topic}: {exc.args[0].str()}") from None
 
     def poll(self, timeout_s: float) -> list[bytes | None]:
+        from confluent_kafka import KafkaException
         if self._errors:
             first_error, self._errors = self._errors[0], []
             raise BrokerUnavailable(first_error)
-        # consume() waits for a whole batch or its timeout: take what is there, else wait for one
-        messages = self._consumer.consume(num_messages=BATCH_MAX, timeout=0)
-        if not messages:
-            first = self._consumer.poll(timeout_s)
-            if first is None:
-                return []
-            messages = [first, *self._consumer.consume(num_messages=BATCH_MAX - 1, timeout=0)]
+        try:  # consume() waits for a whole batch or its timeout: take what is there, else wait for one
+            messages = self._consumer.consume(num_messages=BATCH_MAX, timeout=0)
+            if not messages:
+                first = self._consumer.poll(timeout_s)
+                if first is None:
+                    return []
+                messages = [first, *self._consumer.consume(num_messages=BATCH_MAX - 1, timeout=0)]
+        except KafkaException as exc:   # a fatal error of the client; the caller retries
+            raise BrokerUnavailable(f"{exc.args[0].name()}: {exc.args[0].str()}") from None
         values: list[bytes | None] = []
         for message in messages:
             error = message.error()

@@ -209,4 +209,4 @@ class EventConsumer:
 
 def _from_the_broker(exc: Exception) -> bool:
     """An error of the broker or of the network (expected, retried) rather than a bug."""
-    return isinstance(exc, (OSError, TimeoutError)) or type(exc).__module__.split(".")[0] == "confluent_kafka"
+    return isinstance(exc, (OSError, TimeoutError))   # the client's own errors come as BrokerUnavailable
