@@ -111,6 +111,26 @@ def test_event_before_registration_is_kept_for_the_late_invoke_answer():
     assert tracker.events_matched == 1
 
 
+def test_unmatched_early_events_are_forgotten_in_arrival_order_after_they_are_kept():
+    """An early event is kept EARLY_EVENT_KEEP_S for its 202, then forgotten; the older ones go
+    first and a fresher one stays (the sweep stops at the first fresh one)."""
+    from loader.completion.tracker import EARLY_EVENT_KEEP_S
+    clock = FakeClock(start_s=0.0)
+    client = FakeClient(clock, available_at_s=0.0)
+    tracker, done = _tracker(client, clock)
+    for name in "cde":
+        tracker.on_event(ActivationEvent(name * 32, 0, None))
+    clock.now_s = 60.0
+    tracker.on_event(ActivationEvent("f" * 32, 0, None))
+    clock.now_s = EARLY_EVENT_KEEP_S + 1.0
+    tracker.tick()
+    _register(tracker, "c" * 32, sent_s=clock.now_s)   # its event is gone: it waits for the poll
+    _register(tracker, "f" * 32, sent_s=clock.now_s)   # its event is still kept: fetched at once
+    _drive(tracker, clock, clock.now_s + 1.0)
+    assert [activation_id for activation_id, _, _ in done] == ["f" * 32]
+    assert tracker.events_matched == 1
+
+
 def test_lost_after_final_deadline_with_reason():
     clock = FakeClock(start_s=0.0)
     client = FakeClient(clock, error=True)

@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 #: How long an event for an unknown activation is kept, in case its invoke answer is late.
 EARLY_EVENT_KEEP_S = 120.0
 EARLY_EVENT_MAX = 100_000
+#: How often the early events are looked at for the stale ones (not at every tick: the tracker
+#: ticks on every batch of events, and up to EARLY_EVENT_MAX of them may wait).
+EARLY_EVENT_SWEEP_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,7 @@ class CompletionTracker:
         self._early: dict[str, tuple[float, str | None]] = {}  # activation id -> (seen at, source)
         self._heap: list[tuple[float, int, str, int]] = []
         self._counter = 0
+        self._early_sweep_s = 0.0   # when the early events are next looked at
         self._lock = threading.Lock()
         self.wake = threading.Event()
         if fetcher is None:
@@ -158,15 +162,22 @@ class CompletionTracker:
                     continue
                 pending.in_flight = True
                 due.append(pending)
-            if self._early:
+            if self._early and now_s >= self._early_sweep_s:
                 self._forget_early(now_s)
+                self._early_sweep_s = now_s + EARLY_EVENT_SWEEP_S
         if due:
             self.fetcher.fetch(due, self._handle)
         with self._lock:
             return self._heap[0][0] if self._heap else None
 
     def _forget_early(self, now_s: float) -> None:
-        stale = [a for a, (seen_s, _) in self._early.items() if now_s - seen_s > EARLY_EVENT_KEEP_S]
+        """Drop the early events older than EARLY_EVENT_KEEP_S.  They are kept in arrival order,
+        so the scan stops at the first one still fresh."""
+        stale = []
+        for activation_id, (seen_s, _) in self._early.items():
+            if now_s - seen_s <= EARLY_EVENT_KEEP_S:
+                break
+            stale.append(activation_id)
         for activation_id in stale:
             del self._early[activation_id]
 
