@@ -20,6 +20,8 @@ import logging
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+
 log = logging.getLogger("loader.completion.kafka")
 
 #: Records taken from librdkafka's queue per call, at most.
@@ -61,7 +63,6 @@ class LibrdkafkaConsumer:
     """A :class:`ConsumerLike` on confluent-kafka's ``Consumer``."""
 
     def __init__(self, bootstrap_servers: list[str], *, client_id: str, fetch_wait_ms: int):
-        from confluent_kafka import Consumer  # imported when a consumer is built, not at import time
         self._errors: list[str] = []
         self._consumer = Consumer({
             "bootstrap.servers": ",".join(bootstrap_servers),
@@ -86,7 +87,6 @@ class LibrdkafkaConsumer:
         self._errors.append(f"{error.name()}: {error.str()}")
 
     def partitions(self, topic: str) -> list[int] | None:
-        from confluent_kafka import KafkaException
         try:
             metadata = self._consumer.list_topics(topic, timeout=REQUEST_TIMEOUT_S)
         except KafkaException as exc:
@@ -97,7 +97,6 @@ class LibrdkafkaConsumer:
         return sorted(found.partitions)
 
     def assign(self, topic: str, partitions: Iterable[int], *, from_beginning: bool) -> None:
-        from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
         assignment = []
         for partition in partitions:
             if from_beginning:
@@ -115,7 +114,6 @@ class LibrdkafkaConsumer:
             raise BrokerUnavailable(f"cannot assign {topic}: {exc.args[0].str()}") from None
 
     def poll(self, timeout_s: float) -> list[bytes | None]:
-        from confluent_kafka import KafkaException
         if self._errors:
             first_error, self._errors = self._errors[0], []
             raise BrokerUnavailable(first_error)

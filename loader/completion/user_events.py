@@ -79,16 +79,12 @@ class ConsumerStats:
     last_error: str | None = None
 
 
-def _default_factory(bootstrap_servers: list[str], *, client_id: str, fetch_wait_ms: int) -> ConsumerLike:
-    return LibrdkafkaConsumer(bootstrap_servers, client_id=client_id, fetch_wait_ms=fetch_wait_ms)
-
-
 class EventConsumer:
     """A thread that turns Kafka records into ``on_event`` calls; ``tick()`` is one poll."""
 
     def __init__(self, bootstrap_servers: list[str], topic: str, on_event: Callable[[ActivationEvent], None], *,
                  poll_timeout_s: float = 0.2, fetch_wait_ms: int = 10, retry_s: float = 1.0,
-                 consumer_factory: Callable[..., ConsumerLike] = _default_factory,
+                 consumer_factory: Callable[..., ConsumerLike] = LibrdkafkaConsumer,
                  accept_user_ids: frozenset[str] | None = None):
         self.bootstrap_servers = list(bootstrap_servers)
         self.accept_user_ids = accept_user_ids
@@ -209,4 +205,4 @@ class EventConsumer:
 
 def _from_the_broker(exc: Exception) -> bool:
     """An error of the broker or of the network (expected, retried) rather than a bug."""
-    return isinstance(exc, (OSError, TimeoutError))   # the client's own errors come as BrokerUnavailable
+    return isinstance(exc, OSError)   # TimeoutError is one; the client's own errors come as BrokerUnavailable
