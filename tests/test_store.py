@@ -109,6 +109,29 @@ def test_children_of_unknown_runs_are_an_error_not_silence(database):
         store.write_batch(conn, [RunParameters(RunKey(experiment_id, "t", 9), (("a", "1"),))])
 
 
+def test_children_find_their_run_in_the_batch_or_stored_before(database):
+    """Parameters and samples whose run is upserted in the same batch take its id from the upsert;
+    those of a run stored by an earlier batch look it up; a batch with a child of an unknown run
+    writes nothing."""
+    conn = experiments.open_store(database)
+    experiment_id = experiments.ensure_experiment(conn, name="children", mode="injection")
+    stored, fresh, unknown = (RunKey(experiment_id, "t", seq) for seq in range(3))
+    store.write_batch(conn, [RunUpdate(stored, "u", "a", 0, RunStatus.SENT)])
+    samples = (ResourceSample(1_700_000_000_000_000, 1024, 0), ResourceSample(1_700_000_000_010_000, 2048, 7))
+    later = [RunParameters(stored, (("p", "s"),)), RunResources(stored, samples),
+             RunUpdate(fresh, "u", "a", 1, RunStatus.SUCCESS), RunParameters(fresh, (("p", "f"),)),
+             RunResources(fresh, samples[:1])]
+    with pytest.raises(store.StoreError, match=r"never written.*seq=2"):
+        store.write_batch(conn, later + [RunResources(unknown, samples)])
+    assert (_count(conn, "runs"), _count(conn, "parameters"), _count(conn, "resources")) == (1, 0, 0)
+    store.write_batch(conn, later)
+    with conn.cursor() as cur:
+        cur.execute("SELECT r.seq, p.value, count(s.sampled_at_us), max(s.cpu_ns) FROM runs r "
+                    "JOIN parameters p USING (run_id) JOIN resources s USING (run_id) GROUP BY 1, 2 ORDER BY 1")
+        assert cur.fetchall() == [(0, "s", 2, 7), (1, "f", 1, 0)]
+    conn.close()
+
+
 def test_experiments_live_side_by_side(database):
     conn = experiments.open_store(database)
     first = experiments.ensure_experiment(conn, name="e1", mode="injection")
