@@ -308,6 +308,7 @@ class StoreWriter:
         self._pending_lock = threading.Condition()
         self._failure: BaseException | None = None
         self._closing = threading.Event()
+        self._closed = False
         self._thread: threading.Thread | None = None
         self._conn: psycopg2.extensions.connection | None = None
 
@@ -346,6 +347,17 @@ class StoreWriter:
     def pending(self) -> int:
         return self._pending
 
+    def wait_progress(self, items_written: int, timeout_s: float) -> None:
+        """Return once more than ``items_written`` items are committed, the writer failed, or
+        ``timeout_s`` passed (a retry during an outage changes the stats without notice)."""
+        deadline = time.monotonic() + timeout_s
+        with self._pending_lock:
+            while self.stats.items_written == items_written and self._failure is None and not self._closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._pending_lock.wait(remaining)
+
     def close(self, timeout_s: float = 60.0) -> None:
         """Flush (without waiting for a partial batch's interval), then stop; raises :class:`StoreError`
         if rows could not be written in time."""
@@ -356,6 +368,9 @@ class StoreWriter:
         flushed = self.flush(timeout_s)
         if self._thread is not None:
             self._thread.join(5.0)
+        with self._pending_lock:
+            self._closed = True
+            self._pending_lock.notify_all()
         if self._conn is not None:
             self._conn.close()
         self._raise_failure()
@@ -412,9 +427,9 @@ class StoreWriter:
                 return
             with self._pending_lock:
                 self._pending -= len(batch)
+                self.stats.items_written += len(batch)
+                self.stats.batches_written += 1
                 self._pending_lock.notify_all()
-            self.stats.items_written += len(batch)
-            self.stats.batches_written += 1
 
     def _write_with_retry(self, batch: list[Item]) -> None:
         outage_start = None

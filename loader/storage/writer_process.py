@@ -8,7 +8,8 @@ and 4.1 s with one busy Python thread beside it in the same process (6.2 s with 
 completion bench at 5,000 completions/s with the monitor on, the writer thread was busy 17 s of
 a 21 s run for 1.1 s of its own CPU, and rows waited seconds to be committed.  Here a child
 process runs an ordinary :class:`StoreWriter`; this side collects what is written and hands it
-over in one pipe message every ``HAND_OVER_S`` (or as soon as ``batch_size`` items are waiting),
+over in one pipe message ``HAND_OVER_S`` after the first of them (or as soon as ``batch_size``
+items are waiting),
 and a thread reads the child's reports: items committed (what :class:`~loader.storage.recorder.DurableSink`
 counts on), batches, runs refused, a fatal failure.  Items cross the pipe once, pickled.
 
@@ -39,8 +40,12 @@ log = logging.getLogger(__name__)
 #: Longest an item written here waits before it is handed to the child (it then waits for its
 #: batch there: ``database:flush_interval_s`` after the batch's first item arrived).
 HAND_OVER_S = 0.002
-#: How often the child reports what it committed, at most.
-REPORT_S = 0.002
+#: How often the hand-over thread looks at the buffer when nothing wakes it (it is woken by the
+#: first item written into an empty buffer, by a full batch, by a flush and by closing).
+IDLE_CHECK_S = 0.2
+#: The child reports what it committed as soon as a batch is committed, and at least this often
+#: (a retry during an outage changes the stats without a commit).
+REPORT_S = 0.2
 
 
 class WriterProcess:
@@ -119,10 +124,11 @@ class WriterProcess:
     def write_many(self, items: list[Item]) -> None:
         self._raise_failure()
         with self._buffer_lock:
+            first = not self._buffer
             self._buffer.extend(items)
             self._written += len(items)
             full = len(self._buffer) >= self.batch_size
-        if full:
+        if first or full:
             self._wake.set()
 
     @property
@@ -150,10 +156,17 @@ class WriterProcess:
     # ------------------------------------------------------------------ the two threads here
 
     def _hand_over(self) -> None:
+        """Sleeps until an item is written, then lets others join it for up to ``HAND_OVER_S``
+        (less once ``batch_size`` are waiting) and hands them over."""
         assert self._conn is not None
         while True:
-            self._wake.wait(HAND_OVER_S)
+            self._wake.wait(IDLE_CHECK_S)
             self._wake.clear()
+            with self._buffer_lock:
+                full = len(self._buffer) >= self.batch_size
+            if not full and not self._closing:
+                self._wake.wait(HAND_OVER_S)
+                self._wake.clear()
             with self._buffer_lock:
                 batch, self._buffer = self._buffer, []
             if batch:
@@ -220,7 +233,7 @@ def writer_main(config: DatabaseConfiguration, batch_size: int, flush_interval_s
     def report() -> None:
         last = None
         while not done.is_set():
-            done.wait(REPORT_S)
+            writer.wait_progress(last["items_written"] if last else -1, REPORT_S)
             stats = dataclasses.asdict(writer.stats)
             if stats != last:
                 last = stats
