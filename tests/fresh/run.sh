@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# The fresh-machine check (CI): README's demo command in a clean Debian 12 root filesystem.
+# The fresh-machine check (CI): README's demo command in a clean Debian 12 or Ubuntu 24.04 root
+# filesystem.
 #
-#   tests/fresh/run.sh [--refresh] [--keep]        (as root)
+#   tests/fresh/run.sh [--system debian-12|ubuntu-24.04] [--refresh] [--keep]        (as root)
 #
-# 1. A minimal Debian 12 root filesystem: `mmdebstrap --variant=minbase
-#    --include=python3,ca-certificates bookworm` (Debian's python3 and nothing else of ours; apt's
-#    configured sources), cached as a tarball in $FAASLOAD_CI_CACHE (default
+# 1. A minimal root filesystem of the system (Debian 12 by default): `mmdebstrap --variant=minbase
+#    --include=python3,ca-certificates SUITE` (the system's python3 and nothing else of ours; apt
+#    too on Ubuntu, where minbase lacks it):
+#    Debian 12 (bookworm) from apt's configured sources; Ubuntu 24.04 (noble, main and universe,
+#    with noble-updates and noble-security, as an installed Ubuntu has them) from
+#    archive.ubuntu.com, checked with Ubuntu's archive keyring, taken from the ubuntu-keyring
+#    package whose SHA-256 is pinned below. Cached as a tarball in $FAASLOAD_CI_CACHE (default
 #    /var/cache/faasload-ci/fresh) and rebuilt when older than $FAASLOAD_FRESH_MAX_AGE_DAYS (7)
 #    or with --refresh. mmdebstrap is installed with apt-get when missing.
 # 2. Unpacks it in a new directory under /var/tmp, copies the host's /etc/resolv.conf in (and the
-#    certificates the host trusts that Debian's bundle lacks, as local CAs), and a clean clone of this repository's HEAD (`git clone`: committed files only) to /root/faasload,
+#    certificates the host trusts that the system's bundle lacks, as local CAs), and a clean clone of this repository's HEAD (`git clone`: committed files only) to /root/faasload,
 #    as a user would clone it.
 # 3. Bind-mounts /proc, /sys (with /sys/fs/cgroup) and /dev, and runs, with chroot, as root in
 #    /root/faasload with a bare environment: `scripts/demo.sh` (README's command: it runs
@@ -25,16 +30,35 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 CACHE=${FAASLOAD_CI_CACHE:-/var/cache/faasload-ci/fresh}
 MAX_AGE_DAYS=${FAASLOAD_FRESH_MAX_AGE_DAYS:-7}
 INCLUDE=python3,ca-certificates
-TARBALL=$CACHE/bookworm-minbase-${INCLUDE//,/-}.tar
+USAGE="usage: tests/fresh/run.sh [--system debian-12|ubuntu-24.04] [--refresh] [--keep]"
+system=debian-12
 refresh=0
 keep=0
-for arg in "$@"; do
-    case "$arg" in
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --system) system=${2:-}; shift ;;
         --refresh) refresh=1 ;;
         --keep) keep=1 ;;
-        *) echo "usage: tests/fresh/run.sh [--refresh] [--keep]" >&2; exit 2 ;;
+        *) echo "$USAGE" >&2; exit 2 ;;
     esac
+    shift
 done
+# Ubuntu's archive keyring, the trust anchor of the Ubuntu root filesystem: noble's ubuntu-keyring
+# package, pinned by its SHA-256 as noble's package index lists it (that index is signed by the
+# Ubuntu Archive Automatic Signing Key (2018), F6EC B376 2474 EDA9 D21B 7022 8719 20D1 991B C93C).
+UBUNTU_ARCHIVE=http://archive.ubuntu.com/ubuntu
+UBUNTU_KEYRING_DEB=pool/main/u/ubuntu-keyring/ubuntu-keyring_2023.11.28.1_all.deb
+UBUNTU_KEYRING_SHA256=36de43b15853ccae0028e9a767613770c704833f82586f28eb262f0311adb8a8
+case "$system" in
+    debian-12) suite=bookworm; sources=() ;;
+    ubuntu-24.04)
+        suite=noble
+        INCLUDE=$INCLUDE,apt   # Ubuntu's apt is priority important, not in minbase; every install has it
+        sources=("deb $UBUNTU_ARCHIVE noble main universe" "deb $UBUNTU_ARCHIVE noble-updates main universe"
+                 "deb $UBUNTU_ARCHIVE noble-security main universe") ;;
+    *) echo "$USAGE" >&2; exit 2 ;;
+esac
+TARBALL=$CACHE/$suite-minbase-${INCLUDE//,/-}.tar
 
 say() { printf '\n== fresh: %s\n' "$*"; }
 fail() { printf 'fresh: FAILED: %s\n' "$*" >&2; exit 1; }
@@ -55,8 +79,24 @@ if ! command -v mmdebstrap >/dev/null 2>&1; then
 fi
 mkdir -p "$CACHE"
 if [ "$refresh" -eq 1 ] || [ -z "$(find "$TARBALL" -mtime "-$MAX_AGE_DAYS" 2>/dev/null)" ]; then
-    say "building the root filesystem: mmdebstrap --variant=minbase --include=$INCLUDE bookworm"
-    mmdebstrap --quiet --variant=minbase --include="$INCLUDE" bookworm "$TARBALL.tmp.tar"
+    keyring=()
+    if [ "$suite" = noble ]; then
+        keyring_dir=$CACHE/ubuntu-keyring
+        if [ "$(sha256sum "$keyring_dir/keyring.deb" 2>/dev/null | cut -d' ' -f1)" != "$UBUNTU_KEYRING_SHA256" ]; then
+            mkdir -p "$keyring_dir"
+            /usr/bin/python3 -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' \
+                "$UBUNTU_ARCHIVE/$UBUNTU_KEYRING_DEB" "$keyring_dir/keyring.deb.tmp" \
+                || fail "cannot download $UBUNTU_ARCHIVE/$UBUNTU_KEYRING_DEB"
+            [ "$(sha256sum "$keyring_dir/keyring.deb.tmp" | cut -d' ' -f1)" = "$UBUNTU_KEYRING_SHA256" ] \
+                || fail "$UBUNTU_KEYRING_DEB does not have the pinned SHA-256"
+            mv "$keyring_dir/keyring.deb.tmp" "$keyring_dir/keyring.deb"
+        fi
+        rm -rf "$keyring_dir/files"
+        dpkg-deb -x "$keyring_dir/keyring.deb" "$keyring_dir/files"
+        keyring=(--keyring="$keyring_dir/files/usr/share/keyrings/ubuntu-archive-keyring.gpg")
+    fi
+    say "building the root filesystem: mmdebstrap --variant=minbase --include=$INCLUDE $suite ${sources[*]}"
+    mmdebstrap --quiet --variant=minbase --include="$INCLUDE" "${keyring[@]}" "$suite" "$TARBALL.tmp.tar" "${sources[@]}"
     mv "$TARBALL.tmp.tar" "$TARBALL"
     timed "root filesystem built (mmdebstrap)"
 else
@@ -95,7 +135,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 tar -C "$DIR" -xf "$TARBALL"
 cp /etc/resolv.conf "$DIR/etc/resolv.conf"
-# The host's trust anchors that Debian's bundle lacks (e.g. the CA of a TLS-inspecting proxy on
+# The host's trust anchors that the system's bundle lacks (e.g. the CA of a TLS-inspecting proxy on
 # the way to PyPI) become local CAs of the root filesystem, as its administrator would add them.
 /usr/bin/python3 - "$DIR" <<'PYTHON'
 import re, sys
@@ -164,6 +204,6 @@ after=$(in_root "$system_packages")
 [ "$after" = "$before" ] || fail "the system interpreter's packages changed: $(diff <(echo "$before") <(echo "$after"))"
 echo "fresh: the system interpreter's packages are unchanged ($(echo "$after" | wc -l) distributions)"
 
-say "passed (commit $commit)"
+say "passed on $system (commit $commit)"
 printf '%s\n' "${timings[@]}"
 printf '%-44s %4d s\n' "total" $((SECONDS - started))
