@@ -35,7 +35,7 @@ row committed within ``KEEP_UP_S`` of the last event; the most completions/s ove
 the same run: plain INSERTs of as many completed rows into the same PostgreSQL (rows/s in
 transactions of 500, and one single-row INSERT + commit); the figures are printed as ratios to it.
 
-What-if knobs: ``--fetches-in-flight``, ``--flush-interval-ms``, ``--fetch-wait-ms``.  kafka-python checks CRCs with the ``crc32c`` wheel (in the
+What-if knobs: ``--fetches-in-flight``, ``--batch-size``, ``--flush-interval-ms``, ``--fetch-wait-ms``.  kafka-python checks CRCs with the ``crc32c`` wheel (in the
 Pipfile) when it is installed, in pure Python otherwise.
 """
 
@@ -164,12 +164,13 @@ def create_topic(bootstrap: str) -> None:
 
 
 def measure(services: Services, scratch: Path, rate: float, duration_s: float, fetches_in_flight: int,
-            fetch_wait_ms: int, flush_interval_s: float, fire_interval_s: float, monitor: MonitorSide | None) -> dict:
+            fetch_wait_ms: int, batch_size: int, flush_interval_s: float, fire_interval_s: float,
+            monitor: MonitorSide | None) -> dict:
     from faasload.clock import RealClock
     from loader.completion.resource_batches import BatchSettings, ResourceBatches
     from loader.completion.tracker import CompletionTracker, TrackerSettings
     from loader.completion.user_events import EventConsumer
-    from loader.config import CompletionConfig, DatabaseSection
+    from loader.config import CompletionConfig
     from loader.plan import PlannedInvocation
     from loader.platform.client import InvokeOutcome, InvokeStatus, OpenWhiskClient
     from loader.platform.keys import parse_key
@@ -182,8 +183,8 @@ def measure(services: Services, scratch: Path, rate: float, duration_s: float, f
     conn = experiments.open_store(services.database)
     experiment_id = experiments.ensure_experiment(conn, name=f"bench-completions-{rate:g}-{uuid.uuid4().hex[:6]}",
                                             mode="injection")
-    writer = WriterProcess(services.database, batch_size=DatabaseSection().batch_size,   # as loader.experiment
-                           flush_interval_s=flush_interval_s).start()                # runs the pipeline's writer
+    writer = WriterProcess(services.database, batch_size=batch_size,      # as loader.experiment runs
+                           flush_interval_s=flush_interval_s).start()  # the pipeline's writer
     stats = RunStats(10_000, count)
     stored_s: dict[str, float] = {}
     consumed_s: dict[str, float] = {}
@@ -431,6 +432,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fetches-in-flight", type=int, default=None,
                         help="completion:fetches_in_flight (default: the loader's)")
     parser.add_argument("--fire-interval-ms", type=float, default=2.0)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="database:batch_size (default: the loader's)")
     parser.add_argument("--flush-interval-ms", type=float, default=None,
                         help="database:flush_interval_s, in ms (default: the loader's)")
     parser.add_argument("--fetch-wait-ms", type=int, default=None,
@@ -462,12 +465,13 @@ def main(argv: list[str] | None = None) -> int:
         fetch_wait_ms = args.fetch_wait_ms or UserEventsConfig().fetch_wait_ms
         flush_interval_s = (args.flush_interval_ms / 1000 if args.flush_interval_ms is not None
                             else DatabaseSection().flush_interval_s)
+        batch_size = args.batch_size or DatabaseSection().batch_size
         gc_tuning.tune()  # as the loader's Pipeline does for its run
         sys.setswitchinterval(SWITCH_INTERVAL_S)  # likewise
         for rate in [float(r) for r in args.rates.split(",") if r.strip()]:
             for with_monitor in modes:
                 figures = measure(services, scratch, rate, args.duration_s, fetches_in_flight, fetch_wait_ms,
-                                  flush_interval_s, args.fire_interval_ms / 1000, monitor if with_monitor else None)
+                                  batch_size, flush_interval_s, args.fire_interval_ms / 1000, monitor if with_monitor else None)
                 show(figures)
                 results["runs"][f"{rate:g}{'-monitor' if with_monitor else ''}"] = figures
         runs = list(results["runs"].values())
