@@ -1,11 +1,7 @@
 """The ``logging`` configuration section, applied with :func:`logging.config.dictConfig`.
 
-Defaults: INFO and above to stderr; kafka-python's own INFO chatter (connections, metadata,
-group coordination) lowered to WARNING unless the section configures the ``kafka`` logger, and
-the warnings of its event-loop selector (``kafka.net.selector``: "Task ... ran for 0.3s (>0.100s
-threshold)", its own diagnostics, frequent on a loaded machine and not actionable by a user,
-which buried the loader's own warnings under ``journalctl -p warning``) lowered to ERROR.
-Under systemd, when stderr is the journal (``$JOURNAL_STREAM`` names it), every line carries
+Defaults: INFO and above to stderr.  (The daemons' Kafka clients are librdkafka's, whose own log
+is limited to critical lines where each client is made, not Python loggers.)  Under systemd, when stderr is the journal (``$JOURNAL_STREAM`` names it), every line carries
 its syslog priority as a ``<N>`` prefix, which journald strips and stores, so that
 ``journalctl -p warning`` finds the warnings; the timestamp is then left to the journal.
 
@@ -35,10 +31,6 @@ DEFAULT_LOGGING: dict[str, Any] = {
     },
     "handlers": {
         "stderr": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": "plain"},
-    },
-    "loggers": {
-        "kafka": {"level": "WARNING"},
-        "kafka.net.selector": {"level": "ERROR"},
     },
     "root": {"level": "INFO", "handlers": ["stderr"]},
 }

@@ -147,7 +147,7 @@ class LoaderConfig:
     experiment: ExperimentConfig = section(ExperimentConfig, doc="the experiment record")
     cluster: ClusterConfig = section(ClusterConfig, doc="several loaders (shards) in one experiment (docs/scale-out.md)")
     statedir: Path = option("~/.local/state/faasload", doc="state directory (embedded database, logs of started services)")
-    logging: dict[str, Any] = option({}, doc="`logging.config.dictConfig` mapping merged over the default (INFO to stderr, the `kafka` logger at WARNING, syslog priority prefixes when stderr is the journal); `logging:root:level` switches verbosity", check=logsetup.check)
+    logging: dict[str, Any] = option({}, doc="`logging.config.dictConfig` mapping merged over the default (INFO to stderr, syslog priority prefixes when stderr is the journal); `logging:root:level` switches verbosity", check=logsetup.check)
 
 
 def load(path: str | Path = DEFAULT_PATH, overrides: dict[str, Any] | None = None) -> LoaderConfig:

@@ -102,7 +102,7 @@ class LocalWhiskConfig:
     runtimes: RuntimesConfig = section(RuntimesConfig, doc="action kinds")
     events: EventsConfig = section(EventsConfig, doc="user events to Kafka")
     monitor: MonitorNotifyConfig = section(MonitorNotifyConfig, doc="notifications to the FaaSLoad monitor")
-    logging: dict[str, Any] = option({}, doc="`logging.config.dictConfig` mapping merged over the default (INFO to stderr, the `kafka` logger at WARNING, syslog priority prefixes when stderr is the journal)", check=logsetup.check)
+    logging: dict[str, Any] = option({}, doc="`logging.config.dictConfig` mapping merged over the default (INFO to stderr, syslog priority prefixes when stderr is the journal)", check=logsetup.check)
 
 
 def invoker_names(config: LocalWhiskConfig) -> list[str]:

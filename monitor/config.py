@@ -61,7 +61,7 @@ class MonitorConfig:
     sampling: SamplingConfig = section(SamplingConfig, doc="cgroup sampling")
     discovery: DiscoveryConfig = section(DiscoveryConfig, doc="finding a container's cgroup")
     docker: DockerConfig = section(DockerConfig, doc="Docker-events discovery and attribution without notices (issue 8)")
-    logging: dict[str, Any] = option({}, doc="`logging.config.dictConfig` mapping merged over the default (INFO to stderr, the `kafka` logger at WARNING, syslog priority prefixes when stderr is the journal); `logging:root:level` switches verbosity", check=logsetup.check)
+    logging: dict[str, Any] = option({}, doc="`logging.config.dictConfig` mapping merged over the default (INFO to stderr, syslog priority prefixes when stderr is the journal); `logging:root:level` switches verbosity", check=logsetup.check)
 
 
 def load(path: str | Path = DEFAULT_PATH, overrides: dict[str, Any] | None = None) -> MonitorConfig:

@@ -1,4 +1,4 @@
-"""faasload.logsetup: defaults (kafka-python quieted), journald priority prefixes when stderr is the
+"""faasload.logsetup: defaults, journald priority prefixes when stderr is the
 journal's stream (as systemd sets $JOURNAL_STREAM), plain lines otherwise."""
 
 import logging
@@ -14,8 +14,8 @@ from faasload import logsetup
 logsetup.apply({})
 logging.getLogger("loader.x").warning("late invocations")
 logging.getLogger("loader.x").info("progress")
-logging.getLogger("kafka.conn").info("connecting to broker")
-logging.getLogger("kafka.conn").warning("broker down")
+logging.getLogger("loader.y").debug("connecting to broker")
+logging.getLogger("loader.y").warning("broker down")
 try:
     1 / 0
 except ZeroDivisionError:
@@ -38,7 +38,7 @@ def _emit(tmp_path, journal_stream):
 def test_priority_prefixes_when_stderr_is_the_journal(tmp_path):
     lines = _emit(tmp_path, True)
     assert lines[:3] == ["<4>WARNING loader.x: late invocations", "<6>INFO loader.x: progress",
-                         "<4>WARNING kafka.conn: broker down"]
+                         "<4>WARNING loader.y: broker down"]
     assert lines[3] == "<3>ERROR loader.x: failed"
     assert lines[4] == "<3>Traceback (most recent call last):"  # every line of the traceback keeps its priority
     assert all(line.startswith("<3>") for line in lines[3:]) and lines[-1] == "<3>ZeroDivisionError: division by zero"
@@ -51,10 +51,9 @@ def test_plain_lines_when_stderr_is_not_the_journal(tmp_path):
     assert not any("connecting to broker" in line for line in lines)
 
 
-def test_kafka_info_is_quieted_unless_configured():
-    assert logsetup.merged({})["loggers"]["kafka"] == {"level": "WARNING"}
-    assert logsetup.merged({})["loggers"]["kafka.net.selector"] == {"level": "ERROR"}
-    assert logsetup.merged({"loggers": {"kafka": {"level": "INFO"}}})["loggers"]["kafka"] == {"level": "INFO"}
+def test_the_section_merges_over_the_defaults():
+    assert logsetup.merged({})["root"] == {"level": "INFO", "handlers": ["stderr"]}
+    assert logsetup.merged({"loggers": {"loader": {"level": "DEBUG"}}})["loggers"]["loader"] == {"level": "DEBUG"}
     journal = logsetup.merged({"root": {"level": "DEBUG"}}, journal=True)
     assert journal["handlers"]["stderr"]["formatter"] == "journal" and journal["root"]["level"] == "DEBUG"
 
