@@ -35,8 +35,8 @@ row committed within ``KEEP_UP_S`` of the last event; the most completions/s ove
 the same run: plain INSERTs of as many completed rows into the same PostgreSQL (rows/s in
 transactions of 500, and one single-row INSERT + commit); the figures are printed as ratios to it.
 
-What-if knobs: ``--fetches-in-flight``, ``--batch-size``, ``--flush-interval-ms``, ``--fetch-wait-ms``.  kafka-python checks CRCs with the ``crc32c`` wheel (in the
-Pipfile) when it is installed, in pure Python otherwise.
+What-if knobs: ``--fetches-in-flight``, ``--batch-size``, ``--flush-interval-ms``,
+``--fetch-wait-ms``.  The topic is created with kafka-python's admin client (a dev package).
 """
 
 from __future__ import annotations
