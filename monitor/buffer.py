@@ -143,10 +143,11 @@ class SampleBuffer:
 
 def _position(runs: list[np.ndarray], date_s: float, side: str) -> int:
     """Where ``date_s`` goes in ``runs`` taken as one sorted series (``np.searchsorted`` of their
-    concatenation, without making it)."""
+    concatenation, without making it; the array's own method, without ``np.searchsorted``'s
+    dispatch)."""
     offset = 0
     for run in runs:
-        at = int(np.searchsorted(run, date_s, side=side))  # type: ignore[call-overload]
+        at = int(run.searchsorted(date_s, side=side))  # type: ignore[call-overload]
         if at < len(run):
             return offset + at
         offset += len(run)
@@ -154,9 +155,11 @@ def _position(runs: list[np.ndarray], date_s: float, side: str) -> int:
 
 
 def _samples(records: np.ndarray) -> tuple[Sample, ...]:
-    cpu = records["cpu_ns"]
-    measured = np.flatnonzero(cpu != _NONE)
-    base = int(cpu[measured[0]]) if len(measured) else 0
+    """The records as samples, CPU relative to the first one that has CPU.  In Python on the
+    records' ``tolist()``: an activation's window holds a few samples, for which numpy's calls
+    (a column, a comparison, ``flatnonzero``) cost more than the loop."""
+    rows = records.tolist()
+    base = next((cpu_ns for _, _, cpu_ns, _ in rows if cpu_ns != _NONE), 0)
     return tuple(Sample(date, None if memory == _NONE else memory, None if cpu_ns == _NONE else cpu_ns - base,
                         None if rss == _NONE else rss)
-                 for date, memory, cpu_ns, rss in records.tolist())
+                 for date, memory, cpu_ns, rss in rows)

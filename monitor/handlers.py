@@ -30,7 +30,7 @@ from faasload.monitor_protocol import (
 )
 
 from . import attribution
-from .registry import Registry
+from .registry import Binding, Registry
 from .servers import ReadOutcome, excerpt
 
 log = logging.getLogger(__name__)
@@ -105,27 +105,29 @@ class Handlers:
         """The answer to one query (raises :class:`ProtocolError`); ``wait``: for the sample after a recent end."""
         if isinstance(query, WindowQuery):
             return self.registry.window(query.container, query.start_s, query.end_s)
-        self._check_watched(query)
         if wait:
             end_s = self._end_s(query)
             if end_s is not None:
                 self._wait_for_trailing_sample(end_s)
-        try:
-            return self.registry.activation(query.activation, _hinted_end_s(query))
-        except ProtocolError as exc:
-            if exc.code is not ErrorCode.UNKNOWN_ACTIVATION:
-                raise
+        binding = self._binding(query)   # after the wait: with an end notice that came meanwhile
+        self._check_watched(query, binding)
+        if binding is not None:
+            return self.registry.activation(query.activation, _hinted_end_s(query), binding=binding)
         # no notice bound it: attribution by name and running stretch (monitor/attribution.py)
         return attribution.answer(self.registry, query, slack_s=self.attribution_slack_s)
 
-    def _check_watched(self, query: ActivationQuery) -> None:
+    def _binding(self, query: ActivationQuery) -> Binding | None:
+        """The activation's binding as it is now; None when no notice bound it."""
+        try:
+            return self.registry.activation_binding(query.activation)
+        except ProtocolError:
+            return None
+
+    def _check_watched(self, query: ActivationQuery, binding: Binding | None) -> None:
         """Refuse (``monitor_down``) an activation that started before the monitor watched: it ran,
         at least in part, while the monitor was down or still starting, so samples of its start
-        cannot exist.  Its start: its start notice, else the query's ``start_ms``."""
-        try:
-            start_s = self.registry.activation_binding(query.activation).start_s
-        except ProtocolError:
-            start_s = None
+        cannot exist.  Its start: its start notice (``binding``), else the query's ``start_ms``."""
+        start_s = None if binding is None else binding.start_s
         if start_s is None and query.start_ms is not None:
             start_s = query.start_ms / 1000
         if start_s is not None and start_s < self.watching_since_s:
@@ -156,10 +158,8 @@ class Handlers:
         """When an activation query's activation ended (its notice, else the query's hint); None if unknown."""
         if not isinstance(query, ActivationQuery):
             return None
-        try:
-            end_s = self.registry.activation_binding(query.activation).end_s
-        except ProtocolError:
-            end_s = None
+        binding = self._binding(query)
+        end_s = None if binding is None else binding.end_s
         return end_s if end_s is not None else _hinted_end_s(query)
 
     def _wait_for_trailing_sample(self, end_s: float) -> None:

@@ -360,11 +360,14 @@ class Registry:
         entry = self.containers.get(containers[0]) if len(containers) == 1 else None
         return UNAVAILABLE if entry is None else entry.kernel_peak()
 
-    def activation(self, activation: str, end_hint_s: float | None = None) -> ActivationAnswer:
+    def activation(self, activation: str, end_hint_s: float | None = None, *,
+                   binding: Binding | None = None) -> ActivationAnswer:
         """The samples of the container an activation ran in, from the last sample at or before
         its start to the first sample at or after its end (see docs/monitor.md).  Without an end
-        notice (not received yet), the end is ``end_hint_s`` (the record's end) if given, else now."""
-        binding = self.activation_binding(activation)
+        notice (not received yet), the end is ``end_hint_s`` (the record's end) if given, else now.
+        ``binding``: its :meth:`activation_binding`, when the caller took it already."""
+        if binding is None:
+            binding = self.activation_binding(activation)
         if len(binding.containers) > 1:
             raise ProtocolError(f"activation {activation} was announced in several containers: "
                                 f"{', '.join(sorted(binding.containers))}", ErrorCode.AMBIGUOUS)
