@@ -1,7 +1,8 @@
 """The ``logging`` configuration section, applied with :func:`logging.config.dictConfig`.
 
 Defaults: INFO and above to stderr.  (The daemons' Kafka clients are librdkafka's, whose own log
-is limited to critical lines where each client is made, not Python loggers.)  Under systemd, when stderr is the journal (``$JOURNAL_STREAM`` names it), every line carries
+is limited to critical lines where each client is made, not Python loggers.)  Under systemd,
+when stderr is the journal (``$JOURNAL_STREAM`` names it), every line carries
 its syslog priority as a ``<N>`` prefix, which journald strips and stores, so that
 ``journalctl -p warning`` finds the warnings; the timestamp is then left to the journal.
 
