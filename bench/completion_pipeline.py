@@ -210,9 +210,11 @@ def measure(services: Services, scratch: Path, rate: float, duration_s: float, f
 
     tracker = CompletionTracker(client, settings, complete, clock=clock)
 
-    def on_event(event) -> None:  # the tracker's on_event, plus a time stamp
-        consumed_s.setdefault(event.activation_id, time.time())
-        tracker.on_event(event)
+    def on_events(events) -> None:  # the tracker's on_events, plus a time stamp
+        now_s = time.time()
+        for event in events:
+            consumed_s.setdefault(event.activation_id, now_s)
+        tracker.on_events(events)
 
     user = parse_key(FAKE_KEY, "bench", "bench")
     ids = [uuid.uuid4().hex for _ in range(count)]
@@ -227,7 +229,7 @@ def measure(services: Services, scratch: Path, rate: float, duration_s: float, f
     start_epoch_s = monitor.bind(ids, rate) if monitor is not None else time.time() + 1.0
     setup_s = time.monotonic() - setup_start
     halt = threading.Event()
-    consumer = EventConsumer([services.broker.bootstrap], TOPIC, on_event, fetch_wait_ms=fetch_wait_ms).start()
+    consumer = EventConsumer([services.broker.bootstrap], TOPIC, on_events, fetch_wait_ms=fetch_wait_ms).start()
     if not consumer.wait_ready(30):
         raise RuntimeError(f"user-event consumer not ready: {consumer.stats.last_error}")
     tracker_thread = threading.Thread(target=tracker.run, args=(halt,), name="completion-tracker", daemon=True)

@@ -41,23 +41,24 @@ def consume(index: int, bootstrap: str, user_ids: list[str], expected: int, read
     arrivals: list[float] = []
     own = {"n": 0}
 
-    def on_event(event) -> None:
+    def on_events(events) -> None:
         now_ms = time.time() * 1000
-        own["n"] += 1
-        arrivals.append(now_ms)
-        lags_ms.append(now_ms - stamps.pop(event.activation_id, now_ms))
+        for event in events:
+            own["n"] += 1
+            arrivals.append(now_ms)
+            lags_ms.append(now_ms - stamps.pop(event.activation_id, now_ms))
 
     stamps: dict[str, float] = {}
-    consumer = EventConsumer([bootstrap], TOPIC, on_event, poll_timeout_s=0.05, accept_user_ids=frozenset(user_ids))
+    consumer = EventConsumer([bootstrap], TOPIC, on_events, poll_timeout_s=0.05, accept_user_ids=frozenset(user_ids))
     original = consumer.handle
 
-    def handle(value) -> None:   # keep the publication time of each event for the lag
+    def handle(value):   # keep the publication time of each event for the lag
         try:
             message = json.loads(value)
             stamps[message["body"]["activationId"]] = message["timestamp"]
         except (ValueError, KeyError, TypeError):
             pass
-        original(value)
+        return original(value)
 
     consumer.handle = handle
     while not consumer.tick() or not consumer.ready:

@@ -120,7 +120,7 @@ class Pipeline:
                                     start_s=lambda: self._start_s, stopping=self.stopping, retries=self.retries)
         self.consumer = None
         if user_events is not None:
-            self.consumer = EventConsumer(user_events.bootstrap_servers, user_events.topic, self.tracker.on_event,
+            self.consumer = EventConsumer(user_events.bootstrap_servers, user_events.topic, self.tracker.on_events,
                                           poll_timeout_s=user_events.poll_timeout_s,
                                           fetch_wait_ms=user_events.fetch_wait_ms,
                                           accept_user_ids=frozenset(key.uuid for key in keys.values()))

@@ -105,9 +105,11 @@ class Outcomes:
         self.arrived = threading.Condition(self.lock)
         self.threads: set[str] = set()
 
-    def __call__(self, pending, outcome):
+    def __call__(self, answers):
         with self.arrived:
-            self.done[pending.activation_id] = (outcome.status, outcome.record, outcome.http_status, outcome.reason)
+            for pending, outcome in answers:
+                self.done[pending.activation_id] = (outcome.status, outcome.record, outcome.http_status,
+                                                    outcome.reason)
             self.threads.add(threading.current_thread().name)
             self.arrived.notify_all()
 

@@ -99,11 +99,32 @@ def test_malformed_events_raise_with_reason(value, message):
         parse_event(value)
 
 
+class OnePoll:
+    """A consumer whose topic has one partition and whose one poll brings ``values``."""
+
+    def __init__(self, values):
+        self.values = values
+
+    def partitions(self, topic):
+        return [0]
+
+    def assign(self, topic, partitions, *, from_beginning):
+        pass
+
+    def poll(self, timeout_s):
+        values, self.values = self.values, []
+        return values
+
+    def close(self):
+        pass
+
+
 def test_consumer_counts_malformed_and_other_events_and_never_raises():
-    seen = []
-    consumer = EventConsumer(["127.0.0.1:1"], "events", seen.append)
-    for value in [b"garbage", None, json.dumps({**EVENT, "eventType": "Metric"}).encode(), json.dumps(EVENT).encode()]:
-        consumer.handle(value)
-    assert [e.activation_id for e in seen] == [RECORD["activationId"]]
+    calls = []
+    values = [b"garbage", None, json.dumps({**EVENT, "eventType": "Metric"}).encode(), json.dumps(EVENT).encode()]
+    consumer = EventConsumer(["127.0.0.1:1"], "events", calls.append,
+                             consumer_factory=lambda *args, **kwargs: OnePoll(values))
+    assert consumer.tick() and consumer.tick() and consumer.tick()   # assign, the poll, an empty poll
+    assert [[e.activation_id for e in events] for events in calls] == [[RECORD["activationId"]]]   # one call
     stats = consumer.stats
     assert (stats.messages, stats.malformed, stats.other_events, stats.activation_events) == (4, 2, 1, 1)

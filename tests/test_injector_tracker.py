@@ -20,8 +20,7 @@ class InlineFetcher:
         self.client = client
 
     def fetch(self, pendings, done):
-        for pending in pendings:
-            done(pending, self.client.get_activation(pending.user, pending.activation_id))
+        done([(pending, self.client.get_activation(pending.user, pending.activation_id)) for pending in pendings])
 
     def close(self):
         pass

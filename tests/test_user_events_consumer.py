@@ -42,10 +42,10 @@ def _collect(consumer_ids: list[str], expected: int, timeout_s: float = 30.0) ->
 def _consumer(bootstrap: str, topic: str, seen: list[str]) -> EventConsumer:
     lock = threading.Lock()
 
-    def on_event(event: ActivationEvent) -> None:
+    def on_events(events: list[ActivationEvent]) -> None:
         with lock:
-            seen.append(event.activation_id)
-    return EventConsumer([bootstrap], topic, on_event, poll_timeout_s=0.05, retry_s=0.2).start()
+            seen.extend(event.activation_id for event in events)
+    return EventConsumer([bootstrap], topic, on_events, poll_timeout_s=0.05, retry_s=0.2).start()
 
 
 def test_reads_from_the_end_of_an_existing_topic_in_order_per_partition(kafka_broker):

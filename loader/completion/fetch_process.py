@@ -12,7 +12,8 @@ hands each tick's due fetches over in one pipe message, the child sends them at 
 (:class:`~loader.completion.fetch_loop.RecordFetches`, up to ``fetches_in_flight``),
 parses the records and sends the outcomes back in batches, each record cut to what the loader
 reads of it (:func:`~loader.storage.activation_fields.slim_record`); a thread of the loader reads
-them (one read often brings several batches) and calls ``done(pending, outcome)``.
+them (one read often brings several batches) and hands each batch's outcomes to ``done`` in
+one call (one lock of the tracker per batch, not per record).
 
 If the child dies, every fetch it held ends with an ``error`` outcome (the tracker retries
 it with its backoff, on a new child).
@@ -48,7 +49,8 @@ log = logging.getLogger(__name__)
 CLOSE_GRACE_S = 5.0
 GONE_REASON = "the record-fetch process is gone ({why})"
 
-Done = Callable[["Pending", FetchOutcome], None]
+#: What gets the outcomes: a batch of ``(pending, outcome)`` at a time (:data:`loader.completion.tracker.Done`).
+Done = Callable[[list[tuple["Pending", FetchOutcome]]], None]
 
 
 class FetchProcess:
@@ -88,7 +90,7 @@ class FetchProcess:
     # ------------------------------------------------------------------ the tracker's side
 
     def fetch(self, pendings: list[Pending], done: Done) -> None:
-        """Hand ``pendings`` over in one message; ``done(pending, outcome)`` runs on this object's thread.
+        """Hand ``pendings`` over in one message; ``done([(pending, outcome), ...])`` runs on this object's thread.
         A dead child is replaced first (once per call)."""
         why = "stopped"
         with self._send_lock:
@@ -120,8 +122,8 @@ class FetchProcess:
                         for ticket, _, _ in batch:
                             self._waiting.pop(ticket, None)
                     self._process.join(CLOSE_GRACE_S)
-        for pending in pendings:
-            done(pending, network_outcome(GONE_REASON.format(why=why)))
+        gone = network_outcome(GONE_REASON.format(why=why))
+        done([(pending, gone) for pending in pendings])
 
     def close(self) -> None:
         """Let the child answer what it holds (each within the client's timeout), then end it."""
@@ -161,27 +163,38 @@ class FetchProcess:
                 if isinstance(message, tuple):   # ("stats", {...}): the child's last message
                     self.stats = message[1]
                     continue
-                for ticket, status, record, http_status, reason in message:
-                    with self._lock:
-                        entry = self._waiting.pop(ticket, None)
-                    if entry is None:
-                        continue
-                    pending, done = entry
-                    try:
-                        done(pending, FetchOutcome(FetchStatus(status), record, http_status, reason))
-                    except Exception:  # never let one completion stop the answers  # noqa: BLE001
-                        log.exception("handling the record of activation %s failed", pending.activation_id)
+                self._deliver(message)
         if not self._closing:
             self._fail_waiting("it ended without answering")
+
+    def _deliver(self, message: list[tuple]) -> None:
+        """One message of answers, handed to their ``done`` in one call per ``done``."""
+        by_done: dict[Done, list[tuple[Pending, FetchOutcome]]] = {}
+        with self._lock:
+            entries = [(self._waiting.pop(ticket, None), status, record, http_status, reason)
+                       for ticket, status, record, http_status, reason in message]
+        for entry, status, record, http_status, reason in entries:
+            if entry is not None:
+                pending, done = entry
+                by_done.setdefault(done, []).append(
+                    (pending, FetchOutcome(FetchStatus(status), record, http_status, reason)))
+        self._hand(by_done)
+
+    @staticmethod
+    def _hand(by_done: dict[Done, list[tuple[Pending, FetchOutcome]]]) -> None:
+        for done, answers in by_done.items():
+            try:
+                done(answers)
+            except Exception:  # never let a bug stop the answers  # noqa: BLE001
+                log.exception("handling the records of %d activations failed", len(answers))
 
     def _fail_waiting(self, why: str) -> None:
         with self._lock:
             waiting, self._waiting = self._waiting, {}
+        by_done: dict[Done, list[tuple[Pending, FetchOutcome]]] = {}
         for pending, done in waiting.values():
-            try:
-                done(pending, network_outcome(GONE_REASON.format(why=why)))
-            except Exception:  # noqa: BLE001
-                log.exception("handling the lost fetch of activation %s failed", pending.activation_id)
+            by_done.setdefault(done, []).append((pending, network_outcome(GONE_REASON.format(why=why))))
+        self._hand(by_done)
 
 
 # ---------------------------------------------------------------------- the child process

@@ -70,10 +70,14 @@ class Pending:
 Complete = Callable[[Pending, dict | None, str | None], None]
 
 
-class Fetcher(Protocol):
-    """Fetches activation records: ``done(pending, outcome)`` for each, in any thread, at any time."""
+#: ``done(answers)``: fetched records, as ``(pending, outcome)``, several at a time.
+Done = Callable[[list[tuple[Pending, FetchOutcome]]], None]
 
-    def fetch(self, pendings: list[Pending], done: Callable[[Pending, FetchOutcome], None]) -> None: ...
+
+class Fetcher(Protocol):
+    """Fetches activation records: ``done`` gets their outcomes, in any thread, at any time, in batches."""
+
+    def fetch(self, pendings: list[Pending], done: Done) -> None: ...
     def close(self) -> None: ...
 
 
@@ -118,20 +122,30 @@ class CompletionTracker:
         self.wake.set()
 
     def on_event(self, event: ActivationEvent) -> None:
+        self.on_events([event])
+
+    def on_events(self, events: list[ActivationEvent]) -> None:
+        """User events (a poll's worth): their records are due now.  One lock and one wake-up
+        for the lot: the consumer's thread and the tracker's take turns on the GIL less often."""
+        matched = False
+        now_s = self.clock.monotonic_s()
         with self._lock:
-            pending = self._pending.get(event.activation_id)
-            if pending is None:
-                if len(self._early) < EARLY_EVENT_MAX:
-                    self._early[event.activation_id] = (self.clock.monotonic_s(), event.source)
-                return
-            if pending.event_seen:
-                return
-            pending.event_seen = True
-            pending.source = event.source
-            self.events_matched += 1
-            if not pending.in_flight:
-                self._schedule(pending, self.clock.monotonic_s())
-        self.wake.set()
+            for event in events:
+                pending = self._pending.get(event.activation_id)
+                if pending is None:
+                    if len(self._early) < EARLY_EVENT_MAX:
+                        self._early[event.activation_id] = (now_s, event.source)
+                    continue
+                if pending.event_seen:
+                    continue
+                pending.event_seen = True
+                pending.source = event.source
+                self.events_matched += 1
+                matched = True
+                if not pending.in_flight:
+                    self._schedule(pending, now_s)
+        if matched:
+            self.wake.set()
 
     @property
     def fetcher_stats(self) -> dict:
@@ -166,7 +180,7 @@ class CompletionTracker:
                 self._forget_early(now_s)
                 self._early_sweep_s = now_s + EARLY_EVENT_SWEEP_S
         if due:
-            self.fetcher.fetch(due, self._handle)
+            self.fetcher.fetch(due, self._answered)
         with self._lock:
             return self._heap[0][0] if self._heap else None
 
@@ -192,33 +206,38 @@ class CompletionTracker:
 
     # ------------------------------------------------------------------ answers (the fetcher's thread)
 
-    def _handle(self, pending: Pending, outcome: FetchOutcome) -> None:
+    def _answered(self, answers: list[tuple[Pending, FetchOutcome]]) -> None:
+        """Fetch outcomes (the fetcher's batch): found records complete their runs, the rest are
+        scheduled again or, past their deadline, lost.  One lock for the batch."""
         now_s = self.clock.monotonic_s()
+        finished: list[tuple[Pending, dict | None, str | None]] = []
+        retried = False
         with self._lock:
-            if self._pending.get(pending.activation_id) is not pending:
-                return  # given up meanwhile (the run was stopped)
-            pending.in_flight = False
-            pending.fetches += 1
-            if outcome.status is FetchStatus.FOUND:
-                del self._pending[pending.activation_id]
-                finished, record, reason = True, outcome.record, None
-            elif now_s >= pending.deadline_s:
-                del self._pending[pending.activation_id]
-                self.lost += 1
-                finished, record, reason = True, None, self._lost_reason(pending, outcome)
-            else:
-                finished = False
-                pending.last_answer = outcome.reason
-                if outcome.status is FetchStatus.ERROR:
-                    log.debug("activation %s: %s; retrying", pending.activation_id, outcome.reason)
-                if pending.event_seen:
-                    pending.record_retries += 1
-                    self._schedule(pending, now_s + self._record_backoff.delay_s(pending.record_retries))
+            for pending, outcome in answers:
+                if self._pending.get(pending.activation_id) is not pending:
+                    continue  # given up meanwhile (the run was stopped)
+                pending.in_flight = False
+                pending.fetches += 1
+                if outcome.status is FetchStatus.FOUND:
+                    del self._pending[pending.activation_id]
+                    finished.append((pending, outcome.record, None))
+                elif now_s >= pending.deadline_s:
+                    del self._pending[pending.activation_id]
+                    self.lost += 1
+                    finished.append((pending, None, self._lost_reason(pending, outcome)))
                 else:
-                    self._schedule(pending, now_s + self.settings.poll_interval_s)
-        if finished:
+                    retried = True
+                    pending.last_answer = outcome.reason
+                    if outcome.status is FetchStatus.ERROR:
+                        log.debug("activation %s: %s; retrying", pending.activation_id, outcome.reason)
+                    if pending.event_seen:
+                        pending.record_retries += 1
+                        self._schedule(pending, now_s + self._record_backoff.delay_s(pending.record_retries))
+                    else:
+                        self._schedule(pending, now_s + self.settings.poll_interval_s)
+        for pending, record, reason in finished:
             self._complete(pending, record, reason)
-        else:
+        if retried:
             self.wake.set()
 
     def _lost_reason(self, pending: Pending, outcome: FetchOutcome) -> str:

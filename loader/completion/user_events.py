@@ -3,11 +3,12 @@
 :class:`EventConsumer` reads the user-events topic (default ``events``) with a manual
 assignment of all its partitions, positioned at their end offsets when the run starts
 (no consumer group, so nothing depends on group coordination or on a broker's
-quirks).  Each ``Activation`` event is handed to ``on_event``, unless ``accept_user_ids``
-is given and the event's ``userId`` is not among them (another shard's users: counted as
-``foreign``, docs/scale-out.md); other event types are counted and ignored; a malformed message is logged and counted, never fatal.  When the
-broker goes away, the consumer keeps retrying while the completion tracker polls the
-activation records instead.
+quirks).  The ``Activation`` events of each poll are handed to ``on_events`` in one call (one
+lock and one wake-up of the tracker per poll), except, when ``accept_user_ids`` is given, those
+whose ``userId`` is not among them (another shard's users: counted as ``foreign``,
+docs/scale-out.md); other event types are counted and ignored; a malformed message is logged
+and counted, never fatal.  When the broker goes away, the consumer keeps retrying while the
+completion tracker polls the activation records instead.
 """
 
 from __future__ import annotations
@@ -80,16 +81,18 @@ class ConsumerStats:
 
 
 class EventConsumer:
-    """A thread that turns Kafka records into ``on_event`` calls; ``tick()`` is one poll."""
+    """A thread that turns Kafka records into ``on_events`` calls (one per poll that brought some);
+    ``tick()`` is one poll."""
 
-    def __init__(self, bootstrap_servers: list[str], topic: str, on_event: Callable[[ActivationEvent], None], *,
+    def __init__(self, bootstrap_servers: list[str], topic: str,
+                 on_events: Callable[[list[ActivationEvent]], None], *,
                  poll_timeout_s: float = 0.2, fetch_wait_ms: int = 10, retry_s: float = 1.0,
                  consumer_factory: Callable[..., ConsumerLike] = LibrdkafkaConsumer,
                  accept_user_ids: frozenset[str] | None = None):
         self.bootstrap_servers = list(bootstrap_servers)
         self.accept_user_ids = accept_user_ids
         self.topic = topic
-        self.on_event = on_event
+        self.on_events = on_events
         self.poll_timeout_s = poll_timeout_s
         self.fetch_wait_ms = fetch_wait_ms
         self.retry_s = retry_s
@@ -152,8 +155,9 @@ class EventConsumer:
                 log.error("unexpected error reading user events (retrying)", exc_info=True)
             self._note_error(exc)
             return False
-        for value in values:
-            self.handle(value)
+        events = [event for event in map(self.handle, values) if event is not None]
+        if events:
+            self.on_events(events)
         return True
 
     def _assign(self, consumer: ConsumerLike) -> bool:
@@ -181,8 +185,8 @@ class EventConsumer:
                         text, self.retry_s)
         self.stats.last_error = text
 
-    def handle(self, value: bytes | None) -> None:
-        """One Kafka record's value."""
+    def handle(self, value: bytes | None) -> ActivationEvent | None:
+        """One Kafka record's value: the activation event to hand over, counted (None: ignored)."""
         self.stats.messages += 1
         try:
             if value is None:
@@ -192,15 +196,15 @@ class EventConsumer:
             self.stats.malformed += 1
             level = logging.WARNING if self.stats.malformed <= MALFORMED_WARNINGS else logging.DEBUG
             log.log(level, "ignoring a malformed user event (%d so far): %s", self.stats.malformed, exc)
-            return
+            return None
         if event is None:
             self.stats.other_events += 1
-            return
+            return None
         self.stats.activation_events += 1
         if self.accept_user_ids is not None and event.user_id is not None and event.user_id not in self.accept_user_ids:
             self.stats.foreign += 1  # another shard's (or tenant's) activation: not ours to follow
-            return
-        self.on_event(event)
+            return None
+        return event
 
 
 def _from_the_broker(exc: Exception) -> bool:
