@@ -12,7 +12,8 @@ pool and :class:`loader.platform.client.OpenWhiskClient`) → :class:`loader.sto
 :class:`loader.storage.recorder.DurableSink` → :class:`loader.storage.writer_process.WriterProcess` (a :class:`loader.storage.writer.StoreWriter` in a process of its own; loader defaults: batches
 of 500, flush interval 50 ms, ``completion:fetches_in_flight`` at its default unless
 ``--fetches-in-flight``).  The GIL switch interval is the pipeline's while it runs
-(``loader.pipeline.SWITCH_INTERVAL_S``), and the garbage collector is tuned as it tunes it.
+(``loader.pipeline.switch_interval_s``: Python's own with sender processes, the default), and the
+garbage collector is tuned as it tunes it.
 
 With ``--monitor on`` (or ``both``: each rate without, then with) a real monitor answers
 (``bench/_completion_monitor.py``): ``python -m monitor`` sampling 4 real cgroups at 10 ms, every
@@ -462,14 +463,15 @@ def main(argv: list[str] | None = None) -> int:
             monitor = MonitorSide(scratch)
         from faasload import gc_tuning
         from loader.config import CompletionConfig, DatabaseSection, UserEventsConfig
-        from loader.pipeline import SWITCH_INTERVAL_S
+        from loader.pipeline import switch_interval_s
+        from loader.sending.processes import LEAD_S
         fetches_in_flight = args.fetches_in_flight or CompletionConfig().fetches_in_flight
         fetch_wait_ms = args.fetch_wait_ms or UserEventsConfig().fetch_wait_ms
         flush_interval_s = (args.flush_interval_ms / 1000 if args.flush_interval_ms is not None
                             else DatabaseSection().flush_interval_s)
         batch_size = args.batch_size or DatabaseSection().batch_size
         gc_tuning.tune()  # as the loader's Pipeline does for its run
-        sys.setswitchinterval(SWITCH_INTERVAL_S)  # likewise
+        sys.setswitchinterval(switch_interval_s(LEAD_S) or sys.getswitchinterval())  # likewise
         for rate in [float(r) for r in args.rates.split(",") if r.strip()]:
             for with_monitor in modes:
                 figures = measure(services, scratch, rate, args.duration_s, fetches_in_flight, fetch_wait_ms,

@@ -141,7 +141,7 @@ def child(tracedir: Path, apihost: str, workers: int, time_limit_s: float, spin_
     from faasload import gc_tuning
     from faasload.clock import RealClock, set_fine_timer_slack
     from loader.injection.traces import FileTraceSource, list_traces, scan_trace
-    from loader.pipeline import SWITCH_INTERVAL_S
+    from loader.pipeline import switch_interval_s
     from loader.platform.client import ClientSettings, InvokeOutcome, InvokeStatus, OpenWhiskClient
     from loader.platform.keys import parse_key
     from loader.scheduler import Scheduler, offset_us
@@ -180,15 +180,16 @@ def child(tracedir: Path, apihost: str, workers: int, time_limit_s: float, spin_
     if workers:
         pool.start()
     sources = [FileTraceSource(path, incont="in", outcont="out") for path in paths]
+    lead_s = pool.lead_s if workers else 0.0
     scheduler = Scheduler(sources, pool.submit if workers else noop_submit, clock=clock, start_s=0.0,
-                          flush=pool.flush if workers else None)
+                          flush=pool.flush if workers else None, lead_s=lead_s)
 
     def schedule() -> None:
         set_fine_timer_slack()
         scheduler.run(stopping)
 
     previous_interval = sys.getswitchinterval()
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    sys.setswitchinterval(switch_interval_s(lead_s) or previous_interval)   # as the Pipeline does
     gc_tuning.tune()  # as the Pipeline does
     sender_pids = list(getattr(pool, "process_ids", []))
     cpu0 = [_common.cpu_times(pid) for pid in [None, *sender_pids]]

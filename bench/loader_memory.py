@@ -105,7 +105,8 @@ def replay_with_senders(paths: list[Path], apihost: str, processes: int, speed: 
     stopping = threading.Event()
     start = [time.monotonic()]
     pool = ProcessInvokerPool(processes, ClientSettings(apihost, timeout_s=10.0), keys, recorder, NullTracker(),
-                              clock=RealClock(spin_s=0.0), start_s=lambda: start[0], stopping=stopping)
+                              clock=RealClock(spin_s=0.0), start_s=lambda: start[0], stopping=stopping,
+                              lead_s=0.0)   # the replay is sped up: its planned times are not the senders' clock
     pool.start()
     clock = SpedUpClock(speed)
     read_ahead = read_ahead_bytes(len(paths))

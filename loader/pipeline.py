@@ -50,9 +50,17 @@ from loader.storage.writer import ItemWriter
 
 log = logging.getLogger(__name__)
 
-#: The GIL switch interval while injecting: a busy worker thread delays the scheduler's
-#: wake-up by up to this much (Python's default is 5 ms; docs/performance.md, Timing facts).
+#: The GIL switch interval while injecting with invoker threads (``sender_processes: 0``): a busy
+#: worker thread delays the scheduler's wake-up by up to this much (Python's default is 5 ms;
+#: docs/performance.md, Timing facts).  Sender processes send at the planned times themselves,
+#: the scheduler handing invocations over ahead of them, so the scheduler's process keeps the
+#: default: the forced switches every 0.5 ms cost its completion path ~12% of its CPU.
 SWITCH_INTERVAL_S = 0.0005
+
+
+def switch_interval_s(lead_s: float) -> float | None:
+    """The switch interval the scheduler's process needs with a pool of this lead (None: Python's own)."""
+    return SWITCH_INTERVAL_S if lead_s == 0 else None
 SUPERVISE_S = 0.05
 DRAIN_REASON = "the loader was stopped before this invocation's planned time"
 GIVE_UP_REASON = "the loader was stopped a second time before the activation completed"
@@ -159,9 +167,9 @@ class Pipeline:
         if self.retries is not None:
             threads.append(self._thread(self.retries.run, "invoke-retries", self._halt))
         self.scheduler = scheduler = Scheduler(self.sources, self.pool.submit, clock=self.clock, start_s=0.0,
-                                               flush=self.pool.flush)
+                                               flush=self.pool.flush, lead_s=self.pool.lead_s)
         previous_interval = sys.getswitchinterval()
-        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        sys.setswitchinterval(switch_interval_s(self.pool.lead_s) or previous_interval)
         previous_gc = gc_tuning.tune()
         try:
             if start_at_s is not None:

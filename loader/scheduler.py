@@ -4,7 +4,10 @@ The heap holds at most one pending invocation per trace (the next one); when it 
 handed out, the next line of that trace is read.  Due invocations are handed to
 ``dispatch`` (the invoker pool's queue), then ``flush`` once per tick (so a pool can
 send a tick's invocations in one batch), and the scheduler never waits on a
-response.  An invocation that is already late is handed out at once and counted
+response.  With a ``lead_s``, invocations are handed out up to that long before they are due,
+to a pool that sends each at its planned time (the sender processes): the scheduler wakes when
+the next one is half the lead away and hands out everything due within the lead, so its own
+delays cost no lateness as long as they are shorter than half the lead.  An invocation that is already late is handed out at once and counted
 late, never dropped.  ``tick()`` does one round; ``run()`` repeats it, sleeping to the
 next deadline on the injected clock.
 """
@@ -64,9 +67,10 @@ class Scheduler:
     """Merge many :class:`TraceSource` on one heap of absolute deadlines."""
 
     def __init__(self, sources: Iterable[TraceSource], dispatch: Callable[[Dispatch], None], *,
-                 clock: Clock, start_s: float, flush: Callable[[], None] | None = None):
+                 clock: Clock, start_s: float, flush: Callable[[], None] | None = None, lead_s: float = 0.0):
         self.clock = clock
         self.start_s = start_s
+        self.lead_us = round(lead_s * 1_000_000)
         self.dispatch = dispatch
         self.flush = flush
         self.stats = SchedulerStats()
@@ -106,11 +110,11 @@ class Scheduler:
         return self.start_s + self._heap[0][0] / 1_000_000
 
     def tick(self) -> float | None:
-        """Hand out every invocation due now; return the next deadline (None: all done)."""
+        """Hand out every invocation due within the lead; return the next deadline (None: all done)."""
         while self._heap:
             now_us = offset_us(self.clock, self.start_s)
             planned_us, index, invocation = self._heap[0]
-            if planned_us > now_us:
+            if planned_us > now_us + self.lead_us:
                 break
             heapq.heappop(self._heap)
             item = Dispatch(invocation, now_us)
@@ -125,11 +129,15 @@ class Scheduler:
 
     def run(self, stop: threading.Event) -> None:
         """Tick until every trace ended or ``stop`` is set."""
+        # With a lead, wake when the next invocation is half the lead away and hand out all that
+        # come due within the lead: a batch of half a lead per tick, each handed out at least half
+        # a lead ahead (one wake-up and one pipe write per sender per batch, not per invocation).
+        wake_ahead_s = self.lead_us / 2_000_000
         while not stop.is_set():
             due_s = self.tick()
             if due_s is None:
                 return
-            self.clock.sleep_until(due_s, stop)
+            self.clock.sleep_until(due_s - wake_ahead_s, stop)
 
     def drain(self) -> Iterable[PlannedInvocation]:
         """After a stop: every invocation never handed out (heap first, then the rest of each trace)."""

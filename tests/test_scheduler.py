@@ -103,3 +103,32 @@ def test_a_source_failing_mid_run_is_reported_and_ends():
     scheduler.run(threading.Event())
     assert [d.invocation.trace_name for d in out] == ["bad", "ok"]
     assert scheduler.stats.trace_errors == [{"trace": "bad", "error": "t:2: broken", "lost": 2}]
+
+
+def test_a_lead_hands_invocations_out_ahead_of_their_time():
+    """For senders that send each invocation at its planned time: handed out up to the lead before it."""
+    clock = FakeClock(start_s=0.0)
+    out = []
+    scheduler = Scheduler([ListSource("a", [0, 1_000_000, 1_400_000, 3_000_000])], out.append, clock=clock,
+                          start_s=0.0, lead_s=0.5)
+    assert scheduler.tick() == 1.0                     # the next planned time; run() sleeps to 0.5
+    clock.now_s = 0.5
+    assert scheduler.tick() == 1.4
+    assert [d.invocation.seq for d in out] == [0, 1]
+    clock.now_s = 0.9
+    assert scheduler.tick() == 3.0
+    assert [d.dispatch_lateness_us for d in out] == [0, -500_000, -500_000]   # early: the senders wait
+    assert scheduler.stats.max_dispatch_lateness_us == 0
+
+
+def test_run_hands_out_half_a_lead_at_a_time():
+    """It wakes when the next invocation is half the lead away and hands out everything within the lead."""
+    clock = FakeClock(start_s=0.0)
+    out = []
+    offsets_us = [2_000_000, 2_100_000, 2_240_000, 2_260_000, 2_600_000]
+    scheduler = Scheduler([ListSource("a", offsets_us)], lambda item: out.append((clock.now_s, item)), clock=clock,
+                          start_s=0.0, lead_s=0.5)
+    scheduler.run(threading.Event())
+    assert [(round(now_s, 6), d.invocation.seq) for now_s, d in out] == [(1.75, 0), (1.75, 1), (1.75, 2),
+                                                                         (2.01, 3), (2.35, 4)]
+    assert all(d.dispatch_lateness_us <= -250_000 for _, d in out)

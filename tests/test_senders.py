@@ -202,6 +202,44 @@ def test_stopping_cancels_what_the_senders_still_hold_back(platform):
     assert [r[2] for r in tracker.registered] == ["id-0.jpg"]
 
 
+def _planned(seq, offset_s):
+    return PlannedInvocation("alice-x", seq, "alice", "ok", round(offset_s * 1e6), f"{seq}.jpg",
+                             (("object", f"{seq}.jpg"), ("incont", "in")))
+
+
+def test_invocations_handed_over_early_are_sent_at_their_planned_time(platform):
+    """The scheduler hands invocations over up to the pool's lead before their time: each is sent at
+    its time, never before, and a normal end still sends what the senders hold for later."""
+    pool, recorder, _, start_s = _pool(platform, processes=2)
+    assert pool.lead_s > 0
+    pool.start()
+    now_s = time.monotonic() - start_s
+    offsets_s = [now_s + 0.3 + 0.01 * n for n in range(10)]
+    _submit(pool, *(_planned(n, offset_s) for n, offset_s in enumerate(offsets_s)))
+    pool.stop()   # not stopping: the senders send what they hold at its time, then end
+    sent = {invocation.seq: (offset_us, outcome) for invocation, offset_us, outcome in recorder.sent_rows}
+    assert sorted(sent) == list(range(10)) and recorder.cancelled_rows == []
+    for n, offset_s in enumerate(offsets_s):
+        offset_us, outcome = sent[n]
+        assert outcome.status is InvokeStatus.ACCEPTED
+        assert round(offset_s * 1e6) <= offset_us < round(offset_s * 1e6) + 100_000, (n, offset_s, offset_us)
+    assert max(stats["peak_timed"] for stats in pool.sender_stats) >= 1
+
+
+def test_stopping_cancels_what_the_senders_hold_for_later(platform):
+    stopping = threading.Event()
+    pool, recorder, tracker, start_s = _pool(platform, processes=1, stopping=stopping)
+    pool.start()
+    later_s = time.monotonic() - start_s + 30.0
+    _submit(pool, *(_planned(n, later_s) for n in range(3)))
+    time.sleep(0.2)   # in the sender's hands, waiting for their time
+    stopping.set()
+    pool.stop()
+    assert recorder.sent_rows == [] and tracker.registered == []
+    assert sorted((i.seq, reason, dispatched) for i, reason, dispatched in recorder.cancelled_rows) == \
+        [(n, CANCEL_REASON, True) for n in range(3)]
+
+
 def test_needs_the_real_clock(platform):
     with pytest.raises(ValueError, match="sender processes need the real clock"):
         ProcessInvokerPool(1, ClientSettings(platform), {}, FakeRecorder(), FakeTracker(), clock=FakeClock(),

@@ -31,11 +31,16 @@ CANCEL_REASON = "the loader was stopped before this invocation was sent"
 class InvokerPool(Protocol):
     """Sends due invocations without ever blocking the scheduler."""
 
+    #: How long before its planned time an invocation may be submitted (the pool then sends it
+    #: at that time); 0: submitted when due, sent at once.
+    lead_s: float
+
     def start(self) -> None:
         """Start sending; returns once the pool accepts submissions."""
 
     def submit(self, item: Dispatch) -> None:
-        """The scheduler's dispatch: queue ``item`` for sending now; never blocks."""
+        """The scheduler's dispatch: queue ``item`` for sending at its planned time (now, if
+        ``lead_s`` is 0 or the time has passed); never blocks."""
 
     def flush(self) -> None:
         """Send what the scheduler's tick submitted (called once per tick)."""

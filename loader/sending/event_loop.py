@@ -4,7 +4,7 @@ A thread per request in flight turns the open loop into a closed one when the pl
 slow to accept (a cold-start storm, an overloaded controller): once every thread waits on
 an answer, later invocations wait for a thread and the loader measures itself, not the
 trace (coordinated omission).  Here one asyncio loop per sender process writes each
-request on a keep-alive connection of its own pool the moment it arrives, opening another
+request on a keep-alive connection of its own pool at its planned time, opening another
 connection when every open one is busy, up to ``max_in_flight`` requests in flight; what
 the cap holds back is sent as soon as an answer frees a connection, and its lateness says
 so.  Answers are parsed incrementally (:mod:`loader.platform.http_parse`) and sent back to
@@ -17,8 +17,15 @@ platform may have started the function, so sending it again could run it twice. 
 decision and the wait are the :class:`~loader.sending.retries.RetryPolicy` the invoker
 threads of the scheduler's process use too.
 
-Messages from the parent: a list of ``(ticket, user, action, parameters)``, or None to end
-once everything in flight is answered.  Answers: a list of
+The scheduler hands invocations over up to :data:`~loader.sending.processes.LEAD_S` before
+their planned time, and this loop sends each at that time, woken by a
+:class:`~loader.sending.deadline_timer.DeadlineTimer` (µs, where asyncio's own timers are
+~1 ms late): the send times do not depend on the scheduler's process (its GIL, its garbage
+collections, the completion path's threads), only on this loop, which does nothing else.
+
+Messages from the parent: a list of ``(ticket, user, action, parameters, planned_s)``
+(``planned_s`` on ``time.monotonic()``'s clock, shared by the processes), or None to end once
+everything held is sent and answered.  Answers: a list of
 ``(ticket, sent_s, status, attempts, activation_id, http_status, reason)``.
 """
 
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import heapq
 import logging
 import os
 import resource
@@ -36,11 +44,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from faasload import gc_tuning
+from faasload.clock import set_fine_timer_slack
 from loader.child_pipes import READY, BatchedAnswers
 from loader.platform.client import ClientSettings, InvokeOutcome, InvokeStatus, invoke_outcome
 from loader.platform.http import Response
 from loader.platform.http_async import AnswerConnection
 from loader.platform.keys import UserKey
+from loader.sending.deadline_timer import DeadlineTimer
 from loader.sending.retries import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -70,6 +80,7 @@ class LoopStats:
     peak_waiting: int = 0
     retries: int = 0
     held: int = 0   # requests that waited for the in-flight cap
+    peak_timed: int = 0   # requests received ahead of their planned time, waiting for it
 
 
 class LoopInvoker:
@@ -93,12 +104,48 @@ class LoopInvoker:
         self.stats = LoopStats()
         self.stopping = False   # no more retries: the run is stopping
         self.loop = asyncio.get_running_loop()
+        self.timed: list[tuple[float, int, _Request]] = []   # (planned monotonic s, ticket, request): a heap
+        self._timer: DeadlineTimer | None = None
+        self._fallback: asyncio.TimerHandle | None = None    # without a timerfd: asyncio's (coarser) timer
+        try:
+            self._timer = DeadlineTimer(self.loop, self._due)
+        except (OSError, AttributeError) as exc:
+            log.warning("no timerfd (%s): requests sent ahead of their time wait on asyncio's timer, "
+                        "~1 ms late", exc)
 
     # ------------------------------------------------------------------ requests in
 
-    def submit(self, ticket: int, user_name: str, action: str, parameters: Any) -> None:
+    def submit(self, ticket: int, user_name: str, action: str, parameters: Any, planned_s: float | None = None) -> None:
+        """A request to send at monotonic ``planned_s`` (None or past: now).  Its bytes are built now,
+        ahead of its time."""
         data = self.client.invoke_request(self.keys[user_name], action, dict(parameters))
         request = _Request(ticket, data)
+        if planned_s is not None and planned_s > time.monotonic():
+            heapq.heappush(self.timed, (planned_s, ticket, request))
+            self.stats.peak_timed = max(self.stats.peak_timed, len(self.timed))
+            if self.timed[0][2] is request:
+                self._arm(planned_s)
+            return
+        self._admit(request)
+
+    def _arm(self, at_s: float) -> None:
+        if self._timer is not None:
+            self._timer.arm(at_s)
+            return
+        if self._fallback is not None:
+            self._fallback.cancel()
+        self._fallback = self.loop.call_at(at_s, self._due)
+
+    def _due(self) -> None:
+        """The timer fired: send what has come to its planned time, arm for the next."""
+        now_s = time.monotonic()
+        timed = self.timed
+        while timed and timed[0][0] <= now_s:
+            self._admit(heapq.heappop(timed)[2])
+        if timed:
+            self._arm(timed[0][0])
+
+    def _admit(self, request: _Request) -> None:
         if self.in_flight >= self.max_in_flight:
             self.stats.held += 1
             self.waiting.append(request)
@@ -107,8 +154,12 @@ class LoopInvoker:
         self._start(request)
 
     def cancel_waiting(self) -> None:
+        """The run is stopping: what is not sent yet (held by the cap, or before its time) is cancelled."""
         while self.waiting:
             request = self.waiting.popleft()
+            self.answer(request.ticket, None, None)
+        timed, self.timed = sorted(self.timed), []
+        for _, _, request in timed:
             self.answer(request.ticket, None, None)
 
     def _start(self, request: _Request) -> None:
@@ -204,12 +255,14 @@ class LoopInvoker:
 
     @property
     def busy(self) -> bool:
-        return self.in_flight > 0 or bool(self.waiting)
+        return self.in_flight > 0 or bool(self.waiting) or bool(self.timed)
 
     def close(self) -> None:
         for connection in self.idle:
             connection.abort()
         self.idle.clear()
+        if self._timer is not None:
+            self._timer.close()
 
 
 # ---------------------------------------------------------------------- the process
@@ -234,6 +287,7 @@ def sender_main(number: int, settings: ClientSettings, keys: dict[str, UserKey],
         log.warning("open-file limit %d: at most ~%d requests in flight in this sender", limit, limit - 64)
         max_in_flight = max(1, limit - 64)
     gc_tuning.tune()
+    set_fine_timer_slack()   # the timerfd's expiries are due to within µs, not the default 50 µs slack
     asyncio.run(_serve(settings, keys, conn, cancel, max_in_flight))
 
 
@@ -276,11 +330,11 @@ async def _serve(settings: ClientSettings, keys: dict[str, UserKey], conn, cance
     def submit_batch() -> None:
         message = queued.popleft()
         cancelled = cancel.is_set()
-        for ticket, user_name, action, parameters in message:
+        for ticket, user_name, action, parameters, planned_s in message:
             if cancelled:
                 answer(ticket, None, None)
             else:
-                invoker.submit(ticket, user_name, action, parameters)
+                invoker.submit(ticket, user_name, action, parameters, planned_s)
 
     async def sweeper() -> None:
         while not done.is_set():

@@ -6,8 +6,10 @@ one GIL; at 5,000 invocations/s on two cores the scheduler itself fell seconds b
 of ``processes`` sender processes (the one with the fewest requests in flight): the
 scheduler's :meth:`~ProcessInvokerPool.submit` appends it to that process's batch and
 :meth:`~ProcessInvokerPool.flush`, at the end of each scheduler tick, writes each batch to
-its pipe in one message.  Each sender process runs an event loop
-(:mod:`loader.sending.event_loop`) that sends every request at once on a connection of its
+its pipe in one message.  The scheduler hands each invocation over up to :data:`LEAD_S`
+before its planned time, and its sender sends it at that time: a pause of the scheduler's
+process shorter than that costs no lateness.  Each sender process runs an event loop
+(:mod:`loader.sending.event_loop`) that sends every request at its time on a connection of its
 own, so requests in flight are bounded by ``max_in_flight``, not by threads, and a slow
 platform delays no later send.  A thread of the scheduler's process records the answers,
 which come back in batches, (the same rows as the threaded pool) and hands the accepted
@@ -46,6 +48,11 @@ from loader.storage.recorder import Recorder
 log = logging.getLogger(__name__)
 
 _STATUSES = {status.value: status for status in InvokeStatus}
+#: How long before its planned time the scheduler hands an invocation over; its sender sends it
+#: at that time (:mod:`loader.sending.event_loop`).  A pause of the scheduler's process shorter
+#: than this (the GIL taken by the completion path for up to a switch interval, a garbage
+#: collection) makes no invocation late; a stop cancels what was handed over and is not sent yet.
+LEAD_S = 0.05
 #: How often the result thread looks at the stop flag (to cancel what the senders still hold back).
 WATCH_S = 0.05
 #: How long the results thread lets answers gather after recording some: answers are recorded
@@ -84,7 +91,8 @@ class ProcessInvokerPool:
 
     def __init__(self, processes: int, client: ClientSettings, keys: Mapping[str, UserKey],
                  recorder: Recorder, tracker: CompletionTracker, *, clock: Clock, start_s: Callable[[], float],
-                 stopping: threading.Event, max_in_flight: int = 10_000, sender: Callable[..., None] = sender_main):
+                 stopping: threading.Event, max_in_flight: int = 10_000, sender: Callable[..., None] = sender_main,
+                 lead_s: float = LEAD_S):
         if processes < 1 or max_in_flight < 1:
             raise ValueError("a process pool needs at least one process and one request in flight")
         if not isinstance(clock, RealClock):
@@ -107,6 +115,7 @@ class ProcessInvokerPool:
         self._results_thread: threading.Thread | None = None
         self.process_ids: list[int] = []
         self.stats = PoolStats()
+        self.lead_s = lead_s   # 0: each invocation sent when the senders get it (a bench's sped-up replay)
 
     # ------------------------------------------------------------------ the scheduler's side
 
@@ -156,7 +165,8 @@ class ProcessInvokerPool:
                 lane = min(live, key=lambda candidate: len(candidate.in_flight))
                 ticket = next(self._tickets)
                 lane.in_flight[ticket] = (invocation, user)
-                lane.batch.append((ticket, invocation.user, invocation.action, invocation.parameters))
+                lane.batch.append((ticket, invocation.user, invocation.action, invocation.parameters,
+                                   self.start_s() + invocation.planned_offset_us / 1_000_000 if self.lead_s else None))
         if lane is None:
             self._fail(invocation, "no sender process is running (not sent)")
 

@@ -32,6 +32,7 @@ class InvokerPool:
                  tracker: CompletionTracker, *, clock: Clock, start_s: Callable[[], float],
                  stopping: threading.Event, retries: Retries | None = None):
         self.workers = workers
+        self.lead_s = 0.0   # threads send what they take at once: the scheduler hands it over when due
         self.retries = retries
         self.client = client
         self.keys = keys
