@@ -56,16 +56,16 @@ log = logging.getLogger(__name__)
 #: the scheduler handing invocations over ahead of them, so the scheduler's process keeps the
 #: default: the forced switches every 0.5 ms cost its completion path ~12% of its CPU.
 SWITCH_INTERVAL_S = 0.0005
-
-
-def switch_interval_s(lead_s: float) -> float | None:
-    """The switch interval the scheduler's process needs with a pool of this lead (None: Python's own)."""
-    return SWITCH_INTERVAL_S if lead_s == 0 else None
 SUPERVISE_S = 0.05
 DRAIN_REASON = "the loader was stopped before this invocation's planned time"
 GIVE_UP_REASON = "the loader was stopped a second time before the activation completed"
 FAILURE_REASON = "the loader stopped after an internal failure ({failure}) before this invocation's planned time"
 TRACKER_FAILED_REASON = "the loader's completion tracker failed ({failure}) before the activation completed"
+
+
+def switch_interval_s(lead_s: float) -> float | None:
+    """The switch interval the scheduler's process needs with a pool of this lead (None: Python's own)."""
+    return SWITCH_INTERVAL_S if lead_s == 0 else None
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ send a tick's invocations in one batch), and the scheduler never waits on a
 response.  With a ``lead_s``, invocations are handed out up to that long before they are due,
 to a pool that sends each at its planned time (the sender processes): the scheduler wakes when
 the next one is half the lead away and hands out everything due within the lead, so its own
-delays cost no lateness as long as they are shorter than half the lead.  An invocation that is already late is handed out at once and counted
-late, never dropped.  ``tick()`` does one round; ``run()`` repeats it, sleeping to the
-next deadline on the injected clock.
+delays cost no lateness as long as they are shorter than half the lead.  An invocation that is
+already late is handed out at once and counted late, never dropped.  ``tick()`` does one round;
+``run()`` repeats it, sleeping to the next deadline (less half the lead) on the injected clock.
 """
 
 from __future__ import annotations
