@@ -337,3 +337,39 @@ def test_answer_frames_are_read_in_chunks_as_a_connection_sends_them():
     writer.join()
     theirs.close()
     assert got == sent and frames.read() is None and not frames.buffer
+
+
+@pytest.mark.parametrize("timerfd", [True, False])
+def test_the_sender_loop_waits_for_the_planned_time(platform, monkeypatch, timerfd):
+    """Inside a sender: a request handed over early goes out at its time, on the timerfd or,
+    where there is none, on asyncio's own timer."""
+    import asyncio
+
+    from loader.sending import event_loop
+
+    if not timerfd:
+        def no_timerfd(*args):
+            raise OSError("timerfd_create: not here")
+        monkeypatch.setattr(event_loop, "DeadlineTimer", no_timerfd)
+    answers = []
+
+    async def run():
+        invoker = event_loop.LoopInvoker(ClientSettings(platform, timeout_s=10.0), {"alice": ALICE},
+                                         lambda ticket, sent_s, outcome: answers.append((ticket, sent_s, outcome)),
+                                         max_in_flight=10)
+        assert (invoker._timer is not None) is timerfd
+        planned_s = [time.monotonic() + 0.2, time.monotonic() + 0.1]
+        for ticket, at_s in enumerate(planned_s):
+            invoker.submit(ticket, "alice", "ok", (("object", f"{ticket}.jpg"),), at_s)
+        invoker.submit(2, "alice", "ok", (("object", "2.jpg"),), time.monotonic() - 1.0)   # late: at once
+        while len(answers) < 3:
+            await asyncio.sleep(0.01)
+        invoker.close()
+        return planned_s
+
+    planned_s = asyncio.run(run())
+    sent = {ticket: sent_s for ticket, sent_s, _ in answers}
+    assert [ticket for ticket, _, _ in answers][0] == 2
+    for ticket, at_s in enumerate(planned_s):
+        assert at_s <= sent[ticket] < at_s + 0.1, (ticket, sent[ticket] - at_s)
+    assert all(outcome.status is InvokeStatus.ACCEPTED for _, _, outcome in answers)
