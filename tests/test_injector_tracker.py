@@ -68,7 +68,7 @@ def test_event_fetches_at_once_then_backs_off_while_404():
     tracker, done = _tracker(client, clock)
     _register(tracker)
     clock.now_s = 0.01
-    tracker.on_event(ActivationEvent("a" * 32, 0, "alice"))
+    tracker.on_events([ActivationEvent("a" * 32, 0, "alice")])
     _drive(tracker, clock, 10.0)
     assert client.fetches == [0.01, 0.06, 0.16, 0.36]  # backoff 0.05, 0.1, 0.2
     assert done == [("a" * 32, {"activationId": "a" * 32}, None)]
@@ -80,7 +80,7 @@ def test_backoff_is_capped_at_poll_interval():
     client = FakeClient(clock, available_at_s=10.0)
     tracker, done = _tracker(client, clock)
     _register(tracker)
-    tracker.on_event(ActivationEvent("a" * 32, 0, None))
+    tracker.on_events([ActivationEvent("a" * 32, 0, None)])
     _drive(tracker, clock, 20.0)
     gaps = [round(b - a, 3) for a, b in zip(client.fetches, client.fetches[1:])]
     assert gaps[:6] == [0.05, 0.1, 0.2, 0.4, 0.8, 1.6] and set(gaps[6:]) == {2.0}
@@ -101,8 +101,8 @@ def test_event_before_registration_is_kept_for_the_late_invoke_answer():
     clock = FakeClock(start_s=0.0)
     client = FakeClient(clock, available_at_s=0.0)
     tracker, done = _tracker(client, clock)
-    tracker.on_event(ActivationEvent("b" * 32, 0, None))  # the action finished before the 202 came back
-    tracker.on_event(ActivationEvent("c" * 32, 0, None))  # another loader's activation: stays unmatched
+    tracker.on_events([ActivationEvent("b" * 32, 0, None)])  # the action finished before the 202 came back
+    tracker.on_events([ActivationEvent("c" * 32, 0, None)])  # another loader's activation: stays unmatched
     clock.now_s = 0.002
     _register(tracker, "b" * 32, sent_s=0.0)
     _drive(tracker, clock, 1.0)
@@ -118,9 +118,9 @@ def test_unmatched_early_events_are_forgotten_in_arrival_order_after_they_are_ke
     client = FakeClient(clock, available_at_s=0.0)
     tracker, done = _tracker(client, clock)
     for name in "cde":
-        tracker.on_event(ActivationEvent(name * 32, 0, None))
+        tracker.on_events([ActivationEvent(name * 32, 0, None)])
     clock.now_s = 60.0
-    tracker.on_event(ActivationEvent("f" * 32, 0, None))
+    tracker.on_events([ActivationEvent("f" * 32, 0, None)])
     clock.now_s = EARLY_EVENT_KEEP_S + 1.0
     tracker.tick()
     _register(tracker, "c" * 32, sent_s=clock.now_s)   # its event is gone: it waits for the poll

@@ -29,7 +29,6 @@ import os
 import pickle
 import signal
 import threading
-from collections.abc import Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
@@ -41,17 +40,13 @@ from loader.sending.event_loop import raise_file_limit
 from loader.storage.activation_fields import slim_record
 
 if TYPE_CHECKING:  # the tracker builds a FetchProcess
-    from loader.completion.tracker import Pending
+    from loader.completion.tracker import Done, Pending
 
 log = logging.getLogger(__name__)
 
 #: How long :meth:`FetchProcess.close` waits beyond the client's timeout for the fetches in flight.
 CLOSE_GRACE_S = 5.0
 GONE_REASON = "the record-fetch process is gone ({why})"
-
-#: What gets the outcomes: a batch of ``(pending, outcome)`` at a time (:data:`loader.completion.tracker.Done`).
-Done = Callable[[list[tuple["Pending", FetchOutcome]]], None]
-
 
 class FetchProcess:
     """The tracker's fetcher: a child process fetching records, a thread here taking its answers."""
@@ -191,9 +186,10 @@ class FetchProcess:
     def _fail_waiting(self, why: str) -> None:
         with self._lock:
             waiting, self._waiting = self._waiting, {}
+        gone = network_outcome(GONE_REASON.format(why=why))
         by_done: dict[Done, list[tuple[Pending, FetchOutcome]]] = {}
         for pending, done in waiting.values():
-            by_done.setdefault(done, []).append((pending, network_outcome(GONE_REASON.format(why=why))))
+            by_done.setdefault(done, []).append((pending, gone))
         self._hand(by_done)
 
 

@@ -121,9 +121,6 @@ class CompletionTracker:
                 self._schedule(pending, sent_s + s.event_timeout_s)
         self.wake.set()
 
-    def on_event(self, event: ActivationEvent) -> None:
-        self.on_events([event])
-
     def on_events(self, events: list[ActivationEvent]) -> None:
         """User events (a poll's worth): their records are due now.  One lock and one wake-up
         for the lot: the consumer's thread and the tracker's take turns on the GIL less often."""
