@@ -341,10 +341,11 @@ def test_answer_frames_are_read_in_chunks_as_a_connection_sends_them():
 
 @pytest.mark.parametrize("timerfd", [True, False])
 def test_the_sender_loop_waits_for_the_planned_time(platform, monkeypatch, timerfd):
-    """Inside a sender: a request handed over early goes out at its time, on the timerfd or,
-    where there is none, on asyncio's own timer."""
+    """Inside a sender, on its loop (uvloop's): a request handed over early goes out at its time,
+    on the timerfd or, where there is none, on the loop's own timer."""
     import asyncio
 
+    from loader import child_loop
     from loader.sending import event_loop
 
     if not timerfd:
@@ -367,7 +368,7 @@ def test_the_sender_loop_waits_for_the_planned_time(platform, monkeypatch, timer
         invoker.close()
         return planned_s
 
-    planned_s = asyncio.run(run())
+    planned_s = child_loop.run(run())
     sent = {ticket: sent_s for ticket, sent_s, _ in answers}
     assert [ticket for ticket, _, _ in answers][0] == 2
     for ticket, at_s in enumerate(planned_s):

@@ -7,13 +7,13 @@ monitor's answers being parsed, the scheduler): with eight blocking fetch thread
 fetched ~2,700 records/s, and ~2,000/s with the same fetches on an event loop in a thread
 of the loader, while the process used under half a core (bench/completion_pipeline.py,
 monitor on, 5,000 events/s; docs/performance.md).  Alone, that loop fetches 10,000/s at
-36 µs of CPU per fetch, p99 6 ms.  So the loop runs here, in a child process: the tracker
-hands each tick's due fetches over in one pipe message, the child sends them at once
-(:class:`~loader.completion.fetch_loop.RecordFetches`, up to ``fetches_in_flight``),
-parses the records and sends the outcomes back in batches, each record cut to what the loader
-reads of it (:func:`~loader.storage.activation_fields.slim_record`); a thread of the loader reads
-them (one read often brings several batches) and hands each batch's outcomes to ``done`` in
-one call (one lock of the tracker per batch, not per record).
+36 µs of CPU per fetch, p99 6 ms.  So the loop (uvloop's, :mod:`loader.child_loop`) runs
+here, in a child process: the tracker hands each tick's due fetches over in one pipe message,
+the child sends them at once (:class:`~loader.completion.fetch_loop.RecordFetches`, up to
+``fetches_in_flight``), parses the records and sends the outcomes back in batches, each
+record cut to what the loader reads of it (:func:`~loader.storage.activation_fields.slim_record`);
+a thread of the loader reads them (one read often brings several batches) and hands each
+batch's outcomes to ``done`` in one call (one lock of the tracker per batch, not per record).
 
 If the child dies, every fetch it held ends with an ``error`` outcome (the tracker retries
 it with its backoff, on a new child).
@@ -33,6 +33,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from faasload import gc_tuning
+from loader import child_loop
 from loader.child_pipes import READY, BatchedAnswers, Frames, await_ready
 from loader.completion.fetch_loop import RecordFetches
 from loader.platform.client import ClientSettings, FetchOutcome, FetchStatus, network_outcome
@@ -202,7 +203,7 @@ def fetch_main(settings: ClientSettings, max_in_flight: int, conn, log_level: in
                                                 "%(levelname)s %(name)s: %(message)s")
     raise_file_limit(max_in_flight + 64)
     gc_tuning.tune()
-    asyncio.run(_serve(settings, max_in_flight, conn))
+    child_loop.run(_serve(settings, max_in_flight, conn))
 
 
 async def _serve(settings: ClientSettings, max_in_flight: int, conn) -> None:
@@ -241,7 +242,7 @@ async def _serve(settings: ClientSettings, max_in_flight: int, conn) -> None:
             done.set()
 
     conn.send(READY)
-    loop.add_reader(conn.fileno(), readable)
+    child_loop.watch_pipe(loop, conn.fileno(), readable)
     await done.wait()
     answers.flush()
     fetches.close()

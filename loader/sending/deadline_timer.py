@@ -1,7 +1,7 @@
-"""A wake-up of an asyncio loop at an absolute ``time.monotonic()`` instant, to within tens of µs.
+"""A wake-up of an event loop at an absolute ``time.monotonic()`` instant, to within tens of µs.
 
-asyncio's own timers (``loop.call_at``) wait in ``epoll_wait``, whose timeout is whole
-milliseconds (rounded up): on the machine of docs/performance.md a ``call_at`` ran p50 0.55 ms
+An event loop's own timers (``loop.call_at``; asyncio's and uvloop's alike) wait in
+``epoll_wait``, whose timeout is whole milliseconds (rounded up): on the machine of docs/performance.md a ``call_at`` ran p50 0.55 ms
 and p99 1.1 ms after its time at 1,000 to 10,000 timers/s.  A Linux ``timerfd`` on
 ``CLOCK_MONOTONIC`` (the clock of ``time.monotonic()``, shared by every process), armed at an
 absolute time and watched by the loop like any other descriptor, made the same wake-ups

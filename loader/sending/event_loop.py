@@ -3,11 +3,11 @@
 A thread per request in flight turns the open loop into a closed one when the platform is
 slow to accept (a cold-start storm, an overloaded controller): once every thread waits on
 an answer, later invocations wait for a thread and the loader measures itself, not the
-trace (coordinated omission).  Here one asyncio loop per sender process writes each
-request on a keep-alive connection of its own pool at its planned time, opening another
-connection when every open one is busy, up to ``max_in_flight`` requests in flight; what
-the cap holds back is sent as soon as an answer frees a connection, and its lateness says
-so.  Answers are parsed incrementally (:mod:`loader.platform.http_parse`) and sent back to
+trace (coordinated omission).  Here one event loop per sender process (uvloop's:
+:mod:`loader.child_loop`) writes each request on a keep-alive connection of its own pool at
+its planned time, opening another connection when every open one is busy, up to
+``max_in_flight`` requests in flight; what the cap holds back is sent as soon as an answer
+frees a connection, and its lateness says so.  Answers are parsed incrementally (:mod:`loader.platform.http_parse`) and sent back to
 the scheduler's process in batches.
 
 Retries (``invoke_retries`` > 0) are rescheduled on the loop, never slept, and only for
@@ -19,7 +19,7 @@ threads of the scheduler's process use too.
 
 The scheduler hands invocations over up to :data:`~loader.sending.processes.LEAD_S` before
 their planned time, and this loop sends each at that time, woken by a
-:class:`~loader.sending.deadline_timer.DeadlineTimer` (µs, where asyncio's own timers are
+:class:`~loader.sending.deadline_timer.DeadlineTimer` (µs, where the loop's own timers are
 ~1 ms late): the send times do not depend on the scheduler's process (its GIL, its garbage
 collections, the completion path's threads), only on this loop, which does nothing else.
 
@@ -45,6 +45,7 @@ from typing import Any
 
 from faasload import gc_tuning
 from faasload.clock import set_fine_timer_slack
+from loader import child_loop
 from loader.child_pipes import READY, BatchedAnswers
 from loader.platform.client import ClientSettings, InvokeOutcome, InvokeStatus, invoke_outcome
 from loader.platform.http import Response
@@ -106,11 +107,11 @@ class LoopInvoker:
         self.loop = asyncio.get_running_loop()
         self.timed: list[tuple[float, int, _Request]] = []   # (planned monotonic s, ticket, request): a heap
         self._timer: DeadlineTimer | None = None
-        self._fallback: asyncio.TimerHandle | None = None    # without a timerfd: asyncio's (coarser) timer
+        self._fallback: asyncio.TimerHandle | None = None    # without a timerfd: the loop's (coarser) timer
         try:
             self._timer = DeadlineTimer(self.loop, self._due)
         except (OSError, AttributeError) as exc:
-            log.warning("no timerfd (%s): requests sent ahead of their time wait on asyncio's timer, "
+            log.warning("no timerfd (%s): requests sent ahead of their time wait on the loop's timer, "
                         "~1 ms late", exc)
 
     # ------------------------------------------------------------------ requests in
@@ -134,7 +135,8 @@ class LoopInvoker:
             return
         if self._fallback is not None:
             self._fallback.cancel()
-        self._fallback = self.loop.call_at(at_s, self._due)
+        # a delay, not call_at: the loop's own clock (uvloop: libuv's, in whole ms) is not time.monotonic()'s
+        self._fallback = self.loop.call_later(max(0.0, at_s - time.monotonic()), self._due)
 
     def _due(self) -> None:
         """The timer fired: send what has come to its planned time, arm for the next."""
@@ -288,7 +290,7 @@ def sender_main(number: int, settings: ClientSettings, keys: dict[str, UserKey],
         max_in_flight = max(1, limit - 64)
     gc_tuning.tune()
     set_fine_timer_slack()   # the timerfd's expiries are due to within µs, not the default 50 µs slack
-    asyncio.run(_serve(settings, keys, conn, cancel, max_in_flight))
+    child_loop.run(_serve(settings, keys, conn, cancel, max_in_flight))
 
 
 async def _serve(settings: ClientSettings, keys: dict[str, UserKey], conn, cancel, max_in_flight: int) -> None:
@@ -347,7 +349,7 @@ async def _serve(settings: ClientSettings, keys: dict[str, UserKey], conn, cance
                 done.set()
 
     conn.send(READY)
-    loop.add_reader(conn.fileno(), readable)
+    child_loop.watch_pipe(loop, conn.fileno(), readable)
     sweep_task = loop.create_task(sweeper())
     await done.wait()
     answers.flush()
