@@ -220,6 +220,7 @@ class Pipeline:
             summary["senders"] = {"processes": len(stats), "max_in_flight": self.settings.max_in_flight,
                                   "peak_in_flight": sum(s.get("peak_in_flight", 0) for s in stats),
                                   "held_back": sum(s.get("held", 0) for s in stats),
+                                  "peak_held_ahead": sum(s.get("peak_timed", 0) for s in stats),
                                   "retries": sum(s.get("retries", 0) for s in stats),
                                   "connections_opened": sum(s.get("connections_opened", 0) for s in stats)}
         summary["stopped"] = self.stopped_by_request

@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from loader.storage.summary import format_summary
 from tests.injector_support import ECHO_ACTION, Setup, wait_for
 
 pytestmark = pytest.mark.timeout(180)
@@ -85,6 +86,15 @@ def test_every_planned_invocation_is_one_terminal_row_equal_to_its_activation_re
     (summary,) = setup.query("SELECT summary FROM experiments")[0]
     assert summary["statuses"] == {"application_error": 1, "success": 8}
     assert summary["user_events"]["matched"] == 9  # completions came from the user events
+    if sender_processes:  # handed over ahead, each sent at its time by its sender
+        senders = summary["senders"]
+        assert senders["processes"] == 2 and senders["held_back"] == 0
+        assert 1 <= senders["peak_held_ahead"] <= 9 and senders["peak_in_flight"] >= 1
+        assert (f"requests in flight: peak {senders['peak_in_flight']} (sum over 2 sender processes; cap "
+                f"{senders['max_in_flight']}), 0 held back by the cap, at most {senders['peak_held_ahead']} held "
+                "ahead of their planned time") in format_summary(summary)
+    else:
+        assert "senders" not in summary
 
 
 def test_a_malformed_trace_is_rejected_before_any_invocation(setup):

@@ -179,6 +179,7 @@ def format_summary(summary: dict) -> str:
     if senders:
         lines.append(f"requests in flight: peak {senders['peak_in_flight']} (sum over {senders['processes']} sender "
                      f"processes; cap {senders['max_in_flight']}), {senders['held_back']} held back by the cap, "
+                     f"at most {senders.get('peak_held_ahead', 0)} held ahead of their planned time, "
                      f"{senders['retries']} retries, {senders['connections_opened']} connections opened")
     resources = summary.get("resources")
     if resources:
