@@ -118,10 +118,10 @@ def _invocation(seq, action="ok", user="alice"):
                              (("object", f"{seq}.jpg"), ("incont", "in")))
 
 
-def _pool(apihost, processes=2, max_in_flight=1000, stopping=None, retries=0):
+def _pool(apihost, processes=2, max_in_flight=1000, stopping=None, retries=0, timeout_s=10.0):
     recorder, tracker = FakeRecorder(), FakeTracker()
     start_s = time.monotonic()
-    settings = ClientSettings(apihost, timeout_s=10.0, invoke_retries=retries, retry_backoff_s=0.01)
+    settings = ClientSettings(apihost, timeout_s=timeout_s, invoke_retries=retries, retry_backoff_s=0.01)
     pool = ProcessInvokerPool(processes, settings, {"alice": ALICE}, recorder, tracker, clock=RealClock(spin_s=0.0),
                               start_s=lambda: start_s, stopping=stopping or threading.Event(),
                               max_in_flight=max_in_flight)
@@ -280,6 +280,22 @@ def test_the_in_flight_cap_holds_back_and_sends_later(platform):
     assert (stats["peak_in_flight"], stats["held"]) == (2, 2)
     offsets = sorted(offset_us for _, offset_us, _ in recorder.sent_rows)
     assert offsets[2] - offsets[1] >= 1_000_000, "the held-back invocations went out before a place was free"
+
+
+def test_an_invoke_without_an_answer_in_time_fails_and_frees_its_place(platform):
+    pool, recorder, _, _ = _pool(platform, processes=1, max_in_flight=1, timeout_s=0.3)
+    pool.start()
+    try:
+        _submit(pool, _invocation(0, "slow"), _invocation(1))   # 1 waits for 0's place
+        _wait(lambda: recorder.answered() == 2)
+    finally:
+        pool.stop()
+    rows = {i.seq: (offset_us, o) for i, offset_us, o in recorder.sent_rows}
+    assert rows[0][1].status is InvokeStatus.CONNECTION_ERROR
+    assert rows[0][1].reason == "TimeoutError: no answer within 0.3 s"
+    assert rows[1][1].status is InvokeStatus.ACCEPTED
+    assert rows[1][0] - rows[0][0] >= 300_000, "the held invocation went out before the timeout freed a place"
+    assert pool.sender_stats[0]["held"] == 1
 
 
 def test_retries_only_what_provably_did_not_run(platform):

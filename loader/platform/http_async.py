@@ -2,7 +2,8 @@
 
 The non-blocking side of :mod:`loader.platform.http`: the sender processes' invokes
 (:mod:`loader.sending.event_loop`) and the completion side's record fetches
-(:mod:`loader.completion.fetch_loop`) each keep a pool of these.  The bytes of a request come
+(:mod:`loader.completion.fetch_loop`) each keep a pool of these
+(:class:`loader.platform.connection_pool.ConnectionPool`).  The bytes of a request come
 from :meth:`loader.platform.http.HttpTransport.encode_request`; answers are parsed by
 :mod:`loader.platform.http_parse`.  The pool (the *owner*) is told of each answer
 (``answered``), of each failure (``failed``) and of an idle connection closed by the server

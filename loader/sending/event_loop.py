@@ -38,7 +38,6 @@ import logging
 import os
 import resource
 import signal
-import ssl
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -48,6 +47,7 @@ from faasload.clock import set_fine_timer_slack
 from loader import child_loop
 from loader.child_pipes import READY, BatchedAnswers
 from loader.platform.client import ClientSettings, InvokeOutcome, InvokeStatus, invoke_outcome
+from loader.platform.connection_pool import ConnectionPool
 from loader.platform.http import Response
 from loader.platform.http_async import AnswerConnection
 from loader.platform.keys import UserKey
@@ -84,27 +84,20 @@ class LoopStats:
     peak_timed: int = 0   # requests received ahead of their planned time, waiting for it
 
 
-class LoopInvoker:
-    """Sends requests on an asyncio loop; ``answer(ticket, sent_s, outcome)`` for each one."""
+class LoopInvoker(ConnectionPool[_Request, LoopStats]):
+    """Sends requests on the running event loop; ``answer(ticket, sent_s, outcome)`` for each one."""
 
     def __init__(self, settings: ClientSettings, keys: dict[str, UserKey], answer, *, max_in_flight: int):
+        client = settings.client()   # builds the request bytes; its sockets are never used
+        transport = client._transport
+        super().__init__(transport.host, transport.port, transport._ssl_context, "POST", timeout_s=settings.timeout_s,
+                         max_in_flight=max_in_flight, stats=LoopStats())
         self.settings = settings
         self.keys = keys
         self.answer = answer
-        self.max_in_flight = max_in_flight
-        self.client = settings.client()   # builds the request bytes; its sockets are never used
-        transport = self.client._transport
-        self.host, self.port = transport.host, transport.port
-        self.ssl: ssl.SSLContext | None = transport._ssl_context
-        self.timeout_s = settings.timeout_s
+        self.client = client
         self.retry_policy = RetryPolicy.of(settings.invoke_retries, settings.retry_backoff_s)
-        self.idle: list[AnswerConnection] = []
-        self.in_flight = 0
-        self.waiting: collections.deque[_Request] = collections.deque()
-        self.timeouts: collections.deque[_Request] = collections.deque()   # in send order: same timeout for all
-        self.stats = LoopStats()
         self.stopping = False   # no more retries: the run is stopping
-        self.loop = asyncio.get_running_loop()
         self.timed: list[tuple[float, int, _Request]] = []   # (planned monotonic s, ticket, request): a heap
         self._timer: DeadlineTimer | None = None
         self._fallback: asyncio.TimerHandle | None = None    # without a timerfd: the loop's (coarser) timer
@@ -147,14 +140,6 @@ class LoopInvoker:
         if timed:
             self._arm(timed[0][0])
 
-    def _admit(self, request: _Request) -> None:
-        if self.in_flight >= self.max_in_flight:
-            self.stats.held += 1
-            self.waiting.append(request)
-            self.stats.peak_waiting = max(self.stats.peak_waiting, len(self.waiting))
-            return
-        self._start(request)
-
     def cancel_waiting(self) -> None:
         """The run is stopping: what is not sent yet (held by the cap, or before its time) is cancelled."""
         while self.waiting:
@@ -164,65 +149,35 @@ class LoopInvoker:
         for _, _, request in timed:
             self.answer(request.ticket, None, None)
 
-    def _start(self, request: _Request) -> None:
-        self.in_flight += 1
-        self.stats.peak_in_flight = max(self.stats.peak_in_flight, self.in_flight)
-        self._send(request)
-
     def _send(self, request: _Request) -> None:
         request.attempts += 1
         if request.sent_s is None:  # the first attempt: what lateness measures
             request.sent_s = time.monotonic()
-        while self.idle:
-            connection = self.idle.pop()
-            if not connection.closed:
-                self._write(connection, request)
-                return
-        self.loop.create_task(self._open_and_send(request))
+        super()._send(request)
 
-    async def _open_and_send(self, request: _Request) -> None:
-        try:
-            _, connection = await asyncio.wait_for(self.loop.create_connection(
-                lambda: AnswerConnection(self, "POST"), self.host, self.port, ssl=self.ssl,
-                server_hostname=self.host if self.ssl else None), self.timeout_s)
-        except (TimeoutError, OSError, ssl.SSLError) as exc:
-            # Nothing was sent: always safe to retry.
-            outcome = InvokeOutcome(InvokeStatus.CONNECTION_ERROR, request.attempts,
-                                    reason=f"{type(exc).__name__}: {exc}".rstrip(": "), not_processed=True)
-            if not self._retry(request, outcome):
-                self._finish(request, outcome)
-            return
-        self.stats.connections_opened += 1
-        self._write(connection, request)
-
-    def _write(self, connection: AnswerConnection, request: _Request) -> None:
-        request.deadline_s = time.monotonic() + self.timeout_s
-        request.answered = False
-        self.timeouts.append(request)
+    def _written(self, request: _Request) -> None:
         self.stats.sent += 1
-        connection.send(request, request.data)
 
     # ------------------------------------------------------------------ answers in
 
-    def answered(self, connection: AnswerConnection, request: _Request, response: Response, keep: bool) -> None:
-        request.answered = True
-        connection.request = None
-        if keep and not connection.closed:
-            self.idle.append(connection)
-        else:
-            connection.abort()
+    def _answered_request(self, request: _Request, response: Response) -> None:
         outcome = invoke_outcome(response, request.attempts)
         if not self._retry(request, outcome):
             self._finish(request, outcome)
 
-    def failed(self, connection: AnswerConnection, request: _Request, reason: str) -> None:
-        request.answered = True
-        connection.request = None
-        connection.abort()
+    def _failed_request(self, request: _Request, reason: str, silent_reuse: bool) -> None:
+        # a POST is never sent again after it went out: the platform may have run it
         self._finish(request, InvokeOutcome(InvokeStatus.CONNECTION_ERROR, request.attempts, reason=reason))
 
-    def forget(self, connection: AnswerConnection) -> None:
-        """An idle connection closed by the server: it is skipped when popped from ``idle``."""
+    def _connect_failed(self, request: _Request, reason: str) -> None:
+        # Nothing was sent: always safe to retry.
+        outcome = InvokeOutcome(InvokeStatus.CONNECTION_ERROR, request.attempts, reason=reason, not_processed=True)
+        if not self._retry(request, outcome):
+            self._finish(request, outcome)
+
+    def _timed_out(self, request: _Request) -> None:
+        self._finish(request, InvokeOutcome(InvokeStatus.CONNECTION_ERROR, request.attempts,
+                                            reason=f"TimeoutError: no answer within {self.timeout_s:g} s"))
 
     def _retry(self, request: _Request, outcome: InvokeOutcome) -> bool:
         """Reschedule ``request`` when it provably did not run and retries are left (the shared
@@ -235,34 +190,16 @@ class LoopInvoker:
         return True
 
     def _finish(self, request: _Request, outcome: InvokeOutcome) -> None:
-        self.in_flight -= 1
         self.stats.answered += 1
         self.answer(request.ticket, request.sent_s, outcome)
-        if self.waiting and self.in_flight < self.max_in_flight:
-            self._start(self.waiting.popleft())
-
-    def sweep(self) -> None:
-        """Fail the requests in flight past their timeout (their connection is dropped)."""
-        now_s = time.monotonic()
-        while self.timeouts and (self.timeouts[0].answered or self.timeouts[0].deadline_s <= now_s):
-            request = self.timeouts.popleft()
-            if request.answered or request.connection is None or request.connection.request is not request:
-                continue
-            connection = request.connection
-            request.answered = True
-            connection.request = None
-            connection.abort()
-            self._finish(request, InvokeOutcome(InvokeStatus.CONNECTION_ERROR, request.attempts,
-                                                reason=f"TimeoutError: no answer within {self.timeout_s:g} s"))
+        self._release()
 
     @property
     def busy(self) -> bool:
-        return self.in_flight > 0 or bool(self.waiting) or bool(self.timed)
+        return super().busy or bool(self.timed)
 
     def close(self) -> None:
-        for connection in self.idle:
-            connection.abort()
-        self.idle.clear()
+        super().close()
         if self._timer is not None:
             self._timer.close()
 
