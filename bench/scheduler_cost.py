@@ -7,8 +7,9 @@ them: 10,000 invocations/s in all) and, in a fresh child process, runs what the 
 scheduler process does for each invocation, with the real code:
 
 * reads its trace line (:class:`loader.injection.traces.FileTraceSource`, the run's read-ahead);
-* hands it out (:class:`loader.scheduler.Scheduler`) **on a FakeClock, one tick per planned
-  deadline**, as a scheduler on time does with the real clock, but without sleeping;
+* hands it out (:class:`loader.scheduler.Scheduler`, its ``run``) **on a FakeClock**, as a
+  scheduler on time does with the real clock, but without sleeping: with the sender processes'
+  lead (:data:`loader.sending.processes.LEAD_S`), one tick per half a lead of invocations;
 * writes it to a sender process (:class:`loader.sending.processes.ProcessInvokerPool`: the
   batch of the tick, pickled, one pipe write per sender), reads the answers and records them
   (:class:`loader.storage.recorder.Recorder` to a null sink; completion tracker off).
@@ -97,11 +98,18 @@ def measure_scheduler(paths: list[Path], processes: int) -> dict:
     sources = [FileTraceSource.of_scan(scan, incont="in", outcont="out", read_ahead_bytes=read_ahead)
                for scan in scans]
     cpu0, wall0 = cpu_s(), time.monotonic()
-    scheduler = Scheduler(sources, pool.submit, clock=clock, start_s=clock.monotonic_s(), flush=pool.flush)
+    scheduler = Scheduler(sources, pool.submit, clock=clock, start_s=clock.monotonic_s(), flush=pool.flush,
+                          lead_s=pool.lead_s)   # as loader.pipeline wires it
     ticks = 0
-    while (due_s := scheduler.tick()) is not None:
+    tick = scheduler.tick
+
+    def counted_tick() -> float | None:
+        nonlocal ticks
         ticks += 1
-        clock.sleep_until(due_s)
+        return tick()
+
+    scheduler.tick = counted_tick  # type: ignore[method-assign]
+    scheduler.run(threading.Event())
     while stats.issued < scheduler.stats.dispatched:  # every answer recorded (sleeping costs no CPU)
         time.sleep(0.001)
     cpu1, wall1 = cpu_s(), time.monotonic()
@@ -180,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     sched, ref = figures["scheduler"], figures["reference"]
     figures.update(goal_us=GOAL_US, met=sched["us_per_invocation"] <= GOAL_US and sched["recorded"] == sched["planned"],
                    load_average_1min=round(load, 2),
-                   method="real reader + scheduler (FakeClock, one tick per deadline) + ProcessInvokerPool + Recorder "
+                   method="real reader + scheduler (FakeClock, its run() with the senders' lead) + ProcessInvokerPool + Recorder "
                           "(null sink); stand-in senders answering 202 at once; CPU time of the whole process")
     print(f"{sched['planned']} invocations of {args.traces} traces (10,000/s planned), {args.processes} sender "
           f"processes (stand-ins); load average {load:.1f} when started")
