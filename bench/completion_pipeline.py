@@ -10,7 +10,7 @@ it: :class:`loader.completion.user_events.EventConsumer` → :class:`loader.comp
 pool and :class:`loader.platform.client.OpenWhiskClient`) → :class:`loader.storage.recorder.Recorder` →
 :class:`loader.completion.resource_batches.ResourceBatches` (the monitor asked in batches, loader defaults) →
 :class:`loader.storage.recorder.DurableSink` → :class:`loader.storage.writer_process.WriterProcess` (a :class:`loader.storage.writer.StoreWriter` in a process of its own; loader defaults: batches
-of 500, flush interval 50 ms, ``completion:fetches_in_flight`` at its default unless
+of 500, flush interval 20 ms, ``completion:fetches_in_flight`` at its default unless
 ``--fetches-in-flight``).  The GIL switch interval is the pipeline's while it runs
 (``loader.pipeline.switch_interval_s``: Python's own with sender processes, the default), and the
 garbage collector is tuned as it tunes it.
@@ -67,6 +67,9 @@ GOAL_P99_MS = 100.0
 GOAL_CAPACITY_PER_S = 10_000
 #: A run kept up with its offered rate when its last row was committed within this of the last event.
 KEEP_UP_S = 1.0
+#: The start-up the run's figures are also given without: connections opened, the consumer's first
+#: fetches, the processes' first answers (the goal is judged on the whole run).
+START_S = 2.0
 
 
 # --------------------------------------------------------------------------- the producer process
@@ -286,6 +289,13 @@ def measure(services: Services, scratch: Path, rate: float, duration_s: float, f
     answer_ms = [answered_s[a] - fetched_s[a] for a in ids if a in answered_s and a in fetched_s]
     store_ms = [stored_s[a] - fetched_s[a] for a in ids if a in stored_s and a in fetched_s]
     first_sent, last_sent = min(sent.values()), max(sent.values())
+    per_second: dict[int, list[float]] = {}
+    for a in ids:
+        if a in stored_s:
+            per_second.setdefault(int(sent[a] - first_sent), []).append(stored_s[a] - sent[a])
+    second_p99_ms = {second: _common.spread(values, scale=1000, digits=1)["p99"]
+                     for second, values in sorted(per_second.items()) if len(values) >= 100}
+    after_start = [stored_s[a] - sent[a] for a in ids if a in stored_s and sent[a] - first_sent >= START_S]
     during = sum(1 for t in stored_s.values() if t <= last_sent)
     last_row = max(stored_s.values()) if stored_s else first_sent
     check = verify(conn, experiment_id, count, monitor is not None)
@@ -301,6 +311,8 @@ def measure(services: Services, scratch: Path, rate: float, duration_s: float, f
         "completions_per_s_overall": round(len(stored_s) / (last_row - first_sent), 1) if last_row > first_sent else None,
         "drain_after_last_event_s": round(last_row - last_sent, 3),
         "event_to_row_ms": _common.spread(latencies, scale=1000, digits=1),
+        "event_to_row_ms_after_start": _common.spread(after_start, scale=1000, digits=1),
+        "event_to_row_p99_ms_per_second": second_p99_ms,
         "stages_ms": {"produce_to_consumed": _common.spread(kafka_ms, scale=1000, digits=1),
                       "consumed_to_record_fetched": _common.spread(fetch_ms, scale=1000, digits=1),
                       "fetched_to_monitor_answered": _common.spread(answer_ms, scale=1000, digits=1),
@@ -374,6 +386,12 @@ def show(f: dict) -> None:
           f"{f['completions_per_s_while_producing']} completions/s while events flowed, "
           f"{f['completions_per_s_overall']}/s overall, drained {f['drain_after_last_event_s']} s after the last event")
     print(f"  event-to-row p50 {lat['p50']} ms, p90 {lat['p90']} ms, p99 {lat['p99']} ms, max {lat['max']} ms")
+    after, seconds = f["event_to_row_ms_after_start"], f["event_to_row_p99_ms_per_second"]
+    if after["count"] and seconds:
+        worst = max(seconds, key=lambda second: seconds[second])
+        print(f"    after the first {START_S:g} s of events: p50 {after['p50']} ms, p99 {after['p99']} ms; p99 per "
+              f"second of events: median {sorted(seconds.values())[len(seconds) // 2]} ms, worst {seconds[worst]} ms "
+              f"(second {worst})")
     for stage, spread in f["stages_ms"].items():
         if spread["count"]:
             print(f"    {stage.replace('_', ' ')}: p50 {spread['p50']} ms, p99 {spread['p99']} ms, max {spread['max']} ms")
