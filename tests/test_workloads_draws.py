@@ -10,6 +10,7 @@ from scipy import stats
 
 from loader.workloads.cold_starts import ColdStarts
 from loader.workloads.draws import Draws, Permutation, units
+from loader.workloads.limits import PlatformLimits
 from loader.workloads.records import Percentiles
 from tests.workloads_support import AZURE2019, convert, mapping, read_trace, tree_bytes, workload
 
@@ -110,7 +111,7 @@ def warm_durations_by_function(out) -> dict[str, tuple[float, list[float]]]:
         if row["clamps"]:
             continue
         p50 = float(row["duration_ms_p50"])
-        predictor = ColdStarts()
+        predictor = ColdStarts(round(PlatformLimits().keepalive_s * 1e6))   # the importer's default keep-alive
         result[row["trace_file"]] = (p50, [
             float(p["duration_ms"]) for offset_us, _, p in read_trace(out / "traces" / row["trace_file"])
             if not predictor.cold(offset_us, round(p50 * 1000))])

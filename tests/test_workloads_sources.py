@@ -223,3 +223,25 @@ def test_synthetic_yaml_syntax_and_user_name_errors(capsys, tmp_path):
                               "--manifest", manifest(tmp_path, "echo"))
     assert code == 2 and stderr.strip() == (f"loader.workloads: {path}: functions:f (owner as user): name 'bob' is "
                                             "shorter than 5 characters (OpenWhisk's minimum for a user)")
+
+
+def test_the_keepalive_decides_which_sparse_invocations_are_predicted_cold(capsys, tmp_path):
+    """An invocation every 20 minutes: each starts cold on a platform that keeps idle containers 10
+    minutes (OpenWhisk's), so each gets the function's median (outside the strata); kept an hour,
+    only the first does, and the others get the strata's quantiles (1/6, 1/2, 5/6: the profile gives
+    100 ms below its median)."""
+    spec = tmp_path / "spec.yml"
+    spec.write_text(yaml.safe_dump({"seed": 5, "duration_s": 4000, "functions": {"hourly": {
+        "user": "carol1", "action": "echo", "arrivals": {"process": "explicit", "interarrivals_s": [1, 1200, 1200, 1200]},
+        "duration_ms": {"50": 100, "99": 300}, "memory_mb": 64}}}))
+    durations = {}
+    for keepalive_s in (600, 3600):
+        out = tmp_path / f"keepalive-{keepalive_s}"
+        code, _, stderr = convert(capsys, "synthetic", "--spec", spec, "--out", out, "--map", "calibrated",
+                                  "--draws", "quantiles", "--keepalive-s", keepalive_s)
+        assert code == 0, stderr
+        assert workload(out)["limits"]["platform"]["keepalive_s"] == keepalive_s
+        (row,) = mapping(out)
+        durations[keepalive_s] = [float(p["duration_ms"]) for _, _, p in read_trace(out / "traces" / row["trace_file"])]
+    assert durations[600] == [100.0] * 4
+    assert durations[3600][0] == 100.0 and max(durations[3600][1:]) > 100.0   # the 5/6 quantile among them

@@ -122,6 +122,9 @@ def _common(default_map: MapMode) -> argparse.ArgumentParser:
         limits.add_argument(option, type=_positive(int), default=default, help=f"{meaning} (default {default})")
     limits.add_argument("--runtime-memory-mb", type=_positive(float), default=DEFAULT_RUNTIME_MEMORY_MB,
                         help="resident memory of the action runtime before the calibrated action allocates")
+    limits.add_argument("--keepalive-s", type=_non_negative, default=600.0,
+                        help="how long the platform keeps an idle container warm, for the predicted cold starts "
+                             "(default 600: OpenWhisk's 10 minutes)")
     return parser
 
 
@@ -205,9 +208,9 @@ def summary(document: dict, out: Path) -> str:
                  "= cores kept busy)")
     if load["pool_memory_mb"] is not None:
         lines.append(f"containers: a pool of {load['pool_memory_mb']} MB holds every container the replay starts (per "
-                     "user and action, its peak invocations in flight x its memory limit; OpenWhisk keeps a container "
-                     "10 minutes after its last use); a smaller one evicts some, and more invocations start cold than "
-                     "predicted (docs/workloads.md)")
+                     "user and action, its peak invocations in flight x its memory limit; a container stays "
+                     f"{platform['keepalive_s']:g} s after its last use, --keepalive-s); a smaller one evicts some, and "
+                     "more invocations start cold than predicted (docs/workloads.md)")
     lines.append(f"clamped: {len(document['clamped'])} traces (mapping.csv, workload.json); dropped: "
                  f"{counts['dropped']} functions (dropped.csv); thinned away: {counts['thinned_away']}")
     return "\n".join(lines)
@@ -229,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
 def convert_and_report(args: argparse.Namespace) -> int:
     from .conversion import convert
     platform = PlatformLimits(args.min_memory_mb, args.max_memory_mb, args.min_duration_ms, args.max_duration_ms,
-                              args.actions_per_minute, args.concurrent_actions, args.runtime_memory_mb)
+                              args.actions_per_minute, args.concurrent_actions, args.runtime_memory_mb,
+                              args.keepalive_s)
     if platform.min_memory_mb > platform.max_memory_mb or platform.min_duration_ms > platform.max_duration_ms:
         raise WorkloadError("--min-memory-mb/--max-memory-mb/--min-duration-ms/--max-duration-ms",
                             "a minimum is above its maximum")

@@ -9,29 +9,48 @@ so is every one that raises the function's concurrency to a new high.
 
 The stratified and quantile draws (:mod:`.draws`) leave these invocations out of the strata, so
 that the invocations that will run warm, the ones compared with the trace, are the stratified
-sample.  It is a prediction: a platform that evicts idle containers, or shares its container
-pool between functions, starts more of them; the first invocation is cold on any platform.
-Memory: a heap of the end times of the function's running invocations (its concurrency).
+sample.
+
+A container that has been idle for longer than the platform's keep-alive is gone (OpenWhisk
+removes a warm container 10 minutes after its last use, localwhisk after
+``containers:keepalive_s``): a function called once an hour starts cold every time.  An
+invocation takes the idle container freed last, so that the others age out as they would on a
+platform that keeps its busiest containers warm.  It is still a prediction: a platform that
+evicts containers for memory, or shares its pool between functions, starts more of them; the
+first invocation is cold on any platform.  Memory: a heap of the end times of the function's
+running invocations (its concurrency) and the end times of its idle containers.
 """
 
 from __future__ import annotations
 
+import collections
 import heapq
 
 
 class ColdStarts:
-    """Feed a function's invocations in start order: :meth:`cold` says whether each needs a new container."""
+    """Feed a function's invocations in start order: :meth:`cold` says whether each needs a new container.
 
-    def __init__(self) -> None:
+    ``keepalive_us``: how long an idle container stays warm (None: for ever).  ``containers``
+    counts the containers started (the cold starts).
+    """
+
+    def __init__(self, keepalive_us: int | None = None) -> None:
+        self.keepalive_us = keepalive_us
         self.containers = 0
-        self._busy_until_us: list[int] = []  # end times of the invocations running
+        self._busy_until_us: list[int] = []  # a heap: end times of the invocations running
+        self._idle_since_us: collections.deque[int] = collections.deque()  # idle containers, oldest first
 
     def cold(self, start_us: int, duration_us: int) -> bool:
-        busy = self._busy_until_us
-        while busy and busy[0] <= start_us:
-            heapq.heappop(busy)
-        new = len(busy) >= self.containers
+        busy, idle = self._busy_until_us, self._idle_since_us
+        while busy and busy[0] <= start_us:   # ends come out in order, each after the idle ones before
+            idle.append(heapq.heappop(busy))
+        if self.keepalive_us is not None:
+            while idle and idle[0] + self.keepalive_us < start_us:
+                idle.popleft()
+        new = not idle
         if new:
             self.containers += 1
+        else:
+            idle.pop()   # the container freed last
         heapq.heappush(busy, start_us + max(0, duration_us))
         return new

@@ -175,7 +175,7 @@ class ColdFlags:
         profile = item.function.profile.duration_ms
         self.median_us = round(profile.p50 * US_PER_MS) if profile is not None else 0
         self.time_scale = options.time_scale
-        self.predictor = ColdStarts()
+        self.predictor = ColdStarts(round(options.platform.keepalive_s * 1e6))
 
     def __call__(self, invocation) -> bool:
         start = arrivals.scale_time(invocation.offset_us, self.time_scale)
@@ -404,7 +404,8 @@ def load_report(totals: Totals, platform: PlatformLimits, span_us: int, memory_m
         "platform": {"actions_per_minute": platform.actions_per_minute,
                      "concurrent_actions": platform.concurrent_actions, "min_memory_mb": platform.min_memory_mb,
                      "max_memory_mb": platform.max_memory_mb, "min_duration_ms": platform.min_duration_ms,
-                     "max_duration_ms": platform.max_duration_ms, "runtime_memory_mb": platform.runtime_memory_mb},
+                     "max_duration_ms": platform.max_duration_ms, "runtime_memory_mb": platform.runtime_memory_mb,
+                     "keepalive_s": platform.keepalive_s},
         "max_user_peak_per_minute": max((load.peak_per_minute for load in totals.loads.values()), default=0),
         "max_user_peak_concurrency": max(concurrencies, default=None),
         "users_over_actions_per_minute": sum(1 for load in totals.loads.values()

@@ -53,6 +53,8 @@ class PlatformLimits:
     concurrent_actions: int = 30
     #: resident memory of the action runtime before the calibrated action allocates anything
     runtime_memory_mb: float = DEFAULT_RUNTIME_MEMORY_MB
+    #: how long an idle container stays warm (OpenWhisk: 10 minutes), for the predicted cold starts
+    keepalive_s: float = 600.0
 
 
 @dataclass(frozen=True, slots=True)
