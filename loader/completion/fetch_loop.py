@@ -88,9 +88,6 @@ class RecordFetches(ConnectionPool[_Fetch, FetchStats]):
     def _connect_failed(self, fetch: _Fetch, reason: str) -> None:
         self._finish(fetch, network_outcome(reason))
 
-    def _timed_out(self, fetch: _Fetch) -> None:
-        self._finish(fetch, network_outcome(f"TimeoutError: no answer within {self.timeout_s:g} s"))
-
     def _finish(self, fetch: _Fetch, outcome: FetchOutcome) -> None:
         self.stats.fetched += 1
         self.answer(fetch.ticket, outcome)

@@ -7,9 +7,9 @@ one request at a time), or on a new one when every open one is busy, up to ``max
 requests in flight; beyond it, requests wait in order for an answer to free a place.  A request
 without an answer within ``timeout_s`` fails and its connection is dropped (:meth:`sweep`).
 
-What an answer, a failure or a timeout means (an outcome, a retry) is the subclass's: it
-implements :meth:`_answered_request`, :meth:`_failed_request`, :meth:`_connect_failed` and
-:meth:`_timed_out`, and calls :meth:`_release` once a request is finished.
+What an answer or a failure means (an outcome, a retry) is the subclass's: it implements
+:meth:`_answered_request`, :meth:`_failed_request` (a timeout is one) and :meth:`_connect_failed`,
+and calls :meth:`_release` once a request is finished.
 """
 
 from __future__ import annotations
@@ -67,16 +67,13 @@ class ConnectionPool(Generic[R, S]):
         raise NotImplementedError
 
     def _failed_request(self, request: R, reason: str, silent_reuse: bool) -> None:
-        """``request``'s connection failed before a whole answer (``silent_reuse``: a kept-alive
-        connection closed by the server just as it was reused, nothing came back)."""
+        """``request``'s connection failed before a whole answer, or gave none within ``timeout_s``
+        (``silent_reuse``: a kept-alive connection closed by the server just as it was reused,
+        nothing came back)."""
         raise NotImplementedError
 
     def _connect_failed(self, request: R, reason: str) -> None:
         """No connection could be opened for ``request``: nothing was sent."""
-        raise NotImplementedError
-
-    def _timed_out(self, request: R) -> None:
-        """No answer to ``request`` within ``timeout_s`` (its connection is dropped)."""
         raise NotImplementedError
 
     def _written(self, request: R) -> None:
@@ -167,7 +164,7 @@ class ConnectionPool(Generic[R, S]):
             request.answered = True
             connection.request = None
             connection.abort()
-            self._timed_out(request)
+            self._failed_request(request, f"TimeoutError: no answer within {self.timeout_s:g} s", False)
 
     def close(self) -> None:
         for connection in self.idle:

@@ -1,8 +1,9 @@
 """A wake-up of an event loop at an absolute ``time.monotonic()`` instant, to within tens of µs.
 
 An event loop's own timers (``loop.call_at``; asyncio's and uvloop's alike) wait in
-``epoll_wait``, whose timeout is whole milliseconds (rounded up): on the machine of docs/performance.md a ``call_at`` ran p50 0.55 ms
-and p99 1.1 ms after its time at 1,000 to 10,000 timers/s.  A Linux ``timerfd`` on
+``epoll_wait``, whose timeout is whole milliseconds (rounded up): on the machine of
+docs/performance.md a ``call_at`` ran p50 0.55 ms and p99 1.1 ms after its time at 1,000 to
+10,000 timers/s.  A Linux ``timerfd`` on
 ``CLOCK_MONOTONIC`` (the clock of ``time.monotonic()``, shared by every process), armed at an
 absolute time and watched by the loop like any other descriptor, made the same wake-ups
 p50 30-40 µs and p99 160-210 µs late (the process's timer slack set to 1 ns, as

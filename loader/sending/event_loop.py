@@ -7,8 +7,8 @@ trace (coordinated omission).  Here one event loop per sender process (uvloop's:
 :mod:`loader.child_loop`) writes each request on a keep-alive connection of its own pool at
 its planned time, opening another connection when every open one is busy, up to
 ``max_in_flight`` requests in flight; what the cap holds back is sent as soon as an answer
-frees a connection, and its lateness says so.  Answers are parsed incrementally (:mod:`loader.platform.http_parse`) and sent back to
-the scheduler's process in batches.
+frees a connection, and its lateness says so.  Answers are parsed incrementally
+(:mod:`loader.platform.http_parse`) and sent back to the scheduler's process in batches.
 
 Retries (``invoke_retries`` > 0) are rescheduled on the loop, never slept, and only for
 what provably did not run: a connection that could not be opened (nothing was sent), 429,
@@ -174,10 +174,6 @@ class LoopInvoker(ConnectionPool[_Request, LoopStats]):
         outcome = InvokeOutcome(InvokeStatus.CONNECTION_ERROR, request.attempts, reason=reason, not_processed=True)
         if not self._retry(request, outcome):
             self._finish(request, outcome)
-
-    def _timed_out(self, request: _Request) -> None:
-        self._finish(request, InvokeOutcome(InvokeStatus.CONNECTION_ERROR, request.attempts,
-                                            reason=f"TimeoutError: no answer within {self.timeout_s:g} s"))
 
     def _retry(self, request: _Request, outcome: InvokeOutcome) -> bool:
         """Reschedule ``request`` when it provably did not run and retries are left (the shared
