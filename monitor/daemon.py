@@ -58,9 +58,11 @@ class Monitor:
         sockets = config.sockets
         self.servers: tuple[MessageServer | TcpMeasurementServer, ...] = tuple(
             MessageServer(name, path, handler, mode=sockets.mode, max_message_bytes=sockets.max_message_bytes,
-                          read_timeout_s=sockets.read_timeout_s, max_pending_per_client=sockets.max_pending_per_client)
-            for name, path, handler in (("notification", sockets.notification, self.handlers.notification),
-                                        ("measurement", sockets.measurement, self.handlers.query)))
+                          read_timeout_s=sockets.read_timeout_s, max_pending_per_client=sockets.max_pending_per_client,
+                          inline=inline)
+            for name, path, handler, inline in (
+                ("notification", sockets.notification, self.handlers.notification, True),   # answers nothing
+                ("measurement", sockets.measurement, self.handlers.query, False)))
         if sockets.measurement_tcp:
             self.servers += (_tcp_server(sockets, self.handlers),)
         self._sampler_stop = threading.Event()

@@ -4,7 +4,16 @@ One :class:`MessageServer` per socket.  Its I/O thread accepts connections and r
 message without blocking (until ``\\n``, end of stream, ``max_message_bytes`` or
 ``read_timeout_s`` after the connection was accepted); only a complete message goes to a small
 pool of worker threads, which call the socket's handler and send its answer, if any.  So an
-idle or slow client holds no worker: 40 idle connections do not delay a query.  One client
+idle or slow client holds no worker: 40 idle connections do not delay a query.
+
+The notification socket's handler answers nothing and takes a few µs (a registry update): it
+runs *inline*, in the I/O thread, which then closes the connection.  Handing each notice to a
+worker cost more than the notice: under a storm of notices sent back to back (four notifier
+processes, ``bench/monitor_notices.py``) the monitor used 85% of a core for 10,100 notices/s,
+and a sender that does not wait for the close made the workers' queue grow by thousands of
+connections, each a socket, a future and its condition, which every young garbage collection
+walked (84-157 ms each).  Inline, a notice costs no thread switch, and when notices come faster
+than they are applied they wait in the listen backlog, in the kernel, bounded.  One client
 (a process, by its pid from ``SO_PEERCRED``) may hold at most ``max_pending_per_client``
 connections without a complete message; opening more closes its oldest.  A bad message is
 logged and dropped (the measurement socket answers an error object); the server keeps
@@ -58,11 +67,15 @@ class Pending:
     deadline_s: float      # monotonic
     chunks: list[bytes] = field(default_factory=list)
     size: int = 0
+    draining: bool = False  # handled already (too large): what is left is read and dropped
 
     def feed(self, chunk: bytes, max_bytes: int) -> ReadOutcome | None:
-        """Add received bytes; the outcome once the message is complete (or too large)."""
+        """Add received bytes; the outcome once the message is complete (or too large).  While
+        draining, bytes are dropped until the end of the stream."""
         if not chunk:
             return ReadOutcome.COMPLETE
+        if self.draining:
+            return None
         newline = chunk.find(b"\n")
         if newline >= 0:
             self.chunks.append(chunk[:newline])
@@ -132,8 +145,11 @@ class MessageServer:
     """One UNIX socket, one message per connection; ``handler(raw, outcome) -> answer bytes | None``."""
 
     def __init__(self, name: str, path: Path, handler: Callable[[bytes, ReadOutcome], bytes | None], *,
-                 mode: int, max_message_bytes: int, read_timeout_s: float, max_pending_per_client: int = 64):
+                 mode: int, max_message_bytes: int, read_timeout_s: float, max_pending_per_client: int = 64,
+                 inline: bool = False):
+        """``inline``: the handler runs in the I/O thread (it must never answer nor block)."""
         self.name = name
+        self.inline = inline
         self.path = Path(path)
         self.handler = handler
         self.mode = mode
@@ -161,7 +177,8 @@ class MessageServer:
             raise ServerError(f"cannot listen on {self.path}: {exc.strerror or exc}") from None
         sock.setblocking(False)
         self._sock = sock
-        self._pool = ThreadPoolExecutor(WORKERS_PER_SOCKET, thread_name_prefix=f"{self.name}-conn")
+        if not self.inline:
+            self._pool = ThreadPoolExecutor(WORKERS_PER_SOCKET, thread_name_prefix=f"{self.name}-conn")
         self._thread = threading.Thread(target=self._io_loop, name=f"{self.name}-io", daemon=True)
         self._thread.start()
         log.info("%s socket listening on %s (mode %04o)", self.name, self.path, self.mode)
@@ -237,6 +254,9 @@ class MessageServer:
             self._warned_clients.discard(pending.client)
 
     def _finish(self, selector: selectors.BaseSelector, pending: Pending, outcome: ReadOutcome) -> None:
+        if self.inline:
+            self._finish_inline(selector, pending, outcome)
+            return
         self._forget(selector, pending)
         pending.sock.setblocking(True)
         assert self._pool is not None, "start() first"
@@ -244,6 +264,24 @@ class MessageServer:
             self._pool.submit(self._serve, pending.sock, pending.message(), outcome)
         except RuntimeError:  # the pool is shutting down
             pending.sock.close()
+
+    def _finish_inline(self, selector: selectors.BaseSelector, pending: Pending, outcome: ReadOutcome) -> None:
+        """A message whose handler answers nothing, handled here; the close tells the sender it was.
+        An oversized message is handled (refused) at once, and the rest of it read and dropped
+        until its end (or the read timeout), as the workers' ``_drain`` does: closing on unread
+        data would reset the connection."""
+        if not pending.draining:
+            try:
+                log.debug("%s: %d bytes, %s", self.name, pending.size, outcome.value)
+                if self.handler(pending.message(), outcome) is not None:
+                    log.error("%s: the handler answered, but this socket answers nothing; dropped", self.name)
+            except Exception:  # a handler bug must not stop the server  # noqa: BLE001
+                log.exception("%s: handler failed on %s", self.name, excerpt(pending.message()))
+            if outcome is ReadOutcome.TOO_LARGE:
+                pending.draining, pending.chunks, pending.size = True, [], 0
+                return
+        self._forget(selector, pending)
+        pending.sock.close()
 
     # ------------------------------------------------------------------ the workers
 
