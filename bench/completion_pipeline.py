@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -300,7 +301,7 @@ def measure(services: Services, scratch: Path, rate: float, duration_s: float, f
     last_row = max(stored_s.values()) if stored_s else first_sent
     check = verify(conn, experiment_id, count, monitor is not None)
     conn.close()
-    return {
+    figures = {
         "monitor": monitor is not None, "target_rate_per_s": rate, "activations": count,
         "setup_s": round(setup_s, 1),
         "late_start_s": round(max(0.0, min(produced["sent_epoch_s"]) - start_epoch_s), 3),
@@ -331,6 +332,29 @@ def measure(services: Services, scratch: Path, rate: float, duration_s: float, f
         "fetch_connections_opened": fetch_stats.get("connections_opened"), "store_batch_size": writer.batch_size,
         "store_flush_interval_s": writer.flush_interval_s, "rows_check": check,
     }
+    figures["cpu_per_completion_us"] = cpu_budget(figures, sum(b.total_s - a.total_s
+                                                               for a, b in zip(nginx_cpu0, nginx_cpu1)))
+    return figures
+
+
+def cpu_budget(f: dict, nginx_s: float) -> dict:
+    """CPU µs per completion of every process of the run (the broker, nginx and the producer stand
+    in for the platform), and the completions/s this machine's cores hold at that cost: the
+    physical ceiling of the run, whatever the latency."""
+    def used(share: dict | None) -> float:
+        return share["user_s"] + share["sys_s"] if share else 0.0
+    seconds = {"pipeline": used(f["pipeline_cpu"]), "record_fetches": used(f["fetch_process_cpu"]),
+               "writer": used(f["writer_process_cpu"]), "postgresql": used(f["postgres_cpu"]),
+               "monitor": used(f["monitor_cpu"]), "broker": used(f["broker_cpu"]), "nginx": nginx_s,
+               "producer": f["producer_cpu_s"]}
+    completed = max(1, f["completed"])
+    per = {name: round(s / completed * 1e6, 1) for name, s in seconds.items()}
+    per["loader"] = round(per["pipeline"] + per["record_fetches"] + per["writer"], 1)
+    per["all"] = round(sum(s for s in seconds.values()) / completed * 1e6, 1)
+    cores = os.cpu_count() or 1
+    per["cores"] = cores
+    per["ceiling_per_s"] = round(cores * 1e6 / per["all"]) if per["all"] else None
+    return per
 
 
 def postgres_cpu(services: Services) -> _common.CpuTimes:
@@ -412,6 +436,11 @@ def show(f: dict) -> None:
     print(f"  pipeline process {cpu['pct_of_one_core']}% of one core ({cpu['user_s']} s user + {cpu['sys_s']} s sys), "
           f"broker {f['broker_cpu']['pct_of_one_core']}%, PostgreSQL {f['postgres_cpu']['pct_of_one_core']}%, "
           f"nginx {f['nginx_cpu_pct_of_one_core']}%{monitor}; the producer process {f['producer_cpu_s']} s in all")
+    b = f["cpu_per_completion_us"]
+    print(f"  CPU per completion: the loader {b['loader']} µs (pipeline {b['pipeline']}, record fetches "
+          f"{b['record_fetches']}, writer {b['writer']}), PostgreSQL {b['postgresql']}, monitor {b['monitor']}, "
+          f"broker {b['broker']}, nginx {b['nginx']}, producer {b['producer']}; all {b['all']} µs: this machine's "
+          f"{b['cores']} cores hold at most {b['ceiling_per_s']:,} completions/s with all of them on it")
     check = f["rows_check"]
     print(f"  rows: {check['statuses']}, resources {check['resources']}, {check['samples_per_run']} samples per run — "
           f"{'every activation in one complete success row' if check['ok'] else 'ROWS WRONG'}")
