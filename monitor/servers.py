@@ -9,11 +9,11 @@ idle or slow client holds no worker: 40 idle connections do not delay a query.
 The notification socket's handler answers nothing and takes a few µs (a registry update): it
 runs *inline*, in the I/O thread, which then closes the connection.  Handing each notice to a
 worker cost more than the notice: under a storm of notices sent back to back (four notifier
-processes, ``bench/monitor_notices.py``) the monitor used 85% of a core for 10,100 notices/s,
-and a sender that does not wait for the close made the workers' queue grow by thousands of
-connections, each a socket, a future and its condition, which every young garbage collection
-walked (84-157 ms each).  Inline, a notice costs no thread switch, and when notices come faster
-than they are applied they wait in the listen backlog, in the kernel, bounded.  One client
+processes, ``bench/monitor_notices.py``) the monitor applied 11,200-13,200 notices/s at 95-97% of
+a core, and a sender that does not wait for the close made the workers' queue grow by thousands
+of connections, each a socket, a future and its condition, which every young garbage collection
+walked (84-157 ms each).  Inline: 25,000-27,100 notices/s at 82% of a core (docs/performance.md),
+and notices that come faster than they are applied wait in the listen backlog, in the kernel.  One client
 (a process, by its pid from ``SO_PEERCRED``) may hold at most ``max_pending_per_client``
 connections without a complete message; opening more closes its oldest.  A bad message is
 logged and dropped (the measurement socket answers an error object); the server keeps
