@@ -13,11 +13,13 @@ processes, ``bench/monitor_notices.py``) the monitor applied 11,200-13,200 notic
 a core, and a sender that does not wait for the close made the workers' queue grow by thousands
 of connections, each a socket, a future and its condition, which every young garbage collection
 walked (84-157 ms each).  Inline: 25,000-27,100 notices/s at 82% of a core (docs/performance.md),
-and notices that come faster than they are applied wait in the listen backlog, in the kernel.  One client
-(a process, by its pid from ``SO_PEERCRED``) may hold at most ``max_pending_per_client``
-connections without a complete message; opening more closes its oldest.  A bad message is
-logged and dropped (the measurement socket answers an error object); the server keeps
-serving.  An empty connection (connect then close) is a readiness probe and is ignored.
+and notices that come faster than they are applied wait in the listen backlog, in the kernel.
+
+One client (a process, by its pid from ``SO_PEERCRED``) may hold at most
+``max_pending_per_client`` connections without a complete message; opening more closes its
+oldest.  A bad message is logged and dropped (the measurement socket answers an error object);
+the server keeps serving.  An empty connection (connect then close) is a readiness probe and is
+ignored.
 """
 
 from __future__ import annotations
