@@ -7,6 +7,7 @@ was wrong, and the monitor keeps serving.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from faasload.monitor_protocol import (
     ActivationQuery,
     BatchAnswer,
     BatchQuery,
+    ContainerNotice,
     ErrorAnswer,
     ErrorCode,
     ProtocolError,
@@ -31,7 +33,7 @@ from faasload.monitor_protocol import (
 
 from . import attribution
 from .registry import Binding, Registry
-from .servers import ReadOutcome, excerpt
+from .servers import Deferred, ReadOutcome, excerpt
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +59,10 @@ class Handlers:
         self.batches = 0
         self.bad_queries = 0
 
-    def notification(self, raw: bytes, outcome: ReadOutcome) -> None:
+    def notification(self, raw: bytes, outcome: ReadOutcome) -> Deferred | None:
+        """Apply a notice (the notification socket's I/O thread calls it).  An activation's notice is
+        applied at once; a container's lifecycle notice, which may look the container's cgroup up
+        (Docker's inspect can hang), is returned as a :data:`Deferred` for a worker."""
         if outcome is ReadOutcome.COMPLETE and not raw.strip():
             log.debug("empty notification connection (probe) ignored")
             return None
@@ -71,6 +76,8 @@ class Handlers:
             return None
         self.notifications += 1
         log.debug("notification %s", notice)
+        if isinstance(notice, ContainerNotice):
+            return functools.partial(self.registry.apply, notice)
         self.registry.apply(notice)
         return None
 

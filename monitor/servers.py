@@ -6,9 +6,11 @@ message without blocking (until ``\\n``, end of stream, ``max_message_bytes`` or
 pool of worker threads, which call the socket's handler and send its answer, if any.  So an
 idle or slow client holds no worker: 40 idle connections do not delay a query.
 
-The notification socket's handler answers nothing and takes a few µs (a registry update): it
-runs *inline*, in the I/O thread, which then closes the connection.  Handing each notice to a
-worker cost more than the notice: under a storm of notices sent back to back (four notifier
+The notification socket's handler answers nothing, and for an activation's notice takes a few µs
+(a registry update): it runs *inline*, in the I/O thread, which then closes the connection.  What
+may block (a container's lifecycle notice may ask Docker for the container's cgroup) the handler
+returns as a :data:`Deferred` function: a worker runs it, then closes the connection, so that the
+close still means "applied".  Handing every notice to a worker cost more than the notice: under a storm of notices sent back to back (four notifier
 processes, ``bench/monitor_notices.py``) the monitor applied 11,200-13,200 notices/s at 95-97% of
 a core, and a sender that does not wait for the close made the workers' queue grow by thousands
 of connections, each a socket, a future and its condition, which every young garbage collection
@@ -47,6 +49,13 @@ ACCEPT_POLL_S = 0.2
 WORKERS_PER_SOCKET = 8
 RECV_BYTES = 65536
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
+#: The part of a message an inline handler leaves to a worker (it may block); the worker closes
+#: the connection once it returned.
+Deferred = Callable[[], None]
+#: ``handler(raw, outcome)``: the answer (bytes) or None; an inline handler may return a Deferred.
+Handler = Callable[[bytes, "ReadOutcome"], "bytes | Deferred | None"]
 
 
 class ServerError(Failure):
@@ -146,10 +155,11 @@ def prepare_socket_path(path: Path) -> None:
 class MessageServer:
     """One UNIX socket, one message per connection; ``handler(raw, outcome) -> answer bytes | None``."""
 
-    def __init__(self, name: str, path: Path, handler: Callable[[bytes, ReadOutcome], bytes | None], *,
+    def __init__(self, name: str, path: Path, handler: Handler, *,
                  mode: int, max_message_bytes: int, read_timeout_s: float, max_pending_per_client: int = 64,
                  inline: bool = False):
-        """``inline``: the handler runs in the I/O thread (it must never answer nor block)."""
+        """``inline``: the handler runs in the I/O thread: it never answers, and returns what may
+        block as a :data:`Deferred` (run by a worker), or None."""
         self.name = name
         self.inline = inline
         self.path = Path(path)
@@ -179,8 +189,7 @@ class MessageServer:
             raise ServerError(f"cannot listen on {self.path}: {exc.strerror or exc}") from None
         sock.setblocking(False)
         self._sock = sock
-        if not self.inline:
-            self._pool = ThreadPoolExecutor(WORKERS_PER_SOCKET, thread_name_prefix=f"{self.name}-conn")
+        self._pool = ThreadPoolExecutor(WORKERS_PER_SOCKET, thread_name_prefix=f"{self.name}-conn")
         self._thread = threading.Thread(target=self._io_loop, name=f"{self.name}-io", daemon=True)
         self._thread.start()
         log.info("%s socket listening on %s (mode %04o)", self.name, self.path, self.mode)
@@ -272,10 +281,14 @@ class MessageServer:
         An oversized message is handled (refused) at once, and the rest of it read and dropped
         until its end (or the read timeout), as the workers' ``_drain`` does: closing on unread
         data would reset the connection."""
+        deferred = None
         if not pending.draining:
             try:
                 log.debug("%s: %d bytes, %s", self.name, pending.size, outcome.value)
-                if self.handler(pending.message(), outcome) is not None:
+                result = self.handler(pending.message(), outcome)
+                if callable(result):
+                    deferred = result
+                elif result is not None:
                     log.error("%s: the handler answered, but this socket answers nothing; dropped", self.name)
             except Exception:  # a handler bug must not stop the server  # noqa: BLE001
                 log.exception("%s: handler failed on %s", self.name, excerpt(pending.message()))
@@ -283,7 +296,22 @@ class MessageServer:
                 pending.draining, pending.chunks, pending.size = True, [], 0
                 return
         self._forget(selector, pending)
+        if deferred is not None:
+            assert self._pool is not None, "start() first"
+            try:
+                self._pool.submit(self._run_deferred, pending.sock, deferred)
+                return
+            except RuntimeError:  # the pool is shutting down
+                pass
         pending.sock.close()
+
+    def _run_deferred(self, conn: socket.socket, deferred: Deferred) -> None:
+        try:
+            deferred()
+        except Exception:  # a handler bug must not stop the server  # noqa: BLE001
+            log.exception("%s: handler failed", self.name)
+        finally:
+            conn.close()
 
     # ------------------------------------------------------------------ the workers
 
@@ -292,6 +320,7 @@ class MessageServer:
             log.debug("%s: %d bytes, %s", self.name, len(raw), outcome.value)
             try:
                 answer = self.handler(raw, outcome)
+                assert not callable(answer), "only an inline handler defers"
             except Exception:  # a handler bug must not stop the server  # noqa: BLE001
                 log.exception("%s: handler failed on %s", self.name, excerpt(raw))
                 answer = encode_error(ErrorCode.BAD_REQUEST, "internal error in the monitor (see its log)")
