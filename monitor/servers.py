@@ -10,12 +10,13 @@ The notification socket's handler answers nothing, and for an activation's notic
 (a registry update): it runs *inline*, in the I/O thread, which then closes the connection.  What
 may block (a container's lifecycle notice may ask Docker for the container's cgroup) the handler
 returns as a :data:`Deferred` function: a worker runs it, then closes the connection, so that the
-close still means "applied".  Handing every notice to a worker cost more than the notice: under a storm of notices sent back to back (four notifier
-processes, ``bench/monitor_notices.py``) the monitor applied 11,200-13,200 notices/s at 95-97% of
-a core, and a sender that does not wait for the close made the workers' queue grow by thousands
-of connections, each a socket, a future and its condition, which every young garbage collection
-walked (84-157 ms each).  Inline: 25,000-27,100 notices/s at 82% of a core (docs/performance.md),
-and notices that come faster than they are applied wait in the listen backlog, in the kernel.
+close still means "applied".  Handing every notice to a worker cost more than the notice: under
+a storm of notices sent back to back (four notifier processes, ``bench/monitor_notices.py``) the
+monitor applied 11,200-13,200 notices/s at 95-97% of a core, and a sender that does not wait for
+the close made the workers' queue grow by thousands of connections, each a socket, a future and
+its condition, which every young garbage collection walked (84-157 ms each).  Inline:
+25,000-27,100 notices/s at 82% of a core (docs/performance.md), and notices that come faster
+than they are applied wait in the listen backlog, in the kernel.
 
 One client (a process, by its pid from ``SO_PEERCRED``) may hold at most
 ``max_pending_per_client`` connections without a complete message; opening more closes its
