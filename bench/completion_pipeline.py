@@ -350,8 +350,8 @@ def cpu_budget(f: dict, nginx_s: float) -> dict:
     completed = max(1, f["completed"])
     per = {name: round(s / completed * 1e6, 1) for name, s in seconds.items()}
     per["loader"] = round(per["pipeline"] + per["record_fetches"] + per["writer"], 1)
-    per["all"] = round(sum(s for s in seconds.values()) / completed * 1e6, 1)
-    cores = os.cpu_count() or 1
+    per["all"] = round(sum(seconds.values()) / completed * 1e6, 1)
+    cores = len(os.sched_getaffinity(0))   # the cores this run may use
     per["cores"] = cores
     per["ceiling_per_s"] = round(cores * 1e6 / per["all"]) if per["all"] else None
     return per
