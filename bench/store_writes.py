@@ -1,6 +1,6 @@
 """The store's cost per completion: PostgreSQL's CPU, the writer's, and the wall time, per layout of ``runs``.
 
-    python bench/store_writes.py [--completions 40000] [--rounds 3] [--per-batch 250]
+    python bench/store_writes.py [--completions 40000] [--rounds 3] [--per-batch 250] [--samples 3]
 
 What the completion path asks of PostgreSQL, without the rest of the pipeline: an embedded
 PostgreSQL (``faasload.embedded_pg``, durable as the loader's), a fresh database per measurement
@@ -9,9 +9,11 @@ loader writes them after the 202; not timed), a checkpoint, then each run's comp
 the loader's :func:`loader.storage.writer.write_batch` in batches of ``--per-batch`` completions
 (a batch of the store writer at 5,000 completions/s holds ~250): its update (the record's fields
 and the monitor's status, as :meth:`loader.storage.recorder.Recorder.completed` makes it) and
-three samples.  Measured: the server process's CPU (``/proc``, its backend), this process's CPU
-(composing the statement), the wall time, per completion; the share of updates PostgreSQL made in
-place (HOT: no new index entry); the pages of ``runs``.
+``--samples`` samples (3 by default: a 30 ms activation sampled every 10 ms; 100 for a 1 s one).
+Measured: the server process's CPU (``/proc``, its backend), this process's CPU (composing the
+statement), the wall time, per completion; the share of updates PostgreSQL made in place (HOT: no
+new index entry); the pages of ``runs``; the disk taken by the samples (``run_samples``, its
+index and its TOAST), per sample.
 
 Two layouts of ``runs``, alternated in each round: the schema's (``fillfactor`` 50, migration 8)
 and PostgreSQL's default (100).  The physical reference, measured in the same run on the same
@@ -37,7 +39,6 @@ import _common  # noqa: E402
 _common.use_repo_imports()
 from _completion_monitor import insert_reference  # noqa: E402
 
-SAMPLES_PER_COMPLETION = 3
 LAYOUTS = {"schema (fillfactor 50)": None, "PostgreSQL's default (fillfactor 100)": 100}
 
 
@@ -46,7 +47,8 @@ def backend_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(server, database: str, fillfactor: int | None, completions: int, per_batch: int) -> dict:
+def measure(server, database: str, fillfactor: int | None, completions: int, per_batch: int,
+            samples_per_completion: int) -> dict:
 
     from loader.storage import experiments
     from loader.storage.database import DatabaseConfiguration, create_database
@@ -86,7 +88,7 @@ def measure(server, database: str, fillfactor: int | None, completions: int, per
                                    kernel_peak_memory_bytes=31_457_280, kernel_peak_source="activation"))
             items.append(RunResources(key, tuple(
                 ResourceSample(start_ms * 1000 + 10_000 * s, 31_000_000 + s, 4_000_000 * s, 30_000_000)
-                for s in range(SAMPLES_PER_COMPLETION))))
+                for s in range(samples_per_completion))))
         write_batch(conn, items)
     wall_s, cpu_s = time.perf_counter() - began_s, time.thread_time() - began_cpu_s
     backend_s = backend_cpu_s(pid) - began_backend_s
@@ -97,14 +99,15 @@ def measure(server, database: str, fillfactor: int | None, completions: int, per
         cur.execute("SELECT n_tup_upd, n_tup_hot_upd, pg_relation_size('runs') / 8192 FROM pg_stat_user_tables "
                     "WHERE relname = 'runs'")
         updates, hot, pages = cur.fetchone()
-        cur.execute("SELECT count(*) FROM resources")
-        samples = cur.fetchone()[0]
+        cur.execute("SELECT count(*), pg_total_relation_size('run_samples') FROM resources")
+        samples, samples_bytes = cur.fetchone()
     conn.close()
-    if samples != completions * SAMPLES_PER_COMPLETION:
+    if samples != completions * samples_per_completion:
         raise RuntimeError(f"{samples} samples stored for {completions} completions")
     per = 1e6 / completions
     return {"postgres_cpu_us": round(backend_s * per, 1), "writer_cpu_us": round(cpu_s * per, 1),
-            "wall_us": round(wall_s * per, 1), "hot_share": round(hot / max(1, updates), 3), "runs_pages": pages}
+            "wall_us": round(wall_s * per, 1), "hot_share": round(hot / max(1, updates), 3), "runs_pages": pages,
+            "bytes_per_sample": round(samples_bytes / max(1, samples), 1)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--completions", type=int, default=40_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--per-batch", type=int, default=250, help="completions per write_batch")
+    parser.add_argument("--samples", type=int, default=3, help="monitor samples per completion")
     args = parser.parse_args(argv)
     from faasload import embedded_pg
     from loader.storage import experiments
@@ -120,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="faasload-bench-store-", dir="/tmp"))
     scratch.chmod(0o755)   # the embedded server runs as postgres when this runs as root
     server = None
-    figures: dict = {"completions": args.completions, "per_batch": args.per_batch, "layouts": {}}
+    figures: dict = {"completions": args.completions, "per_batch": args.per_batch, "samples": args.samples,
+                     "layouts": {}}
     try:
         server = embedded_pg.start_cluster(scratch / "pgdata")
         create_database(DatabaseConfiguration(user=server.user, host=server.host, port=server.port,
@@ -138,11 +143,12 @@ def main(argv: list[str] | None = None) -> int:
         for round_ in range(args.rounds):
             for name, fillfactor in LAYOUTS.items():
                 f = measure(server, f"round{round_}_{fillfactor or 'schema'}", fillfactor, args.completions,
-                            args.per_batch)
+                            args.per_batch, args.samples)
                 figures["layouts"].setdefault(name, []).append(f)
                 print(f"round {round_ + 1}, runs {name}: per completion PostgreSQL {f['postgres_cpu_us']} µs of CPU, "
                       f"writer {f['writer_cpu_us']} µs, wall {f['wall_us']} µs = {f['wall_us'] / row_us:.2f} × "
-                      f"one raw INSERT; {100 * f['hot_share']:.0f}% of updates in place; runs {f['runs_pages']} pages",
+                      f"one raw INSERT; {100 * f['hot_share']:.0f}% of updates in place; runs {f['runs_pages']} pages; "
+                      f"samples {f['bytes_per_sample']} bytes each on disk",
                       flush=True)
         for name, runs in figures["layouts"].items():
             print(f"median, runs {name}: PostgreSQL {statistics.median(r['postgres_cpu_us'] for r in runs)} µs, "

@@ -46,6 +46,75 @@ def test_same_batch_twice_leaves_one_copy_of_each_row(database):
     assert (_count(conn, "runs"), _count(conn, "parameters"), _count(conn, "resources")) == (3, 6, 6)
 
 
+def _samples(conn):
+    with conn.cursor() as cur:
+        cur.execute("SELECT r.seq, s.sampled_at_us, s.memory_bytes, s.rss_mapped_bytes, s.cpu_ns "
+                    "FROM resources s JOIN runs r USING (run_id) ORDER BY r.seq, s.sampled_at_us")
+        return cur.fetchall()
+
+
+def test_a_runs_samples_are_one_row_of_arrays_in_time_order_read_one_per_row_from_resources(database):
+    """Migration 9: the samples out of order, with a date twice and unmeasured values, are one row
+    of run_samples in time order, the first sample of a date kept; the view resources gives them
+    one per row with the former table's columns."""
+    conn = experiments.open_store(database)
+    experiment_id = experiments.ensure_experiment(conn, name="e-arrays", mode="injection")
+    key = RunKey(experiment_id, "t", 0)
+    store.write_batch(conn, [
+        RunUpdate(key, "u", "a", 0, RunStatus.SUCCESS),
+        RunResources(key, (ResourceSample(30, 3000, 300, 33), ResourceSample(10, None, 100),
+                           ResourceSample(20, 2000, None, 22), ResourceSample(10, 9999, 999, 99)))])
+    with conn.cursor() as cur:
+        cur.execute("SELECT sampled_at_us, memory_bytes, rss_mapped_bytes, cpu_ns FROM run_samples")
+        assert cur.fetchall() == [([10, 20, 30], [None, 2000, 3000], [None, 22, 33], [100, None, 300])]
+        cur.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 'resources' "
+                    "ORDER BY ordinal_position")
+        assert [r[0] for r in cur.fetchall()] == ["run_id", "sampled_at_us", "memory_bytes", "rss_mapped_bytes",
+                                                  "cpu_ns"]
+    assert _samples(conn) == [(0, 10, None, None, 100), (0, 20, 2000, 22, None), (0, 30, 3000, 33, 300)]
+
+
+def test_a_runs_samples_written_again_keep_the_first_row_and_need_their_run(database):
+    """Two answers for one run (in one batch, or in a later batch whose run is looked up) keep the
+    first; samples of a run never written are refused; no samples, no row."""
+    conn = experiments.open_store(database)
+    experiment_id = experiments.ensure_experiment(conn, name="e-again", mode="injection")
+    first, second, empty = (RunKey(experiment_id, "t", seq) for seq in range(3))
+    store.write_batch(conn, [RunUpdate(first, "u", "a", 0, RunStatus.SUCCESS),
+                             RunUpdate(empty, "u", "a", 0, RunStatus.SUCCESS), RunResources(empty, ()),
+                             RunResources(first, (ResourceSample(1, 10, 0),)),
+                             RunResources(first, (ResourceSample(2, 20, 0),))])
+    store.write_batch(conn, [RunUpdate(second, "u", "a", 0, RunStatus.SUCCESS)])
+    store.write_batch(conn, [RunResources(second, (ResourceSample(5, 50, 0), ResourceSample(6, 60, 1)))])
+    store.write_batch(conn, [RunResources(second, (ResourceSample(7, 70, 0),))])
+    assert _samples(conn) == [(0, 1, 10, None, 0), (1, 5, 50, None, 0), (1, 6, 60, None, 1)]
+    assert _count(conn, "run_samples") == 2
+    with pytest.raises(store.StoreError, match="never written"):
+        store.write_batch(conn, [RunResources(RunKey(experiment_id, "t", 9), (ResourceSample(1, 1, 0),))])
+
+
+def test_migration_9_moves_the_samples_of_a_dataset_written_before_it(database, monkeypatch):
+    """A dataset written with one row per sample (schema version 8) keeps every sample, in time order."""
+    conn = database.connect()
+    monkeypatch.setattr(schema, "MIGRATIONS", [m for m in schema.MIGRATIONS if m[0] <= 8])
+    schema.migrate(conn)
+    experiment_id = experiments.ensure_experiment(conn, name="e-v8", mode="injection")
+    with conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO runs (experiment_id, trace_name, seq, user_name, action_name, planned_offset_us, "
+                    "status) VALUES (%s, 't', 0, 'u', 'a', 0, 'success'), (%s, 't', 1, 'u', 'a', 0, 'success')",
+                    (experiment_id, experiment_id))
+        cur.execute("INSERT INTO resources SELECT r.run_id, v.sampled_at_us, v.memory_bytes, v.rss_mapped_bytes, "
+                    "v.cpu_ns FROM runs r JOIN (VALUES "
+                    "(0, 20::bigint, 200::bigint, NULL::bigint, 2::bigint), (0, 10, 100, 11, 1), (1, 5, 50, 5, 0)) "
+                    "v(seq, sampled_at_us, memory_bytes, rss_mapped_bytes, cpu_ns) ON r.seq = v.seq")
+    monkeypatch.undo()
+    assert schema.migrate(conn) == [m[0] for m in schema.MIGRATIONS if m[0] > 8]
+    assert _samples(conn) == [(0, 10, 100, 11, 1), (0, 20, 200, None, 2), (1, 5, 50, 5, 0)]
+    with conn.cursor() as cur:
+        cur.execute("SELECT sampled_at_us FROM run_samples ORDER BY run_id")
+        assert [r[0] for r in cur.fetchall()] == [[10, 20], [5]]
+
+
 def test_terminal_status_is_never_overwritten_and_fields_merge(database):
     conn = experiments.open_store(database)
     experiment_id = experiments.ensure_experiment(conn, name="e1", mode="injection")
