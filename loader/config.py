@@ -111,7 +111,7 @@ class DatabaseSection:
 
 @dataclass(frozen=True)
 class MonitorClientConfig:
-    enabled: bool = option(True, doc="fetch each activation's samples from the monitor into `resources`")
+    enabled: bool = option(True, doc="fetch each activation's samples from the monitor into `run_samples` (read one per row as `resources`)")
     measurement_socket: Path = option("/run/wdm/meas", doc="the monitor's measurement socket")
     timeout_s: float = option(2.0, unit="s", exclusive_minimum=0, doc="timeout of one query to the monitor")
     endpoints: dict[str, str] = option({}, doc="one monitor per invoker host: invoker name (the user event's `source`, e.g. `invoker0`) -> `unix:///path` or `tcp://host:port` (docs/scale-out.md); empty: the one monitor at `measurement_socket`")
