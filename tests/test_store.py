@@ -93,6 +93,27 @@ def test_a_runs_samples_written_again_keep_the_first_row_and_need_their_run(data
         store.write_batch(conn, [RunResources(RunKey(experiment_id, "t", 9), (ResourceSample(1, 1, 0),))])
 
 
+def test_a_sample_that_is_not_a_number_never_reaches_the_sql_and_costs_only_its_run(database):
+    """The arrays are composed as SQL text: a value that is not a number (here a string of SQL) is
+    refused before it, and the writer marks only its run store_error."""
+    conn = experiments.open_store(database)
+    experiment_id = experiments.ensure_experiment(conn, name="e-not-a-number", mode="injection")
+    writer = store.StoreWriter(database, batch_size=100, flush_interval_s=0.2).start()
+    bad = RunKey(experiment_id, "bad", 0)
+    for item in _batch(experiment_id, n=2) + [
+            RunUpdate(bad, "u", "a", 0, RunStatus.SUCCESS),
+            RunResources(bad, (ResourceSample(1, "1}'); DROP TABLE runs; --", 0),))]:  # type: ignore[arg-type]
+        writer.write(item)
+    assert writer.flush(timeout_s=30)
+    writer.close()
+    with conn.cursor() as cur:
+        cur.execute("SELECT trace_name, status, status_reason FROM runs ORDER BY trace_name, seq")
+        rows = cur.fetchall()
+    assert [r[:2] for r in rows] == [("alice-resize-256", "sent")] * 2 + [("bad", "store_error")]
+    assert "ValueError" in rows[2][2]
+    assert _count(conn, "resources") == 4
+
+
 def test_migration_9_moves_the_samples_of_a_dataset_written_before_it(database, monkeypatch):
     """A dataset written with one row per sample (schema version 8) keeps every sample, in time order."""
     conn = database.connect()
