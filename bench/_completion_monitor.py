@@ -24,15 +24,16 @@ from monitor.config import SamplingConfig
 
 _common.use_repo_imports()
 
-#: Where an activation's window ends and starts, before its user event is due (the invoker
-#: publishes the event right after the activation ended).
+#: Where an activation's window ends, before its user event is due (the invoker publishes the
+#: event right after the activation ended); it starts ``activation_s`` earlier.
 END_BEFORE_EVENT_S = 0.005
-START_BEFORE_EVENT_S = 0.015
 NOTICE_THREADS = 2
 
 
 class MonitorSide:
-    def __init__(self, scratch: Path, containers: int = 4, resolution_s: float = 0.01):
+    def __init__(self, scratch: Path, containers: int = 4, resolution_s: float = 0.01, activation_s: float = 0.01):
+        #: How long each activation's window lasts (the samples of each row: ~activation_s / resolution_s + 2).
+        self.activation_s = activation_s
         from loader.monitor_client import MonitorClient
         directory = scratch / f"monitor-{uuid.uuid4().hex[:6]}"
         directory.mkdir()
@@ -62,8 +63,8 @@ class MonitorSide:
         began = time.monotonic()
         self._send_notices([(a, self.names[0], time.time() - 1.0, time.time() - 0.9) for a in probe])
         self.notices_per_s = 2 * len(probe) / (time.monotonic() - began)
-        start = time.time() + 1.5 * 2 * len(ids) / self.notices_per_s + margin_s
-        bindings = [(a, self.names[i % len(self.names)], start + i / rate - START_BEFORE_EVENT_S,
+        start = time.time() + 1.5 * 2 * len(ids) / self.notices_per_s + margin_s + self.activation_s
+        bindings = [(a, self.names[i % len(self.names)], start + i / rate - END_BEFORE_EVENT_S - self.activation_s,
                      start + i / rate - END_BEFORE_EVENT_S) for i, a in enumerate(ids)]
         self._send_notices(bindings)
         return start

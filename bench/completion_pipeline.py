@@ -1,6 +1,7 @@
 """Completion pipeline throughput: Kafka user events → completed rows in PostgreSQL, with and without a monitor.
 
     python bench/completion_pipeline.py [--rates 5000,10000] [--duration-s 20] [--monitor both|on|off]
+                                        [--activation-ms 10]
 
 Starts a Tansu broker (``faasload.tansu``), an embedded PostgreSQL (``faasload.embedded_pg``, data
 directory in /tmp, durable as the loader's embedded server) and nginx answering activation records
@@ -17,8 +18,9 @@ garbage collector is tuned as it tunes it.
 
 With ``--monitor on`` (or ``both``: each rate without, then with) a real monitor answers
 (``bench/_completion_monitor.py``): ``python -m monitor`` sampling 4 real cgroups at 10 ms, every
-activation bound to one of them by start/end notices dated just before its event; each row then
-holds the samples of its window, and the run checks that every row has resources ``ok``.
+activation bound to one of them by start/end notices dated just before its event, over a window
+of ``--activation-ms`` (10 ms: ~3 samples per row; 1000 ms, a 1 s activation: ~102); each row
+then holds the samples of its window, and the run checks that every row has resources ``ok``.
 
 For each rate: ``rate × duration`` activations are first recorded ``sent`` and registered with the
 tracker (as the invoker pool does after a 202; not timed), then a producer **process** publishes
@@ -303,6 +305,7 @@ def measure(services: Services, scratch: Path, rate: float, duration_s: float, f
     conn.close()
     figures = {
         "monitor": monitor is not None, "target_rate_per_s": rate, "activations": count,
+        "activation_ms": round(monitor.activation_s * 1000, 3) if monitor is not None else None,
         "setup_s": round(setup_s, 1),
         "late_start_s": round(max(0.0, min(produced["sent_epoch_s"]) - start_epoch_s), 3),
         "produced_rate_per_s": round(count / produced["produce_s"], 1),
@@ -404,7 +407,7 @@ def verify(conn, experiment_id: int, count: int, with_monitor: bool) -> dict:
 def show(f: dict) -> None:
     lat, cpu = f["event_to_row_ms"], f["pipeline_cpu"]
     print(f"{f['target_rate_per_s']:g} events/s × {f['activations']} activations, monitor "
-          f"{'ON (real, 4 cgroups at 10 ms)' if f['monitor'] else 'off'} (produced at {f['produced_rate_per_s']}/s; "
+          f"{'ON (real, 4 cgroups at 10 ms; activations of ' + format(f['activation_ms'], 'g') + ' ms)' if f['monitor'] else 'off'} (produced at {f['produced_rate_per_s']}/s; "
           f"setup {f['setup_s']} s not timed{'; started ' + str(f['late_start_s']) + ' s late' if f['late_start_s'] else ''})")
     print(f"  completed {f['completed']} (matched {f['events_matched']}, lost {f['lost']}); "
           f"{f['completions_per_s_while_producing']} completions/s while events flowed, "
@@ -483,6 +486,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="a real monitor answering: off, on, or each rate without then with it")
     parser.add_argument("--fetches-in-flight", type=int, default=None,
                         help="completion:fetches_in_flight (default: the loader's)")
+    parser.add_argument("--activation-ms", type=float, default=10.0,
+                        help="with the monitor: each activation's window (3 samples per row at 10 ms; 1000: ~102)")
     parser.add_argument("--fire-interval-ms", type=float, default=2.0)
     parser.add_argument("--batch-size", type=int, default=None,
                         help="database:batch_size (default: the loader's)")
@@ -509,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
         services = Services(scratch)
         create_topic(services.broker.bootstrap)
         if True in modes:
-            monitor = MonitorSide(scratch)
+            monitor = MonitorSide(scratch, activation_s=args.activation_ms / 1000)
         from faasload import gc_tuning
         from loader.config import CompletionConfig, DatabaseSection, UserEventsConfig
         from loader.pipeline import switch_interval_s
