@@ -54,6 +54,11 @@ def test_batch_round_trip():
                           ActivationAnswer(ACT, "c", 1.0, 2.0, (), KernelPeak(4096, PeakSource.ACTIVATION)),
                           ErrorAnswer(ErrorCode.UNKNOWN_ACTIVATION, "unknown")))
     assert parse_answer(encode_batch_answer(answer)) == answer
+    # encoded an answer at a time (the GIL is released between them), the same bytes as one json.dumps
+    whole = {"version": BATCH_VERSION, "answers": [json.loads(encode_batch_answer(BatchAnswer((a,))))["answers"][0]
+                                                   for a in answer.answers]}
+    assert encode_batch_answer(answer) == json.dumps(whole).encode()
+    assert encode_batch_answer(BatchAnswer(())) == json.dumps({"version": BATCH_VERSION, "answers": []}).encode()
 
 
 @pytest.mark.parametrize("message, error", [
