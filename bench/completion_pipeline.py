@@ -406,8 +406,9 @@ def verify(conn, experiment_id: int, count: int, with_monitor: bool) -> dict:
 
 def show(f: dict) -> None:
     lat, cpu = f["event_to_row_ms"], f["pipeline_cpu"]
-    print(f"{f['target_rate_per_s']:g} events/s × {f['activations']} activations, monitor "
-          f"{'ON (real, 4 cgroups at 10 ms; activations of ' + format(f['activation_ms'], 'g') + ' ms)' if f['monitor'] else 'off'} (produced at {f['produced_rate_per_s']}/s; "
+    monitor = f"ON (real, 4 cgroups at 10 ms; activations of {f['activation_ms']:g} ms)" if f["monitor"] else "off"
+    print(f"{f['target_rate_per_s']:g} events/s × {f['activations']} activations, monitor {monitor} "
+          f"(produced at {f['produced_rate_per_s']}/s; "
           f"setup {f['setup_s']} s not timed{'; started ' + str(f['late_start_s']) + ' s late' if f['late_start_s'] else ''})")
     print(f"  completed {f['completed']} (matched {f['events_matched']}, lost {f['lost']}); "
           f"{f['completions_per_s_while_producing']} completions/s while events flowed, "
