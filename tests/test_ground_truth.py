@@ -10,9 +10,10 @@ process backend and with Docker (cgroupfs driver here, systemd driver in the gue
   more).
 
 * a spike of 16 MiB held 0 ms (``alloc(16, hold_ms=0)``: it lasts as long as faulting its pages
-  in takes, from a millisecond on a fast host to tens of ms here) is caught by the kernel's peak (``kernel_peak``): at least 16 MiB above the sample before the
-  activation, within 2%, where the sampled peak mostly misses it.  On v1 and on v2 from Linux 6.12
-  the counter is reset for the activation (``activation``: then also at most 16 MiB + 2% above);
+  in takes, from a millisecond on a fast host to tens of ms here) is caught by the kernel's peak
+  (``kernel_peak``): at least 16 MiB above the lowest sample of the activation, within 2%, where
+  the sampled peak mostly misses it.  On v1 and on v2 from Linux 6.12 the counter is reset for the
+  activation (``activation``: then also at most 16 MiB + 2% + 1 MiB above the sample before it);
   in the guest (Linux 6.1) it is the container's peak since its creation (``since_creation``), so
   the spikes run in a container of their own that never held more.
 
@@ -133,21 +134,24 @@ def test_a_short_spike_is_caught_by_the_kernel_peak(calibrated):
     spiky.alloc(0, 0)  # cold start, not measured
     version = cgroup_helpers.version()
     expected = PeakSource.ACTIVATION if version == 1 or resettable_v2() else PeakSource.SINCE_CREATION
-    sampled_mib, kernel_mib, lasted_ms = [], [], []
+    sampled_mib, kernel_mib, kernel_above_lowest_mib, lasted_ms = [], [], [], []
     for _ in range(SPIKE_REPETITIONS):
         spike = spiky.alloc(SPIKE_MIB, 0)
         assert spike.result["pages_touched"] == SPIKE_MIB * MIB // mmap.PAGESIZE
         assert spike.kernel_peak is not None and spike.kernel_peak.memory_bytes is not None, spike
         assert spike.kernel_peak.source is expected
-        before = spike.memory_bytes[0]
+        before, lowest = spike.memory_bytes[0], min(spike.memory_bytes)
         sampled_mib.append((spike.peak_bytes - before) / MIB)
         kernel_mib.append((spike.kernel_peak.memory_bytes - before) / MIB)
+        kernel_above_lowest_mib.append((spike.kernel_peak.memory_bytes - lowest) / MIB)
         lasted_ms.append(spike.result["times"]["transform"] + spike.result["held_ms"])
     print(f"\n[{backend}, cgroup v{version}] {SPIKE_MIB} MiB spike (held 0 ms), above the sample before, over "
           f"{SPIKE_REPETITIONS} activations: sampled peak {', '.join(f'{m:+.2f}' for m in sampled_mib)} MiB; "
           f"kernel peak ({expected.value}) {', '.join(f'{m:+.2f}' for m in kernel_mib)} MiB; the allocation "
           f"lasted {', '.join(f'{t:.1f}' for t in lasted_ms)} ms (first touch to release)")
-    for grown_mib in kernel_mib:
-        assert grown_mib >= (1 - TOLERANCE) * SPIKE_MIB
+    for grown_mib, above_lowest_mib in zip(kernel_mib, kernel_above_lowest_mib):
+        # the lower bound from the lowest sample: once in CI the sample before stood 1.6 MiB above
+        # the usage the spike grew from (the runtime released memory in between)
+        assert above_lowest_mib >= (1 - TOLERANCE) * SPIKE_MIB
         if expected is PeakSource.ACTIVATION:
             assert grown_mib <= (1 + TOLERANCE) * SPIKE_MIB + SPIKE_RUNTIME_SLACK_MIB
