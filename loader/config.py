@@ -99,7 +99,7 @@ class DatabaseSection:
     database: str = option("faasload", doc="database name")
     embedded_datadir: Path | None = option(None, doc="data directory of the embedded server (null: `~/.local/state/faasload/pgdata`; as root `/var/lib/faasload/pgdata`, since the server then runs as an unprivileged user, which cannot reach `/root`)")
     batch_size: int = option(500, minimum=1, doc="rows per write transaction, at most")
-    flush_interval_s: float = option(0.02, unit="s", exclusive_minimum=0, doc="longest time a written row waits for others before its transaction (a batch is written as soon as it holds `batch_size` rows)")
+    flush_interval_s: float = option(0.002, unit="s", exclusive_minimum=0, doc="longest time a written row waits for others before its transaction (a batch is written as soon as it holds `batch_size` rows)")
     retry_interval_s: float = option(1.0, unit="s", exclusive_minimum=0, doc="wait before retrying a failed write transaction (the batch is kept)")
 
     def __repr__(self) -> str:  # never show the password, alone or inside the DSN

@@ -104,6 +104,12 @@ class SampleBuffer:
         if old:
             self.oldest = first + min(old, end - first - 1)  # the newest sample stays
 
+    def newest_date_s(self) -> float | None:
+        """The date of the newest sample, None when there is none.  Its record is not the one an
+        append may be writing (that one is sample ``count``'s)."""
+        first, end = self.span()
+        return None if first == end else float(self.ring["date_s"][(end - 1) % self.capacity])
+
     def __len__(self) -> int:
         first, end = self.span()
         return end - first

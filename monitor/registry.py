@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -341,6 +342,15 @@ class Registry:
         if entry is None:
             raise ProtocolError(f"unknown container {container!r}", ErrorCode.UNKNOWN_CONTAINER)
         return entry.buffer.window(start_s, end_s)
+
+    def newest_sample_s(self, container: str) -> float | None:
+        """The date of the container's newest sample: None for a container unknown (it will take
+        none), ``-inf`` for one not sampled yet."""
+        entry = self.containers.get(container)
+        if entry is None:
+            return None
+        newest_s = entry.buffer.newest_date_s()
+        return -math.inf if newest_s is None else newest_s
 
     def activation_binding(self, activation: str) -> Binding:
         with self._lock:

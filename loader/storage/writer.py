@@ -327,7 +327,7 @@ class StoreWriter:
     """
 
     def __init__(self, config: DatabaseConfiguration, *, batch_size: int = 500,
-                 flush_interval_s: float = 0.02, retry_interval_s: float = 1.0):
+                 flush_interval_s: float = 0.002, retry_interval_s: float = 1.0):
         self.config = config
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s

@@ -51,7 +51,7 @@ REPORT_S = 0.2
 class WriterProcess:
     """:class:`StoreWriter` for the pipeline, with its transactions in a child process."""
 
-    def __init__(self, config: DatabaseConfiguration, *, batch_size: int = 500, flush_interval_s: float = 0.02,
+    def __init__(self, config: DatabaseConfiguration, *, batch_size: int = 500, flush_interval_s: float = 0.002,
                  retry_interval_s: float = 1.0):
         self.config = config
         self.batch_size = batch_size
