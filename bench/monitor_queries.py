@@ -54,7 +54,7 @@ def measure(tree: Path, bindings: int, batch: int, rounds: int) -> dict:
             for i in range(0, len(asked), batch)]
     answers = [handlers.query(raw, ReadOutcome.COMPLETE) for raw in raws]
     for answer in answers:
-        if b'"error"' in answer or b'"samples": []' in answer:
+        if b'"error"' in answer or b'"date": []' in answer:
             raise RuntimeError(f"an activation was not answered with samples: {answer[:300]!r}")
     handler_us, reference_us = [], []
     decoded = [json.loads(answer) for answer in answers]
@@ -68,7 +68,7 @@ def measure(tree: Path, bindings: int, batch: int, rounds: int) -> dict:
             json.loads(raw)
             json.dumps(value).encode()
         reference_us.append((time.perf_counter() - began) / len(asked) * 1e6)
-    samples_per_answer = sum(len(a["samples"]) for d in decoded for a in d["answers"]) / len(asked)
+    samples_per_answer = sum(len(a["samples"]["date"]) for d in decoded for a in d["answers"]) / len(asked)
     handler, reference = statistics.median(handler_us), statistics.median(reference_us)
     return {"bindings": bindings, "batch": batch, "buffer_samples": samples,
             "samples_per_answer": round(samples_per_answer, 2), "handler_us": round(handler, 2),

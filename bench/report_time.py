@@ -34,6 +34,7 @@ from loader.storage import experiments, writer
 from loader.storage.database import DatabaseConfiguration, create_database
 from loader.storage.rows import (
     ResourceSample,
+    ResourceSamples,
     RunKey,
     RunParameters,
     RunResources,
@@ -92,7 +93,7 @@ def synthetic_experiment(conn, name: str, *, runs: int, functions: int, duration
         items.append(RunParameters(key, (("incont", "in"), ("object", f"{seq % 10}.jpg"), ("outcont", "out"))))
         peak = int(rng.uniform(20, 200) * 2**20)
         first_us = start_ms * 1000
-        items.append(RunResources(key, tuple(
+        items.append(RunResources(key, ResourceSamples.of(
             ResourceSample(first_us + i * 10_000, peak * (i + 1) // samples, i * 9_000_000, peak // 2)
             for i in range(samples))))
     for offset in range(0, len(items), 2000):

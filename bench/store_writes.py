@@ -52,7 +52,15 @@ def measure(server, database: str, fillfactor: int | None, completions: int, per
 
     from loader.storage import experiments
     from loader.storage.database import DatabaseConfiguration, create_database
-    from loader.storage.rows import ResourceSample, RunKey, RunParameters, RunResources, RunStatus, RunUpdate
+    from loader.storage.rows import (
+        ResourceSample,
+        ResourceSamples,
+        RunKey,
+        RunParameters,
+        RunResources,
+        RunStatus,
+        RunUpdate,
+    )
     from loader.storage.writer import write_batch
 
     base = DatabaseConfiguration(user=server.user, host=server.host, port=server.port, database="postgres")
@@ -86,7 +94,7 @@ def measure(server, database: str, fillfactor: int | None, completions: int, per
                                    cold_start=False, kind="python:3", memory_limit_mb=256, response_size_bytes=120,
                                    output_size_bytes=1024, extract_ms=1.5, resources_status="ok", invoker="invoker0",
                                    kernel_peak_memory_bytes=31_457_280, kernel_peak_source="activation"))
-            items.append(RunResources(key, tuple(
+            items.append(RunResources(key, ResourceSamples.of(
                 ResourceSample(start_ms * 1000 + 10_000 * s, 31_000_000 + s, 4_000_000 * s, 30_000_000)
                 for s in range(samples_per_completion))))
         write_batch(conn, items)

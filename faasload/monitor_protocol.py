@@ -9,9 +9,18 @@ wrappers import it from here.
 * Measurement socket: :class:`WindowQuery` and :class:`ActivationQuery`; answers are a JSON list
   of samples, an activation object (with the kernel's peak, :class:`KernelPeak`), or an error
   object with a :class:`ErrorCode`.
-  :class:`BatchQuery` (``{"version": 1, "batch": [query, ...]}``) asks many at once; its answer
-  is :class:`BatchAnswer` (``{"version": 1, "answers": [answer, ...]}``, in the queries' order).
-  A monitor older than batches answers it ``bad_request``: clients then ask one by one.
+  :class:`BatchQuery` (``{"version": 2, "batch": [query, ...]}``) asks many at once; its answer
+  is :class:`BatchAnswer` (``{"version": 2, "answers": [answer, ...]}``, in the queries' order),
+  in the version asked.  Version 2 gives each answer's samples as columns (``{"date": [...],
+  "memory": [...], "cpu": [...], "rss_mapped": [...]}``), version 1 as one object per sample;
+  single queries are answered as in version 1.  A monitor that speaks only version 1 answers a
+  version-2 batch ``bad_request``, and one older than batches any batch: clients then ask in
+  version 1, then one by one.
+
+In memory, an answer's samples are :class:`Samples`, columns too: a 1 s activation sampled every
+10 ms has ~100 samples, and one object per sample, built by the monitor, encoded, decoded and
+read again by the loader, cost 295-314 µs per activation of 102 samples from the monitor's buffer
+to the loader's rows, against 138-153 µs as columns (``bench/answer_path.py``).
 
 Parsing raises :class:`ProtocolError`, whose text says what was wrong with the message.
 """
@@ -22,16 +31,18 @@ import enum
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 #: Whole-string patterns (``\Z``, not ``$``, which also matches before a trailing newline).
 ACTIVATION_ID = re.compile(r"\A[0-9a-f]{32}\Z")
 #: A container id or name: what Docker and localwhisk use (no slashes, no spaces).
 CONTAINER_ID = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}\Z")
-#: The version of the batch messages this code speaks (``"version"`` of a batch and its answer).
-BATCH_VERSION = 1
+#: The version of the batch messages clients of this code send (``"version"`` of a batch and its answer).
+BATCH_VERSION = 2
+#: The versions the monitor answers, each in its own form.
+BATCH_VERSIONS = (1, 2)
 #: The most queries in one batch.
 MAX_BATCH_QUERIES = 1000
 
@@ -108,9 +119,10 @@ class ActivationQuery:
 
 @dataclass(frozen=True, slots=True)
 class BatchQuery:
-    """Several queries in one message (version :data:`BATCH_VERSION`), answered in their order."""
+    """Several queries in one message, answered in their order, in ``version`` (:data:`BATCH_VERSIONS`)."""
 
     queries: tuple[WindowQuery | ActivationQuery, ...]
+    version: int = BATCH_VERSION
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +134,45 @@ class Sample:
     memory_bytes: int | None
     cpu_ns: int | None
     rss_mapped_bytes: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Samples:
+    """An answer's samples as columns, one tuple per field of :class:`Sample`, all of one length,
+    in time order.  Iterating or indexing gives :class:`Sample` records."""
+
+    dates_s: tuple[float, ...]
+    memory_bytes: tuple[int | None, ...]
+    cpu_ns: tuple[int | None, ...]
+    rss_mapped_bytes: tuple[int | None, ...]
+
+    @classmethod
+    def of(cls, samples: Iterable[Sample]) -> Samples:
+        rows = [(s.date_s, s.memory_bytes, s.cpu_ns, s.rss_mapped_bytes) for s in samples]
+        if not rows:
+            return NO_SAMPLES
+        dates, memory, cpu, rss = zip(*rows)
+        return cls(dates, memory, cpu, rss)
+
+    def __len__(self) -> int:
+        return len(self.dates_s)
+
+    def __iter__(self) -> Iterator[Sample]:
+        return map(Sample, self.dates_s, self.memory_bytes, self.cpu_ns, self.rss_mapped_bytes)
+
+    @overload
+    def __getitem__(self, index: int) -> Sample: ...
+    @overload
+    def __getitem__(self, index: slice) -> Samples: ...
+
+    def __getitem__(self, index: int | slice) -> Sample | Samples:
+        if isinstance(index, slice):
+            return Samples(self.dates_s[index], self.memory_bytes[index], self.cpu_ns[index],
+                           self.rss_mapped_bytes[index])
+        return Sample(self.dates_s[index], self.memory_bytes[index], self.cpu_ns[index], self.rss_mapped_bytes[index])
+
+
+NO_SAMPLES = Samples((), (), (), ())
 
 
 class PeakSource(str, enum.Enum):
@@ -165,7 +216,7 @@ class ActivationAnswer:
     container: str
     start_s: float | None
     end_s: float | None
-    samples: tuple[Sample, ...]
+    samples: Samples
     #: None: the monitor did not say (an older monitor).
     kernel_peak: KernelPeak | None = None
 
@@ -178,9 +229,10 @@ class ErrorAnswer:
 
 @dataclass(frozen=True, slots=True)
 class BatchAnswer:
-    """The answers of a :class:`BatchQuery`, one per query, in its order."""
+    """The answers of a :class:`BatchQuery`, one per query, in its order, in its ``version``."""
 
-    answers: tuple[tuple[Sample, ...] | ActivationAnswer | ErrorAnswer, ...]
+    answers: tuple[Samples | ActivationAnswer | ErrorAnswer, ...]
+    version: int = BATCH_VERSION
 
 
 # --------------------------------------------------------------------------- decoding helpers
@@ -310,17 +362,18 @@ def _single_query(message: Mapping[str, Any]) -> WindowQuery | ActivationQuery:
     raise ProtocolError("a query needs 'activation', or 'container' with 'start' and 'end'")
 
 
-def _check_version(message: Mapping[str, Any], what: str) -> None:
+def _check_version(message: Mapping[str, Any], what: str) -> int:
     version = message.get("version")
-    if version != BATCH_VERSION or isinstance(version, bool):
-        raise ProtocolError(f"{what} 'version' must be {BATCH_VERSION} (the batch version this side speaks), "
-                            f"got {_show(version)}")
+    if isinstance(version, bool) or version not in BATCH_VERSIONS:
+        raise ProtocolError(f"{what} 'version' must be one of {', '.join(map(str, BATCH_VERSIONS))} (the batch "
+                            f"versions this side speaks), got {_show(version)}")
+    return int(version)
 
 
 def _batch_query(message: Mapping[str, Any]) -> BatchQuery:
     """A batch is refused as a whole when anything in it is malformed, naming the entry."""
     _unknown_keys(message, {"version", "batch"})
-    _check_version(message, "batch")
+    version = _check_version(message, "batch")
     entries = message["batch"]
     if not isinstance(entries, list) or not entries:
         raise ProtocolError(f"'batch' must be a non-empty list of queries, got {_show(entries)}")
@@ -336,7 +389,7 @@ def _batch_query(message: Mapping[str, Any]) -> BatchQuery:
             queries.append(_single_query(entry))
         except ProtocolError as exc:
             raise ProtocolError(f"batch[{index}]: {exc}") from None
-    return BatchQuery(tuple(queries))
+    return BatchQuery(tuple(queries), version)
 
 
 def _query_message(query: WindowQuery | ActivationQuery) -> dict[str, Any]:
@@ -351,7 +404,7 @@ def _query_message(query: WindowQuery | ActivationQuery) -> dict[str, Any]:
 
 def encode_query(query: WindowQuery | ActivationQuery | BatchQuery) -> bytes:
     if isinstance(query, BatchQuery):
-        message = {"version": BATCH_VERSION, "batch": [_query_message(q) for q in query.queries]}
+        message = {"version": query.version, "batch": [_query_message(q) for q in query.queries]}
     else:
         message = _query_message(query)
     return json.dumps(message).encode() + b"\n"
@@ -359,19 +412,25 @@ def encode_query(query: WindowQuery | ActivationQuery | BatchQuery) -> bytes:
 
 # --------------------------------------------------------------------------- answers
 
-def sample_to_json(sample: Sample) -> dict[str, Any]:
-    return {"date": sample.date_s, "memory": sample.memory_bytes, "cpu": sample.cpu_ns,
-            "rss_mapped": sample.rss_mapped_bytes}
+def _samples_json(samples: Samples, version: int) -> Any:
+    """Version 2: one list per field; version 1 (and single queries): one object per sample."""
+    if version == 2:
+        return {"date": samples.dates_s, "memory": samples.memory_bytes, "cpu": samples.cpu_ns,
+                "rss_mapped": samples.rss_mapped_bytes}
+    return [{"date": date, "memory": memory, "cpu": cpu, "rss_mapped": rss}
+            for date, memory, cpu, rss in zip(samples.dates_s, samples.memory_bytes, samples.cpu_ns,
+                                              samples.rss_mapped_bytes)]
 
 
-def encode_samples(samples: tuple[Sample, ...] | list[Sample]) -> bytes:
-    return json.dumps([sample_to_json(s) for s in samples]).encode()
+def encode_samples(samples: Samples) -> bytes:
+    """A window query's answer (one object per sample)."""
+    return json.dumps(_samples_json(samples, 1)).encode()
 
 
-def _activation_json(answer: ActivationAnswer) -> dict[str, Any]:
+def _activation_json(answer: ActivationAnswer, version: int) -> dict[str, Any]:
     message: dict[str, Any] = {"activation": answer.activation, "container": answer.container,
                                "start": answer.start_s, "end": answer.end_s,
-                               "samples": [sample_to_json(s) for s in answer.samples]}
+                               "samples": _samples_json(answer.samples, version)}
     if answer.kernel_peak is not None:
         message["kernel_peak"] = {"memory": answer.kernel_peak.memory_bytes,
                                   "source": answer.kernel_peak.source.value}
@@ -379,7 +438,8 @@ def _activation_json(answer: ActivationAnswer) -> dict[str, Any]:
 
 
 def encode_activation(answer: ActivationAnswer) -> bytes:
-    return json.dumps(_activation_json(answer)).encode()
+    """An activation query's answer (one object per sample)."""
+    return json.dumps(_activation_json(answer, 1)).encode()
 
 
 def _error_json(code: ErrorCode, text: str) -> dict[str, Any]:
@@ -390,22 +450,95 @@ def encode_error(code: ErrorCode, text: str) -> bytes:
     return json.dumps(_error_json(code, text)).encode()
 
 
-def _answer_json(answer: tuple[Sample, ...] | ActivationAnswer | ErrorAnswer) -> Any:
+def _answer_json(answer: Samples | ActivationAnswer | ErrorAnswer, version: int) -> Any:
     if isinstance(answer, ActivationAnswer):
-        return _activation_json(answer)
+        return _activation_json(answer, version)
     if isinstance(answer, ErrorAnswer):
         return _error_json(answer.code, answer.error)
-    return [sample_to_json(s) for s in answer]
+    return _samples_json(answer, version)
 
 
 def encode_batch_answer(answer: BatchAnswer) -> bytes:
-    """The batch's answer, each activation's part encoded on its own: ``json.dumps`` holds the GIL
-    from its start to its end, and one call for a batch of 200 answers of ~100 samples (1 s
-    activations) held it 17 ms (30-40 ms on a loaded machine), in which the monitor's sampler thread
-    could not take its samples: rows then had gaps of 15-38 ms between samples (bench/
-    completion_pipeline.py --activation-ms 1000 at 2,500/s).  One call per answer holds it ~0.07 ms."""
-    parts = ", ".join([json.dumps(_answer_json(a)) for a in answer.answers])
-    return f'{{"version": {BATCH_VERSION}, "answers": [{parts}]}}'.encode()
+    """The batch's answer, in its version, each activation's part encoded on its own: ``json.dumps``
+    holds the GIL from its start to its end, and one call for a batch of 200 answers of ~100
+    samples (1 s activations) held it 17 ms (30-40 ms on a loaded machine), in which the monitor's
+    sampler thread could not take its samples: rows then had gaps of 15-38 ms between samples
+    (bench/completion_pipeline.py --activation-ms 1000 at 2,500/s).  One call per answer holds it
+    ~0.07 ms."""
+    parts = ", ".join([json.dumps(_answer_json(a, answer.version)) for a in answer.answers])
+    return f'{{"version": {answer.version}, "answers": [{parts}]}}'.encode()
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ProtocolError(f"answer holds {name}, which is not a JSON number")
+
+
+def parse_answer(raw: bytes) -> Samples | ActivationAnswer | ErrorAnswer | BatchAnswer:
+    """Parse the monitor's answer (for clients)."""
+    text = raw.strip()
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(f"answer is not valid JSON: {exc}") from None
+    if isinstance(value, dict) and "answers" in value:
+        version = _check_version(value, "batch answer")
+        answers = value["answers"]
+        if not isinstance(answers, list):
+            raise ProtocolError(f"batch answer 'answers' must be a list, got {_show(answers)}")
+        return BatchAnswer(tuple(_answer_value(item, version) for item in answers), version)
+    return _answer_value(value, 1)
+
+
+def _answer_value(value: Any, version: int) -> Samples | ActivationAnswer | ErrorAnswer:
+    if isinstance(value, dict) and "error" in value:
+        try:
+            code = ErrorCode(value.get("code"))
+        except ValueError:
+            raise ProtocolError(f"unknown error code {_show(value.get('code'))}") from None
+        return ErrorAnswer(code, str(value["error"]))
+    if isinstance(value, dict) and "activation" in value:
+        start, end = value.get("start"), value.get("end")
+        return ActivationAnswer(_string(value, "activation"), _string(value, "container"),
+                                None if start is None else _number(value, "start"),
+                                None if end is None else _number(value, "end"),
+                                _samples_value(value.get("samples"), version, "activation answer 'samples'"),
+                                _kernel_peak_from_json(value.get("kernel_peak")))
+    return _samples_value(value, version, "answer")
+
+
+def _samples_value(value: Any, version: int, what: str) -> Samples:
+    if version == 2:
+        if not isinstance(value, dict):
+            raise ProtocolError(f"{what} must be an object of sample columns (batch version 2), got {_show(value)}")
+        return _sample_columns(value, what)
+    if not isinstance(value, list):
+        raise ProtocolError(f"{what} must be a list of samples, got {_show(value)}")
+    return Samples.of([_sample_from_json(item) for item in value])
+
+
+_COLUMNS = ("date", "memory", "cpu", "rss_mapped")
+
+
+def _sample_columns(value: Mapping[str, Any], what: str) -> Samples:
+    _unknown_keys(value, set(_COLUMNS))
+    columns = []
+    for key in _COLUMNS:
+        column = value.get(key)
+        if not isinstance(column, list):
+            raise ProtocolError(f"{what} column '{key}' must be a list, got {_show(column)}")
+        columns.append(column)
+    dates = columns[0]
+    if any(len(column) != len(dates) for column in columns[1:]):
+        raise ProtocolError(f"{what} columns differ in length: "
+                            f"{', '.join(f'{k} {len(c)}' for k, c in zip(_COLUMNS, columns))}")
+    if not all(type(d) is float or (type(d) is int) for d in dates):
+        bad = next(d for d in dates if not (type(d) is float or type(d) is int))
+        raise ProtocolError(f"{what} column 'date' must hold numbers (epoch seconds), got {_show(bad)}")
+    for key, column in zip(_COLUMNS[1:], columns[1:]):
+        if not all(v is None or type(v) is int for v in column):
+            bad = next(v for v in column if not (v is None or type(v) is int))
+            raise ProtocolError(f"{what} column '{key}' must hold integers or nulls, got {_show(bad)}")
+    return Samples(tuple(map(float, dates)), tuple(columns[1]), tuple(columns[2]), tuple(columns[3]))
 
 
 def _sample_from_json(item: Any) -> Sample:
@@ -418,44 +551,6 @@ def _sample_from_json(item: Any) -> Sample:
             raise ProtocolError(f"sample '{key}' must be an integer or null, got {_show(value)}")
         values.append(value)
     return Sample(_number(item, "date"), *values)
-
-
-def parse_answer(raw: bytes) -> tuple[Sample, ...] | ActivationAnswer | ErrorAnswer | BatchAnswer:
-    """Parse the monitor's answer (for clients)."""
-    text = raw.strip()
-    try:
-        value = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError(f"answer is not valid JSON: {exc}") from None
-    if isinstance(value, dict) and "answers" in value:
-        _check_version(value, "batch answer")
-        answers = value["answers"]
-        if not isinstance(answers, list):
-            raise ProtocolError(f"batch answer 'answers' must be a list, got {_show(answers)}")
-        return BatchAnswer(tuple(_answer_value(item) for item in answers))
-    return _answer_value(value)
-
-
-def _answer_value(value: Any) -> tuple[Sample, ...] | ActivationAnswer | ErrorAnswer:
-    if isinstance(value, list):
-        return tuple(_sample_from_json(item) for item in value)
-    if not isinstance(value, dict):
-        raise ProtocolError(f"answer must be a list or an object, got {_show(value)}")
-    if "error" in value:
-        try:
-            code = ErrorCode(value.get("code"))
-        except ValueError:
-            raise ProtocolError(f"unknown error code {_show(value.get('code'))}") from None
-        return ErrorAnswer(code, str(value["error"]))
-    samples = value.get("samples")
-    if not isinstance(samples, list):
-        raise ProtocolError("activation answer without a 'samples' list")
-    start, end = value.get("start"), value.get("end")
-    return ActivationAnswer(_string(value, "activation"), _string(value, "container"),
-                            None if start is None else _number(value, "start"),
-                            None if end is None else _number(value, "end"),
-                            tuple(_sample_from_json(item) for item in samples),
-                            _kernel_peak_from_json(value.get("kernel_peak")))
 
 
 def _kernel_peak_from_json(value: Any) -> KernelPeak | None:

@@ -4,10 +4,11 @@
 longer than ``timeout_s``: every outcome is a :class:`MonitorAnswer` whose ``status`` goes to
 ``runs.resources_status`` and whose samples go to ``resources``.
 :meth:`MonitorClient.samples_for_activations` asks for many activations in one batch query (one
-connection, one answer), with the same guarantees; a monitor that does not speak batches is
-asked one by one.
+connection, one answer), with the same guarantees, in batch version 2 (samples as columns); a
+monitor that speaks only version 1 is asked in version 1 from then on, and one that does not speak
+batches one by one.
 
-Units of the samples (:class:`loader.storage.rows.ResourceSample`): ``sampled_at_us`` epoch µs,
+Units of the samples (:class:`loader.storage.rows.ResourceSamples`): ``sampled_at_us`` epoch µs,
 ``memory_bytes`` the cgroup's memory usage, ``cpu_ns`` cumulative CPU since the first sample of
 the answer (the last sample before the activation started), ``rss_mapped_bytes`` RSS + mapped
 files.  ``None`` = not measured.
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from faasload.monitor_protocol import (
+    BATCH_VERSION,
     MAX_BATCH_QUERIES,
     ActivationAnswer,
     ActivationQuery,
@@ -32,12 +34,12 @@ from faasload.monitor_protocol import (
     ErrorCode,
     KernelPeak,
     ProtocolError,
-    Sample,
+    Samples,
     WindowQuery,
     encode_query,
     parse_answer,
 )
-from loader.storage.rows import ResourceSample
+from loader.storage.rows import NO_SAMPLES, ResourceSamples
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +61,7 @@ class ResourcesStatus(str, enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class MonitorAnswer:
-    samples: tuple[ResourceSample, ...]
+    samples: ResourceSamples
     status: ResourcesStatus
     reason: str = ""
     #: The kernel's peak of the activation's container (None: the monitor did not say).
@@ -92,9 +94,10 @@ class MonitorDown(Exception):
     pass
 
 
-def to_record(sample: Sample) -> ResourceSample:
-    return ResourceSample(round(sample.date_s * 1_000_000), sample.memory_bytes, sample.cpu_ns,
-                          sample.rss_mapped_bytes)
+def to_records(samples: Samples) -> ResourceSamples:
+    """The monitor's samples as the loader stores them (dates in epoch µs)."""
+    return ResourceSamples(tuple([round(date_s * 1_000_000) for date_s in samples.dates_s]), samples.memory_bytes,
+                           samples.cpu_ns, samples.rss_mapped_bytes)
 
 
 class MonitorClient:
@@ -104,6 +107,8 @@ class MonitorClient:
         self.socket_path = str(socket_path)
         self.timeout_s = timeout_s
         self._warned_batch = False
+        #: The batch version asked: 1 from the first time the monitor refused version 2.
+        self._batch_version = BATCH_VERSION
 
     def samples_for_activation(self, activation_id: str, *, container: str | None = None,
                                start_s: float | None = None, end_s: float | None = None,
@@ -127,13 +132,13 @@ class MonitorClient:
             return _interpret(answer)
         except MonitorDown as exc:
             log.debug("monitor down for activation %s: %s", activation_id, exc)
-            return MonitorAnswer((), ResourcesStatus.MONITOR_DOWN, str(exc))
+            return MonitorAnswer(NO_SAMPLES, ResourcesStatus.MONITOR_DOWN, str(exc))
         except ProtocolError as exc:
             log.warning("monitor answered nonsense for activation %s: %s", activation_id, exc)
-            return MonitorAnswer((), ResourcesStatus.ERROR, f"bad answer: {exc}")
+            return MonitorAnswer(NO_SAMPLES, ResourcesStatus.ERROR, f"bad answer: {exc}")
         except Exception as exc:  # never let the monitor break the loader  # noqa: BLE001
             log.error("monitor query for activation %s failed unexpectedly", activation_id, exc_info=True)
-            return MonitorAnswer((), ResourcesStatus.ERROR, f"{type(exc).__name__}: {exc}")
+            return MonitorAnswer(NO_SAMPLES, ResourcesStatus.ERROR, f"{type(exc).__name__}: {exc}")
 
     def samples_for_activations(self, queries: list[ResourcesQuery]) -> list[MonitorAnswer]:
         """The answers to ``queries``, in their order, asked in batches of at most
@@ -145,25 +150,31 @@ class MonitorClient:
 
     def _batch(self, queries: list[ActivationQuery]) -> list[MonitorAnswer]:
         try:
-            answer = self._ask(encode_query(BatchQuery(tuple(queries))), time.monotonic() + self.timeout_s)
+            version = self._batch_version
+            answer = self._ask(encode_query(BatchQuery(tuple(queries), version)), time.monotonic() + self.timeout_s)
         except MonitorDown as exc:
             log.debug("monitor down for a batch of %d activations: %s", len(queries), exc)
-            return [MonitorAnswer((), ResourcesStatus.MONITOR_DOWN, str(exc))] * len(queries)
+            return [MonitorAnswer(NO_SAMPLES, ResourcesStatus.MONITOR_DOWN, str(exc))] * len(queries)
         except ProtocolError as exc:
             log.warning("monitor answered nonsense to a batch of %d activations: %s", len(queries), exc)
-            return [MonitorAnswer((), ResourcesStatus.ERROR, f"bad answer: {exc}")] * len(queries)
+            return [MonitorAnswer(NO_SAMPLES, ResourcesStatus.ERROR, f"bad answer: {exc}")] * len(queries)
         except Exception as exc:  # never let the monitor break the loader  # noqa: BLE001
             log.error("monitor batch query failed unexpectedly", exc_info=True)
-            return [MonitorAnswer((), ResourcesStatus.ERROR, f"{type(exc).__name__}: {exc}")] * len(queries)
+            return [MonitorAnswer(NO_SAMPLES, ResourcesStatus.ERROR, f"{type(exc).__name__}: {exc}")] * len(queries)
         if isinstance(answer, BatchAnswer):
             if len(answer.answers) != len(queries):
                 reason = f"bad answer: {len(answer.answers)} answers to a batch of {len(queries)} queries"
                 log.warning("monitor: %s", reason)
-                return [MonitorAnswer((), ResourcesStatus.ERROR, reason)] * len(queries)
+                return [MonitorAnswer(NO_SAMPLES, ResourcesStatus.ERROR, reason)] * len(queries)
             return [_interpret(a) for a in answer.answers]
         if isinstance(answer, ErrorAnswer) and answer.code is ErrorCode.TOO_LARGE and len(queries) > 1:
             half = len(queries) // 2  # longer than the monitor's sockets:max_message_bytes: in two halves
             return self._batch(queries[:half]) + self._batch(queries[half:])
+        if isinstance(answer, ErrorAnswer) and answer.code is ErrorCode.BAD_REQUEST and version > 1:
+            self._batch_version = 1   # a monitor of batch version 1 only: asked in version 1 from now on
+            log.info("the monitor at %s refused a batch of version %d (%s): asking in version 1",
+                     self.socket_path, version, answer.error)
+            return self._batch(queries)
         if isinstance(answer, ErrorAnswer) and answer.code is ErrorCode.BAD_REQUEST:
             if not self._warned_batch:
                 self._warned_batch = True
@@ -171,7 +182,7 @@ class MonitorClient:
                          self.socket_path, answer.error)
             return [self._one(q) for q in queries]
         reason = f"bad answer: a batch answered with {type(answer).__name__}"
-        return [MonitorAnswer((), ResourcesStatus.ERROR, reason)] * len(queries)
+        return [MonitorAnswer(NO_SAMPLES, ResourcesStatus.ERROR, reason)] * len(queries)
 
     def _one(self, query: ActivationQuery) -> MonitorAnswer:
         return self.samples_for_activation(
@@ -186,12 +197,12 @@ class MonitorClient:
                                time.monotonic() + self.timeout_s)
             return _interpret(answer)
         except MonitorDown as exc:
-            return MonitorAnswer((), ResourcesStatus.MONITOR_DOWN, str(exc))
+            return MonitorAnswer(NO_SAMPLES, ResourcesStatus.MONITOR_DOWN, str(exc))
         except ProtocolError as exc:
-            return MonitorAnswer((), ResourcesStatus.ERROR, f"bad answer: {exc}")
+            return MonitorAnswer(NO_SAMPLES, ResourcesStatus.ERROR, f"bad answer: {exc}")
         except Exception as exc:  # never let the monitor break the loader  # noqa: BLE001
             log.error("monitor query for container %s failed unexpectedly", container, exc_info=True)
-            return MonitorAnswer((), ResourcesStatus.ERROR, f"{type(exc).__name__}: {exc}")
+            return MonitorAnswer(NO_SAMPLES, ResourcesStatus.ERROR, f"{type(exc).__name__}: {exc}")
 
     def _connect(self, deadline_s: float) -> socket.socket:
         """A connected socket, ready for the request (:class:`MonitorDown` when nobody listens)."""
@@ -244,11 +255,11 @@ def _remaining(deadline_s: float) -> float:
 
 def _interpret(answer) -> MonitorAnswer:
     if isinstance(answer, ErrorAnswer):
-        return MonitorAnswer((), _STATUS_OF_ERROR[answer.code], answer.error)
+        return MonitorAnswer(NO_SAMPLES, _STATUS_OF_ERROR[answer.code], answer.error)
     if isinstance(answer, BatchAnswer):
-        return MonitorAnswer((), ResourcesStatus.ERROR, "bad answer: a batch answer to one query")
+        return MonitorAnswer(NO_SAMPLES, ResourcesStatus.ERROR, "bad answer: a batch answer to one query")
     samples = answer.samples if isinstance(answer, ActivationAnswer) else answer
     kernel_peak = answer.kernel_peak if isinstance(answer, ActivationAnswer) else None
     if not samples:
-        return MonitorAnswer((), ResourcesStatus.EMPTY, "no sample in the activation's window", kernel_peak)
-    return MonitorAnswer(tuple(to_record(s) for s in samples), ResourcesStatus.OK, kernel_peak=kernel_peak)
+        return MonitorAnswer(NO_SAMPLES, ResourcesStatus.EMPTY, "no sample in the activation's window", kernel_peak)
+    return MonitorAnswer(to_records(samples), ResourcesStatus.OK, kernel_peak=kernel_peak)

@@ -31,6 +31,7 @@ from loader.monitor_client import (
     ResourcesStatus,
     _remaining,
 )
+from loader.storage.rows import NO_SAMPLES
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +202,7 @@ def _none_knows(answers: list[tuple[str, MonitorAnswer]]) -> MonitorAnswer:
     reasons = "; ".join(f"{invoker}: {a.status.value} ({a.reason})" for invoker, a in answers)
     status = (ResourcesStatus.MONITOR_DOWN if all(a.status is ResourcesStatus.MONITOR_DOWN for _, a in answers)
               else ResourcesStatus.UNKNOWN)
-    return MonitorAnswer((), status, f"no monitor knows the activation (its invoker is not known): {reasons}")
+    return MonitorAnswer(NO_SAMPLES, status, f"no monitor knows the activation (its invoker is not known): {reasons}")
 
 
 def open_monitors(endpoints: dict[str, str], token_file: Path | None, timeout_s: float) -> MonitorRouter:

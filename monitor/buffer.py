@@ -51,7 +51,7 @@ import struct
 
 import numpy as np
 
-from faasload.monitor_protocol import Sample
+from faasload.monitor_protocol import NO_SAMPLES, Samples
 
 from .cgroups import NOT_MEASURED
 
@@ -124,7 +124,7 @@ class SampleBuffer:
             return [self.ring[start:stop]]
         return [self.ring[start:], self.ring[:stop]]
 
-    def window(self, start_s: float, end_s: float, *, bracket: bool = False) -> tuple[Sample, ...]:
+    def window(self, start_s: float, end_s: float, *, bracket: bool = False) -> Samples:
         """Samples with ``start_s <= date <= end_s`` (plus, with ``bracket``, the last one before
         and the first one after), CPU relative to the first returned sample that has CPU.
 
@@ -133,14 +133,14 @@ class SampleBuffer:
         while True:
             first, end = self.span()
             if first == end:
-                return ()
+                return NO_SAMPLES
             dates = [run["date_s"] for run in self._runs(first, end)]
             lo = first + _position(dates, start_s, "left")
             hi = first + _position(dates, end_s, "right")
             if bracket:
                 lo, hi = max(first, lo - 1), min(end, hi + 1)
             if hi <= lo:
-                return ()
+                return NO_SAMPLES
             runs = self._runs(lo, hi)
             records = runs[0].copy() if len(runs) == 1 else np.concatenate(runs)
             if self.span()[0] <= lo:
@@ -160,12 +160,19 @@ def _position(runs: list[np.ndarray], date_s: float, side: str) -> int:
     return offset
 
 
-def _samples(records: np.ndarray) -> tuple[Sample, ...]:
-    """The records as samples, CPU relative to the first one that has CPU.  In Python on the
-    records' ``tolist()``: an activation's window holds a few samples, for which numpy's calls
+def _samples(records: np.ndarray) -> Samples:
+    """The records as sample columns, CPU relative to the first sample that has CPU.  In Python on
+    the records' ``tolist()``: an activation's window holds a few samples, for which numpy's calls
     (a column, a comparison, ``flatnonzero``) cost more than the loop."""
     rows = records.tolist()
-    base = next((cpu_ns for _, _, cpu_ns, _ in rows if cpu_ns != _NONE), 0)
-    return tuple(Sample(date, None if memory == _NONE else memory, None if cpu_ns == _NONE else cpu_ns - base,
-                        None if rss == _NONE else rss)
-                 for date, memory, cpu_ns, rss in rows)
+    if not rows:
+        return NO_SAMPLES
+    dates, memory, cpu, rss = zip(*rows)
+    base = next((cpu_ns for cpu_ns in cpu if cpu_ns != _NONE), 0)
+    return Samples(dates, _measured(memory), tuple([None if cpu_ns == _NONE else cpu_ns - base for cpu_ns in cpu]),
+                   _measured(rss))
+
+
+def _measured(column: tuple[int, ...]) -> tuple[int | None, ...]:
+    """``NOT_MEASURED`` as None."""
+    return tuple([None if value == _NONE else value for value in column]) if _NONE in column else column

@@ -21,7 +21,7 @@ from faasload.monitor_protocol import (
     ErrorAnswer,
     ErrorCode,
     ProtocolError,
-    Sample,
+    Samples,
     WindowQuery,
     encode_activation,
     encode_batch_answer,
@@ -37,8 +37,11 @@ from .servers import Deferred, ReadOutcome, excerpt
 
 log = logging.getLogger(__name__)
 
-#: How long an activation query may wait for the first sample after the activation's end.
+#: How long after its end an activation no notice bound waits before its attribution (sampling periods).
 TRAILING_SAMPLE_WAIT_RESOLUTIONS = 2.5
+#: The longest an activation query waits for the first sample after the end of a bound
+#: activation whose container is still sampled (sampling periods, from the query's arrival).
+TRAILING_SAMPLE_LONGEST_WAIT_RESOLUTIONS = 10
 
 
 class Handlers:
@@ -96,7 +99,7 @@ class Handlers:
             query = parse_query(raw)
             if isinstance(query, BatchQuery):
                 self.batches += 1
-                return encode_batch_answer(self._batch(query))
+                return encode_batch_answer(self._batch(query))  # in the version asked
             self.queries += 1
             answer = self._answer(query)
             if isinstance(answer, ActivationAnswer):
@@ -111,7 +114,7 @@ class Handlers:
             return encode_error(exc.code, str(exc))
 
     def _answer(self, query: WindowQuery | ActivationQuery, *,
-                wait: bool = True) -> tuple[Sample, ...] | ActivationAnswer:
+                wait: bool = True) -> Samples | ActivationAnswer:
         """The answer to one query (raises :class:`ProtocolError`); ``wait``: for the sample after a recent end."""
         if isinstance(query, WindowQuery):
             return self.registry.window(query.container, query.start_s, query.end_s)
@@ -147,7 +150,7 @@ class Handlers:
         """Every query of the batch, after one wait for the samples after their ends."""
         self.queries += len(batch.queries)
         self._wait_for_trailing_samples(batch.queries)
-        answers: list[tuple[Sample, ...] | ActivationAnswer | ErrorAnswer] = []
+        answers: list[Samples | ActivationAnswer | ErrorAnswer] = []
         for query in batch.queries:
             try:
                 answers.append(self._answer(query, wait=False))
@@ -158,19 +161,21 @@ class Handlers:
             except Exception:  # a bug on one query must not cost the others their answer  # noqa: BLE001
                 log.exception("measurement batch: answering %s failed", query)
                 answers.append(ErrorAnswer(ErrorCode.BAD_REQUEST, "internal error in the monitor (see its log)"))
-        return BatchAnswer(tuple(answers))
+        return BatchAnswer(tuple(answers), batch.version)
 
     def _wait_for_trailing_samples(self, queries: Sequence[WindowQuery | ActivationQuery]) -> None:
         """Let the sampler take, for each activation that ended, the first sample after its end.
 
-        Returns as soon as every container the activations were bound to has a sample dated at or
-        after its activation's end (checked every quarter of a sampling period), and at the latest
-        :data:`TRAILING_SAMPLE_WAIT_RESOLUTIONS` periods after the latest end (a paused or removed
-        container takes no more samples).  An activation no notice bound (answered by attribution)
-        waits that whole bound: which container will answer for it is not known yet.  Before, every
-        query waited the whole bound: 2.5 periods (25 ms at the default resolution) for a sample
-        that comes on average half a period after the end."""
-        waits: list[tuple[float, tuple[str, ...] | None]] = []
+        An activation a notice bound waits until its container has a sample dated at or after its
+        end, or is no longer sampled (paused, removed): checked every quarter of a sampling period,
+        for at most :data:`TRAILING_SAMPLE_LONGEST_WAIT_RESOLUTIONS` periods (a sampler late on a
+        loaded machine).  Most answers wait under one period: the next sample comes on average half
+        a period after the end.  Before, every query waited 2.5 periods after the latest end, and
+        a sampler later than that left the answer without its sample after the end.  An activation
+        no notice bound (answered by attribution) waits :data:`TRAILING_SAMPLE_WAIT_RESOLUTIONS`
+        periods after its end: which container answers for it is not known yet."""
+        waits: list[tuple[float, tuple[str, ...]]] = []
+        unbound_end_s = None
         for query in queries:
             if not isinstance(query, ActivationQuery):
                 continue
@@ -178,33 +183,25 @@ class Handlers:
             end_s = None if binding is None else binding.end_s
             if end_s is None:
                 end_s = _hinted_end_s(query)
-            if end_s is not None:
-                waits.append((end_s, None if binding is None else binding.containers))
-        if not waits:
-            return
-        bound_s = max(end_s for end_s, _ in waits) + TRAILING_SAMPLE_WAIT_RESOLUTIONS * self.resolution_s - self.epoch_s()
-        if not 0 < bound_s <= 1.0:
-            return
-        if any(containers is None for _, containers in waits):
-            self._sleep(bound_s)
-            return
-        deadline_s = self._monotonic_s() + bound_s
+            if end_s is None:
+                continue
+            if binding is None:
+                unbound_end_s = end_s if unbound_end_s is None else max(unbound_end_s, end_s)
+            else:
+                waits.append((end_s, binding.containers))
+        deadline_s = self._monotonic_s() + TRAILING_SAMPLE_LONGEST_WAIT_RESOLUTIONS * self.resolution_s
+        if unbound_end_s is not None:
+            sleep_s = unbound_end_s + TRAILING_SAMPLE_WAIT_RESOLUTIONS * self.resolution_s - self.epoch_s()
+            if 0 < sleep_s <= 1.0:
+                self._sleep(sleep_s)
         poll_s = self.resolution_s / 4
         while True:
-            waits = [(end_s, containers) for end_s, containers in waits if not self._sampled_after(end_s, containers)]
+            waits = [(end_s, containers) for end_s, containers in waits
+                     if any(self.registry.awaits_sample_after(c, end_s) for c in containers)]
             left_s = deadline_s - self._monotonic_s()
             if not waits or left_s <= 0:
                 return
             self._sleep(min(poll_s, left_s))
-
-    def _sampled_after(self, end_s: float, containers: tuple[str, ...] | None) -> bool:
-        """Whether every one of ``containers`` has a sample at or after ``end_s`` (one the monitor
-        does not know never will)."""
-        for container in containers or ():
-            newest_s = self.registry.newest_sample_s(container)
-            if newest_s is not None and newest_s < end_s:
-                return False
-        return True
 
 
 def _hinted_end_s(query: ActivationQuery) -> float | None:

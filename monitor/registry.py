@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import math
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from faasload.monitor_protocol import (
     KernelPeak,
     Lifecycle,
     ProtocolError,
-    Sample,
+    Samples,
 )
 
 from .attribution import Candidate
@@ -337,20 +336,20 @@ class Registry:
             return [Candidate(e.id, e.name, tuple((a, b) for a, b in e.intervals))
                     for e in self.containers.values() if e.name is not None]
 
-    def window(self, container: str, start_s: float, end_s: float) -> tuple[Sample, ...]:
+    def window(self, container: str, start_s: float, end_s: float) -> Samples:
         entry = self.containers.get(container)
         if entry is None:
             raise ProtocolError(f"unknown container {container!r}", ErrorCode.UNKNOWN_CONTAINER)
         return entry.buffer.window(start_s, end_s)
 
-    def newest_sample_s(self, container: str) -> float | None:
-        """The date of the container's newest sample: None for a container unknown (it will take
-        none), ``-inf`` for one not sampled yet."""
+    def awaits_sample_after(self, container: str, date_s: float) -> bool:
+        """Whether the container is being sampled and has no sample dated at or after ``date_s``
+        yet (a container paused, removed or unknown takes no more)."""
         entry = self.containers.get(container)
-        if entry is None:
-            return None
+        if entry is None or entry.state is not State.RUNNING:
+            return False
         newest_s = entry.buffer.newest_date_s()
-        return -math.inf if newest_s is None else newest_s
+        return newest_s is None or newest_s < date_s
 
     def activation_binding(self, activation: str) -> Binding:
         with self._lock:

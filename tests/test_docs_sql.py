@@ -11,7 +11,15 @@ import pytest
 
 from loader.storage import experiments
 from loader.storage import writer as store
-from loader.storage.rows import ResourceSample, RunKey, RunParameters, RunResources, RunStatus, RunUpdate
+from loader.storage.rows import (
+    ResourceSample,
+    ResourceSamples,
+    RunKey,
+    RunParameters,
+    RunResources,
+    RunStatus,
+    RunUpdate,
+)
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 _BLOCK = re.compile(r"^([ \t]*)```sql\n(.*?)^\1```", re.MULTILINE | re.DOTALL)
@@ -46,7 +54,7 @@ def dataset(database):
                             wait_time_ms=3, cold_start=False, lateness_us=40, status_reason=None),
                   RunParameters(key, (("duration_ms", "20"),))]
     items.append(RunResources(RunKey(experiment_id, "image_resize", 0),
-                              (ResourceSample(1_000, 5 << 20, 0), ResourceSample(11_000, 7 << 20, 900))))
+                              ResourceSamples.of((ResourceSample(1_000, 5 << 20, 0), ResourceSample(11_000, 7 << 20, 900)))))
     store.write_batch(conn, items)
     yield conn, experiment_id
     conn.close()

@@ -13,6 +13,7 @@ import pytest
 
 from faasload.clock import FakeClock
 from faasload.monitor_protocol import (
+    NO_SAMPLES,
     ActivationAnswer,
     ActivationNotice,
     ActivationQuery,
@@ -248,9 +249,9 @@ def test_removed_container_and_expired_binding_release_their_files(tree):
 # --------------------------------------------------------------------------- the wire and the recorder
 
 def test_answer_carries_the_kernel_peak_and_an_older_answer_none():
-    answer = ActivationAnswer(ACT, "c-1", 1.0, 2.0, (), KernelPeak(5 * MIB, PeakSource.SINCE_CREATION))
+    answer = ActivationAnswer(ACT, "c-1", 1.0, 2.0, NO_SAMPLES, KernelPeak(5 * MIB, PeakSource.SINCE_CREATION))
     assert parse_answer(encode_activation(answer)) == answer
-    older = ActivationAnswer(ACT, "c-1", 1.0, 2.0, ())
+    older = ActivationAnswer(ACT, "c-1", 1.0, 2.0, NO_SAMPLES)
     assert b"kernel_peak" not in encode_activation(older)
     assert parse_answer(encode_activation(older)).kernel_peak is None
     with pytest.raises(ProtocolError, match="kernel_peak 'source' must be one of activation, since_creation"):
@@ -265,7 +266,8 @@ def test_recorder_writes_the_kernel_peak_columns():
     from loader.monitor_client import MonitorAnswer, ResourcesStatus
     from loader.plan import PlannedInvocation
     from loader.storage.recorder import Recorder
-    from loader.storage.rows import ResourceSample, RunUpdate
+    from loader.storage.rows import NO_SAMPLES as NO_ROWS
+    from loader.storage.rows import ResourceSample, ResourceSamples, RunUpdate
     from loader.storage.summary import RunStats
 
     class Sink:
@@ -289,9 +291,9 @@ def test_recorder_writes_the_kernel_peak_columns():
         (update,) = [i for i in sink.items if isinstance(i, RunUpdate)]
         return update.kernel_peak_memory_bytes, update.kernel_peak_source
 
-    sample = ResourceSample(1_700_000_000_000_000, 10 * MIB, 0)
+    sample = ResourceSamples.of((ResourceSample(1_700_000_000_000_000, 10 * MIB, 0),))
     peak = KernelPeak(26 * MIB, PeakSource.ACTIVATION)
-    assert recorded(MonitorAnswer((sample,), ResourcesStatus.OK, kernel_peak=peak)) == (26 * MIB, "activation")
-    assert recorded(MonitorAnswer((sample,), ResourcesStatus.OK)) == (None, "unavailable")
-    assert recorded(MonitorAnswer((), ResourcesStatus.MONITOR_DOWN, "no socket")) == (None, "unavailable")
+    assert recorded(MonitorAnswer(sample, ResourcesStatus.OK, kernel_peak=peak)) == (26 * MIB, "activation")
+    assert recorded(MonitorAnswer(sample, ResourcesStatus.OK)) == (None, "unavailable")
+    assert recorded(MonitorAnswer(NO_ROWS, ResourcesStatus.MONITOR_DOWN, "no socket")) == (None, "unavailable")
     assert recorded(None) == (None, None)  # the monitor is disabled

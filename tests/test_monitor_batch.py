@@ -17,7 +17,9 @@ import pytest
 
 from faasload.monitor_protocol import (
     BATCH_VERSION,
+    BATCH_VERSIONS,
     MAX_BATCH_QUERIES,
+    NO_SAMPLES,
     ActivationAnswer,
     ActivationQuery,
     BatchAnswer,
@@ -28,6 +30,7 @@ from faasload.monitor_protocol import (
     PeakSource,
     ProtocolError,
     Sample,
+    Samples,
     WindowQuery,
     encode_batch_answer,
     encode_query,
@@ -44,27 +47,45 @@ ACT = "0123456789abcdef0123456789abcdef"
 
 # --------------------------------------------------------------------------- wire format
 
-def test_batch_round_trip():
+@pytest.mark.parametrize("version", BATCH_VERSIONS)
+def test_batch_round_trip(version):
     batch = BatchQuery((ActivationQuery(ACT, "guest", "resize", 1000, 2000, "python:3.11"),
-                        WindowQuery("c-1", 1.0, 2.0), ActivationQuery(ACT)))
+                        WindowQuery("c-1", 1.0, 2.0), ActivationQuery(ACT)), version)
     raw = encode_query(batch)
-    assert json.loads(raw)["version"] == BATCH_VERSION
+    assert json.loads(raw)["version"] == version
     assert parse_query(raw) == batch
-    answer = BatchAnswer(((Sample(1.0, 2, 0, None),), ActivationAnswer(ACT, "c", 1.0, None, ()),
-                          ActivationAnswer(ACT, "c", 1.0, 2.0, (), KernelPeak(4096, PeakSource.ACTIVATION)),
-                          ErrorAnswer(ErrorCode.UNKNOWN_ACTIVATION, "unknown")))
+    samples = Samples.of((Sample(1.0, 2, 0, None), Sample(1.5, None, 7, 3)))
+    answer = BatchAnswer((samples, ActivationAnswer(ACT, "c", 1.0, None, NO_SAMPLES),
+                          ActivationAnswer(ACT, "c", 1.0, 2.0, samples, KernelPeak(4096, PeakSource.ACTIVATION)),
+                          ErrorAnswer(ErrorCode.UNKNOWN_ACTIVATION, "unknown")), version)
     assert parse_answer(encode_batch_answer(answer)) == answer
     # encoded an answer at a time (the GIL is released between them), the same bytes as one json.dumps
-    whole = {"version": BATCH_VERSION, "answers": [json.loads(encode_batch_answer(BatchAnswer((a,))))["answers"][0]
-                                                   for a in answer.answers]}
+    whole = {"version": version, "answers": [
+        json.loads(encode_batch_answer(BatchAnswer((a,), version)))["answers"][0] for a in answer.answers]}
     assert encode_batch_answer(answer) == json.dumps(whole).encode()
-    assert encode_batch_answer(BatchAnswer(())) == json.dumps({"version": BATCH_VERSION, "answers": []}).encode()
+    assert encode_batch_answer(BatchAnswer((), version)) == json.dumps({"version": version, "answers": []}).encode()
+    # version 2: one list per field; version 1: one object per sample
+    encoded = json.loads(encode_batch_answer(answer))["answers"][2]["samples"]
+    if version == 2:
+        assert encoded == {"date": [1.0, 1.5], "memory": [2, None], "cpu": [0, 7], "rss_mapped": [None, 3]}
+    else:
+        assert encoded == [{"date": 1.0, "memory": 2, "cpu": 0, "rss_mapped": None},
+                           {"date": 1.5, "memory": None, "cpu": 7, "rss_mapped": 3}]
+
+
+def test_samples_as_columns_read_as_samples():
+    samples = Samples.of((Sample(1.0, 2, 0, None), Sample(1.5, None, 7, 3)))
+    assert list(samples) == [Sample(1.0, 2, 0, None), Sample(1.5, None, 7, 3)]
+    assert samples[-1] == Sample(1.5, None, 7, 3) and len(samples) == 2
+    assert Samples.of(()) is NO_SAMPLES and not NO_SAMPLES
 
 
 @pytest.mark.parametrize("message, error", [
-    ({"batch": [{"activation": ACT}]}, "batch 'version' must be 1 (the batch version this side speaks), got null"),
-    ({"version": 2, "batch": [{"activation": ACT}]}, "batch 'version' must be 1 (the batch version this side speaks), got 2"),
-    ({"version": True, "batch": [{"activation": ACT}]}, "batch 'version' must be 1"),
+    ({"batch": [{"activation": ACT}]}, "batch 'version' must be one of 1, 2 (the batch versions this side speaks), "
+                                       "got null"),
+    ({"version": 3, "batch": [{"activation": ACT}]}, "batch 'version' must be one of 1, 2 (the batch versions this "
+                                                     "side speaks), got 3"),
+    ({"version": True, "batch": [{"activation": ACT}]}, "batch 'version' must be one of 1, 2"),
     ({"version": 1, "batch": []}, "'batch' must be a non-empty list of queries, got []"),
     ({"version": 1, "batch": {"activation": ACT}}, "'batch' must be a non-empty list of queries"),
     ({"version": 1, "batch": [{"activation": ACT}], "extra": 1}, "unknown key(s) 'extra'"),
@@ -84,13 +105,31 @@ def test_malformed_batches_are_refused_naming_what(message, error):
 
 
 @pytest.mark.parametrize("raw, error", [
-    (b'{"version": 9, "answers": []}', "batch answer 'version' must be 1"),
+    (b'{"version": 9, "answers": []}', "batch answer 'version' must be one of 1, 2"),
     (b'{"version": 1, "answers": {}}', "batch answer 'answers' must be a list"),
-    (b'{"version": 1, "answers": [5]}', "answer must be a list or an object, got 5"),
+    (b'{"version": 1, "answers": [5]}', "answer must be a list of samples, got 5"),
+    (b'{"version": 2, "answers": [[]]}', "answer must be an object of sample columns (batch version 2), got []"),
+    (b'{"version": 2, "answers": [{"date": [1.0], "memory": [1], "cpu": [0]}]}',
+     "answer column 'rss_mapped' must be a list, got null"),
+    (b'{"version": 2, "answers": [{"date": [1.0], "memory": [1, 2], "cpu": [0], "rss_mapped": [null]}]}',
+     "answer columns differ in length: date 1, memory 2, cpu 1, rss_mapped 1"),
+    (b'{"version": 2, "answers": [{"date": ["x"], "memory": [1], "cpu": [0], "rss_mapped": [null]}]}',
+     "answer column 'date' must hold numbers (epoch seconds), got \"x\""),
+    (b'{"version": 2, "answers": [{"date": [1.0], "memory": [1.5], "cpu": [0], "rss_mapped": [null]}]}',
+     "answer column 'memory' must hold integers or nulls, got 1.5"),
+    (b'{"version": 2, "answers": [{"date": [1.0], "memory": [true], "cpu": [0], "rss_mapped": [null]}]}',
+     "answer column 'memory' must hold integers or nulls, got true"),
+    (b'{"version": 2, "answers": [{"date": [NaN], "memory": [1], "cpu": [0], "rss_mapped": [null]}]}',
+     "answer holds NaN, which is not a JSON number"),
+    (b'{"version": 2, "answers": [{"date": [1.0], "memory": [1], "cpu": [0], "rss_mapped": [null], "x": []}]}',
+     "unknown key(s) 'x'"),
+    (b'{"version": 2, "answers": [{"activation": "a", "container": "c", "start": 1, "end": 2, "samples": []}]}',
+     "activation answer 'samples' must be an object of sample columns (batch version 2), got []"),
 ])
 def test_malformed_batch_answers(raw, error):
-    with pytest.raises(ProtocolError, match=error.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ProtocolError) as refused:
         parse_answer(raw)
+    assert error in str(refused.value)
 
 
 # --------------------------------------------------------------------------- a real monitor
@@ -154,10 +193,16 @@ def test_malformed_batch_refused_and_the_monitor_keeps_serving(sampled_monitor):
         answer = json.loads(send_raw(monitor.measurement_socket, json.dumps(message).encode() + b"\n"))
         assert answer["code"] == "bad_request"
         assert ("batch[1]: 'activation' is not a valid activation id" in answer["error"]
-                or "batch 'version' must be 1" in answer["error"])
+                or "batch 'version' must be one of 1, 2" in answer["error"])
     raw = json.loads(send_raw(monitor.measurement_socket, encode_query(
         BatchQuery((ActivationQuery(activations[0]), ActivationQuery(activations[1]))))))
-    assert raw["version"] == 1 and [a["activation"] for a in raw["answers"]] == activations[:2]
+    assert raw["version"] == BATCH_VERSION and [a["activation"] for a in raw["answers"]] == activations[:2]
+    assert set(raw["answers"][0]["samples"]) == {"date", "memory", "cpu", "rss_mapped"}   # columns
+    old = json.loads(send_raw(monitor.measurement_socket, encode_query(
+        BatchQuery((ActivationQuery(activations[0]),), version=1))))
+    assert old["version"] == 1 and old["answers"][0]["samples"][0].keys() == {"date", "memory", "cpu", "rss_mapped"}
+    assert (parse_answer(json.dumps(old).encode()).answers[0].samples   # type: ignore[union-attr]
+            == parse_answer(json.dumps(raw).encode()).answers[0].samples)  # type: ignore[union-attr]
     assert client.samples_for_activation(activations[2]).status is ResourcesStatus.OK
     assert "bad measurement request: batch[1]" in monitor.log_text()
 
@@ -174,9 +219,11 @@ def test_batch_longer_than_the_monitor_accepts_is_split(monitor_factory, sampled
 # --------------------------------------------------------------------------- client fallbacks
 
 class OldMonitor:
-    """A monitor from before batches: answers a batch as the old parser did, single queries with []."""
+    """A monitor from before batches (answers a batch as the old parser did), or with
+    ``batches_v1`` one that speaks batch version 1 only; single queries get an empty answer."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, batches_v1: bool = False):
+        self.batches_v1 = batches_v1
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(str(path))
         self.sock.listen(16)
@@ -199,7 +246,16 @@ class OldMonitor:
                     data += chunk
                 request = json.loads(data)
                 self.requests.append(request)
-                if "batch" in request:
+                if "batch" in request and self.batches_v1 and request["version"] == 1:
+                    conn.sendall(json.dumps({"version": 1, "answers": [
+                        {"activation": q["activation"], "container": "c", "start": 1.0, "end": 2.0,
+                         "samples": [{"date": 1.5, "memory": 7, "cpu": 0, "rss_mapped": None}]}
+                        for q in request["batch"]]}).encode() + b"\n")
+                elif "batch" in request and self.batches_v1:
+                    conn.sendall(json.dumps({"error": f"batch 'version' must be 1 (the batch version this side "
+                                                      f"speaks), got {request['version']}",
+                                             "code": "bad_request"}).encode() + b"\n")
+                elif "batch" in request:
                     conn.sendall(b'{"error": "a query needs \'activation\', or \'container\' with \'start\' and '
                                  b'\'end\'", "code": "bad_request"}\n')
                 else:
@@ -220,9 +276,26 @@ def test_an_older_monitor_is_asked_one_by_one(tmp_path, caplog):
     finally:
         old.close()
     assert [a.status for a in answers] == [ResourcesStatus.EMPTY] * 3
-    assert [r.get("activation") for r in old.requests] == [None] + ids
-    assert old.requests[1] == {"activation": ids[0], "start_ms": 1000, "end_ms": 2000}
+    # a batch in version 2, again in version 1, then one by one
+    assert [r.get("version") for r in old.requests[:2]] == [2, 1]
+    assert [r.get("activation") for r in old.requests] == [None, None] + ids
+    assert old.requests[2] == {"activation": ids[0], "start_ms": 1000, "end_ms": 2000}
     assert "refused a batch query" in caplog.text
+
+
+def test_a_monitor_of_batch_version_1_is_asked_in_version_1_from_then_on(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="loader.monitor_client")
+    old = OldMonitor(tmp_path / "v1", batches_v1=True)
+    try:
+        client = MonitorClient(tmp_path / "v1", timeout_s=2)
+        first = client.samples_for_activations([ResourcesQuery(ActivationQuery(uuid.uuid4().hex)) for _ in range(2)])
+        second = client.samples_for_activations([ResourcesQuery(ActivationQuery(uuid.uuid4().hex))])
+    finally:
+        old.close()
+    assert [a.status for a in first + second] == [ResourcesStatus.OK] * 3
+    assert [(s.sampled_at_us, s.memory_bytes) for s in second[0].samples] == [(1_500_000, 7)]
+    assert [r["version"] for r in old.requests] == [2, 1, 1]
+    assert "refused a batch of version 2" in caplog.text
 
 
 def test_monitor_down_answers_every_query_of_the_batch(tmp_path):
@@ -240,7 +313,7 @@ def test_a_batch_answer_of_the_wrong_length_is_an_error_for_each(tmp_path):
     def serve():
         conn, _ = server.accept()
         conn.recv(65536)
-        conn.sendall(b'{"version": 1, "answers": [[]]}\n')
+        conn.sendall(b'{"version": 2, "answers": [{"date": [], "memory": [], "cpu": [], "rss_mapped": []}]}\n')
         conn.close()
 
     thread = threading.Thread(target=serve, daemon=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from loader.monitor_client import MonitorAnswer, MonitorClient, ResourcesStatus
-from loader.storage.rows import ResourceSample
+from loader.storage.rows import NO_SAMPLES, ResourceSample
 
 V2 = Path(__file__).parent / "fixtures_data" / "cgroup_v2"
 DOCKER = "4f1c3a9e0b7d2c8e5a6f1b3d9c0e7a2b4d6f8a1c3e5b7d9f0a2c4e6b8d0f1a3c"
@@ -47,7 +47,7 @@ class OneShotServer:
 
 def test_monitor_absent_or_refusing(tmp_path):
     answer = MonitorClient(tmp_path / "nothing", timeout_s=1).samples_for_activation("a" * 32)
-    assert answer == MonitorAnswer((), ResourcesStatus.MONITOR_DOWN, f"{tmp_path}/nothing: No such file or directory")
+    assert answer == MonitorAnswer(NO_SAMPLES, ResourcesStatus.MONITOR_DOWN, f"{tmp_path}/nothing: No such file or directory")
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     stale.bind(str(tmp_path / "stale"))  # bound, never listening: connections are refused
     answer = MonitorClient(tmp_path / "stale", timeout_s=1).samples_for_activation("a" * 32)
@@ -71,7 +71,7 @@ def test_hanging_monitor_costs_at_most_the_timeout(tmp_path):
 @pytest.mark.parametrize("reply, reason", [
     (b"not json at all", "bad answer: answer is not valid JSON"),
     (b'{"error": "x", "code": "what"}', "bad answer: unknown error code \"what\""),
-    (b'"a string"', "bad answer: answer must be a list or an object"),
+    (b'"a string"', "bad answer: answer must be a list of samples, got \"a string\""),
     (b"", "connection closed without an answer"),
 ])
 def test_nonsense_answers(tmp_path, reply, reason):

@@ -15,6 +15,7 @@ from faasload.monitor_protocol import (
     Lifecycle,
     ProtocolError,
     Sample,
+    Samples,
     WindowQuery,
     encode_activation,
     encode_error,
@@ -87,7 +88,7 @@ def test_queries_round_trip_and_errors():
 
 
 def test_answers_round_trip():
-    samples = (Sample(1.0, 100, 0, 50), Sample(1.01, None, 10, None))
+    samples = Samples.of((Sample(1.0, 100, 0, 50), Sample(1.01, None, 10, None)))
     assert parse_answer(encode_samples(samples)) == samples
     assert json.loads(encode_samples(samples))[0] == {"date": 1.0, "memory": 100, "cpu": 0, "rss_mapped": 50}
     answer = ActivationAnswer(ACT, "c", 1.0, 2.0, samples)

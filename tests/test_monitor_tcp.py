@@ -18,6 +18,7 @@ from faasload.monitor_protocol import (
     BatchQuery,
     ErrorCode,
     Sample,
+    Samples,
     encode_batch_answer,
     encode_error,
     parse_query,
@@ -253,8 +254,8 @@ def _batch_answer_of(raw: bytes, outcome: ReadOutcome) -> bytes:
     batch = parse_query(raw)
     assert isinstance(batch, BatchQuery)
     return encode_batch_answer(BatchAnswer(tuple(
-        ActivationAnswer(q.activation, "wsk1_1_u_a", 1.0, 2.0, (Sample(1.5, n, 0, None),))
-        for n, q in enumerate(batch.queries))))
+        ActivationAnswer(q.activation, "wsk1_1_u_a", 1.0, 2.0, Samples.of((Sample(1.5, n, 0, None),)))
+        for n, q in enumerate(batch.queries)), batch.version))
 
 
 def test_batches_travel_over_tcp():

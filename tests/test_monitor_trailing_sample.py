@@ -2,6 +2,7 @@
 no longer than it takes (a FakeClock; the handlers' sleeps move it, and the sampler ticks when a
 sampling deadline passes, as its thread would)."""
 
+import math
 import shutil
 from pathlib import Path
 
@@ -16,13 +17,14 @@ from faasload.monitor_protocol import (
     BatchQuery,
     Boundary,
     ContainerNotice,
+    ErrorAnswer,
     Lifecycle,
     encode_query,
     parse_answer,
 )
 from monitor.cgroups import CgroupV2Reader
 from monitor.discovery import Discovery
-from monitor.handlers import TRAILING_SAMPLE_WAIT_RESOLUTIONS, Handlers
+from monitor.handlers import TRAILING_SAMPLE_LONGEST_WAIT_RESOLUTIONS, TRAILING_SAMPLE_WAIT_RESOLUTIONS, Handlers
 from monitor.registry import Registry
 from monitor.sampler import Sampler
 from monitor.servers import ReadOutcome
@@ -36,7 +38,8 @@ RES_S = 0.01
 
 class World:
     """A registry over the v2 fixture tree, its sampler, and handlers whose sleeps advance the
-    clock (ticking the sampler at its deadlines when ``sampling``)."""
+    clock, ticking the sampler at its deadlines (none before ``stalled_until_s``: a sampler late
+    on a loaded machine)."""
 
     def __init__(self, root: Path):
         self.clock = FakeClock(start_s=100.0, epoch_offset_s=1_700_000_000.0)
@@ -44,7 +47,7 @@ class World:
         self.registry = Registry(reader, Discovery(reader), self.clock, resolution_s=RES_S, maxage_s=60.0,
                                  retention_s=30.0)
         self.sampler = Sampler(self.registry, self.clock, RES_S)
-        self.sampling = True
+        self.stalled_until_s = -math.inf
         self.slept_s: list[float] = []
         self.handlers = Handlers(self.registry, RES_S, self.clock.epoch_s, monotonic_s=self.clock.monotonic_s,
                                  sleep=self.sleep)
@@ -54,8 +57,8 @@ class World:
     def sleep(self, duration_s: float) -> None:
         self.slept_s.append(duration_s)
         until_s = self.clock.monotonic_s() + duration_s
-        while self.sampling and self.due_s <= until_s:
-            self.clock.sleep_until(self.due_s)
+        while max(self.due_s, self.stalled_until_s) <= until_s:
+            self.clock.sleep_until(max(self.due_s, self.stalled_until_s))
             self.due_s = self.sampler.tick()
         self.clock.sleep_until(until_s)
 
@@ -99,12 +102,35 @@ def test_no_wait_when_the_sample_after_the_end_exists(world):
     assert world.slept_s == []
 
 
-def test_a_container_no_longer_sampled_waits_the_bound_and_no_more(world):
-    world.run_activation(ACT, 0.0523)
-    world.sampling = False       # the sampler's next sample never comes (say, the container paused)
+def test_a_late_sampler_is_waited_for_up_to_the_bound(world):
+    end_s = world.run_activation(ACT, 0.0523)
+    world.stalled_until_s = math.inf       # no sample after the end comes
     answer = world.ask(ActivationQuery(ACT))
-    assert isinstance(answer, ActivationAnswer)
-    assert sum(world.slept_s) == pytest.approx(TRAILING_SAMPLE_WAIT_RESOLUTIONS * RES_S, abs=1e-6)
+    assert isinstance(answer, ActivationAnswer) and answer.samples[-1].date_s < end_s
+    assert sum(world.slept_s) == pytest.approx(TRAILING_SAMPLE_LONGEST_WAIT_RESOLUTIONS * RES_S, abs=1e-6)
+
+
+def test_a_sampler_late_by_five_periods_still_gives_the_sample_after_the_end(world):
+    end_s = world.run_activation(ACT, 0.0523)
+    world.stalled_until_s = world.clock.monotonic_s() + 5 * RES_S
+    answer = world.ask(ActivationQuery(ACT))
+    assert isinstance(answer, ActivationAnswer) and answer.samples[-1].date_s >= end_s + 4 * RES_S
+    assert sum(world.slept_s) < 5.5 * RES_S
+
+
+def test_a_paused_container_is_not_waited_for(world):
+    world.run_activation(ACT, 0.0523)
+    world.registry.apply(ContainerNotice(Lifecycle.PAUSE, DOCKER))
+    answer = world.ask(ActivationQuery(ACT))
+    assert isinstance(answer, ActivationAnswer) and world.slept_s == []
+
+
+def test_an_activation_no_notice_bound_waits_for_its_attribution(world):
+    end_ms = int(world.clock.epoch_s() * 1000)
+    expected_s = (end_ms + 1) / 1000 + TRAILING_SAMPLE_WAIT_RESOLUTIONS * RES_S - world.clock.epoch_s()
+    answer = world.ask(ActivationQuery(OTHER, "guest", "hello", end_ms - 50, end_ms))
+    assert isinstance(answer, ErrorAnswer)   # nothing to attribute it to on this fixture
+    assert world.slept_s == [pytest.approx(expected_s)]
 
 
 def test_a_batch_waits_for_every_activation_then_answers_all(world):

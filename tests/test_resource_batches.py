@@ -23,7 +23,7 @@ from loader.platform.keys import parse_key
 from loader.storage import experiments
 from loader.storage import writer as store
 from loader.storage.recorder import DurableSink, Recorder
-from loader.storage.rows import ResourceSample, RunStatus
+from loader.storage.rows import ResourceSample, ResourceSamples, RunStatus
 from loader.storage.summary import RunStats
 
 USER = parse_key("00000000-0000-0000-0000-000000000000:key", "alice", "alice")
@@ -41,8 +41,8 @@ class FakeMonitor:
         self.batches.append([q.query.activation for q in queries])
         if self.gate is not None:
             assert self.gate.wait(30)
-        return [MonitorAnswer((ResourceSample(1_700_000_000_000_000, 1000 + n, 0),
-                               ResourceSample(1_700_000_000_010_000, 2000 + n, 5)), ResourcesStatus.OK,
+        return [MonitorAnswer(ResourceSamples.of((ResourceSample(1_700_000_000_000_000, 1000 + n, 0),
+                               ResourceSample(1_700_000_000_010_000, 2000 + n, 5))), ResourcesStatus.OK,
                               kernel_peak=KernelPeak(4096 + n, PeakSource.ACTIVATION))
                 for n in range(len(queries))]
 

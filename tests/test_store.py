@@ -7,7 +7,15 @@ from loader import DatabaseConfiguration
 from loader.storage import experiments, schema
 from loader.storage import writer as store
 from loader.storage.database import DatabaseError
-from loader.storage.rows import ResourceSample, RunKey, RunParameters, RunResources, RunStatus, RunUpdate
+from loader.storage.rows import (
+    ResourceSample,
+    ResourceSamples,
+    RunKey,
+    RunParameters,
+    RunResources,
+    RunStatus,
+    RunUpdate,
+)
 
 
 def _count(conn, table):
@@ -23,8 +31,8 @@ def _batch(experiment_id, n=3):
         items.append(RunUpdate(key, "alice", "resize", planned_offset_us=seq * 1000, status=RunStatus.SENT,
                                sent_offset_us=seq * 1000 + 50, lateness_us=50, activation_id=f"{seq:032x}"))
         items.append(RunParameters(key, (("object", f"{seq}.jpg"), ("width", "256"))))
-        items.append(RunResources(key, (ResourceSample(1_700_000_000_000_000 + seq, 1024, 0),
-                                        ResourceSample(1_700_000_000_010_000 + seq, 2048, 5_000_000))))
+        items.append(RunResources(key, ResourceSamples.of((ResourceSample(1_700_000_000_000_000 + seq, 1024, 0),
+                                        ResourceSample(1_700_000_000_010_000 + seq, 2048, 5_000_000)))))
     return items
 
 
@@ -62,8 +70,8 @@ def test_a_runs_samples_are_one_row_of_arrays_in_time_order_read_one_per_row_fro
     key = RunKey(experiment_id, "t", 0)
     store.write_batch(conn, [
         RunUpdate(key, "u", "a", 0, RunStatus.SUCCESS),
-        RunResources(key, (ResourceSample(30, 3000, 300, 33), ResourceSample(10, None, 100),
-                           ResourceSample(20, 2000, None, 22), ResourceSample(10, 9999, 999, 99)))])
+        RunResources(key, ResourceSamples.of((ResourceSample(30, 3000, 300, 33), ResourceSample(10, None, 100),
+                           ResourceSample(20, 2000, None, 22), ResourceSample(10, 9999, 999, 99))))])
     with conn.cursor() as cur:
         cur.execute("SELECT sampled_at_us, memory_bytes, rss_mapped_bytes, cpu_ns FROM run_samples")
         assert cur.fetchall() == [([10, 20, 30], [None, 2000, 3000], [None, 22, 33], [100, None, 300])]
@@ -81,16 +89,16 @@ def test_a_runs_samples_written_again_keep_the_first_row_and_need_their_run(data
     experiment_id = experiments.ensure_experiment(conn, name="e-again", mode="injection")
     first, second, empty = (RunKey(experiment_id, "t", seq) for seq in range(3))
     store.write_batch(conn, [RunUpdate(first, "u", "a", 0, RunStatus.SUCCESS),
-                             RunUpdate(empty, "u", "a", 0, RunStatus.SUCCESS), RunResources(empty, ()),
-                             RunResources(first, (ResourceSample(1, 10, 0),)),
-                             RunResources(first, (ResourceSample(2, 20, 0),))])
+                             RunUpdate(empty, "u", "a", 0, RunStatus.SUCCESS), RunResources(empty, ResourceSamples.of(())),
+                             RunResources(first, ResourceSamples.of((ResourceSample(1, 10, 0),))),
+                             RunResources(first, ResourceSamples.of((ResourceSample(2, 20, 0),)))])
     store.write_batch(conn, [RunUpdate(second, "u", "a", 0, RunStatus.SUCCESS)])
-    store.write_batch(conn, [RunResources(second, (ResourceSample(5, 50, 0), ResourceSample(6, 60, 1)))])
-    store.write_batch(conn, [RunResources(second, (ResourceSample(7, 70, 0),))])
+    store.write_batch(conn, [RunResources(second, ResourceSamples.of((ResourceSample(5, 50, 0), ResourceSample(6, 60, 1))))])
+    store.write_batch(conn, [RunResources(second, ResourceSamples.of((ResourceSample(7, 70, 0),)))])
     assert _samples(conn) == [(0, 1, 10, None, 0), (1, 5, 50, None, 0), (1, 6, 60, None, 1)]
     assert _count(conn, "run_samples") == 2
     with pytest.raises(store.StoreError, match="never written"):
-        store.write_batch(conn, [RunResources(RunKey(experiment_id, "t", 9), (ResourceSample(1, 1, 0),))])
+        store.write_batch(conn, [RunResources(RunKey(experiment_id, "t", 9), ResourceSamples.of((ResourceSample(1, 1, 0),)))])
 
 
 def test_a_sample_that_is_not_a_number_never_reaches_the_sql_and_costs_only_its_run(database):
@@ -102,7 +110,7 @@ def test_a_sample_that_is_not_a_number_never_reaches_the_sql_and_costs_only_its_
     bad = RunKey(experiment_id, "bad", 0)
     for item in _batch(experiment_id, n=2) + [
             RunUpdate(bad, "u", "a", 0, RunStatus.SUCCESS),
-            RunResources(bad, (ResourceSample(1, "1}'); DROP TABLE runs; --", 0),))]:  # type: ignore[arg-type]
+            RunResources(bad, ResourceSamples.of((ResourceSample(1, "1}'); DROP TABLE runs; --", 0),)))]:  # type: ignore[arg-type]
         writer.write(item)
     assert writer.flush(timeout_s=30)
     writer.close()
@@ -163,7 +171,7 @@ def test_every_value_comes_back_as_written(database):
                        result_error="\\N", cold_start=False, extract_ms=float("inf"), transform_ms=-0.0,
                        load_ms=1e-300, output_size_bytes=2**63 - 1, duration_ms=None, kernel_peak_source="activation")
     store.write_batch(conn, [update, RunParameters(key, (("na\tme", awkward), ("empty", ""))),
-                             RunResources(key, (ResourceSample(-(2**63), None, 2**63 - 1, 0),))])
+                             RunResources(key, ResourceSamples.of((ResourceSample(-(2**63), None, 2**63 - 1, 0),)))])
     with conn.cursor() as cur:
         cur.execute("SELECT trace_name, user_name, action_name, planned_offset_us, status, status_reason, result_error, "
                     "cold_start, extract_ms, transform_ms, load_ms, output_size_bytes, duration_ms, kernel_peak_source "
@@ -208,11 +216,11 @@ def test_children_find_their_run_in_the_batch_or_stored_before(database):
     stored, fresh, unknown = (RunKey(experiment_id, "t", seq) for seq in range(3))
     store.write_batch(conn, [RunUpdate(stored, "u", "a", 0, RunStatus.SENT)])
     samples = (ResourceSample(1_700_000_000_000_000, 1024, 0), ResourceSample(1_700_000_000_010_000, 2048, 7))
-    later = [RunParameters(stored, (("p", "s"),)), RunResources(stored, samples),
+    later = [RunParameters(stored, (("p", "s"),)), RunResources(stored, ResourceSamples.of(samples)),
              RunUpdate(fresh, "u", "a", 1, RunStatus.SUCCESS), RunParameters(fresh, (("p", "f"),)),
-             RunResources(fresh, samples[:1])]
+             RunResources(fresh, ResourceSamples.of(samples[:1]))]
     with pytest.raises(store.StoreError, match=r"never written.*seq=2"):
-        store.write_batch(conn, later + [RunResources(unknown, samples)])
+        store.write_batch(conn, later + [RunResources(unknown, ResourceSamples.of(samples))])
     assert (_count(conn, "runs"), _count(conn, "parameters"), _count(conn, "resources")) == (1, 0, 0)
     store.write_batch(conn, later)
     with conn.cursor() as cur:

@@ -18,7 +18,15 @@ import pytest
 from loader.storage import experiments
 from loader.storage.database import StoreError
 from loader.storage.recorder import DurableSink
-from loader.storage.rows import ResourceSample, RunKey, RunParameters, RunResources, RunStatus, RunUpdate
+from loader.storage.rows import (
+    ResourceSample,
+    ResourceSamples,
+    RunKey,
+    RunParameters,
+    RunResources,
+    RunStatus,
+    RunUpdate,
+)
 from loader.storage.writer_process import WriterProcess
 
 pytestmark = pytest.mark.timeout(120)
@@ -30,7 +38,7 @@ def _items(experiment_id: int, seqs) -> list:
         key = RunKey(experiment_id, "alice-resize", seq)
         items.append(RunUpdate(key, "alice", "resize", seq * 1000, RunStatus.SUCCESS, duration_ms=seq))
         items.append(RunParameters(key, (("object", f"{seq}.jpg"),)))
-        items.append(RunResources(key, (ResourceSample(1_700_000_000_000_000 + seq, 1024, 0),)))
+        items.append(RunResources(key, ResourceSamples.of((ResourceSample(1_700_000_000_000_000 + seq, 1024, 0),))))
     return items
 
 
@@ -107,5 +115,5 @@ def test_rows_cross_the_pipe_unchanged():
                       resources_status="ok", invoker="invoker0", kernel_peak_memory_bytes=5),
             RunUpdate(key, "alice", "thumb", 0, RunStatus.SENT),
             RunParameters(key, (("width", "100"), ("object", "1.jpg"))),
-            RunResources(key, (ResourceSample(1, 2, 3), ResourceSample(4, None, None, 9)))]
+            RunResources(key, ResourceSamples.of((ResourceSample(1, 2, 3), ResourceSample(4, None, None, 9))))]
     assert pickle.loads(pickle.dumps(rows, pickle.HIGHEST_PROTOCOL)) == rows

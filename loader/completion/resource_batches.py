@@ -41,7 +41,7 @@ from loader.completion.tracker import Pending
 from loader.monitor_client import MonitorAnswer, ResourcesQuery, ResourcesStatus
 from loader.storage.activation_fields import completion_fields
 from loader.storage.recorder import Recorder
-from loader.storage.rows import RunStatus
+from loader.storage.rows import NO_SAMPLES, RunStatus
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ class ResourceBatches:
         except Exception as exc:  # a record the mapping chokes on: record it (lost, with the error)  # noqa: BLE001
             log.exception("activation %s: no monitor query from its record", pending.activation_id)
             record_with(self.recorder, pending, record, reason,
-                        MonitorAnswer((), ResourcesStatus.ERROR, f"{type(exc).__name__}: {exc}"))
+                        MonitorAnswer(NO_SAMPLES, ResourcesStatus.ERROR, f"{type(exc).__name__}: {exc}"))
             return
         completion = _Completion(pending, record, query, self.clock.monotonic_s(), fields)
         if self._bypass:  # the stage's thread died: asked alone, in this thread
@@ -221,7 +221,7 @@ class ResourceBatches:
                 raise RuntimeError(f"{len(answers)} answers for {count} activations")
         except Exception as exc:  # the client should never raise; never lose the runs for it  # noqa: BLE001
             log.exception("monitor batch query for %d activations failed", count)
-            answers = [MonitorAnswer((), ResourcesStatus.ERROR, f"{type(exc).__name__}: {exc}")] * count
+            answers = [MonitorAnswer(NO_SAMPLES, ResourcesStatus.ERROR, f"{type(exc).__name__}: {exc}")] * count
         if not math.isinf(batch.answer_due_s):
             self._follow(self.clock.monotonic_s() - batch.asked_s)
         try:
@@ -249,7 +249,7 @@ class ResourceBatches:
     def _record_pending(self, batch: _Batch) -> None:
         """The answer is late: the runs are recorded now, ``pending``; the answer will update them."""
         waited_ms = round((batch.answer_due_s - batch.asked_s) * 1000, 1)
-        pending = MonitorAnswer((), ResourcesStatus.PENDING,
+        pending = MonitorAnswer(NO_SAMPLES, ResourcesStatus.PENDING,
                                 f"the monitor had not answered {waited_ms:g} ms after it was asked "
                                 "(completion:resources_wait_s, up to resources_wait_max_s when it answers "
                                 "slowly); the loader stopped before the answer came")

@@ -15,7 +15,7 @@ from loader.monitor_client import MonitorAnswer, MonitorClient, ResourcesStatus
 from loader.storage.activation_fields import completion_fields
 from loader.storage.database import StoreError
 from loader.storage.recorder import Recorder
-from loader.storage.rows import RunStatus
+from loader.storage.rows import NO_SAMPLES, RunStatus
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def query_resources(monitor: MonitorClient | None, activation_id: str, record: d
             kind=fields.get("kind"), source=source)
     except Exception:  # the client should never raise; never lose the run for it  # noqa: BLE001
         log.exception("monitor query for activation %s failed", activation_id)
-        return MonitorAnswer((), ResourcesStatus.ERROR)
+        return MonitorAnswer(NO_SAMPLES, ResourcesStatus.ERROR)
 
 
 def record_completion(recorder: Recorder, monitor: MonitorClient | None, pending: Pending, record: dict | None,
@@ -53,7 +53,7 @@ def record_completion(recorder: Recorder, monitor: MonitorClient | None, pending
         resources = query_resources(monitor, pending.activation_id, record, pending.source)
     except Exception as exc:  # noqa: BLE001 (query_resources never raises; a bug must not lose the run)
         log.exception("monitor query for activation %s failed", pending.activation_id)
-        resources = MonitorAnswer((), ResourcesStatus.ERROR, f"{type(exc).__name__}: {exc}")
+        resources = MonitorAnswer(NO_SAMPLES, ResourcesStatus.ERROR, f"{type(exc).__name__}: {exc}")
     record_with(recorder, pending, record, reason, resources)
 
 

@@ -237,8 +237,8 @@ class Recorder:
         """The answer's samples as an item (none without samples), and their peak memory."""
         if not resources.samples:
             return [], None
-        memory = [s.memory_bytes for s in resources.samples if s.memory_bytes is not None]
-        return [RunResources(self.key(invocation), tuple(resources.samples))], max(memory) if memory else None
+        memory = [m for m in resources.samples.memory_bytes if m is not None]
+        return [RunResources(self.key(invocation), resources.samples)], max(memory) if memory else None
 
 
 def _kernel_peak_fields(resources: MonitorAnswer) -> dict:

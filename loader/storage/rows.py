@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import operator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
@@ -220,10 +221,10 @@ class RunParameters:
     values: tuple[tuple[str, str], ...]
 
 
-@_pickled_as_arguments
 @dataclass(frozen=True, slots=True)
 class ResourceSample:
-    """One monitor sample: epoch µs, memory in bytes, CPU in ns since the window's first sample."""
+    """One monitor sample: epoch µs, memory in bytes, CPU in ns since the window's first sample,
+    RSS + mapped files in bytes.  ``None``: not measured."""
 
     sampled_at_us: int
     memory_bytes: int | None
@@ -233,11 +234,46 @@ class ResourceSample:
 
 @_pickled_as_arguments
 @dataclass(frozen=True, slots=True)
+class ResourceSamples:
+    """An activation's samples as columns (the fields of :class:`ResourceSample`, one tuple each,
+    of one length): as the monitor answers them (batch version 2) and as ``run_samples`` stores
+    them, one array per field; a 1 s activation has ~100 samples, and an object per sample costs
+    more than all else on their way (docs/performance.md).  Iterating gives :class:`ResourceSample`."""
+
+    sampled_at_us: tuple[int, ...]
+    memory_bytes: tuple[int | None, ...]
+    cpu_ns: tuple[int | None, ...]
+    rss_mapped_bytes: tuple[int | None, ...]
+
+    @classmethod
+    def of(cls, samples: Iterable[ResourceSample]) -> ResourceSamples:
+        rows = [(s.sampled_at_us, s.memory_bytes, s.cpu_ns, s.rss_mapped_bytes) for s in samples]
+        if not rows:
+            return NO_SAMPLES
+        dates, memory, cpu, rss = zip(*rows)
+        return cls(dates, memory, cpu, rss)
+
+    def __len__(self) -> int:
+        return len(self.sampled_at_us)
+
+    def __iter__(self) -> Iterator[ResourceSample]:
+        return map(ResourceSample, self.sampled_at_us, self.memory_bytes, self.cpu_ns, self.rss_mapped_bytes)
+
+    def __getitem__(self, index: int) -> ResourceSample:
+        return ResourceSample(self.sampled_at_us[index], self.memory_bytes[index], self.cpu_ns[index],
+                              self.rss_mapped_bytes[index])
+
+
+NO_SAMPLES = ResourceSamples((), (), (), ())
+
+
+@_pickled_as_arguments
+@dataclass(frozen=True, slots=True)
 class RunResources:
     """The monitor's samples of one activation's container."""
 
     key: RunKey
-    samples: tuple[ResourceSample, ...]
+    samples: ResourceSamples
 
 
 @dataclass(frozen=True, slots=True)

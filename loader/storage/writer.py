@@ -18,7 +18,7 @@ completions/s at best alone against the embedded PostgreSQL; one composed statem
 trips (docs/performance.md).
 
 A run's samples are one row of ``run_samples`` (migration 9), each measure an array literal
-composed here (:func:`_sample_arrays`), in time order with one sample per date: a run's samples
+composed here (:func:`sample_arrays`), in time order with one sample per date: a run's samples
 written twice (a retried batch, two answers in one batch) keep the first row written.
 
 A value the database refuses (a NUL byte in a text, a number out of its column's range)
@@ -34,6 +34,7 @@ import logging
 import threading
 import time
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -43,7 +44,7 @@ import psycopg2.extras
 
 from loader.storage import schema
 from loader.storage.database import DatabaseConfiguration, DatabaseError, StoreError
-from loader.storage.rows import RUN_COLUMNS, RunKey, RunParameters, RunResources, RunStatus, RunUpdate
+from loader.storage.rows import RUN_COLUMNS, ResourceSamples, RunKey, RunParameters, RunResources, RunStatus, RunUpdate
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ def write_batch(conn, items: list[Item]) -> None:
                                  for name, value in p.values])
     sample_rows, orphan_sample_rows = _split_children(
         runs, list(resources.values()),
-        lambda r: [(r.key.experiment_id, r.key.trace_name, r.key.seq, _sample_arrays(r.samples))])
+        lambda r: [(r.key.experiment_id, r.key.trace_name, r.key.seq, sample_arrays(r.samples))])
     statements = []
     if runs:
         upsert = _RUN_UPSERT.replace("%s", _values(_run_row(u) for u in runs.values()))
@@ -205,26 +206,27 @@ class _Sql(str):
     """Text composed here as SQL (the samples' arrays), written as it is."""
 
 
-def _sample_arrays(samples) -> _Sql:
+def sample_arrays(samples: ResourceSamples) -> _Sql:
     """A run's samples as four array literals (dates, memory, mapped RSS, CPU), the four values of
     one VALUES row (cast to ``bigint[]`` by the statement), in time order, one sample per date (the
     first given).  A literal, not an ``ARRAY[...]`` constructor: PostgreSQL parses each element of
     a constructor as an expression of its own, which cost it more than one row per sample had
     (58-60 against 42-48 µs per completion of 3 samples, ``bench/store_writes.py``); with the
-    literal, 28-32 µs.  Composing them costs about what composing the three rows did (2.8 against
-    2.2 µs)."""
-    dates = [s.sampled_at_us for s in samples]
-    if len(set(dates)) != len(dates) or dates != sorted(dates):
-        by_date: dict = {}
-        for sample in samples:
-            by_date.setdefault(sample.sampled_at_us, sample)
-        dates = sorted(by_date)
-        samples = [by_date[date] for date in dates]
-    return _Sql(",".join([_array(dates), _array([s.memory_bytes for s in samples]),
-                          _array([s.rss_mapped_bytes for s in samples]), _array([s.cpu_ns for s in samples])]))
+    literal, 28-32 µs.  The samples' columns are the arrays as they are (in order, as the monitor
+    answers them)."""
+    dates = samples.sampled_at_us
+    columns: tuple[Sequence[int | None], ...] = (samples.memory_bytes, samples.rss_mapped_bytes, samples.cpu_ns)
+    if len(set(dates)) != len(dates) or list(dates) != sorted(dates):
+        first: dict[int, int] = {}
+        for index, date in enumerate(dates):
+            first.setdefault(date, index)
+        order = [first[date] for date in sorted(first)]
+        dates = tuple([dates[i] for i in order])
+        columns = tuple(tuple([column[i] for i in order]) for column in columns)
+    return _Sql(",".join([_array(dates), *[_array(column) for column in columns]]))
 
 
-def _array(values: list) -> str:
+def _array(values: Sequence[int | None]) -> str:
     """An array literal of numbers.  int(): the text is SQL, so nothing but a number may reach it (a
     string raises ValueError, and the run alone is refused, as for any value the database refuses)."""
     return "'{" + ",".join(["NULL" if v is None else str(int(v)) for v in values]) + "}'"
