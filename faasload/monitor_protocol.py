@@ -18,9 +18,9 @@ wrappers import it from here.
   version 1, then one by one.
 
 In memory, an answer's samples are :class:`Samples`, columns too: a 1 s activation sampled every
-10 ms has ~100 samples, and one object per sample, built by the monitor, encoded, decoded and
-read again by the loader, cost 295-314 µs per activation of 102 samples from the monitor's buffer
-to the loader's rows, against 138-153 µs as columns (``bench/answer_path.py``).
+10 ms has ~100 samples, and one object per sample on the wire cost 466-553 µs per activation of
+102 samples from the monitor's buffer to the loader's row, against 240-266 µs as columns
+(``bench/answer_path.py``, docs/performance.md).
 
 Parsing raises :class:`ProtocolError`, whose text says what was wrong with the message.
 """
@@ -531,7 +531,7 @@ def _sample_columns(value: Mapping[str, Any], what: str) -> Samples:
     if any(len(column) != len(dates) for column in columns[1:]):
         raise ProtocolError(f"{what} columns differ in length: "
                             f"{', '.join(f'{k} {len(c)}' for k, c in zip(_COLUMNS, columns))}")
-    if not all(type(d) is float or (type(d) is int) for d in dates):
+    if not all(type(d) is float or type(d) is int for d in dates):   # not bool: type(True) is bool
         bad = next(d for d in dates if not (type(d) is float or type(d) is int))
         raise ProtocolError(f"{what} column 'date' must hold numbers (epoch seconds), got {_show(bad)}")
     for key, column in zip(_COLUMNS[1:], columns[1:]):
