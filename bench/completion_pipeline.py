@@ -207,7 +207,8 @@ def measure(services: Services, scratch: Path, rate: float, duration_s: float, f
     defaults = CompletionConfig()
     batches = ResourceBatches(recorder, None if monitor is None else AnswerTimes(monitor.client, answered_s),
                               BatchSettings(defaults.resources_batch_max, defaults.resources_batch_wait_s,
-                                            defaults.resources_wait_s, defaults.resources_wait_max_s), clock=clock)
+                                            defaults.resources_wait_s, defaults.resources_wait_max_s,
+                                            defaults.resources_reask_unknown_s), clock=clock)
     client = OpenWhiskClient(services.nginx.apihost, timeout_s=10.0)
     settings = TrackerSettings(event_timeout_s=3600.0, poll_interval_s=2.0, record_retry_s=0.05,
                                final_deadline_s=7200.0, fetches_in_flight=fetches_in_flight)

@@ -71,6 +71,7 @@ class CompletionConfig:
     resources_batch_wait_s: float = option(0.01, unit="s", exclusive_minimum=0, doc="longest a completed activation waits for others to share its monitor query")
     resources_wait_s: float = option(0.05, unit="s", exclusive_minimum=0, doc="longest a completed activation's row waits for the monitor's answer while the monitor answers quickly; a later answer updates the row (`resources_status` `pending` until then)")
     resources_wait_max_s: float = option(1.0, unit="s", exclusive_minimum=0, doc="longest that wait when the monitor answers slowly: the wait follows 1.5 × the p90 of its recent answer times, between `resources_wait_s` and this (fewer rows written twice on a loaded machine)")
+    resources_reask_unknown_s: float = option(0.5, unit="s", minimum=0, doc="an activation the monitor answers `unknown` (it had no notice of it yet: a loaded monitor handles its notices late) is asked once more this long after; 0: never asked again")
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,7 @@ def pipeline_settings(config: LoaderConfig, *, record_cancelled: bool = True) ->
         invoke_retries=config.openwhisk.invoke_retries,
         invoke_retry_backoff_s=config.openwhisk.invoke_retry_backoff_s,
         resources=BatchSettings(c.resources_batch_max, c.resources_batch_wait_s, c.resources_wait_s,
-                                c.resources_wait_max_s))
+                                c.resources_wait_max_s, c.resources_reask_unknown_s))
 
 
 def open_monitor(config: LoaderConfig):

@@ -1,14 +1,17 @@
 """The completion side's monitor stage (loader/completion/resource_batches.py) and the writer's
 flush, against a real PostgreSQL: batches by size and by time, one query per batch, rows not held
 past ``answer_wait_s`` by a slow monitor and still one row per run once its answer comes, a monitor
-down recorded as such, nothing lost.  The monitor is a fake of the client's one method (or a real
-client of an absent socket); a real monitor answers batches in tests/test_monitor_batch.py."""
+down recorded as such, nothing lost, an ``unknown`` answer asked once more.  The monitor is a fake of
+the client's one method (or a real client of an absent socket), and a real monitor whose notices
+come after the first query; a real monitor answers batches in tests/test_monitor_batch.py."""
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -23,11 +26,13 @@ from loader.platform.keys import parse_key
 from loader.storage import experiments
 from loader.storage import writer as store
 from loader.storage.recorder import DurableSink, Recorder
-from loader.storage.rows import ResourceSample, ResourceSamples, RunStatus
-from loader.storage.summary import RunStats
+from loader.storage.rows import NO_SAMPLES, ResourceSample, ResourceSamples, RunStatus
+from loader.storage.summary import RunStats, format_summary
 
 USER = parse_key("00000000-0000-0000-0000-000000000000:key", "alice", "alice")
 SETTINGS = BatchSettings(batch_max=3, batch_wait_s=0.01, answer_wait_s=0.05)
+V2 = Path(__file__).parent / "fixtures_data" / "cgroup_v2"
+V2_CONTAINER = "4f1c3a9e0b7d2c8e5a6f1b3d9c0e7a2b4d6f8a1c3e5b7d9f0a2c4e6b8d0f1a3c"   # the container of that tree
 
 
 class FakeMonitor:
@@ -260,3 +265,169 @@ def test_writer_flushes_a_full_batch_at_once_and_a_partial_one_after_its_interva
         on_time.close()
     on_size.close()                                  # close flushes what waits
     assert on_size.stats.items_written == 6
+
+
+# --------------------------------------------------------------------------- an unknown answer, asked again
+
+class LateNoticeMonitor(FakeMonitor):
+    """Answers ``unknown`` for the activations in ``unknown`` (as a monitor before their notices), the
+    others as :class:`FakeMonitor`; ``known`` moves an activation out of that set."""
+
+    def __init__(self, unknown: set[str]):
+        super().__init__()
+        self.unknown = set(unknown)
+
+    def samples_for_activations(self, queries):
+        answers = super().samples_for_activations(queries)
+        return [MonitorAnswer(NO_SAMPLES, ResourcesStatus.UNKNOWN, f"unknown activation {q.query.activation}")
+                if q.query.activation in self.unknown else answer for q, answer in zip(queries, answers)]
+
+
+def wait_until(condition, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.005)
+
+
+def test_an_unknown_answer_is_asked_again_later_and_its_second_answer_recorded(make_stage):
+    s = make_stage(None)
+    first, second = s.pending(2)
+    monitor = LateNoticeMonitor({first.activation_id})
+    s.stage = ResourceBatches(s.recorder, monitor, SETTINGS, clock=s.clock)
+    for p in (first, second):
+        s.stage.submit(p, record(p.activation_id), None)
+    s.clock.now_s += SETTINGS.batch_wait_s
+    s.stage.tick()                                      # both asked; the first one is unknown
+    wait_until(lambda: s.stage.to_ask_again == 1)
+    rows = s.rows()
+    assert [(r[0], r[1], r[2]) for r in rows] == [("t0", "sent", None), ("t1", "success", "ok")]  # held, not written
+    monitor.unknown.clear()                             # the monitor handles the late notice
+    s.clock.now_s += SETTINGS.reask_unknown_s - 0.001
+    s.stage.tick()
+    assert monitor.batches[1:] == [] and s.stage.to_ask_again == 1    # not before its time
+    s.clock.now_s += 0.001
+    s.stage.tick()                                      # asked again now
+    s.stage.close()
+    assert monitor.batches[1:] == [[first.activation_id]]
+    rows = s.rows()
+    assert [(r[1], r[2], r[3], r[4]) for r in rows] == [("success", "ok", None, 2)] * 2
+    assert s.recorder.stats.resources == {"ok": 2}
+    summary = s.recorder.stats.summary()
+    assert summary["resources_asked_again"] == {"known": 1}
+    assert "monitor answers unknown, asked again: 1, known then 1" in format_summary({**summary, "issued": 2})
+    assert sorted(s.stored) == [("t0", "success"), ("t1", "success")] and s.recorder.outstanding == 0
+
+
+def test_an_activation_still_unknown_when_asked_again_says_so(make_stage):
+    s = make_stage(None)
+    (p,) = s.pending(1)
+    monitor = LateNoticeMonitor({p.activation_id})
+    s.stage = ResourceBatches(s.recorder, monitor, SETTINGS, clock=s.clock)
+    s.stage.submit(p, record(p.activation_id), None)
+    s.clock.now_s += SETTINGS.batch_wait_s
+    s.stage.tick()
+    wait_until(lambda: s.stage.to_ask_again == 1)
+    s.clock.now_s += SETTINGS.reask_unknown_s
+    s.stage.tick()
+    s.stage.close()
+    assert monitor.batches == [[p.activation_id]] * 2
+    ((_, status, resources, reason, samples, _),) = s.rows()
+    assert (status, resources, samples) == ("success", "unknown", 0)
+    assert reason == (f"unknown activation {p.activation_id}; still unknown when asked again 0.5 s later "
+                      "(completion:resources_reask_unknown_s)")
+    assert s.recorder.stats.summary()["resources_asked_again"] == {"unknown": 1}
+
+
+def test_asking_again_can_be_turned_off(make_stage):
+    s = make_stage(None)
+    (p,) = s.pending(1)
+    monitor = LateNoticeMonitor({p.activation_id})
+    s.stage = ResourceBatches(s.recorder, monitor, BatchSettings(batch_max=3, batch_wait_s=0.01, answer_wait_s=0.05,
+                                                                 reask_unknown_s=0), clock=s.clock)
+    s.stage.submit(p, record(p.activation_id), None)
+    s.stage.close()
+    assert monitor.batches == [[p.activation_id]]
+    assert [(r[2], r[3]) for r in s.rows()] == [("unknown", f"unknown activation {p.activation_id}")]
+    assert "resources_asked_again" not in s.recorder.stats.summary()
+
+
+def test_closing_asks_again_at_once_and_never_holds_a_row(make_stage):
+    """A re-ask waiting when the stage closes is asked then; an unknown answer that comes while it
+    closes is recorded as it is: every run has its row when ``close`` returns."""
+    s = make_stage(None)
+    first, second = s.pending(2)
+    monitor = LateNoticeMonitor({first.activation_id, second.activation_id})
+    s.stage = ResourceBatches(s.recorder, monitor, SETTINGS, clock=s.clock)
+    s.stage.submit(first, record(first.activation_id), None)
+    s.clock.now_s += SETTINGS.batch_wait_s
+    s.stage.tick()
+    wait_until(lambda: s.stage.to_ask_again == 1)        # the first waits to be asked again, 0.5 s from now
+    monitor.unknown.discard(first.activation_id)
+    s.stage.submit(second, record(second.activation_id), None)
+    s.stage.close()                                     # no clock step: both asked now, nothing held
+    assert sorted(monitor.batches[1:]) == sorted([[first.activation_id], [second.activation_id]])
+    assert [(r[0], r[2]) for r in s.rows()] == [("t0", "ok"), ("t1", "unknown")]
+    assert s.recorder.outstanding == 0 and s.stage.to_ask_again == 0
+
+
+def test_a_real_monitor_that_gets_the_notices_late_is_asked_again(make_stage, monitor_factory, tmp_path):
+    """A real monitor sampling a container: the loader's first query comes before the activation's
+    notices (unknown), the notices come, the second query gets the activation's samples."""
+    tree = tmp_path / "cg"
+    shutil.copytree(V2, tree)
+    monitor = monitor_factory.start(sampling={"cgroup_root": str(tree), "stat_every": 1}, discovery={"docker": False})
+    client = MonitorClient(monitor.measurement_socket, timeout_s=5)
+    monitor.notify({"action": "run", "container": V2_CONTAINER})
+    wait_until(lambda: bool(client.samples_for_window(V2_CONTAINER, 0, time.time()).samples))
+    s = make_stage(None)
+    (p,) = s.pending(1)
+    s.stage = ResourceBatches(s.recorder, client, SETTINGS, clock=s.clock)
+    start_s = time.time()
+    time.sleep(0.05)
+    end_s = time.time()
+    rec = {**record(p.activation_id), "start": int(start_s * 1000), "end": int(end_s * 1000)}
+    s.stage.submit(p, rec, None)
+    s.clock.now_s += SETTINGS.batch_wait_s
+    s.stage.tick()
+    wait_until(lambda: s.stage.to_ask_again == 1)       # the monitor had no notice of it
+    monitor.notify({"action": "activation_start", "container": V2_CONTAINER, "activation": p.activation_id,
+                    "date": start_s})
+    monitor.notify({"action": "activation_end", "container": V2_CONTAINER, "activation": p.activation_id,
+                    "date": end_s})
+    s.clock.now_s += SETTINGS.reask_unknown_s
+    s.stage.tick()
+    s.stage.close()
+    ((_, status, resources, reason, samples, peak_source),) = s.rows()
+    assert (status, resources, reason) == ("success", "ok", None) and samples >= 2
+    assert s.recorder.stats.summary()["resources_asked_again"] == {"known": 1}
+
+
+def test_a_late_unknown_answer_is_asked_again_and_updates_the_pending_row(make_stage):
+    """The first answer comes after the wait (the row is written ``pending``) and is ``unknown``: the
+    activation is asked again, and that answer updates the same row, once."""
+    gate = threading.Event()
+    s = make_stage(None)
+    (p,) = s.pending(1)
+    monitor = LateNoticeMonitor({p.activation_id})
+    monitor.gate = gate
+    s.stage = ResourceBatches(s.recorder, monitor, SETTINGS, clock=s.clock)
+    s.stage.submit(p, record(p.activation_id), None)
+    s.clock.now_s += SETTINGS.batch_wait_s
+    s.stage.tick()                                      # asked; the monitor holds its answer
+    s.clock.now_s += SETTINGS.answer_wait_s
+    s.stage.tick()                                      # written pending
+    assert [(r[1], r[2]) for r in s.rows()] == [("success", "pending")]
+    gate.set()                                          # the late answer: unknown
+    wait_until(lambda: s.stage.to_ask_again == 1)
+    assert [(r[1], r[2]) for r in s.rows()] == [("success", "pending")]   # not updated with the unknown
+    monitor.unknown.clear()
+    s.clock.now_s += SETTINGS.reask_unknown_s
+    s.stage.tick()
+    s.stage.close()
+    assert monitor.batches == [[p.activation_id]] * 2
+    rows = s.rows()
+    assert [(r[1], r[2], r[4]) for r in rows] == [("success", "ok", 2)]
+    assert rows[0][3] == "answered after completion:resources_wait_s (the row was written first, then updated)"
+    assert s.recorder.stats.resources == {"ok": 1} and len(s.stored) == 1 and s.stage.late_answers == 1
+    assert s.recorder.stats.summary()["resources_asked_again"] == {"known": 1}

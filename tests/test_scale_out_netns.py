@@ -230,7 +230,11 @@ def _check_resources_came_from_the_right_monitor(run: Run, rows) -> None:
         user = trace.rsplit("-", 1)[0]
         home = run.users[user][1]
         assert invoker == f"invoker{home}", (trace, seq, invoker)
-        assert resources_status == "ok", (trace, seq, resources_status)
+        if resources_status != "ok":  # what the row says, and what the monitor answers now
+            ((reason,),) = run.query("SELECT resources_reason FROM runs WHERE activation_id = %s", (activation,))
+            now = monitors[home].query({"activation": activation})
+            raise AssertionError(f"{trace} #{seq}: resources {resources_status} ({reason}); "
+                                 f"its monitor now answers {now.get('code', 'ok')} {now.get('error', '')}")
         stored = {r[0] for r in run.query("SELECT s.sampled_at_us FROM resources s JOIN runs r USING (run_id) "
                                           "WHERE r.activation_id = %s", (activation,))}
         answer = monitors[home].query({"activation": activation})

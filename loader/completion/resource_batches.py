@@ -21,11 +21,20 @@ on a machine shared with other jobs) had 60% of the rows written twice, and the 
 spent ~2 × the CPU per completion of the same run without a monitor.  On a quiet machine the
 monitor answers a batch within ~30 ms and the wait stays at ``answer_wait_s``.  Without a monitor, or without a
 record (lost), the run is recorded at once.  Every loop is a ``tick()`` driven by ``run()``.
+
+**An ``unknown`` answer is asked once more**, ``reask_unknown_s`` later
+(``completion:resources_reask_unknown_s``, 0.5 s; 0: never).  The monitor learns of an activation
+from the invoker's notices, which a loaded monitor may handle after the loader asked: in the
+scale-out test with the 2 cores kept busy, 2 runs of 6 had one row ``unknown`` whose activation the
+monitor knew moments later (one of them answered after the wait, its row written ``pending``: the
+second answer updates that row).  A run still ``unknown`` when asked again says so in its reason.
+Nothing is asked again once the stage is closing: the re-ask never holds a row past ``close()``.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import enum
 import logging
 import math
@@ -59,6 +68,7 @@ class BatchSettings:
     batch_wait_s: float = 0.01     # longest a completion waits for others to share its query
     answer_wait_s: float = 0.05    # longest a row waits for the monitor's answer (then: pending) ...
     answer_wait_max_s: float = 1.0  # ... unless the monitor answers slowly: then up to this
+    reask_unknown_s: float = 0.5    # an ``unknown`` answer is asked once more this long after (0: never)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +78,8 @@ class _Completion:
     query: ResourcesQuery
     received_s: float
     fields: dict   # the record's run columns, mapped once for the query and the row
+    asked_again: bool = False   # this is the second query of an activation the monitor answered unknown
+    written: RunStatus | None = None   # its row's status, when written ``pending`` before the first answer
 
 
 class _State(enum.Enum):
@@ -141,6 +153,8 @@ class ResourceBatches:
         self._collecting: list[_Completion] = []
         self._asking: list[_Batch] = []
         self._bypass = False
+        self._closing = False
+        self._reasks: collections.deque[tuple[float, _Completion]] = collections.deque()  # (due, ...) in due order
         self._answer_times_s: collections.deque[float] = collections.deque(maxlen=ANSWER_TIMES)
         self.answer_wait_s = settings.answer_wait_s   # the current wait (it follows the monitor)
         self._queries = QueryThreads(QUERY_THREADS, "resources") if monitor is not None else None
@@ -174,6 +188,11 @@ class ResourceBatches:
     def collecting(self) -> int:
         return len(self._collecting)
 
+    @property
+    def to_ask_again(self) -> int:
+        """Activations answered ``unknown``, waiting to be asked once more."""
+        return len(self._reasks)
+
     # ------------------------------------------------------------------ the loop (its own thread)
 
     def tick(self, *, everything: bool = False) -> float | None:
@@ -187,6 +206,12 @@ class ResourceBatches:
                 batches.append(self._collecting[:s.batch_max])
                 del self._collecting[:s.batch_max]
             next_s = self._collecting[0].received_s + s.batch_wait_s if self._collecting else None
+            reasks = []
+            while self._reasks and (everything or self._reasks[0][0] <= now_s):
+                reasks.append(self._reasks.popleft()[1])
+            if self._reasks:
+                next_s = self._reasks[0][0] if next_s is None else min(next_s, self._reasks[0][0])
+        batches += [reasks[n:n + s.batch_max] for n in range(0, len(reasks), s.batch_max)]
         for completions in batches:
             self._ask(completions, now_s)
         for batch in self._asking:
@@ -227,15 +252,43 @@ class ResourceBatches:
         try:
             with batch.lock:
                 recorded, batch.state = batch.state is _State.RECORDED, _State.DONE
-                for completion, status, answer in zip(batch.completions, batch.statuses or [None] * count, answers):
-                    if not recorded:
+                statuses = batch.statuses or [c.written for c in batch.completions]
+                for completion, status, answer in zip(batch.completions, statuses, answers):
+                    if recorded and status is None:
+                        continue   # its pending row could not be written: the run ended with the error
+                    if answer.status is ResourcesStatus.UNKNOWN:
+                        answer = self._unknown(completion, answer, status)
+                        if answer is None:
+                            continue   # asked again later
+                    elif completion.asked_again:
+                        self.recorder.stats.record_asked_again_answer(known=True)
+                    if status is None:
                         record_with(self.recorder, completion.pending, completion.record, None, answer,
                                     completion.fields)
-                    elif status is not None:
+                    else:   # its row was written pending: the answer updates it
                         self.recorder.resources_arrived(completion.pending.invocation, status, answer)
                         self.late_answers += 1
         except Exception:  # the writer failed for good: the pipeline sees it on its next flush  # noqa: BLE001
             log.exception("recording a batch of %d completions failed", count)
+
+    def _unknown(self, completion: _Completion, answer: MonitorAnswer, written: RunStatus | None) -> MonitorAnswer | None:
+        """An ``unknown`` answer: None when the activation is to be asked again (queued, with the
+        status of its row if ``written`` pending already), else the answer to record (its reason
+        saying so after a second ``unknown``)."""
+        again_s = self.settings.reask_unknown_s
+        if completion.asked_again:
+            self.recorder.stats.record_asked_again_answer(known=False)
+            return dataclasses.replace(answer, reason=f"{answer.reason}; still unknown when asked again "
+                                                      f"{again_s:g} s later (completion:resources_reask_unknown_s)")
+        if again_s <= 0:
+            return answer
+        with self._lock:
+            if self._closing or self._bypass:
+                return answer
+            again = dataclasses.replace(completion, asked_again=True, written=written)
+            self._reasks.append((self.clock.monotonic_s() + again_s, again))
+        self.wake.set()
+        return None
 
     def _follow(self, answer_time_s: float) -> None:
         """One more answer time: the wait of the next batches (1.5 × the recent p90, within bounds)."""
@@ -257,14 +310,16 @@ class ResourceBatches:
             if batch.state is not _State.ASKING:
                 return
             batch.state = _State.RECORDED
-            batch.statuses = [record_with(self.recorder, c.pending, c.record, None, pending, c.fields)
+            batch.statuses = [c.written if c.written is not None   # asked again: its row is written already
+                              else record_with(self.recorder, c.pending, c.record, None, pending, c.fields)
                               for c in batch.completions]
 
     # ------------------------------------------------------------------ stopping
 
     def bypass(self) -> None:
         """The stage's thread died: ask what it held now, and each later completion alone, in its fetch thread."""
-        self._bypass = True
+        with self._lock:
+            self._bypass = True
         if self._queries is not None:
             self.tick(everything=True)
 
@@ -273,5 +328,7 @@ class ResourceBatches:
         Call once no more completions come (the tracker closed) and the loop stopped."""
         if self._queries is None:
             return
+        with self._lock:
+            self._closing = True   # from now on an unknown answer is recorded, not asked again
         self.tick(everything=True)
         self._queries.shutdown(wait=True)

@@ -62,6 +62,7 @@ class RunStats:
         self.cold_starts = 0
         self.with_record = 0
         self.resources: Counter = Counter()  # resources_status -> runs (monitor enabled only)
+        self.asked_again: Counter = Counter()  # activations answered unknown, asked once more: "known"/"unknown" then
         self.functions: dict[str, _Function] = {}
 
     def record_sent(self, lateness_us: int) -> None:
@@ -110,6 +111,11 @@ class RunStats:
             if peak_memory_bytes is not None:
                 function.peak_memory_bytes = max(function.peak_memory_bytes or 0, peak_memory_bytes)
 
+    def record_asked_again_answer(self, *, known: bool) -> None:
+        """An activation the monitor answered ``unknown`` was asked once more: whether it knew it then."""
+        with self._lock:
+            self.asked_again["known" if known else "unknown"] += 1
+
     @property
     def completed(self) -> int:
         return sum(self.statuses.values())
@@ -138,6 +144,7 @@ class RunStats:
                 "wait_time_ms": _distribution(self.wait_times_ms),
                 "cold_start_share": round(self.cold_starts / self.with_record, 4) if self.with_record else None,
                 "resources": dict(sorted(self.resources.items())) if self.resources else None,
+                **({"resources_asked_again": dict(sorted(self.asked_again.items()))} if self.asked_again else {}),
                 "functions": {name: self._function_summary(f) for name, f in sorted(self.functions.items())},
             }
 
@@ -186,6 +193,10 @@ def format_summary(summary: dict) -> str:
         missing = sum(n for status, n in resources.items() if status != "ok")
         lines.append(f"monitor resources: {', '.join(f'{s} {n}' for s, n in resources.items())}"
                      f" ({missing} activations without samples)")
+    asked_again = summary.get("resources_asked_again")
+    if asked_again:
+        lines.append(f"monitor answers unknown, asked again: {sum(asked_again.values())}, known then "
+                     f"{asked_again.get('known', 0)} (the monitor handled their notices late)")
     for error in summary.get("trace_errors") or ():
         lost = "?" if error.get("lost") is None else error["lost"]
         lines.append(f"trace {error['trace']} ended early ({lost} planned invocations not sent): {error['error']}")
