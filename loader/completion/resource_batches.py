@@ -25,9 +25,9 @@ record (lost), the run is recorded at once.  Every loop is a ``tick()`` driven b
 **An ``unknown`` answer is asked once more**, ``reask_unknown_s`` later
 (``completion:resources_reask_unknown_s``, 0.5 s; 0: never).  The monitor learns of an activation
 from the invoker's notices, which a loaded monitor may handle after the loader asked: in the
-scale-out test with the 2 cores kept busy, 2 runs of 6 had one row ``unknown`` whose activation the
+scale-out test with the 2 cores kept busy, 3 runs of 12 had one row ``unknown`` whose activation the
 monitor knew moments later (one of them answered after the wait, its row written ``pending``: the
-second answer updates that row).  A run still ``unknown`` when asked again says so in its reason.
+second answer updates that row); 0 of 8 since.  A run still ``unknown`` when asked again says so in its reason.
 Nothing is asked again once the stage is closing: the re-ask never holds a row past ``close()``.
 """
 
