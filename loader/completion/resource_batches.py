@@ -78,7 +78,7 @@ class _Completion:
     query: ResourcesQuery
     received_s: float
     fields: dict   # the record's run columns, mapped once for the query and the row
-    asked_again: bool = False   # this is the second query of an activation the monitor answered unknown
+    unknown_s: float | None = None   # asked again: when the monitor first answered it unknown (monotonic)
     written: RunStatus | None = None   # its row's status, when written ``pending`` before the first answer
 
 
@@ -260,7 +260,7 @@ class ResourceBatches:
                         answer = self._unknown(completion, answer, status)
                         if answer is None:
                             continue   # asked again later
-                    elif completion.asked_again:
+                    elif completion.unknown_s is not None:
                         self.recorder.stats.record_asked_again_answer(known=True)
                     if status is None:
                         record_with(self.recorder, completion.pending, completion.record, None, answer,
@@ -276,17 +276,19 @@ class ResourceBatches:
         status of its row if ``written`` pending already), else the answer to record (its reason
         saying so after a second ``unknown``)."""
         again_s = self.settings.reask_unknown_s
-        if completion.asked_again:
+        now_s = self.clock.monotonic_s()
+        if completion.unknown_s is not None:   # asked again already (at once if the stage closed first)
             self.recorder.stats.record_asked_again_answer(known=False)
+            later_s = round(now_s - completion.unknown_s, 2)
             return dataclasses.replace(answer, reason=f"{answer.reason}; still unknown when asked again "
-                                                      f"{again_s:g} s later (completion:resources_reask_unknown_s)")
+                                                      f"{later_s:g} s later (completion:resources_reask_unknown_s)")
         if again_s <= 0:
             return answer
         with self._lock:
             if self._closing or self._bypass:
                 return answer
-            again = dataclasses.replace(completion, asked_again=True, written=written)
-            self._reasks.append((self.clock.monotonic_s() + again_s, again))
+            again = dataclasses.replace(completion, unknown_s=now_s, written=written)
+            self._reasks.append((now_s + again_s, again))
         self.wake.set()
         return None
 
