@@ -196,7 +196,7 @@ def format_summary(summary: dict) -> str:
     asked_again = summary.get("resources_asked_again")
     if asked_again:
         lines.append(f"monitor answers unknown, asked again: {sum(asked_again.values())}, known then "
-                     f"{asked_again.get('known', 0)} (the monitor handled their notices late)")
+                     f"{asked_again.get('known', 0)} (their notices reached the monitor after the first query)")
     for error in summary.get("trace_errors") or ():
         lost = "?" if error.get("lost") is None else error["lost"]
         lines.append(f"trace {error['trace']} ended early ({lost} planned invocations not sent): {error['error']}")
